@@ -1,0 +1,1 @@
+"""awa: a Postgres-native background job runtime."""

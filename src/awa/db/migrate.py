@@ -1,0 +1,102 @@
+"""Versioned schema migrations, applied in one transaction under an advisory lock.
+
+A second process migrating at the same moment blocks on the lock, then finds nothing left to
+do: it waits, it does not fail. Files are ``src/awa/migrations/NNNN_name.sql``, applied in
+order; ``awa.schema_migrations`` records each version with its checksum so an edited
+migration is detected instead of silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from awa.errors import MigrationError
+
+__all__ = ["MIGRATIONS", "MIGRATION_LOCK_KEY", "Migration", "current_version", "migrate"]
+
+#: Advisory lock key for migrations ("awa_migr" in ASCII, as a bigint).
+MIGRATION_LOCK_KEY = 0x6177615F6D696772
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def _load() -> tuple[Migration, ...]:
+    found = []
+    for entry in resources.files("awa.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration versions must be 1..N without gaps, found {versions}")
+    return tuple(found)
+
+
+MIGRATIONS = _load()
+
+
+async def current_version(conn: asyncpg.Connection) -> int:
+    """The highest applied version, 0 for an empty database."""
+    exists = await conn.fetchval("SELECT to_regclass('awa.schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM awa.schema_migrations"))
+
+
+async def migrate(conn: asyncpg.Connection, *, target: int | None = None) -> list[int]:
+    """Apply pending migrations up to ``target`` (default: all); return the versions applied."""
+    latest = MIGRATIONS[-1].version
+    target = latest if target is None else target
+    if not 0 <= target <= latest:
+        raise MigrationError(f"target version {target} is outside 0..{latest}")
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS awa")
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS awa.schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        rows = await conn.fetch("SELECT version, checksum FROM awa.schema_migrations")
+        done = {int(r["version"]): str(r["checksum"]) for r in rows}
+        if done and max(done) > latest:
+            raise MigrationError(
+                f"database schema is at version {max(done)}, newer than this awa ({latest})"
+            )
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version}_{migration.name} was edited after it "
+                        "was applied (checksum differs)"
+                    )
+                continue
+            if migration.version > target:
+                break
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO awa.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                migration.checksum,
+            )
+            applied.append(migration.version)
+    return applied

@@ -1,0 +1,282 @@
+"""The job model: states, the stored job, insert parameters and handler outcomes.
+
+Validation of everything a producer passes lives here, before any SQL runs, so a bad call
+raises a typed ``ValidationError`` naming the field and no partial row can exist.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from awa.errors import ValidationError
+
+__all__ = [
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "TERMINAL_STATES",
+    "Cancel",
+    "InsertParams",
+    "Job",
+    "JobState",
+    "Outcome",
+    "RetryAfter",
+    "Snooze",
+    "UniqueScope",
+    "encode_json",
+    "parse_state",
+    "to_seconds",
+]
+
+MIN_PRIORITY = 1  # most urgent
+MAX_PRIORITY = 4  # least urgent
+DEFAULT_PRIORITY = 2
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_KIND_LENGTH = 200
+MAX_QUEUE_LENGTH = 100
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life. Values match the ``awa.job_state`` SQL enum."""
+
+    SCHEDULED = "scheduled"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    WAITING_EXTERNAL = "waiting_external"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+def parse_state(value: str) -> JobState:
+    """Turn user text into a ``JobState`` or raise a ``ValidationError`` listing valid names."""
+    try:
+        return JobState(value)
+    except ValueError:
+        valid = ", ".join(s.value for s in JobState)
+        raise ValidationError("state", value, f"expected one of: {valid}") from None
+
+
+class UniqueScope(enum.StrEnum):
+    """In which states a unique key blocks another insert with the same key.
+
+    ``queued``: scheduled, available, retryable. ``active`` (default): queued plus running and
+    waiting_external. ``all``: every state, until the finished job is removed by retention.
+    """
+
+    QUEUED = "queued"
+    ACTIVE = "active"
+    ALL = "all"
+
+    def states(self) -> list[str]:
+        queued = [JobState.SCHEDULED, JobState.AVAILABLE, JobState.RETRYABLE]
+        active = [*queued, JobState.RUNNING, JobState.WAITING_EXTERNAL]
+        chosen = {"queued": queued, "active": active, "all": list(JobState)}[self.value]
+        return [s.value for s in chosen]
+
+
+@dataclass
+class Job:
+    """A job as stored. ``duplicate`` is not stored: it says an insert found this existing job
+    under the same unique key instead of creating a new one."""
+
+    id: int
+    kind: str
+    queue: str
+    args: Any
+    state: JobState
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    attempted_at: datetime | None = None
+    finalized_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    deadline_at: datetime | None = None
+    timeout: float | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    progress: Any = None
+    unique_key: str | None = None
+    run_lease: int = 0
+    claimed_by: str | None = None
+    result: Any = None
+    duplicate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (datetimes as ISO 8601) for CLIs and dashboards."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, JobState):
+                value = value.value
+            out[name] = value
+        return out
+
+
+def to_seconds(
+    name: str, value: float | timedelta | None, *, allow_zero: bool = False
+) -> float | None:
+    """Normalise a duration given as seconds or ``timedelta``; reject negatives and NaN."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(name, value, "expected seconds (int/float) or a timedelta")
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValidationError(name, value, "must be a finite number of seconds")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValidationError(
+            name, value, "must be > 0 seconds" if not allow_zero else "must be >= 0"
+        )
+    if seconds > 366 * 86400 * 100:
+        raise ValidationError(name, value, "must be at most 100 years")
+    return seconds
+
+
+def encode_json(name: str, value: Any) -> str:
+    """Serialise ``value`` as strict JSON text PostgreSQL's ``jsonb`` will accept."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise ValidationError(name, value, "JSON text may not contain NUL (\\u0000) characters")
+    return text
+
+
+def _check_text(name: str, value: Any, max_length: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, value, "expected a non-empty string")
+    if len(value) > max_length:
+        raise ValidationError(name, value, f"at most {max_length} characters")
+    if "\x00" in value:
+        raise ValidationError(name, value, "may not contain NUL characters")
+    return value
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(name, value, "expected an integer")
+    if not low <= value <= high:
+        raise ValidationError(name, value, f"expected {low}..{high}")
+    return value
+
+
+def check_aware(name: str, value: Any) -> datetime:
+    """Accept only timezone-aware datetimes: a naive one has no single meaning across hosts."""
+    if not isinstance(value, datetime):
+        raise ValidationError(name, value, "expected a datetime")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValidationError(name, value, "naive datetime; pass a timezone-aware datetime")
+    return value
+
+
+@dataclass(frozen=True)
+class InsertParams:
+    """One job to insert, validated on construction (see ``Client.insert`` for meanings)."""
+
+    kind: str
+    args: Any = None
+    queue: str = "default"
+    priority: int = DEFAULT_PRIORITY
+    run_at: datetime | None = None
+    max_attempts: int = 25
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] | None = None
+    timeout: float | timedelta | None = None
+    unique_key: str | None = None
+    unique_scope: UniqueScope | str = UniqueScope.ACTIVE
+
+    def __post_init__(self) -> None:
+        _check_text("kind", self.kind, MAX_KIND_LENGTH)
+        _check_text("queue", self.queue, MAX_QUEUE_LENGTH)
+        _check_int("priority", self.priority, MIN_PRIORITY, MAX_PRIORITY)
+        _check_int("max_attempts", self.max_attempts, 1, MAX_ATTEMPTS_LIMIT)
+        if self.run_at is not None:
+            check_aware("run_at", self.run_at)
+        if isinstance(self.tags, str) or not all(
+            isinstance(t, str) and t and "\x00" not in t for t in self.tags
+        ):
+            raise ValidationError("tags", self.tags, "expected a list of non-empty strings")
+        if self.metadata is not None and not isinstance(self.metadata, Mapping):
+            raise ValidationError("metadata", self.metadata, "expected a JSON object (mapping)")
+        object.__setattr__(self, "timeout", to_seconds("timeout", self.timeout))
+        if self.unique_key is not None:
+            _check_text("unique_key", self.unique_key, 1000)
+        try:
+            object.__setattr__(self, "unique_scope", UniqueScope(self.unique_scope))
+        except ValueError:
+            valid = ", ".join(s.value for s in UniqueScope)
+            raise ValidationError(
+                "unique_scope", self.unique_scope, f"expected one of: {valid}"
+            ) from None
+        object.__setattr__(
+            self, "_args_json", encode_json("args", {} if self.args is None else self.args)
+        )
+        object.__setattr__(
+            self, "_metadata_json", encode_json("metadata", dict(self.metadata or {}))
+        )
+
+    @property
+    def args_json(self) -> str:
+        return str(getattr(self, "_args_json"))  # noqa: B009 - set in __post_init__ of a frozen dataclass
+
+    @property
+    def metadata_json(self) -> str:
+        return str(getattr(self, "_metadata_json"))  # noqa: B009
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return self.timeout if isinstance(self.timeout, float) else None
+
+    @property
+    def unique_states(self) -> list[str] | None:
+        if self.unique_key is None:
+            return None
+        return UniqueScope(self.unique_scope).states()
+
+
+class Outcome(Exception):
+    """Base of the non-error results a handler may return or raise."""
+
+
+class Snooze(Outcome):
+    """Run the job again after ``delay`` without counting this attempt."""
+
+    def __init__(self, delay: float | timedelta) -> None:
+        self.delay = to_seconds("delay", delay, allow_zero=True) or 0.0
+        super().__init__(f"snooze {self.delay}s")
+
+
+class RetryAfter(Outcome):
+    """Count this attempt as failed and retry after exactly ``delay`` (no backoff)."""
+
+    def __init__(self, delay: float | timedelta, reason: str = "retry requested") -> None:
+        self.delay = to_seconds("delay", delay, allow_zero=True) or 0.0
+        self.reason = reason
+        super().__init__(f"retry after {self.delay}s: {reason}")
+
+
+class Cancel(Outcome):
+    """Stop the job for good: state ``cancelled``, ``reason`` recorded."""
+
+    def __init__(self, reason: str = "cancelled by handler") -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,90 @@
+-- Operator queries: inspection and manual transitions. None is on a hot path.
+
+-- name: get_job
+-- One job, live or finished, by id.
+SELECT * FROM awa.all_jobs WHERE id = $1;
+
+-- name: list_jobs
+-- Jobs filtered by state/queue/kind (NULL = any), newest first, at most $4, ids below $5.
+SELECT * FROM awa.all_jobs
+ WHERE ($1::awa.job_state IS NULL OR state = $1)
+   AND ($2::text IS NULL OR queue = $2)
+   AND ($3::text IS NULL OR kind = $3)
+   AND ($5::bigint IS NULL OR id < $5)
+ ORDER BY id DESC
+ LIMIT $4;
+
+-- name: cancel_waiting_job
+-- Cancel a job that is not running: move it from the live table to history as cancelled.
+WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs j
+     WHERE j.id = $1 AND j.state IN ('scheduled', 'available', 'retryable', 'waiting_external')
+    RETURNING j.*
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
+       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
+       t.now, g.timeout_s, g.tags, g.metadata,
+       g.errors || jsonb_build_array(jsonb_build_object('at', t.now, 'attempt', g.attempt,
+                                                        'kind', 'cancelled', 'message', $2::text)),
+       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+  FROM gone g, t, awa.ring_state r
+RETURNING id;
+
+-- name: request_cancel_running
+-- Ask the runtime holding a running job to stop it; its next heartbeat sees the flag.
+UPDATE awa.jobs SET cancel_requested = true WHERE id = $1 AND state = 'running' RETURNING id;
+
+-- name: retry_finished_job
+-- Bring a finished job back as available now, attempts reset; history row removed.
+WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs_done d WHERE d.id = $1 RETURNING d.*
+)
+INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, attempt,
+                      max_attempts, run_at, created_at, timeout_s, tags, metadata, errors,
+                      progress, unique_key, unique_states, run_lease)
+SELECT g.id, g.kind, g.queue, g.args, 'available', g.original_priority, g.original_priority, 0,
+       g.max_attempts, t.now, g.created_at, g.timeout_s, g.tags, g.metadata, g.errors, NULL,
+       g.unique_key, g.unique_states, g.run_lease
+  FROM gone g, t
+RETURNING id, queue;
+
+-- name: retry_deferred_job
+-- Make a scheduled or retryable job available now.
+UPDATE awa.jobs SET state = 'available', run_at = coalesce($2::timestamptz, now())
+ WHERE id = $1 AND state IN ('scheduled', 'retryable')
+RETURNING id, queue;
+
+-- name: reclaim_unique_key
+-- Re-take a retried job's unique key; no row when another job holds it now.
+INSERT INTO awa.job_unique (unique_key, job_id) VALUES ($1, $2)
+ON CONFLICT (unique_key) DO UPDATE SET job_id = EXCLUDED.job_id
+ WHERE awa.job_unique.job_id = EXCLUDED.job_id
+RETURNING job_id;
+
+-- name: queue_counts
+-- Depth and lag per queue and state. Lag: age of the oldest due available job.
+SELECT queue, state::text AS state, count(*) AS count,
+       CASE WHEN state = 'available'
+            THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
+  FROM awa.jobs GROUP BY queue, state
+UNION ALL
+SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
+ ORDER BY 1, 2;
+
+-- name: unhandled_kinds
+-- Available jobs whose kind no live runtime has a handler for (they wait, never lose an
+-- attempt; this makes them visible).
+SELECT j.queue, j.kind, count(*) AS count
+  FROM awa.jobs j
+ WHERE j.state = 'available'
+   AND NOT EXISTS (SELECT 1 FROM awa.runtimes r
+                    WHERE r.stopped_at IS NULL AND j.kind = ANY (r.kinds)
+                      AND r.last_seen_at > coalesce($1::timestamptz, now()) - make_interval(secs => $2))
+ GROUP BY j.queue, j.kind
+ ORDER BY 3 DESC;

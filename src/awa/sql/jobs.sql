@@ -1,0 +1,135 @@
+-- Producer and worker queries on the hot path. Every query takes an optional $now
+-- (NULL => the database's now()) so tests can pin time.
+
+-- name: insert_job
+-- Insert one job; state is scheduled when run_at is in the future, else available.
+INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, max_attempts,
+                      run_at, created_at, timeout_s, tags, metadata, unique_key, unique_states)
+SELECT coalesce($13::bigint, nextval('awa.job_id_seq')), $1, $2, $3::jsonb,
+       CASE WHEN coalesce($5, t.now) > t.now THEN 'scheduled' ELSE 'available' END::awa.job_state,
+       $4, $4, $6, coalesce($5, t.now), t.now, $7, $8, $9::jsonb, $10, $11::awa.job_state[]
+  FROM (SELECT coalesce($12::timestamptz, now()) AS now) t
+RETURNING id, state, run_at, created_at;
+
+-- name: claim_unique_key
+-- Reserve a unique key for a new job id; returns no row when another job holds the key.
+INSERT INTO awa.job_unique (unique_key, job_id)
+VALUES ($1, nextval('awa.job_id_seq'))
+ON CONFLICT (unique_key) DO NOTHING
+RETURNING job_id;
+
+-- name: job_by_unique_key
+-- The job currently holding a unique key (live or finished).
+SELECT j.* FROM awa.job_unique u JOIN awa.all_jobs j ON j.id = u.job_id WHERE u.unique_key = $1;
+
+-- name: reserve_job_ids
+-- Allocate $1 job ids in one round trip, for the COPY insert path.
+SELECT nextval('awa.job_id_seq') AS id FROM generate_series(1, $1);
+
+-- name: notify_queues
+-- Wake idle dispatchers of these queues (delivered at commit; identical payloads coalesce).
+SELECT pg_notify('awa_jobs', q) FROM unnest($1::text[]) AS q;
+
+-- name: claim_batch
+-- Claim up to $3 available jobs of queue $1 whose kind is in $2 for runtime $4, in dispatch
+-- order (priority, run_at, id). Each claim bumps run_lease and starts the attempt's deadline.
+WITH picked AS (
+    SELECT id FROM awa.jobs
+     WHERE state = 'available' AND queue = $1 AND kind = ANY ($2::text[])
+     ORDER BY priority, run_at, id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
+UPDATE awa.jobs j
+   SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
+       attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,
+       deadline_at = t.now + make_interval(secs => j.timeout_s)
+  FROM picked, t
+ WHERE j.id = picked.id
+RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, j.run_at,
+          j.created_at, j.attempted_at, j.deadline_at, j.timeout_s, j.tags, j.metadata,
+          j.errors, j.run_lease, j.unique_key;
+
+-- name: complete_batch
+-- Move running jobs whose run_lease still matches into terminal history as completed.
+-- Returns the ids applied; the rest were stale (rescued, cancelled or already finished).
+WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
+done AS (
+    DELETE FROM awa.jobs j
+     USING unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS c(id, lease, result)
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = 'running'
+    RETURNING j.*, c.result AS c_result
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, d.id, d.kind, d.queue, d.args, 'completed', d.priority,
+       d.original_priority, d.attempt, d.max_attempts, d.run_at, d.created_at, d.attempted_at,
+       t.now, d.timeout_s, d.tags, d.metadata, d.errors, d.progress, d.c_result, d.unique_key,
+       d.unique_states, d.run_lease, d.claimed_by
+  FROM done d, t, awa.ring_state r
+RETURNING id;
+
+-- name: finalize_batch
+-- Move running (or parked) jobs whose run_lease matches into terminal history as failed or
+-- cancelled ($3), appending the error record $4. Returns the ids applied.
+WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs j
+     USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[])
+           AS c(id, lease, new_state, error)
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+    RETURNING j.*, c.new_state, c.error
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, g.id, g.kind, g.queue, g.args, g.new_state, g.priority,
+       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
+       t.now, g.timeout_s, g.tags, g.metadata,
+       CASE WHEN g.error IS NULL THEN g.errors ELSE g.errors || jsonb_build_array(g.error) END,
+       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+  FROM gone g, t, awa.ring_state r
+RETURNING id;
+
+-- name: reschedule_batch
+-- Put running jobs whose run_lease matches back in line: retryable (a failed attempt) or
+-- scheduled (a snooze, which gives the attempt back), due at run_at; straight to available
+-- when already due. Appends error $5 when given. Returns (id, queue, state) applied.
+WITH t AS (SELECT coalesce($7::timestamptz, now()) AS now)
+UPDATE awa.jobs j
+   SET state = CASE WHEN c.run_at <= t.now THEN 'available'::awa.job_state ELSE c.new_state END,
+       run_at = c.run_at,
+       attempt = CASE WHEN c.give_back THEN j.attempt - 1 ELSE j.attempt END,
+       errors = CASE WHEN c.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(c.error) END,
+       heartbeat_at = NULL, deadline_at = NULL, claimed_by = NULL, cancel_requested = false
+  FROM unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::timestamptz[], $5::jsonb[],
+              $6::boolean[]) AS c(id, lease, new_state, run_at, error, give_back), t
+ WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+RETURNING j.id, j.queue, j.state;
+
+-- name: heartbeat
+-- One statement per runtime per interval: refresh heartbeat_at and progress of the running
+-- jobs it holds. Returns the ids the runtime must stop: lost (lease no longer matches) or
+-- asked to cancel.
+WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
+beat AS (
+    UPDATE awa.jobs j
+       SET heartbeat_at = t.now, progress = coalesce(h.progress, j.progress)
+      FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS h(id, lease, progress), t
+     WHERE j.id = h.id AND j.run_lease = h.lease AND j.state = 'running'
+    RETURNING j.id, j.cancel_requested
+)
+SELECT h.id, (b.id IS NULL) AS lost
+  FROM unnest($1::bigint[]) AS h(id)
+  LEFT JOIN beat b ON b.id = h.id
+ WHERE b.id IS NULL OR b.cancel_requested;
+
+-- name: drop_orphan_unique_key
+-- Release a unique key whose job no longer exists (its history was pruned).
+DELETE FROM awa.job_unique u
+ WHERE u.unique_key = $1
+   AND NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.id = u.job_id)
+   AND NOT EXISTS (SELECT 1 FROM awa.jobs_done d WHERE d.id = u.job_id);

@@ -1,0 +1,40 @@
+"""Turning database rows into model objects (one place, so column changes touch one file)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from awa.model import Job, JobState
+
+__all__ = ["job_from_row"]
+
+
+def job_from_row(row: asyncpg.Record, *, duplicate: bool = False) -> Job:
+    """Build a ``Job`` from a row of ``awa.all_jobs`` or a claim's RETURNING list."""
+    get = row.get
+    return Job(
+        id=int(row["id"]),
+        kind=row["kind"],
+        queue=row["queue"],
+        args=row["args"],
+        state=JobState(get("state") or JobState.RUNNING),
+        priority=int(row["priority"]),
+        attempt=int(row["attempt"]),
+        max_attempts=int(row["max_attempts"]),
+        run_at=row["run_at"],
+        created_at=row["created_at"],
+        attempted_at=get("attempted_at"),
+        finalized_at=get("finalized_at"),
+        heartbeat_at=get("heartbeat_at"),
+        deadline_at=get("deadline_at"),
+        timeout=get("timeout_s"),
+        tags=list(get("tags") or []),
+        metadata=dict(get("metadata") or {}),
+        errors=list(get("errors") or []),
+        progress=get("progress"),
+        unique_key=get("unique_key"),
+        run_lease=int(get("run_lease") or 0),
+        claimed_by=get("claimed_by"),
+        result=get("result"),
+        duplicate=duplicate,
+    )

@@ -1,0 +1,498 @@
+"""``Store``: the typed facade over awa's named SQL. One method per query; callers never see
+SQL text or driver types beyond an opaque connection they may pass through.
+
+Every method takes an optional ``now`` (``None`` = the database clock) so tests can pin time,
+and batch methods take parallel lists so a flush is one round trip however many jobs it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from awa.clock import utcnow
+from awa.db.connect import (
+    CONNECT_ERRORS,
+    RawJson,
+    connect,
+    create_pool,
+)
+from awa.errors import DatabaseUnavailable, InvalidTransition, JobNotFound, ValidationError
+from awa.model import InsertParams, Job, JobState
+from awa.store.queries import Query, load_queries
+from awa.store.rows import job_from_row
+
+__all__ = ["Connection", "FinishedAttempt", "QueueCount", "Rescheduled", "Store"]
+
+#: A connection a caller may pass through (its own transaction) or receive from the pool.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+T = TypeVar("T")
+
+_COPY_COLUMNS = (
+    "id",
+    "kind",
+    "queue",
+    "args",
+    "state",
+    "priority",
+    "original_priority",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "timeout_s",
+    "tags",
+    "metadata",
+)
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    queue: str
+    state: str
+    count: int
+    lag_s: float | None
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """A running attempt to move to history as failed or cancelled."""
+
+    job_id: int
+    run_lease: int
+    state: JobState
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Rescheduled:
+    """A running attempt to put back in line (retry or snooze)."""
+
+    job_id: int
+    run_lease: int
+    state: JobState  # RETRYABLE or SCHEDULED
+    run_at: datetime
+    error: dict[str, Any] | None
+    give_back_attempt: bool
+
+
+class Store:
+    """Owns the connection pool. Create with ``await Store.open(url)``."""
+
+    QUERIES = load_queries(
+        frozenset(
+            {
+                "insert_job",
+                "claim_unique_key",
+                "job_by_unique_key",
+                "drop_orphan_unique_key",
+                "reserve_job_ids",
+                "notify_queues",
+                "claim_batch",
+                "complete_batch",
+                "finalize_batch",
+                "reschedule_batch",
+                "heartbeat",
+                "get_job",
+                "list_jobs",
+                "cancel_waiting_job",
+                "request_cancel_running",
+                "retry_finished_job",
+                "retry_deferred_job",
+                "reclaim_unique_key",
+                "queue_counts",
+                "unhandled_kinds",
+                "register_runtime",
+                "touch_runtime",
+                "stop_runtime",
+                "list_runtimes",
+            }
+        )
+    )
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self.pool = pool
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+        return cls(await create_pool(url, min_size=min_size, max_size=max_size), url)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def sql(self, name: str) -> str:
+        return self.QUERIES[name].sql
+
+    def query(self, name: str) -> Query:
+        return self.QUERIES[name]
+
+    async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await make()
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"lost PostgreSQL connection: {exc}") from exc
+
+    @asynccontextmanager
+    async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
+        """The caller's connection when given, else one from the pool."""
+        if conn is not None:
+            yield conn
+            return
+        try:
+            acquired = await self.pool.acquire()
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot get a PostgreSQL connection: {exc}") from exc
+        try:
+            yield acquired
+        finally:
+            await self.pool.release(acquired)
+
+    async def dedicated_connection(self) -> Connection:
+        """A connection outside the pool (LISTEN, leadership): its life is the caller's."""
+        return await connect(self.url)
+
+    # ----------------------------------------------------------------- inserts
+
+    async def insert(
+        self, params: InsertParams, *, conn: Connection | None = None, now: datetime | None = None
+    ) -> Job:
+        async def run(c: Connection) -> Job:
+            if params.unique_key is None:
+                return await self._insert_row(c, params, None, now)
+            async with c.transaction():
+                for _ in range(2):
+                    job_id = await c.fetchval(self.sql("claim_unique_key"), params.unique_key)
+                    if job_id is not None:
+                        return await self._insert_row(c, params, int(job_id), now)
+                    row = await c.fetchrow(self.sql("job_by_unique_key"), params.unique_key)
+                    if row is not None:
+                        return job_from_row(row, duplicate=True)
+                    await c.execute(self.sql("drop_orphan_unique_key"), params.unique_key)
+            raise InvalidTransition(0, "unique", f"claim unique key {params.unique_key!r}")
+
+        async with self.connection(conn) as c:
+            return await self._guard(lambda: run(c))
+
+    async def _insert_row(
+        self, c: Connection, p: InsertParams, job_id: int | None, now: datetime | None
+    ) -> Job:
+        row = await c.fetchrow(
+            self.sql("insert_job"),
+            p.kind,
+            p.queue,
+            RawJson(p.args_json),
+            p.priority,
+            p.run_at,
+            p.max_attempts,
+            p.timeout_seconds,
+            list(p.tags),
+            RawJson(p.metadata_json),
+            p.unique_key,
+            p.unique_states,
+            now,
+            job_id,
+        )
+        assert row is not None
+        state = JobState(row["state"])
+        if state is JobState.AVAILABLE:
+            await c.execute(self.sql("notify_queues"), [p.queue])
+        return Job(
+            id=int(row["id"]),
+            kind=p.kind,
+            queue=p.queue,
+            args=p.args if p.args is not None else {},
+            state=state,
+            priority=p.priority,
+            attempt=0,
+            max_attempts=p.max_attempts,
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            timeout=p.timeout_seconds,
+            tags=list(p.tags),
+            metadata=dict(p.metadata or {}),
+            unique_key=p.unique_key,
+        )
+
+    async def insert_many(
+        self,
+        params: Sequence[InsertParams],
+        *,
+        conn: Connection | None = None,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Insert many jobs with one COPY (plus one statement per unique-keyed job).
+
+        Returns ids in input order; a unique-keyed duplicate yields the existing job's id.
+        """
+        if not params:
+            return []
+
+        async def run(c: Connection) -> list[int]:
+            ids: list[int] = [0] * len(params)
+            plain = [i for i, p in enumerate(params) if p.unique_key is None]
+            at = now or utcnow()
+            woken: set[str] = set()
+            async with c.transaction():
+                if plain:
+                    rows = await c.fetch(self.sql("reserve_job_ids"), len(plain))
+                    records = []
+                    for index, row in zip(plain, rows, strict=True):
+                        p = params[index]
+                        ids[index] = int(row["id"])
+                        run_at = p.run_at or at
+                        due = run_at <= at
+                        if due:
+                            woken.add(p.queue)
+                        records.append(
+                            (
+                                ids[index],
+                                p.kind,
+                                p.queue,
+                                RawJson(p.args_json),
+                                "available" if due else "scheduled",
+                                p.priority,
+                                p.priority,
+                                p.max_attempts,
+                                run_at,
+                                at,
+                                p.timeout_seconds,
+                                list(p.tags),
+                                RawJson(p.metadata_json),
+                            )
+                        )
+                    await c.copy_records_to_table(
+                        "jobs", schema_name="awa", columns=_COPY_COLUMNS, records=records
+                    )
+                    if woken:
+                        await c.execute(self.sql("notify_queues"), sorted(woken))
+                for index, p in enumerate(params):
+                    if p.unique_key is not None:
+                        ids[index] = (await self.insert(p, conn=c, now=now)).id
+            return ids
+
+        async with self.connection(conn) as c:
+            return await self._guard(lambda: run(c))
+
+    # ------------------------------------------------------------ worker path
+
+    async def claim(
+        self,
+        queue: str,
+        kinds: Sequence[str],
+        limit: int,
+        instance_id: str,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        async def run() -> list[Job]:
+            rows = await self.pool.fetch(
+                self.sql("claim_batch"), queue, list(kinds), limit, instance_id, now
+            )
+            return [job_from_row(r) for r in rows]
+
+        return await self._guard(run)
+
+    async def complete(
+        self,
+        job_ids: Sequence[int],
+        leases: Sequence[int],
+        results: Sequence[Any],
+        now: datetime | None = None,
+    ) -> set[int]:
+        """Record completions; returns the ids applied (the rest were stale)."""
+
+        async def run() -> set[int]:
+            rows = await self.pool.fetch(
+                self.sql("complete_batch"), list(job_ids), list(leases), list(results), now
+            )
+            return {int(r["id"]) for r in rows}
+
+        return await self._guard(run)
+
+    async def finalize(
+        self, items: Sequence[FinishedAttempt], now: datetime | None = None
+    ) -> set[int]:
+        async def run() -> set[int]:
+            rows = await self.pool.fetch(
+                self.sql("finalize_batch"),
+                [i.job_id for i in items],
+                [i.run_lease for i in items],
+                [i.state.value for i in items],
+                [i.error for i in items],
+                now,
+            )
+            return {int(r["id"]) for r in rows}
+
+        return await self._guard(run)
+
+    async def reschedule(
+        self, items: Sequence[Rescheduled], now: datetime | None = None
+    ) -> set[int]:
+        async def run() -> set[int]:
+            async with self.pool.acquire() as c, c.transaction():
+                rows = await c.fetch(
+                    self.sql("reschedule_batch"),
+                    [i.job_id for i in items],
+                    [i.run_lease for i in items],
+                    [i.state.value for i in items],
+                    [i.run_at for i in items],
+                    [i.error for i in items],
+                    [i.give_back_attempt for i in items],
+                    now,
+                )
+                woken = sorted({r["queue"] for r in rows if r["state"] == "available"})
+                if woken:
+                    await c.execute(self.sql("notify_queues"), woken)
+                return {int(r["id"]) for r in rows}
+
+        return await self._guard(run)
+
+    async def heartbeat(
+        self,
+        job_ids: Sequence[int],
+        leases: Sequence[int],
+        progress: Sequence[Any],
+        now: datetime | None = None,
+    ) -> tuple[set[int], set[int]]:
+        """Refresh heartbeats; return (lost ids, cancel-requested ids)."""
+
+        async def run() -> tuple[set[int], set[int]]:
+            rows = await self.pool.fetch(
+                self.sql("heartbeat"), list(job_ids), list(leases), list(progress), now
+            )
+            lost = {int(r["id"]) for r in rows if r["lost"]}
+            cancel = {int(r["id"]) for r in rows if not r["lost"]}
+            return lost, cancel
+
+        return await self._guard(run)
+
+    # ------------------------------------------------------------------ admin
+
+    async def get_job(self, job_id: int) -> Job:
+        row = await self._guard(lambda: self.pool.fetchrow(self.sql("get_job"), job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("limit", limit, "expected 1..10000")
+        rows = await self._guard(
+            lambda: self.pool.fetch(
+                self.sql("list_jobs"), state.value if state else None, queue, kind, limit, before_id
+            )
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def cancel_job(self, job_id: int, reason: str, now: datetime | None = None) -> Job:
+        """Cancel now if the job is waiting; ask its runtime to stop it if it is running."""
+
+        async def run() -> None:
+            async with self.pool.acquire() as c, c.transaction():
+                if await c.fetchval(self.sql("cancel_waiting_job"), job_id, reason, now):
+                    return
+                if await c.fetchval(self.sql("request_cancel_running"), job_id):
+                    return
+                row = await c.fetchrow(self.sql("get_job"), job_id)
+                if row is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(job_id, row["state"], "cancel")
+
+        await self._guard(run)
+        return await self.get_job(job_id)
+
+    async def retry_job(self, job_id: int, now: datetime | None = None) -> Job:
+        """Make a finished, scheduled or retryable job available now (attempts reset when
+        it had finished)."""
+
+        async def run() -> None:
+            async with self.pool.acquire() as c, c.transaction():
+                row = await c.fetchrow(self.sql("retry_deferred_job"), job_id, now)
+                if row is None:
+                    row = await c.fetchrow(self.sql("retry_finished_job"), job_id, now)
+                    if row is not None:
+                        await self._retake_unique_key(c, job_id)
+                if row is None:
+                    current = await c.fetchrow(self.sql("get_job"), job_id)
+                    if current is None:
+                        raise JobNotFound(job_id)
+                    raise InvalidTransition(job_id, current["state"], "retry")
+                await c.execute(self.sql("notify_queues"), [row["queue"]])
+
+        await self._guard(run)
+        return await self.get_job(job_id)
+
+    async def _retake_unique_key(self, c: Connection, job_id: int) -> None:
+        key = await c.fetchval("SELECT unique_key FROM awa.jobs WHERE id = $1", job_id)
+        if key is None:
+            return
+        if await c.fetchval(self.sql("reclaim_unique_key"), key, job_id) is None:
+            raise InvalidTransition(job_id, "finished", f"retry: unique key {key!r} is taken")
+
+    async def queue_counts(self, now: datetime | None = None) -> list[QueueCount]:
+        rows = await self._guard(lambda: self.pool.fetch(self.sql("queue_counts"), now))
+        return [
+            QueueCount(r["queue"], r["state"], int(r["count"]), _float(r["lag_s"])) for r in rows
+        ]
+
+    async def unhandled_kinds(
+        self, liveness_window: float, now: datetime | None = None
+    ) -> list[tuple[str, str, int]]:
+        rows = await self._guard(
+            lambda: self.pool.fetch(self.sql("unhandled_kinds"), now, liveness_window)
+        )
+        return [(r["queue"], r["kind"], int(r["count"])) for r in rows]
+
+    async def notify_queues(self, queues: Sequence[str]) -> None:
+        await self._guard(lambda: self.pool.execute(self.sql("notify_queues"), list(queues)))
+
+    # --------------------------------------------------------------- runtimes
+
+    async def register_runtime(
+        self,
+        instance_id: str,
+        hostname: str,
+        pid: int,
+        role: str,
+        queues: dict[str, int],
+        kinds: Sequence[str],
+        now: datetime | None = None,
+    ) -> None:
+        await self._guard(
+            lambda: self.pool.execute(
+                self.sql("register_runtime"),
+                instance_id,
+                hostname,
+                pid,
+                role,
+                queues,
+                list(kinds),
+                now,
+            )
+        )
+
+    async def touch_runtime(self, instance_id: str, now: datetime | None = None) -> None:
+        await self._guard(lambda: self.pool.execute(self.sql("touch_runtime"), instance_id, now))
+
+    async def stop_runtime(self, instance_id: str, now: datetime | None = None) -> None:
+        await self._guard(lambda: self.pool.execute(self.sql("stop_runtime"), instance_id, now))
+
+    async def list_runtimes(self) -> list[dict[str, Any]]:
+        rows = await self._guard(lambda: self.pool.fetch(self.sql("list_runtimes")))
+        return [dict(r) for r in rows]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

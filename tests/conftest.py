@@ -1,0 +1,116 @@
+"""Test infrastructure: one PostgreSQL per session, a migrated template, a database per test.
+
+With ``AWA_DATABASE_URL`` set, tests use that server (the role needs CREATEDB); otherwise an
+embedded PostgreSQL is started in ``.awa/test-pgdata`` (reused across runs, fsync off).
+Each test gets ``CREATE DATABASE … TEMPLATE awa_tpl_<pid>``: isolated and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from awa.db import migrate
+from awa.db.embedded import EmbeddedPostgres
+from awa.store import Store
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    url = os.environ.get("AWA_DATABASE_URL")
+    if url:
+        yield url
+        return
+    data_dir = os.environ.get("AWA_TEST_PG_DIR", os.path.join(".awa", "test-pgdata"))
+    server = EmbeddedPostgres(data_dir, durable=False)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_name(server_url: str) -> Iterator[str]:
+    name = f"awa_tpl_{os.getpid()}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(with_database(server_url, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_name: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"awa_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    finally:
+        await admin.close()
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh database with no awa schema (for migration tests)."""
+    name = f"awa_e_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(database_url, max_size=5)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection for assertions that read tables directly."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
