@@ -1,5 +1,21 @@
 """The storage layer: the typed ``Store`` facade over named SQL."""
 
-from awa.store.store import Connection, FinishedAttempt, QueueCount, Rescheduled, Store
+from awa.store.store import (
+    Connection,
+    FinishedAttempt,
+    Listener,
+    QueueCount,
+    Rescheduled,
+    Store,
+    open_listener,
+)
 
-__all__ = ["Connection", "FinishedAttempt", "QueueCount", "Rescheduled", "Store"]
+__all__ = [
+    "Connection",
+    "FinishedAttempt",
+    "Listener",
+    "QueueCount",
+    "Rescheduled",
+    "Store",
+    "open_listener",
+]

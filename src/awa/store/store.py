@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import anyio
 import asyncpg
 
 from awa.clock import utcnow
@@ -496,3 +497,50 @@ class Store:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+class Listener:
+    """A dedicated LISTEN connection that calls ``on_payload`` for each notification.
+
+    ``closed`` is set when the connection dies, so the owner can fall back to polling and
+    reconnect; ``close()`` is safe to call twice.
+    """
+
+    def __init__(self, conn: asyncpg.Connection, channel: str) -> None:
+        self._conn = conn
+        self.channel = channel
+        self.closed = False
+        self.terminated = anyio.Event()
+        conn.add_termination_listener(self._on_terminated)
+
+    def _on_terminated(self, _conn: object) -> None:
+        self.closed = True
+        self.terminated.set()
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and not self._conn.is_closed()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.terminated.set()
+        if not self._conn.is_closed():
+            try:
+                await self._conn.close(timeout=2)
+            except CONNECT_ERRORS:
+                self._conn.terminate()
+
+
+async def open_listener(url: str, channel: str, on_payload: Callable[[str], None]) -> Listener:
+    """LISTEN on ``channel`` over a connection of its own."""
+    conn = await connect(url)
+
+    def deliver(_c: object, _pid: int, _channel: str, payload: object) -> None:
+        on_payload(str(payload))
+
+    try:
+        await conn.add_listener(channel, deliver)
+    except CONNECT_ERRORS as exc:
+        conn.terminate()
+        raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
+    return Listener(conn, channel)

@@ -1,0 +1,226 @@
+"""``awa.Client``: insert jobs, register handlers, administer jobs.
+
+A client owns a connection pool. It is also where handlers are declared
+(``@client.handler("kind")``), so one module-level object describes an application: the
+CLI's ``awa worker --app module:client`` loads it and runs a runtime for its handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from awa.clock import Clock, SystemClock
+from awa.config import database_url_from_env
+from awa.db import check_database_url, connect, current_version, migrate
+from awa.db.migrate import MIGRATIONS
+from awa.errors import ConfigError, MigrationError, ValidationError
+from awa.handlers import Handler, HandlerRegistry
+from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
+from awa.store import Connection, QueueCount, Store
+from awa.telemetry import Instruments, instruments
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Entry point for producers and operators.
+
+    ``database_url`` defaults to ``AWA_DATABASE_URL``. Use as ``async with Client(url) as c``
+    or call ``await c.connect()`` / ``await c.close()``.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = 10,
+        metrics: Instruments | None = None,
+    ) -> None:
+        self._url = database_url or database_url_from_env()
+        self.clock: Clock = clock or SystemClock()
+        self.registry = HandlerRegistry()
+        self.pool_size = pool_size
+        self.metrics = metrics or instruments()
+        self._store: Store | None = None
+
+    @property
+    def database_url(self) -> str:
+        return check_database_url(self._url)
+
+    def set_database_url(self, url: str) -> None:
+        """Point an unconnected client at a server (the CLI does this for ``--database-url``)."""
+        if self._store is not None:
+            raise ConfigError("cannot change database_url of a connected client")
+        self._url = check_database_url(url)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> Self:
+        """Open the pool and check the schema is migrated (idempotent)."""
+        if self._store is None:
+            store = await Store.open(self.database_url, max_size=self.pool_size)
+            try:
+                async with store.connection() as conn:
+                    version = await current_version(conn)  # type: ignore[arg-type]
+            except BaseException:
+                await store.close()
+                raise
+            latest = MIGRATIONS[-1].version
+            if version < latest:
+                await store.close()
+                raise MigrationError(
+                    f"database schema is at version {version}, this awa needs {latest}: "
+                    "run `awa migrate` or `await client.migrate()`"
+                )
+            self._store = store
+        return self
+
+    async def close(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            await store.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ConfigError("client is not connected: use `async with client` or connect()")
+        return self._store
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations (safe to run from several processes at once)."""
+        conn = await connect(self.database_url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    # ------------------------------------------------------------- handlers
+
+    def handler(
+        self, kind: str, *, queue: str = "default", timeout: float | timedelta | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator registering an async handler for ``kind``.
+
+        ``queue`` is where ``insert`` puts jobs of this kind unless told otherwise;
+        ``timeout`` is the default per-attempt limit for them.
+        """
+        return self.registry(kind, queue=queue, timeout=timeout)
+
+    # --------------------------------------------------------------- insert
+
+    def params(
+        self,
+        kind: str,
+        args: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int = 2,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int = 25,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        unique_key: str | None = None,
+        unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
+    ) -> InsertParams:
+        """Validated insert parameters, with the registered handler's queue and timeout as
+        defaults. ``delay`` is a shorthand for ``run_at = now + delay``."""
+        spec = self.registry.get(kind) if isinstance(kind, str) else None
+        if delay is not None:
+            if run_at is not None:
+                raise ValidationError("delay", delay, "give either run_at or delay, not both")
+            seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise ValidationError("delay", delay, "expected seconds >= 0 or a timedelta")
+            run_at = self.clock.now() + timedelta(seconds=seconds)
+        return InsertParams(
+            kind=kind,
+            args=args,
+            queue=queue if queue is not None else (spec.queue if spec else "default"),
+            priority=priority,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            tags=tags,
+            metadata=metadata,
+            timeout=timeout if timeout is not None else (spec.timeout if spec else None),
+            unique_key=unique_key,
+            unique_scope=unique_scope,
+        )
+
+    async def insert(self, kind: str, args: Any = None, *, conn: Connection | None = None,
+                     **options: Any) -> Job:  # fmt: skip
+        """Insert one job and return it as stored (``job.duplicate`` is True when a job with
+        the same ``unique_key`` already held the key and was returned instead).
+
+        Pass ``conn`` (an asyncpg connection, typically inside your own transaction) to make
+        the insert part of that transaction: if it rolls back, the job never existed.
+        Options: queue, priority (1 most urgent .. 4), run_at (aware datetime) or delay,
+        max_attempts (1..1000), tags, metadata, timeout (per attempt), unique_key,
+        unique_scope (queued | active | all).
+        """
+        params = self.params(kind, args, **options)
+        job = await self.store.insert(params, conn=conn, now=self.clock.db_now())
+        if not job.duplicate:
+            self.metrics.inserted.add(1, {"awa.queue": job.queue})
+        return job
+
+    async def insert_many(
+        self, jobs: Iterable[InsertParams], *, conn: Connection | None = None
+    ) -> list[int]:
+        """Insert many jobs with one COPY; returns their ids in input order. Build items with
+        ``client.params(kind, args, ...)``. All or nothing: one bad item inserts none."""
+        items = list(jobs)
+        for index, item in enumerate(items):
+            if not isinstance(item, InsertParams):
+                raise ValidationError(f"jobs[{index}]", item, "expected InsertParams")
+        ids = await self.store.insert_many(items, conn=conn, now=self.clock.db_now())
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item.queue] = counts.get(item.queue, 0) + 1
+        for queue, n in counts.items():
+            self.metrics.inserted.add(n, {"awa.queue": queue})
+        return ids
+
+    # ---------------------------------------------------------------- admin
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        parsed = parse_state(state) if isinstance(state, str) else state
+        return await self.store.list_jobs(
+            state=parsed, queue=queue, kind=kind, limit=limit, before_id=before_id
+        )
+
+    async def cancel_job(self, job_id: int, reason: str = "cancelled by operator") -> Job:
+        """Cancel a waiting job now; a running one is stopped at its runtime's next heartbeat
+        (the returned job then still shows ``running``)."""
+        return await self.store.cancel_job(job_id, reason, self.clock.db_now())
+
+    async def retry_job(self, job_id: int) -> Job:
+        """Run a finished, scheduled or retryable job again now."""
+        return await self.store.retry_job(job_id, self.clock.db_now())
+
+    async def queue_stats(self) -> list[QueueCount]:
+        return await self.store.queue_counts(self.clock.db_now())

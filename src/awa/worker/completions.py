@@ -1,0 +1,170 @@
+"""Buffered, batched recording of attempt results.
+
+Why: a statement per finished job caps throughput at the round-trip rate. Results are
+queued here and written together: all completions in one statement, all failures/cancels in
+one, all retries/snoozes in one, after at most ``flush_interval`` or ``batch`` items. Every
+write is guarded by ``run_lease``; a result whose lease moved on (the job was rescued or
+cancelled meanwhile) is rejected by the database and counted as stale, never applied.
+
+A failed flush keeps its items and retries with capped backoff: results are never dropped,
+and the jobs keep their heartbeat (they stay in ``InFlight``) until written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskStatus
+
+from awa.backoff import Backoff
+from awa.clock import Clock
+from awa.errors import DatabaseUnavailable
+from awa.model import JobState
+from awa.store import FinishedAttempt, Rescheduled, Store
+from awa.telemetry import Instruments
+from awa.worker.inflight import InFlight
+from awa.worker.outcomes import Decision
+
+__all__ = ["CompletionBuffer", "PendingResult"]
+
+log = logging.getLogger("awa.worker.completions")
+
+_RETRY_BACKOFF = Backoff(base=0.05, factor=2.0, cap=5.0, jitter=0.2)
+
+
+@dataclass(frozen=True)
+class PendingResult:
+    job_id: int
+    run_lease: int
+    queue: str
+    decision: Decision
+
+
+class CompletionBuffer:
+    def __init__(
+        self,
+        store: Store,
+        inflight: InFlight,
+        clock: Clock,
+        metrics: Instruments,
+        *,
+        flush_interval: float,
+        batch: int,
+    ) -> None:
+        self._store = store
+        self._inflight = inflight
+        self._clock = clock
+        self._metrics = metrics
+        self._flush_interval = flush_interval
+        self._batch = batch
+        self._pending: list[PendingResult] = []
+        self._has_items = anyio.Event()
+        self._full = anyio.Event()
+        self._closing = False
+        self.stale = 0
+        self.applied = 0
+
+    def add(self, item: PendingResult) -> None:
+        self._pending.append(item)
+        self._has_items.set()
+        if len(self._pending) >= self._batch:
+            self._full.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Flush loop; returns after ``close()`` once everything buffered is written."""
+        task_status.started()
+        failures = 0
+        while True:
+            await self._has_items.wait()
+            if not self._closing and len(self._pending) < self._batch:
+                with anyio.move_on_after(self._flush_interval):
+                    await self._full.wait()
+            try:
+                await self.flush()
+                failures = 0
+            except DatabaseUnavailable as exc:
+                failures += 1
+                self._metrics.flush_errors.add(1, {"error.type": type(exc).__name__})
+                delay = _RETRY_BACKOFF.delay(min(failures, 20))
+                log.warning("flushing %d results failed (%s); retrying in %.2fs",
+                            len(self._pending), exc, delay)  # fmt: skip
+                await self._clock.sleep(delay)
+            if self._closing and not self._pending:
+                return
+
+    def close(self) -> None:
+        """Ask ``run`` to write what is left and return."""
+        self._closing = True
+        self._has_items.set()
+
+    async def flush(self) -> None:
+        """Write everything buffered now: one statement per result class. A class whose
+        statement fails goes back to the buffer; classes already written stay written."""
+        items, self._pending = self._pending, []
+        self._has_items = anyio.Event()
+        self._full = anyio.Event()
+        groups = [
+            [i for i in items if i.decision.state is JobState.COMPLETED],
+            [i for i in items if i.decision.state in (JobState.FAILED, JobState.CANCELLED)],
+            [i for i in items if i.decision.state in (JobState.RETRYABLE, JobState.SCHEDULED)],
+        ]
+        for index, group in enumerate(groups):
+            if not group:
+                continue
+            try:
+                applied = await self._write(group)
+            except BaseException:
+                for unwritten in reversed(groups[index:]):
+                    self._pending[:0] = unwritten
+                self._has_items.set()
+                raise
+            self._account(group, applied)
+        if self._pending or self._closing:
+            self._has_items.set()
+
+    async def _write(self, group: list[PendingResult]) -> set[int]:
+        now = self._clock.db_now()
+        state = group[0].decision.state
+        if state is JobState.COMPLETED:
+            return await self._store.complete(
+                [i.job_id for i in group],
+                [i.run_lease for i in group],
+                [i.decision.result for i in group],
+                now,
+            )
+        if state in (JobState.FAILED, JobState.CANCELLED):
+            return await self._store.finalize(
+                [FinishedAttempt(i.job_id, i.run_lease, i.decision.state, i.decision.error)
+                 for i in group],
+                now,
+            )  # fmt: skip
+        return await self._store.reschedule(
+            [Rescheduled(i.job_id, i.run_lease, i.decision.state, _run_at(i),
+                         i.decision.error, i.decision.give_back_attempt) for i in group],
+            now,
+        )  # fmt: skip
+
+    def _account(self, group: list[PendingResult], applied: set[int]) -> None:
+        for item in group:
+            self._inflight.discard(item.job_id)
+            if item.job_id in applied:
+                self.applied += 1
+                self._metrics.finished.add(
+                    1, {"awa.queue": item.queue, "awa.outcome": item.decision.outcome}
+                )
+            else:
+                self.stale += 1
+                self._metrics.stale_results.add(1, {"awa.queue": item.queue})
+                log.info("result for job %d (lease %d) was stale: the job moved on",
+                         item.job_id, item.run_lease)  # fmt: skip
+
+
+def _run_at(item: PendingResult) -> datetime:
+    assert item.decision.run_at is not None
+    return item.decision.run_at

@@ -1,0 +1,197 @@
+"""One dispatcher per queue: claim in batches, run handlers under a concurrency limit.
+
+The loop sleeps until woken (NOTIFY) or its poll timer fires, then claims while there is
+free capacity and the queue has work. After a full claim it waits for capacity to come
+back, briefly coalescing so the next claim takes several jobs instead of one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from awa.backoff import Backoff
+from awa.clock import Clock
+from awa.config import RuntimeConfig
+from awa.errors import DatabaseUnavailable
+from awa.handlers import HandlerRegistry, JobContext
+from awa.model import Job, JobState
+from awa.store import Store
+from awa.telemetry import Instruments
+from awa.worker.completions import CompletionBuffer, PendingResult
+from awa.worker.inflight import InFlight, InFlightJob, StopReason
+from awa.worker.outcomes import Decision, decide
+from awa.worker.wakeups import Wakeups
+
+__all__ = ["QueueDispatcher"]
+
+log = logging.getLogger("awa.worker.dispatcher")
+
+_CLAIM_RETRY = Backoff(base=0.1, factor=2.0, cap=5.0, jitter=0.2)
+_COALESCE = 0.001
+
+
+class QueueDispatcher:
+    def __init__(
+        self,
+        queue: str,
+        concurrency: int,
+        *,
+        store: Store,
+        registry: HandlerRegistry,
+        inflight: InFlight,
+        buffer: CompletionBuffer,
+        wakeups: Wakeups,
+        clock: Clock,
+        config: RuntimeConfig,
+        metrics: Instruments,
+    ) -> None:
+        self.queue = queue
+        self.concurrency = concurrency
+        self._store = store
+        self._registry = registry
+        self._kinds = registry.kinds()
+        self._inflight = inflight
+        self._buffer = buffer
+        self._wakeups = wakeups
+        self._clock = clock
+        self._config = config
+        self._metrics = metrics
+        self._active = 0
+        self._capacity = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._claim_failures = 0
+        self.claimed = 0
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def stop(self) -> None:
+        """Stop claiming; running handlers are not touched."""
+        self._stopping = True
+        self._wakeups.notify(self.queue)
+
+    def _poll_timeout(self) -> float:
+        if self._config.notify and self._wakeups.listening:
+            return self._config.poll_interval
+        return self._config.poll_interval_without_notify
+
+    async def run(
+        self, executions: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Claim loop; handlers run in ``executions`` so they can outlive claiming."""
+        task_status.started()
+        if not self._kinds:
+            return
+        while not self._stopping:
+            await self._drain(executions)
+            if self._stopping:
+                break
+            await self._wakeups.wait(self.queue, self._poll_timeout())
+
+    async def _drain(self, executions: TaskGroup) -> None:
+        while not self._stopping:
+            free = self.concurrency - self._active
+            if free <= 0:
+                await self._wait_capacity()
+                continue
+            want = min(free, self._config.claim_batch)
+            try:
+                jobs = await self._store.claim(
+                    self.queue, self._kinds, want, self._config.instance_id, self._clock.db_now()
+                )
+                self._claim_failures = 0
+            except DatabaseUnavailable as exc:
+                self._claim_failures += 1
+                delay = _CLAIM_RETRY.delay(min(self._claim_failures, 20))
+                log.warning("claim on queue %r failed (%s); retry in %.2fs", self.queue, exc, delay)
+                await self._clock.sleep(delay)
+                return
+            if jobs:
+                self.claimed += len(jobs)
+                self._metrics.claimed.add(len(jobs), {"awa.queue": self.queue})
+            for job in jobs:
+                self._active += 1
+                if self._idle.is_set():
+                    self._idle = anyio.Event()
+                executions.start_soon(self._execute, job)
+            if len(jobs) < want:
+                return
+            await self._wait_capacity()
+
+    async def _wait_capacity(self) -> None:
+        """Wait until a slot frees up, then briefly for more so the next claim is a batch."""
+        target = max(1, min(self.concurrency, self._config.claim_batch) // 2)
+        while self.concurrency - self._active <= 0 and not self._stopping:
+            await self._capacity.wait()
+            self._capacity = anyio.Event()
+        with anyio.move_on_after(_COALESCE):
+            while self.concurrency - self._active < target and not self._stopping:
+                await self._capacity.wait()
+                self._capacity = anyio.Event()
+
+    def _release(self) -> None:
+        self._active -= 1
+        self._capacity.set()
+        if self._active == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no handler of this queue is running."""
+        await self._idle.wait()
+
+    async def _execute(self, job: Job) -> None:
+        try:
+            await self._run_handler(job)
+        finally:
+            self._release()
+
+    async def _run_handler(self, job: Job) -> None:
+        spec = self._registry.get(job.kind)
+        assert spec is not None, "claims only take kinds this process handles"
+        entry = InFlightJob(job, JobContext(job))
+        self._inflight.add(entry)
+        if job.attempted_at is not None:
+            latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
+            self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
+        timeout = job.timeout if job.timeout is not None else spec.timeout
+        deadline = anyio.move_on_after(timeout) if timeout is not None else anyio.CancelScope()
+        returned: object = None
+        raised: BaseException | None = None
+        started = self._clock.monotonic()
+        with entry.scope, deadline:
+            try:
+                returned = await spec.fn(entry.context)
+            except Exception as exc:
+                raised = exc
+        self._metrics.handler_duration.record(
+            self._clock.monotonic() - started, {"awa.queue": self.queue, "awa.job.kind": job.kind}
+        )
+        decision = self._decide(entry, returned, raised, deadline.cancelled_caught)
+        if decision is None:
+            self._inflight.discard(job.id)
+            self._metrics.finished.add(1, {"awa.queue": self.queue, "awa.outcome": "lost"})
+            return
+        self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision))
+
+    def _decide(
+        self, entry: InFlightJob, returned: object, raised: BaseException | None, timed_out: bool
+    ) -> Decision | None:
+        now = self._clock.now()
+        job = entry.job
+        if entry.stop_reason is StopReason.LOST:
+            return None
+        if entry.stop_reason is StopReason.CANCEL_REQUESTED:
+            error = {"at": now.isoformat(), "attempt": job.attempt, "kind": "cancelled",
+                     "message": "cancelled by operator while running"}  # fmt: skip
+            return Decision(JobState.CANCELLED, "cancelled", error=error)
+        if entry.stop_reason is StopReason.SHUTDOWN:
+            return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
+        return decide(
+            job, now, self._config.backoff, returned=returned, raised=raised, timed_out=timed_out
+        )

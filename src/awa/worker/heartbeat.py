@@ -1,0 +1,66 @@
+"""One heartbeat statement per process per interval, for every job it holds.
+
+Besides proving liveness, the answer carries two signals: jobs whose lease moved on (rescued
+elsewhere: stop them, their result would be stale) and jobs an operator asked to cancel.
+Progress reported since the last beat is written in the same statement.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskStatus
+
+from awa.clock import Clock
+from awa.errors import DatabaseUnavailable
+from awa.store import Store
+from awa.worker.inflight import InFlight, StopReason
+
+__all__ = ["Heartbeat"]
+
+log = logging.getLogger("awa.worker.heartbeat")
+
+
+class Heartbeat:
+    def __init__(self, store: Store, inflight: InFlight, clock: Clock, interval: float) -> None:
+        self._store = store
+        self._inflight = inflight
+        self._clock = clock
+        self._interval = interval
+        self.beats = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._clock.sleep(self._interval)
+            await self.beat()
+
+    async def beat(self) -> None:
+        entries = self._inflight.snapshot()
+        if not entries:
+            return
+        progress = []
+        for entry in entries:
+            dirty, value = entry.context.take_progress()
+            progress.append(value if dirty else None)
+        try:
+            lost, cancel = await self._store.heartbeat(
+                [e.job.id for e in entries],
+                [e.job.run_lease for e in entries],
+                progress,
+                self._clock.db_now(),
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("heartbeat for %d jobs failed: %s", len(entries), exc)
+            return
+        self.beats += 1
+        for job_id in lost:
+            held = self._inflight.get(job_id)
+            if held is not None:
+                log.warning("job %d was taken over elsewhere; stopping it here", job_id)
+                held.stop(StopReason.LOST)
+        for job_id in cancel:
+            held = self._inflight.get(job_id)
+            if held is not None:
+                held.stop(StopReason.CANCEL_REQUESTED)

@@ -1,0 +1,97 @@
+"""Turning what a handler did into what the database should record.
+
+Kept free of I/O so every rule (retry vs fail, snooze gives the attempt back, a timeout is a
+failed attempt) is visible in one place and testable without a database.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from awa.backoff import Backoff
+from awa.errors import ValidationError
+from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, encode_json
+
+__all__ = ["Decision", "decide", "error_record"]
+
+_TRACEBACK_LINES = 12
+_MESSAGE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One of: complete (``state`` COMPLETED), finalize (FAILED/CANCELLED) or reschedule
+    (RETRYABLE/SCHEDULED at ``run_at``)."""
+
+    state: JobState
+    outcome: str  # completed, retried, failed, cancelled, snoozed
+    result: Any = None
+    run_at: datetime | None = None
+    error: dict[str, Any] | None = None
+    give_back_attempt: bool = False
+
+
+def error_record(
+    job: Job, now: datetime, kind: str, exc: BaseException | None, message: str
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "at": now.isoformat(),
+        "attempt": job.attempt,
+        "kind": kind,
+        "message": message[:_MESSAGE_LIMIT],
+    }
+    if exc is not None:
+        record["type"] = type(exc).__qualname__
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        record["traceback"] = "".join(lines[-_TRACEBACK_LINES:])[-4000:]
+    return record
+
+
+def _fail_or_retry(job: Job, now: datetime, error: dict[str, Any], delay: float) -> Decision:
+    if job.attempt >= job.max_attempts:
+        return Decision(JobState.FAILED, "failed", error=error)
+    return Decision(
+        JobState.RETRYABLE, "retried", run_at=now + timedelta(seconds=delay), error=error
+    )
+
+
+def decide(
+    job: Job,
+    now: datetime,
+    backoff: Backoff,
+    *,
+    returned: Any = None,
+    raised: BaseException | None = None,
+    timed_out: bool = False,
+) -> Decision:
+    """The record for one finished attempt."""
+    signal = raised if isinstance(raised, Snooze | RetryAfter | Cancel) else returned
+    if timed_out:
+        message = f"attempt exceeded its timeout of {job.timeout}s"
+        error = error_record(job, now, "timeout", None, message)
+        return _fail_or_retry(job, now, error, backoff.delay(job.attempt))
+    if isinstance(signal, Snooze):
+        return Decision(
+            JobState.SCHEDULED,
+            "snoozed",
+            run_at=now + timedelta(seconds=signal.delay),
+            give_back_attempt=True,
+        )
+    if isinstance(signal, RetryAfter):
+        error = error_record(job, now, "retry_after", None, signal.reason)
+        return _fail_or_retry(job, now, error, signal.delay)
+    if isinstance(signal, Cancel):
+        error = error_record(job, now, "cancelled", None, signal.reason)
+        return Decision(JobState.CANCELLED, "cancelled", error=error)
+    if raised is not None:
+        error = error_record(job, now, "exception", raised, str(raised) or type(raised).__name__)
+        return _fail_or_retry(job, now, error, backoff.delay(job.attempt))
+    try:
+        encode_json("result", returned)
+        result = returned
+    except ValidationError:
+        result = {"unserialisable_result": repr(returned)[:_MESSAGE_LIMIT]}
+    return Decision(JobState.COMPLETED, "completed", result=result)
