@@ -160,8 +160,9 @@ class Client:
             unique_scope=unique_scope,
         )
 
-    async def insert(self, kind: str, args: Any = None, *, conn: Connection | None = None,
-                     **options: Any) -> Job:  # fmt: skip
+    async def insert(
+        self, kind: str, args: Any = None, *, conn: Connection | None = None, **options: Any
+    ) -> Job:
         """Insert one job and return it as stored (``job.duplicate`` is True when a job with
         the same ``unique_key`` already held the key and was returned instead).
 

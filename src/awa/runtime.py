@@ -142,9 +142,13 @@ class Runtime:
         config = self.config
         self.wakeups = Wakeups(list(config.queues), clock)
         self.buffer = CompletionBuffer(
-            store, self.inflight, clock, metrics,
-            flush_interval=config.completion_flush_interval, batch=config.completion_batch,
-        )  # fmt: skip
+            store,
+            self.inflight,
+            clock,
+            metrics,
+            flush_interval=config.completion_flush_interval,
+            batch=config.completion_batch,
+        )
         self.heartbeat = Heartbeat(store, self.inflight, clock, config.heartbeat_interval)
         self.dispatchers = [
             QueueDispatcher(
@@ -162,9 +166,14 @@ class Runtime:
             for queue, limit in config.queues.items()
         ]
         await store.register_runtime(
-            self.instance_id, socket.gethostname(), os.getpid(), self.role,
-            dict(config.queues), self.client.registry.kinds(), clock.db_now(),
-        )  # fmt: skip
+            self.instance_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.role,
+            dict(config.queues),
+            self.client.registry.kinds(),
+            clock.db_now(),
+        )
         flushed = anyio.Event()
         async with anyio.create_task_group() as services:
             if config.notify:

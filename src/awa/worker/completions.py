@@ -92,8 +92,12 @@ class CompletionBuffer:
                 failures += 1
                 self._metrics.flush_errors.add(1, {"error.type": type(exc).__name__})
                 delay = _RETRY_BACKOFF.delay(min(failures, 20))
-                log.warning("flushing %d results failed (%s); retrying in %.2fs",
-                            len(self._pending), exc, delay)  # fmt: skip
+                log.warning(
+                    "flushing %d results failed (%s); retrying in %.2fs",
+                    len(self._pending),
+                    exc,
+                    delay,
+                )
                 await self._clock.sleep(delay)
             if self._closing and not self._pending:
                 return
@@ -140,15 +144,26 @@ class CompletionBuffer:
             )
         if state in (JobState.FAILED, JobState.CANCELLED):
             return await self._store.finalize(
-                [FinishedAttempt(i.job_id, i.run_lease, i.decision.state, i.decision.error)
-                 for i in group],
+                [
+                    FinishedAttempt(i.job_id, i.run_lease, i.decision.state, i.decision.error)
+                    for i in group
+                ],
                 now,
-            )  # fmt: skip
+            )
         return await self._store.reschedule(
-            [Rescheduled(i.job_id, i.run_lease, i.decision.state, _run_at(i),
-                         i.decision.error, i.decision.give_back_attempt) for i in group],
+            [
+                Rescheduled(
+                    i.job_id,
+                    i.run_lease,
+                    i.decision.state,
+                    _run_at(i),
+                    i.decision.error,
+                    i.decision.give_back_attempt,
+                )
+                for i in group
+            ],
             now,
-        )  # fmt: skip
+        )
 
     def _account(self, group: list[PendingResult], applied: set[int]) -> None:
         for item in group:
@@ -161,8 +176,11 @@ class CompletionBuffer:
             else:
                 self.stale += 1
                 self._metrics.stale_results.add(1, {"awa.queue": item.queue})
-                log.info("result for job %d (lease %d) was stale: the job moved on",
-                         item.job_id, item.run_lease)  # fmt: skip
+                log.info(
+                    "result for job %d (lease %d) was stale: the job moved on",
+                    item.job_id,
+                    item.run_lease,
+                )
 
 
 def _run_at(item: PendingResult) -> datetime:

@@ -187,8 +187,12 @@ class QueueDispatcher:
         if entry.stop_reason is StopReason.LOST:
             return None
         if entry.stop_reason is StopReason.CANCEL_REQUESTED:
-            error = {"at": now.isoformat(), "attempt": job.attempt, "kind": "cancelled",
-                     "message": "cancelled by operator while running"}  # fmt: skip
+            error = {
+                "at": now.isoformat(),
+                "attempt": job.attempt,
+                "kind": "cancelled",
+                "message": "cancelled by operator while running",
+            }
             return Decision(JobState.CANCELLED, "cancelled", error=error)
         if entry.stop_reason is StopReason.SHUTDOWN:
             return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)

@@ -1,0 +1,1 @@
+"""The ``awa`` command line."""

