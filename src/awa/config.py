@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from awa.backoff import DEFAULT_BACKOFF, Backoff
 from awa.errors import ValidationError
 
-__all__ = ["RuntimeConfig", "database_url_from_env", "new_instance_id"]
+__all__ = ["MaintenanceConfig", "RuntimeConfig", "database_url_from_env", "new_instance_id"]
 
 
 def new_instance_id() -> str:
@@ -79,3 +79,78 @@ class RuntimeConfig:
             raise ValidationError("completion_batch", self.completion_batch, "expected 1..100000")
         if not 2 <= self.pool_size <= 1000:
             raise ValidationError("pool_size", self.pool_size, "expected 2..1000")
+
+
+LANE_MODES = ("split", "single", "auto")
+
+
+@dataclass
+class MaintenanceConfig:
+    """How the maintenance leader elects itself and runs its lanes.
+
+    - ``mode``: ``split`` (default; SLO and hygiene lanes with separate budgets and
+      connections), ``single`` (one lane, capacity 1: the classic one-loop design) or
+      ``auto`` (start single, switch to split on the first SLO-branch overrun episode; see
+      ADR 003).
+    - ``election_interval``: how often a follower retries the leader lock (default 5 s,
+      ±20 % jitter).
+    - ``leader_check_interval`` / ``leader_check_timeout``: the watchdog's health check of
+      the leader connection (default 5 s / 2 s).
+    - ``slo_capacity`` / ``hygiene_capacity``: branch bodies that may touch the database at
+      once per lane (default 2 / 1); each lane has a pool of that size.
+    - ``health_interval``: how often per-branch health is persisted (default 5 s).
+    - ``heartbeat_staleness``: running jobs whose heartbeat is older are rescued (default
+      30 s, ≥ 3 × the worker heartbeat interval).
+    - ``crash_grace``: a running job whose runtime's presence lock vanished is rescued once
+      it was claimed at least this long ago (default 0.5 s).
+    - ``retention``: seconds finished jobs are kept, per state (default 1 day completed,
+      7 days failed and cancelled).
+    - ``startup_jitter``: spread branch first runs over up to this many seconds (default
+      0.2; tests set 0).
+    - ``intervals``: per-branch interval overrides, ``{"cleanup": 10.0}``.
+    """
+
+    mode: str = "split"
+    election_interval: float = 5.0
+    leader_check_interval: float = 5.0
+    leader_check_timeout: float = 2.0
+    slo_capacity: int = 2
+    hygiene_capacity: int = 1
+    health_interval: float = 5.0
+    heartbeat_staleness: float = 30.0
+    crash_grace: float = 0.5
+    retention: dict[str, float] = field(
+        default_factory=lambda: {
+            "completed": 86400.0,
+            "failed": 7 * 86400.0,
+            "cancelled": 7 * 86400.0,
+        }
+    )
+    startup_jitter: float = 0.2
+    intervals: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in LANE_MODES:
+            raise ValidationError("mode", self.mode, f"expected one of: {', '.join(LANE_MODES)}")
+        for name in (
+            "election_interval",
+            "leader_check_interval",
+            "leader_check_timeout",
+            "health_interval",
+            "heartbeat_staleness",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValidationError(name, value, "expected seconds > 0")
+        for name in ("slo_capacity", "hygiene_capacity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+                raise ValidationError(name, value, "expected 1..16")
+        for state in ("completed", "failed", "cancelled"):
+            if not self.retention.get(state, 0) > 0:
+                raise ValidationError(
+                    f"retention[{state!r}]", self.retention.get(state), "expected seconds > 0"
+                )
+        for name, value in self.intervals.items():
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValidationError(f"intervals[{name!r}]", value, "expected seconds > 0")

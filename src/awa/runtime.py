@@ -19,11 +19,14 @@ from types import TracebackType
 from typing import Self
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from awa.client import Client
-from awa.config import RuntimeConfig
+from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.errors import DatabaseUnavailable, RuntimeStateError
+from awa.maintenance import Branch, MaintenanceLeader, default_branches
+from awa.maintenance.cleanup import CleanupHook
+from awa.store.maintenance import Presence
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 
 __all__ = ["Runtime"]
@@ -32,14 +35,33 @@ log = logging.getLogger("awa.runtime")
 
 
 class Runtime:
-    """Run the handlers registered on ``client`` for the queues in ``config``."""
+    """Run the handlers registered on ``client`` for the queues in ``config``, and campaign
+    for maintenance leadership (unless ``maintenance=None``).
+
+    ``branches`` adds application maintenance branches to the lanes; ``cleanup_hooks`` run
+    after each ``cleanup`` pass.
+    """
 
     def __init__(
-        self, client: Client, config: RuntimeConfig | None = None, *, role: str = "worker"
+        self,
+        client: Client,
+        config: RuntimeConfig | None = None,
+        *,
+        role: str = "worker",
+        maintenance: MaintenanceConfig | None = None,
+        run_maintenance: bool = True,
+        branches: list[Branch] | None = None,
+        cleanup_hooks: list[CleanupHook] | None = None,
     ) -> None:
         self.client = client
         self.config = config or RuntimeConfig()
         self.role = role
+        self.maintenance_config = maintenance or MaintenanceConfig()
+        self.run_maintenance = run_maintenance
+        self._extra_branches = list(branches or [])
+        self._cleanup_hooks = list(cleanup_hooks or [])
+        self.leader: MaintenanceLeader | None = None
+        self._presence: Presence | None = None
         self.instance_id = self.config.instance_id
         self.inflight = InFlight()
         self._host: asyncio.Task[None] | None = None
@@ -175,29 +197,67 @@ class Runtime:
             clock.db_now(),
         )
         flushed = anyio.Event()
-        async with anyio.create_task_group() as services:
-            if config.notify:
-                await services.start(self.wakeups.listen, store.url)
-            services.start_soon(self._run_buffer, flushed)
-            await services.start(self.heartbeat.run)
-            await services.start(self._liveness)
-            async with anyio.create_task_group() as executions:
-                async with anyio.create_task_group() as dispatch:
-                    for dispatcher in self.dispatchers:
-                        await dispatch.start(dispatcher.run, executions)
-                    self._ready.set()
-                    await self._stop.wait()
-                    for dispatcher in self.dispatchers:
-                        dispatcher.stop()
-                await self._drain_executions()
-            self.buffer.close()
-            await flushed.wait()
-            services.cancel_scope.cancel()
+        self._presence = await Presence.acquire(store.url, self.instance_id)
+        try:
+            async with anyio.create_task_group() as services:
+                await self._services(services, flushed)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._presence is not None:
+                    await self._presence.close()
         try:
             await store.stop_runtime(self.instance_id, clock.db_now())
         except DatabaseUnavailable as exc:
             log.warning("could not mark runtime %s stopped: %s", self.instance_id, exc)
         log.info("runtime %s stopped", self.instance_id)
+
+    async def _services(self, services: TaskGroup, flushed: anyio.Event) -> None:
+        store = self.client.store
+        config = self.config
+        assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
+        services.start_soon(self._watch_presence)
+        if self.run_maintenance:
+            branches = default_branches(self.maintenance_config, self._cleanup_hooks)
+            self.leader = MaintenanceLeader(
+                store.url,
+                self.instance_id,
+                branches + self._extra_branches,
+                self.maintenance_config,
+                self.client.clock,
+                self.client.metrics,
+            )
+            await services.start(self.leader.run)
+        if config.notify:
+            await services.start(self.wakeups.listen, store.url)
+        services.start_soon(self._run_buffer, flushed)
+        await services.start(self.heartbeat.run)
+        await services.start(self._liveness)
+        async with anyio.create_task_group() as executions:
+            async with anyio.create_task_group() as dispatch:
+                for dispatcher in self.dispatchers:
+                    await dispatch.start(dispatcher.run, executions)
+                self._ready.set()
+                await self._stop.wait()
+                for dispatcher in self.dispatchers:
+                    dispatcher.stop()
+            await self._drain_executions()
+        self.buffer.close()
+        await flushed.wait()
+        services.cancel_scope.cancel()
+
+    async def _watch_presence(self) -> None:
+        """Keep the presence lock; if its connection dies, take it again (our running jobs
+        may have been rescued meanwhile: their results will be rejected as stale)."""
+        while True:
+            assert self._presence is not None
+            await self._presence.terminated.wait()
+            log.warning("presence connection of %s lost; re-acquiring", self.instance_id)
+            while True:
+                try:
+                    self._presence = await Presence.acquire(self.client.store.url, self.instance_id)
+                    break
+                except DatabaseUnavailable:
+                    await self.client.clock.sleep(1.0)
 
     async def _drain_executions(self) -> None:
         grace = self._grace if self._grace is not None else self.config.shutdown_grace

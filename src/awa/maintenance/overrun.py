@@ -191,6 +191,7 @@ class OverrunTracker:
                 self._over_streak += 1
                 if self._over_streak >= policy.flip_after:
                     self._health = BranchHealth.DELAYED
+                    self._over_streak = 0
                     transition = Transition.BECAME_DELAYED
                     increment = 1
                     self._episodes += 1

@@ -2,14 +2,25 @@
 -- (NULL => the database's now()) so tests can pin time.
 
 -- name: insert_job
--- Insert one job; state is scheduled when run_at is in the future, else available.
-INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, max_attempts,
-                      run_at, created_at, timeout_s, tags, metadata, unique_key, unique_states)
-SELECT coalesce($13::bigint, nextval('awa.job_id_seq')), $1, $2, $3::jsonb,
-       CASE WHEN coalesce($5, t.now) > t.now THEN 'scheduled' ELSE 'available' END::awa.job_state,
-       $4, $4, $6, coalesce($5, t.now), t.now, $7, $8, $9::jsonb, $10, $11::awa.job_state[]
-  FROM (SELECT coalesce($12::timestamptz, now()) AS now) t
-RETURNING id, state, run_at, created_at;
+-- Insert one job; state is scheduled when run_at is in the future, else available. In the
+-- same statement, wake the queue's dispatchers (available) or announce the due time to the
+-- maintenance leader (scheduled); both notifications are delivered at commit.
+WITH t AS (SELECT coalesce($12::timestamptz, now()) AS now),
+ins AS (
+    INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, max_attempts,
+                          run_at, created_at, timeout_s, tags, metadata, unique_key, unique_states)
+    SELECT coalesce($13::bigint, nextval('awa.job_id_seq')), $1, $2, $3::jsonb,
+           CASE WHEN coalesce($5, t.now) > t.now THEN 'scheduled' ELSE 'available' END::awa.job_state,
+           $4, $4, $6, coalesce($5, t.now), t.now, $7, $8, $9::jsonb, $10, $11::awa.job_state[]
+      FROM t
+    RETURNING id, state, run_at, created_at, queue
+)
+SELECT ins.id, ins.state, ins.run_at, ins.created_at
+  FROM ins
+ CROSS JOIN LATERAL (
+       SELECT pg_notify(CASE WHEN ins.state = 'available' THEN 'awa_jobs' ELSE 'awa_due' END,
+                        CASE WHEN ins.state = 'available' THEN ins.queue
+                             ELSE extract(epoch FROM ins.run_at)::text END)) AS notified;
 
 -- name: claim_unique_key
 -- Reserve a unique key for a new job id; returns no row when another job holds the key.
@@ -29,6 +40,10 @@ SELECT nextval('awa.job_id_seq') AS id FROM generate_series(1, $1);
 -- name: notify_queues
 -- Wake idle dispatchers of these queues (delivered at commit; identical payloads coalesce).
 SELECT pg_notify('awa_jobs', q) FROM unnest($1::text[]) AS q;
+
+-- name: notify_due
+-- Tell the maintenance leader a deferred job is due at epoch $1 (so promotion runs on time).
+SELECT pg_notify('awa_due', $1::text);
 
 -- name: claim_batch
 -- Claim up to $3 available jobs of queue $1 whose kind is in $2 for runtime $4, in dispatch
@@ -108,7 +123,7 @@ UPDATE awa.jobs j
   FROM unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::timestamptz[], $5::jsonb[],
               $6::boolean[]) AS c(id, lease, new_state, run_at, error, give_back), t
  WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
-RETURNING j.id, j.queue, j.state;
+RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: heartbeat
 -- One statement per runtime per interval: refresh heartbeat_at and progress of the running

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import asyncpg
@@ -93,6 +93,7 @@ class Store:
                 "drop_orphan_unique_key",
                 "reserve_job_ids",
                 "notify_queues",
+                "notify_due",
                 "claim_batch",
                 "complete_batch",
                 "finalize_batch",
@@ -120,7 +121,7 @@ class Store:
         self.url = url
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Self:
         return cls(await create_pool(url, min_size=min_size, max_size=max_size), url)
 
     async def close(self) -> None:
@@ -200,8 +201,6 @@ class Store:
         )
         assert row is not None
         state = JobState(row["state"])
-        if state is JobState.AVAILABLE:
-            await c.execute(self.sql("notify_queues"), [p.queue])
         return Job(
             id=int(row["id"]),
             kind=p.kind,
@@ -271,6 +270,9 @@ class Store:
                     )
                     if woken:
                         await c.execute(self.sql("notify_queues"), sorted(woken))
+                    deferred = [r[8] for r in records if r[4] == "scheduled"]
+                    if deferred:
+                        await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
                 for index, p in enumerate(params):
                     if p.unique_key is not None:
                         ids[index] = (await self.insert(p, conn=c, now=now)).id
@@ -348,6 +350,9 @@ class Store:
                 woken = sorted({r["queue"] for r in rows if r["state"] == "available"})
                 if woken:
                     await c.execute(self.sql("notify_queues"), woken)
+                deferred = [r["run_at"] for r in rows if r["state"] != "available"]
+                if deferred:
+                    await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
                 return {int(r["id"]) for r in rows}
 
         return await self._guard(run)

@@ -1,0 +1,74 @@
+"""The contract every maintenance branch implements.
+
+A branch is one periodic, bounded, idempotent database task. It declares its ``name``,
+``lane`` (``slo`` or ``hygiene``), ``interval`` and ``timeout``, and implements
+``run_once(ctx) -> BranchResult``. The lane owns scheduling, capacity, timeouts, retries,
+telemetry and overrun tracking, so a branch body is only its query logic. No branch imports
+another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from awa.clock import Clock
+from awa.config import MaintenanceConfig
+from awa.store.maintenance import MaintenanceStore
+
+__all__ = ["HYGIENE", "SLO", "Branch", "BranchContext", "BranchResult"]
+
+SLO = "slo"
+HYGIENE = "hygiene"
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """What one run did.
+
+    ``rows``: counts by action (``{"promoted": 12}``). ``more``: the page was full, run
+    again at once. ``next_due_in``: seconds until this branch knows it has work (lets the
+    lane wake early, e.g. for the next scheduled job).
+    """
+
+    rows: dict[str, int] = field(default_factory=dict)
+    more: bool = False
+    next_due_in: float | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class BranchContext:
+    store: MaintenanceStore
+    clock: Clock
+    config: MaintenanceConfig
+
+    @property
+    def now(self) -> datetime | None:
+        """The ``$now`` for SQL: ``None`` (database clock) unless a test pinned time."""
+        return self.clock.db_now()
+
+
+class Branch:
+    """Base class: subclasses set the class attributes and implement ``run_once``."""
+
+    name: ClassVar[str] = "branch"
+    lane: ClassVar[str] = HYGIENE
+    default_interval: ClassVar[float] = 60.0
+    default_timeout: ClassVar[float] = 30.0
+
+    def __init__(self, interval: float | None = None, timeout: float | None = None) -> None:
+        self.interval = float(interval if interval is not None else self.default_interval)
+        self.timeout = float(timeout if timeout is not None else self.default_timeout)
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError(f"{self.name}: interval and timeout must be > 0")
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} lane={self.lane} every {self.interval}s>"

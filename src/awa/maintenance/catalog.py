@@ -1,0 +1,45 @@
+"""The built-in branches, constructed with the configured interval overrides."""
+
+from __future__ import annotations
+
+from awa.config import MaintenanceConfig
+from awa.maintenance.branch import Branch
+from awa.maintenance.cleanup import Cleanup, CleanupHook
+from awa.maintenance.priority_aging import PriorityAging
+from awa.maintenance.promote_scheduled import PromoteScheduled
+from awa.maintenance.queue_stats import QueueStats
+from awa.maintenance.refresh_admin_metadata import RefreshAdminMetadata
+from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
+from awa.maintenance.rescue_expired_deadlines import RescueExpiredDeadlines
+from awa.maintenance.rescue_stale_heartbeats import RescueStaleHeartbeats
+from awa.maintenance.rotate import Rotate
+
+__all__ = ["BUILTIN_BRANCHES", "default_branches"]
+
+BUILTIN_BRANCHES: tuple[type[Branch], ...] = (
+    PromoteScheduled,
+    RescueStaleHeartbeats,
+    RescueExpiredDeadlines,
+    RescueExpiredCallbacks,
+    Cleanup,
+    QueueStats,
+    PriorityAging,
+    Rotate,
+    RefreshAdminMetadata,
+)
+
+
+def default_branches(
+    config: MaintenanceConfig, cleanup_hooks: list[CleanupHook] | None = None
+) -> list[Branch]:
+    unknown = set(config.intervals) - {b.name for b in BUILTIN_BRANCHES}
+    if unknown:
+        raise ValueError(f"intervals given for unknown branches: {sorted(unknown)}")
+    branches: list[Branch] = []
+    for cls in BUILTIN_BRANCHES:
+        interval = config.intervals.get(cls.name)
+        if cls is Cleanup:
+            branches.append(Cleanup(hooks=cleanup_hooks, interval=interval))
+        else:
+            branches.append(cls(interval=interval))
+    return branches

@@ -1,0 +1,52 @@
+"""``cleanup`` (hygiene lane): retention that rotation alone does not cover.
+
+Per run (default every 60 s): delete, in bounded batches (``batch`` 1000), finished jobs of
+a state whose retention is shorter than the longest one (rotation TRUNCATEs a ring slot only
+when *every* row in it is past retention, so a short-lived state would otherwise wait for
+the longest); forget runtimes stopped for an hour or unseen for a day; release unique keys
+whose job was pruned. ``on_cleanup`` user callbacks, if any, run after it.
+
+Metrics: rows ``history_deleted``, ``runtimes_forgotten``, ``unique_keys_released``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+
+__all__ = ["Cleanup"]
+
+CleanupHook = Callable[[BranchContext], Awaitable[None]]
+
+
+class Cleanup(Branch):
+    name = "cleanup"
+    lane = HYGIENE
+    default_interval = 60.0
+    default_timeout = 60.0
+
+    def __init__(
+        self, batch: int = 1000, hooks: list[CleanupHook] | None = None, **kwargs: float | None
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.hooks = list(hooks or [])
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        retention = ctx.config.retention
+        longest = max(retention.values())
+        deleted = 0
+        for state, keep in sorted(retention.items()):
+            if keep < longest:
+                deleted += await ctx.store.delete_expired_history(state, keep, self.batch, ctx.now)
+        forgotten = await ctx.store.gc_runtimes(3600.0, 86400.0, ctx.now)
+        released = await ctx.store.gc_unique_keys(self.batch)
+        for hook in self.hooks:
+            await hook(ctx)
+        rows = {
+            "history_deleted": deleted,
+            "runtimes_forgotten": forgotten,
+            "unique_keys_released": released,
+        }
+        return BranchResult(rows, more=deleted >= self.batch)

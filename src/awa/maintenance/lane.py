@@ -1,0 +1,213 @@
+"""A lane: a supervised group of branches sharing a capacity budget and a connection pool.
+
+Each branch runs as its own periodic task in the lane's task group. A capacity limiter
+bounds how many branch bodies touch the database at once; waiting for it counts as
+*lateness*, which is exactly how a slow neighbour starving a branch becomes visible. Each
+run feeds the branch's ``OverrunTracker``; a body that raises or times out is logged,
+counted and retried with capped backoff, and never kills the lane.
+
+Scheduling per branch: next due = max(due + interval, finished + min_rest), sooner when the
+page was full (``more``) or the branch knows its next work time (``next_due_in``), or when
+``wake()`` is called (due times announced by inserts).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskStatus
+
+from awa.backoff import Backoff
+from awa.maintenance.branch import Branch, BranchContext, BranchResult
+from awa.maintenance.overrun import Observation, OverrunPolicy, OverrunTracker, Transition
+from awa.store.maintenance import HealthRow
+from awa.telemetry import Instruments
+
+__all__ = ["BranchStats", "Lane"]
+
+log = logging.getLogger("awa.maintenance")
+
+
+@dataclass
+class BranchStats:
+    """A branch's schedule and health, kept for the whole leadership (survives a lane-mode
+    switch)."""
+
+    branch: Branch
+    tracker: OverrunTracker
+    next_due: float = 0.0
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    runs: int = 0
+    errors: int = 0
+    rows_touched: int = 0
+    failures: int = 0
+    last_started_at: datetime | None = None
+    last_finished_at: datetime | None = None
+    last_duration: float | None = None
+    last_lateness: float | None = None
+    last_error: str | None = None
+    last_result: BranchResult | None = None
+    requested: float | None = None  # an explicit wake-up time (monotonic), if any
+
+    def take_request(self, not_before: float) -> None:
+        """Fold a pending wake-up request into ``next_due``."""
+        if self.requested is not None:
+            self.next_due = min(self.next_due, max(self.requested, not_before))
+            self.requested = None
+
+    @classmethod
+    def for_branch(cls, branch: Branch) -> BranchStats:
+        return cls(branch, OverrunTracker(OverrunPolicy(interval=branch.interval)))
+
+    def health(self, lane: str) -> HealthRow:
+        return HealthRow(
+            branch=self.branch.name, lane=lane, interval_s=self.branch.interval,
+            last_started_at=self.last_started_at, last_finished_at=self.last_finished_at,
+            last_duration_s=self.last_duration, last_lateness_s=self.last_lateness,
+            runs=self.runs, errors=self.errors, overruns=self.tracker.episodes,
+            delayed=self.tracker.health.value == "delayed", rows_touched=self.rows_touched,
+            last_error=self.last_error,
+        )  # fmt: skip
+
+
+ObservationHook = Callable[[str, BranchStats, Observation], None]
+
+
+class Lane:
+    def __init__(
+        self,
+        name: str,
+        stats: list[BranchStats],
+        capacity: int,
+        ctx: BranchContext,
+        metrics: Instruments,
+        *,
+        jitter: float = 0.0,
+        on_observation: ObservationHook | None = None,
+    ) -> None:
+        self.name = name
+        self.stats = {s.branch.name: s for s in stats}
+        self.limiter = anyio.CapacityLimiter(capacity)
+        self.ctx = ctx
+        self.metrics = metrics
+        self.jitter = jitter
+        self.on_observation = on_observation
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        clock = self.ctx.clock
+        async with anyio.create_task_group() as tg:
+            for stats in self.stats.values():
+                stats.next_due = clock.monotonic() + random.uniform(0, self.jitter)
+                tg.start_soon(self._loop, stats, name=f"awa maintenance {stats.branch.name}")
+            task_status.started()
+
+    def wake(self, branch: str, in_seconds: float) -> None:
+        """Run ``branch`` no later than ``in_seconds`` from now (if this lane has it)."""
+        stats = self.stats.get(branch)
+        if stats is None:
+            return
+        at = self.ctx.clock.monotonic() + max(0.0, in_seconds)
+        stats.requested = at if stats.requested is None else min(stats.requested, at)
+        stats.wake.set()
+
+    async def drive(self, branch: str) -> BranchResult | None:
+        """Run one branch body once now, with full accounting (tests and ``tick()``)."""
+        stats = self.stats[branch]
+        stats.next_due = self.ctx.clock.monotonic()
+        return await self._run_body(stats)
+
+    async def _loop(self, stats: BranchStats) -> None:
+        clock = self.ctx.clock
+        while True:
+            stats.take_request(not_before=0.0)
+            delay = stats.next_due - clock.monotonic()
+            if delay > 0:
+                await self._sleep_or_wake(stats, delay)
+                continue
+            await self._run_body(stats)
+
+    async def _sleep_or_wake(self, stats: BranchStats, delay: float) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def sleeper() -> None:
+                await self.ctx.clock.sleep(delay)
+                tg.cancel_scope.cancel()
+
+            async def waker() -> None:
+                await stats.wake.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(sleeper)
+            tg.start_soon(waker)
+        stats.wake = anyio.Event()
+
+    async def _run_body(self, stats: BranchStats) -> BranchResult | None:
+        branch = stats.branch
+        clock = self.ctx.clock
+        due = stats.next_due
+        attrs = {"awa.maintenance.lane": self.name, "awa.maintenance.branch": branch.name}
+        result: BranchResult | None = None
+        async with self.limiter:
+            started = clock.monotonic()
+            lateness = max(0.0, started - due)
+            stats.last_started_at = clock.now()
+            try:
+                with anyio.fail_after(branch.timeout):
+                    result = await branch.run_once(self.ctx)
+            except Exception as exc:
+                stats.errors += 1
+                stats.failures += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                self.metrics.branch_errors.add(1, {**attrs, "error.type": type(exc).__name__})
+                log.warning("maintenance branch %s (%s lane) failed (%d in a row): %s",
+                            branch.name, self.name, stats.failures, stats.last_error)  # fmt: skip
+            finished = clock.monotonic()
+        duration = finished - started
+        stats.runs += 1
+        stats.last_finished_at = clock.now()
+        stats.last_duration = duration
+        stats.last_lateness = lateness
+        self.metrics.branch_duration.record(duration, attrs)
+        self.metrics.branch_lateness.record(lateness, attrs)
+        observation = stats.tracker.observe(duration, lateness)
+        self._report(stats, observation, lateness, duration, attrs)
+        next_due = max(due + branch.interval, finished + observation.min_rest)
+        if result is None:
+            retry = Backoff(base=min(1.0, branch.interval), cap=max(30.0, 4 * branch.interval))
+            next_due = finished + max(observation.min_rest, retry.delay(min(stats.failures, 30)))
+        else:
+            stats.failures = 0
+            stats.last_result = result
+            stats.rows_touched += result.total
+            for action, count in result.rows.items():
+                if count:
+                    self.metrics.branch_rows.add(count, {**attrs, "awa.maintenance.action": action})
+            if result.more:
+                next_due = finished + observation.min_rest
+            elif result.next_due_in is not None:
+                next_due = min(next_due, finished + result.next_due_in)
+        stats.next_due = next_due
+        stats.take_request(not_before=finished)
+        return result
+
+    def _report(self, stats: BranchStats, obs: Observation, lateness: float, duration: float,
+                attrs: dict[str, str]) -> None:  # fmt: skip
+        name = stats.branch.name
+        if obs.transition is Transition.BECAME_DELAYED:
+            self.metrics.branch_overrun.add(obs.overrun_increment, attrs)
+            log.warning(
+                "maintenance branch %s (%s lane) is DELAYED: load %.2f× its %.3gs interval "
+                "(duration %.3fs, lateness %.3fs); overrun episode #%d; pacing to ≥%.3fs rest",
+                name, self.name, obs.ratio, stats.branch.interval, duration, lateness,
+                stats.tracker.episodes, obs.min_rest,
+            )  # fmt: skip
+        elif obs.transition is Transition.RECOVERED:
+            log.warning("maintenance branch %s (%s lane) recovered: load %.2f× interval",
+                        name, self.name, obs.ratio)  # fmt: skip
+        if self.on_observation is not None:
+            self.on_observation(self.name, stats, obs)

@@ -1,0 +1,263 @@
+"""The maintenance leader: election, watchdog, and the lanes it supervises.
+
+State machine (ADR 003): *follower* --lock won--> *leader* --(connection lost | health check
+failed | resign | shutdown)--> *follower*. As follower, the process retries
+``pg_try_advisory_lock`` every ``election_interval`` (±20 % jitter) on a dedicated
+connection. As leader, one task group holds the watchdog, the due-time listener, the health
+writer and the lanes; any exit from leadership cancels that whole group, so every branch
+body stops (its transaction rolls back) before the lock is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import TaskStatus
+
+from awa.backoff import Backoff
+from awa.clock import Clock
+from awa.config import MaintenanceConfig
+from awa.errors import DatabaseUnavailable
+from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
+from awa.maintenance.lane import BranchStats, Lane
+from awa.maintenance.overrun import Observation, Transition
+from awa.store.maintenance import LeaderConnection, MaintenanceStore
+from awa.telemetry import Instruments
+
+__all__ = ["DUE_CHANNEL", "MaintenanceLeader"]
+
+log = logging.getLogger("awa.maintenance")
+
+DUE_CHANNEL = "awa_due"
+_RECONNECT = Backoff(base=0.5, factor=2.0, cap=30.0, jitter=0.2)
+
+
+class MaintenanceLeader:
+    """Campaign for leadership forever (``run``); lead with lanes while elected."""
+
+    def __init__(
+        self,
+        url: str,
+        instance_id: str,
+        branches: Sequence[Branch],
+        config: MaintenanceConfig,
+        clock: Clock,
+        metrics: Instruments,
+    ) -> None:
+        names = [b.name for b in branches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate maintenance branch names: {names}")
+        self.url = url
+        self.instance_id = instance_id
+        self.branches = list(branches)
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.is_leader = False
+        self.mode: str | None = None
+        self.mode_reason: str | None = None
+        self.lanes: dict[str, Lane] = {}
+        self.stats: dict[str, BranchStats] = {}
+        self.terms = 0
+        self._resign = anyio.Event()
+        self._switch = anyio.Event()
+        self._became_leader = anyio.Event()
+
+    # ------------------------------------------------------------ election
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                conn = await LeaderConnection.open(self.url)
+            except DatabaseUnavailable as exc:
+                failures += 1
+                delay = _RECONNECT.delay(min(failures, 20))
+                log.warning("maintenance election: cannot connect (%s); retry in %.1fs", exc, delay)
+                await self.clock.sleep(delay)
+                continue
+            failures = 0
+            try:
+                await self._campaign(conn)
+            except DatabaseUnavailable as exc:
+                log.warning("maintenance election connection lost: %s", exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+
+    async def _campaign(self, conn: LeaderConnection) -> None:
+        while conn.alive:
+            if await conn.try_acquire():
+                await self._lead(conn)
+                if not conn.alive:
+                    return
+            jitter = random.uniform(0.8, 1.2)
+            await self.clock.sleep(self.config.election_interval * jitter)
+
+    async def wait_until_leader(self) -> None:
+        await self._became_leader.wait()
+
+    def resign(self) -> None:
+        """Give up leadership now (the lock is released; we campaign again later)."""
+        self._resign.set()
+
+    # ---------------------------------------------------------- leadership
+
+    async def _lead(self, conn: LeaderConnection) -> None:
+        self.terms += 1
+        self._resign = anyio.Event()
+        mode = "single" if self.config.mode in ("single", "auto") else "split"
+        reason: str | None = "configured" if self.config.mode != "auto" else "auto: start single"
+        slo_store = await MaintenanceStore.open(
+            self.url, min_size=1, max_size=self.config.slo_capacity
+        )
+        hygiene_store = await MaintenanceStore.open(
+            self.url, min_size=1, max_size=self.config.hygiene_capacity
+        )
+        self.stats = {b.name: BranchStats.for_branch(b) for b in self.branches}
+        self.is_leader = True
+        self.metrics.elections.add(1)
+        self.metrics.leader.add(1)
+        log.info(
+            "maintenance leadership won by %s (term %d, mode %s)",
+            self.instance_id,
+            self.terms,
+            mode,
+        )
+        try:
+            await slo_store.record_leader(self.instance_id, mode, reason, self.clock.db_now())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watchdog, conn, tg.cancel_scope)
+                await conn.listen(DUE_CHANNEL, self._on_due)
+                tg.start_soon(self._health_writer, hygiene_store)
+                self._became_leader.set()
+                while True:
+                    self._switch = anyio.Event()
+                    await self._run_lanes(mode, reason, slo_store, hygiene_store)
+                    mode = "split"
+                    reason = self.mode_reason
+                    await slo_store.record_leader(
+                        self.instance_id, mode, reason, self.clock.db_now()
+                    )
+        except DatabaseUnavailable as exc:
+            log.warning("maintenance leader %s lost the database: %s", self.instance_id, exc)
+        finally:
+            self.is_leader = False
+            self.lanes = {}
+            self._became_leader = anyio.Event()
+            self.metrics.leader.add(-1)
+            with anyio.CancelScope(shield=True):
+                await conn.release()
+                await slo_store.close()
+                await hygiene_store.close()
+            log.info("maintenance leadership of %s ended", self.instance_id)
+
+    async def _run_lanes(
+        self,
+        mode: str,
+        reason: str | None,
+        slo_store: MaintenanceStore,
+        hygiene_store: MaintenanceStore,
+    ) -> None:
+        """Run lanes in ``mode`` until an auto switch to split is requested."""
+        self.mode, self.mode_reason = mode, reason
+        jitter = self.config.startup_jitter
+        if mode == "split":
+            slo = Lane(
+                SLO,
+                [self.stats[b.name] for b in self.branches if b.lane == SLO],
+                self.config.slo_capacity,
+                self._ctx(slo_store),
+                self.metrics,
+                jitter=jitter,
+            )
+            hygiene = Lane(
+                HYGIENE,
+                [self.stats[b.name] for b in self.branches if b.lane != SLO],
+                self.config.hygiene_capacity,
+                self._ctx(hygiene_store),
+                self.metrics,
+                jitter=jitter,
+            )
+            self.lanes = {SLO: slo, HYGIENE: hygiene}
+        else:
+            single = Lane(
+                "single",
+                list(self.stats.values()),
+                1,
+                self._ctx(slo_store),
+                self.metrics,
+                jitter=jitter,
+                on_observation=self._auto_observe,
+            )
+            self.lanes = {"single": single}
+        async with anyio.create_task_group() as lanes:
+            for lane in self.lanes.values():
+                await lanes.start(lane.run)
+            await self._switch.wait()
+            lanes.cancel_scope.cancel()
+        log.warning("maintenance lanes switching to split: %s", self.mode_reason)
+
+    def _ctx(self, store: MaintenanceStore) -> BranchContext:
+        return BranchContext(store=store, clock=self.clock, config=self.config)
+
+    def _auto_observe(self, lane: str, stats: BranchStats, obs: Observation) -> None:
+        """``auto`` mode: the first overrun episode of an SLO branch splits the lanes."""
+        if self.config.mode != "auto" or stats.branch.lane != SLO:
+            return
+        if obs.transition is Transition.BECAME_DELAYED:
+            self.mode_reason = (
+                f"auto: SLO branch {stats.branch.name} overran in single mode "
+                f"(load {obs.ratio:.2f}x its {stats.branch.interval:g}s interval, "
+                f"lateness {stats.last_lateness or 0:.3f}s, "
+                f"duration {stats.last_duration or 0:.3f}s)"
+            )
+            self._switch.set()
+
+    def _on_due(self, payload: str) -> None:
+        """An insert or retry announced a job due at epoch ``payload``."""
+        try:
+            seconds = float(payload) - self.clock.now().timestamp()
+        except ValueError:
+            return
+        for lane in self.lanes.values():
+            lane.wake("promote_scheduled", seconds)
+
+    async def _watchdog(self, conn: LeaderConnection, scope: anyio.CancelScope) -> None:
+        interval = self.config.leader_check_interval
+        while True:
+            with anyio.move_on_after(interval):
+                await conn.terminated.wait()
+            healthy = False
+            if conn.alive and not self._resign.is_set():
+                try:
+                    with anyio.fail_after(self.config.leader_check_timeout):
+                        healthy = await conn.check()
+                except (TimeoutError, DatabaseUnavailable) as exc:
+                    log.warning("maintenance leader health check failed: %s", exc)
+            if self._resign.is_set():
+                log.info("maintenance leader %s resigning", self.instance_id)
+            elif not healthy:
+                log.warning(
+                    "maintenance leader %s lost leadership; stopping lanes", self.instance_id
+                )
+            if not healthy or self._resign.is_set():
+                scope.cancel()
+                return
+
+    async def _health_writer(self, store: MaintenanceStore) -> None:
+        while True:
+            await self.clock.sleep(self.config.health_interval)
+            await self.write_health(store)
+
+    async def write_health(self, store: MaintenanceStore) -> None:
+        lane_of = {name: lane_name for lane_name, lane in self.lanes.items() for name in lane.stats}
+        rows = [s.health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
+        try:
+            await store.write_health(rows, self.instance_id, self.clock.db_now())
+        except DatabaseUnavailable as exc:
+            log.warning("writing maintenance health failed: %s", exc)

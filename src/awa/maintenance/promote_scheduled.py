@@ -1,0 +1,38 @@
+"""``promote_scheduled`` (SLO lane): scheduled and retryable jobs become available when due.
+
+Promotes up to ``batch`` (default 1000) due jobs per run in one transaction that also
+NOTIFYs their queues, so idle dispatchers wake at once. Runs every ``interval`` (default
+5 s) as a backstop, but mostly runs *at* the next due time: each run reports when the
+earliest deferred job is due, and the leader forwards due times announced by inserts and
+retries (``awa_due`` notifications), so a job scheduled for T runs at T plus milliseconds.
+
+Metrics: branch duration/lateness/overrun/errors; rows ``promoted``.
+Failure: the transaction rolls back; nothing is half-promoted; the lane retries.
+"""
+
+from __future__ import annotations
+
+from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+
+__all__ = ["PromoteScheduled"]
+
+
+class PromoteScheduled(Branch):
+    name = "promote_scheduled"
+    lane = SLO
+    default_interval = 5.0
+    default_timeout = 10.0
+
+    def __init__(self, batch: int = 1000, **kwargs: float | None) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        promoted = await ctx.store.promote_due(self.batch, ctx.now)
+        if len(promoted) >= self.batch:
+            return BranchResult({"promoted": len(promoted)}, more=True)
+        next_due = await ctx.store.next_due_at()
+        next_in = None
+        if next_due is not None:
+            next_in = max(0.0, (next_due - ctx.clock.now()).total_seconds())
+        return BranchResult({"promoted": len(promoted)}, next_due_in=next_in)

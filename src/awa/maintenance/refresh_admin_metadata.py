@@ -1,0 +1,20 @@
+"""``refresh_admin_metadata`` (hygiene lane): which queues and kinds exist and who handles
+them, from live jobs and runtime registrations, into ``awa.admin_metadata`` (every
+``interval``, default 60 s). Metrics: rows ``pairs``.
+"""
+
+from __future__ import annotations
+
+from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+
+__all__ = ["RefreshAdminMetadata"]
+
+
+class RefreshAdminMetadata(Branch):
+    name = "refresh_admin_metadata"
+    lane = HYGIENE
+    default_interval = 60.0
+    default_timeout = 30.0
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        return BranchResult({"pairs": await ctx.store.refresh_admin_metadata(ctx.now)})

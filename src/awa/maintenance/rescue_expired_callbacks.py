@@ -1,0 +1,37 @@
+"""``rescue_expired_callbacks`` (SLO lane): parked jobs whose callback timed out.
+
+A job waiting for an external result (``waiting_external``) past its callback timeout is
+retried with backoff (1 s × 2^(attempt-1), capped) or failed when no attempts remain; the
+callback id is cleared so a late resolution is rejected. Guarded by run_lease. Every
+``interval`` (default 5 s), ``batch`` 500.
+"""
+
+from __future__ import annotations
+
+from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+
+__all__ = ["RescueExpiredCallbacks"]
+
+
+class RescueExpiredCallbacks(Branch):
+    name = "rescue_expired_callbacks"
+    lane = SLO
+    default_interval = 5.0
+    default_timeout = 10.0
+
+    def __init__(self, batch: int = 500, **kwargs: float | None) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        found = await ctx.store.find_expired_callbacks(self.batch, ctx.now)
+        outcome = await ctx.store.rescue(
+            found,
+            from_states=["waiting_external"],
+            reason="callback timed out",
+            retry_base_delay=1.0,
+            now=ctx.now,
+        )
+        return BranchResult(
+            {"retried": outcome.retried, "failed": outcome.failed}, more=len(found) >= self.batch
+        )

@@ -1,0 +1,38 @@
+"""``rescue_expired_deadlines`` (SLO lane): running attempts past their deadline.
+
+A healthy runtime cancels a handler at its deadline itself; this branch catches attempts
+whose holder did not (it died or hung), ``grace`` (default 5 s) after the deadline. The
+attempt counts as failed: retried with backoff (1 s × 2^(attempt-1), capped) or failed when
+no attempts remain; guarded by run_lease. Every ``interval`` (default 5 s), ``batch`` 500.
+"""
+
+from __future__ import annotations
+
+from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+
+__all__ = ["RescueExpiredDeadlines"]
+
+
+class RescueExpiredDeadlines(Branch):
+    name = "rescue_expired_deadlines"
+    lane = SLO
+    default_interval = 5.0
+    default_timeout = 10.0
+
+    def __init__(self, batch: int = 500, grace: float = 5.0, **kwargs: float | None) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.grace = grace
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        found = await ctx.store.find_expired_deadlines(self.grace, self.batch, ctx.now)
+        outcome = await ctx.store.rescue(
+            found,
+            from_states=["running"],
+            reason="deadline exceeded and the holder did not stop the attempt",
+            retry_base_delay=1.0,
+            now=ctx.now,
+        )
+        return BranchResult(
+            {"retried": outcome.retried, "failed": outcome.failed}, more=len(found) >= self.batch
+        )

@@ -1,0 +1,58 @@
+"""``rescue_stale_heartbeats`` (SLO lane): recover running jobs whose holder is gone.
+
+Two signals, checked every ``interval`` (default 1 s):
+
+1. *Crashed holders, fast*: every runtime holds a session advisory lock keyed by its
+   instance id for its whole life. A running job whose runtime's lock is gone (the process
+   died or its connection dropped) is rescued at once, after ``crash_grace`` (0.5 s).
+2. *Hung holders, backstop*: a running job whose heartbeat is older than
+   ``heartbeat_staleness`` (default 30 s) is rescued even if its runtime still holds a lock.
+
+Rescue = retry now (available at once, the attempt counted) or fail when no attempts remain;
+only the attempt that was seen (same run_lease, still running) is touched, so a completion
+racing the rescue is never overwritten. ``batch`` (default 500) per run.
+
+Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``.
+"""
+
+from __future__ import annotations
+
+from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+
+__all__ = ["RescueStaleHeartbeats"]
+
+
+class RescueStaleHeartbeats(Branch):
+    name = "rescue_stale_heartbeats"
+    lane = SLO
+    default_interval = 1.0
+    default_timeout = 10.0
+
+    def __init__(self, batch: int = 500, **kwargs: float | None) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        cfg = ctx.config
+        orphaned = await ctx.store.find_orphaned_running(cfg.crash_grace, self.batch, ctx.now)
+        first = await ctx.store.rescue(
+            orphaned,
+            from_states=["running"],
+            reason="holder runtime is gone (presence lock released)",
+            retry_base_delay=0.0,
+            now=ctx.now,
+        )
+        stale = await ctx.store.find_stale_heartbeats(cfg.heartbeat_staleness, self.batch, ctx.now)
+        second = await ctx.store.rescue(
+            stale,
+            from_states=["running"],
+            reason=f"heartbeat older than {cfg.heartbeat_staleness:g}s",
+            retry_base_delay=0.0,
+            now=ctx.now,
+        )
+        rows = {
+            "orphaned_retried": first.retried,
+            "stale_retried": second.retried,
+            "failed": first.failed + second.failed,
+        }
+        return BranchResult(rows, more=len(orphaned) >= self.batch or len(stale) >= self.batch)

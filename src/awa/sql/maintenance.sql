@@ -1,0 +1,238 @@
+-- Maintenance branch queries. All bounded by a batch size; all guarded so that racing a
+-- worker or another leader cannot corrupt a job (state + run_lease compare-and-set).
+
+-- name: promote_due
+-- Make up to $1 due scheduled/retryable jobs available; returns their queues.
+WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+due AS (
+    SELECT id FROM awa.jobs, t
+     WHERE state IN ('scheduled', 'retryable') AND run_at <= t.now
+     ORDER BY run_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE awa.jobs j SET state = 'available'
+  FROM due WHERE j.id = due.id
+RETURNING j.queue;
+
+-- name: next_due_at
+-- When the earliest scheduled/retryable job becomes due (NULL if none).
+SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
+
+-- name: find_stale_heartbeats
+-- Running attempts whose heartbeat is older than $1 seconds (hung or dead holders).
+SELECT id, run_lease FROM awa.jobs
+ WHERE state = 'running'
+   AND heartbeat_at < coalesce($3::timestamptz, now()) - make_interval(secs => $1)
+ ORDER BY heartbeat_at
+ LIMIT $2;
+
+-- name: find_orphaned_running
+-- Running attempts whose runtime's presence lock is gone (process or connection died),
+-- claimed more than $1 seconds ago. Presence locks are advisory (key1 = $3, key2 =
+-- hashtext(instance_id)), visible in pg_locks as classid/objid with objsubid 2.
+SELECT j.id, j.run_lease FROM awa.jobs j
+ WHERE j.state IN ('running')
+   AND j.attempted_at < coalesce($4::timestamptz, now()) - make_interval(secs => $1)
+   AND NOT EXISTS (
+       SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = $3::bigint
+          AND l.objid::bigint = (hashtext(j.claimed_by)::bigint & 4294967295))
+ LIMIT $2;
+
+-- name: find_expired_deadlines
+-- Running attempts past their deadline by more than $1 seconds (their holder did not stop
+-- them: it died or hung).
+SELECT id, run_lease FROM awa.jobs
+ WHERE state = 'running' AND deadline_at IS NOT NULL
+   AND deadline_at < coalesce($3::timestamptz, now()) - make_interval(secs => $1)
+ ORDER BY deadline_at
+ LIMIT $2;
+
+-- name: find_expired_callbacks
+-- Parked jobs whose callback timed out.
+SELECT id, run_lease FROM awa.jobs
+ WHERE state = 'waiting_external'
+   AND callback_timeout_at < coalesce($2::timestamptz, now())
+ ORDER BY callback_timeout_at
+ LIMIT $1;
+
+-- name: rescue_retry
+-- Put rescued attempts (id/lease pairs, still in a state of $3) back in line when attempts
+-- remain: available now when $5 = 0, else retryable after $5 * 2^(attempt-1) s (capped at
+-- an hour, ±10 % jitter). Records why ($4). Returns (id, queue, state).
+WITH t AS (SELECT coalesce($6::timestamptz, now()) AS now)
+UPDATE awa.jobs j
+   SET state = CASE WHEN $5::double precision = 0 THEN 'available' ELSE 'retryable' END::awa.job_state,
+       run_at = t.now + make_interval(secs => least(3600, $5 * power(2, greatest(j.attempt - 1, 0)))
+                                              * (0.9 + random() * 0.2)),
+       errors = j.errors || jsonb_build_array(jsonb_build_object(
+                    'at', t.now, 'attempt', j.attempt, 'kind', 'rescued', 'message', $4::text,
+                    'claimed_by', j.claimed_by)),
+       heartbeat_at = NULL, deadline_at = NULL, claimed_by = NULL, cancel_requested = false,
+       callback_id = NULL, callback_timeout_at = NULL
+  FROM unnest($1::bigint[], $2::bigint[]) AS c(id, lease), t
+ WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
+   AND j.attempt < j.max_attempts
+RETURNING j.id, j.queue, j.state;
+
+-- name: rescue_fail
+-- Fail rescued attempts (id/lease pairs still in a state of $3) that have no attempts left,
+-- moving them to history with the reason $4. Returns the ids.
+WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs j
+     USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
+       AND j.attempt >= j.max_attempts
+    RETURNING j.*
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'failed', g.priority,
+       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
+       t.now, g.timeout_s, g.tags, g.metadata,
+       g.errors || jsonb_build_array(jsonb_build_object(
+           'at', t.now, 'attempt', g.attempt, 'kind', 'rescued', 'message', $4::text,
+           'claimed_by', g.claimed_by)),
+       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+  FROM gone g, t, awa.ring_state r
+RETURNING id;
+
+-- name: delete_expired_history
+-- Delete up to $3 finished jobs in state $1 finalized more than $2 seconds ago (only used
+-- for states whose retention is shorter than the ring's horizon).
+WITH victims AS (
+    SELECT slot, id FROM awa.jobs_done
+     WHERE state = $1::awa.job_state
+       AND finalized_at < coalesce($4::timestamptz, now()) - make_interval(secs => $2)
+     LIMIT $3
+)
+DELETE FROM awa.jobs_done d USING victims v WHERE d.slot = v.slot AND d.id = v.id;
+
+-- name: gc_runtimes
+-- Forget runtimes stopped more than $1 s ago or unseen for more than $2 s.
+DELETE FROM awa.runtimes
+ WHERE (stopped_at IS NOT NULL AND stopped_at < coalesce($3::timestamptz, now()) - make_interval(secs => $1))
+    OR last_seen_at < coalesce($3::timestamptz, now()) - make_interval(secs => $2);
+
+-- name: gc_unique_keys
+-- Release up to $1 unique keys whose job no longer exists (history pruned by TRUNCATE).
+DELETE FROM awa.job_unique u
+ WHERE u.unique_key IN (
+     SELECT x.unique_key FROM awa.job_unique x
+      WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.id = x.job_id)
+        AND NOT EXISTS (SELECT 1 FROM awa.jobs_done d WHERE d.id = x.job_id)
+      LIMIT $1);
+
+-- name: ring_state
+-- The terminal-history ring: current slot, slot count, when it last rotated.
+SELECT current_slot, slot_count, rotated_at FROM awa.ring_state;
+
+-- name: slot_is_empty
+-- True when ring slot $1 holds no rows.
+SELECT NOT EXISTS (SELECT 1 FROM awa.jobs_done WHERE slot = $1);
+
+-- name: slot_is_expired
+-- True when every row of slot $1 is past its state's retention ($2 completed, $3 failed,
+-- $4 cancelled, in seconds).
+WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now)
+SELECT NOT EXISTS (
+    SELECT 1 FROM awa.jobs_done d, t
+     WHERE d.slot = $1
+       AND d.finalized_at >= t.now - make_interval(secs => CASE d.state
+                WHEN 'completed' THEN $2 WHEN 'failed' THEN $3 ELSE $4 END));
+
+-- name: advance_ring
+-- Move the current slot to $1 (compare-and-set on the old slot $2).
+UPDATE awa.ring_state SET current_slot = $1, rotated_at = coalesce($3::timestamptz, now())
+ WHERE current_slot = $2
+RETURNING current_slot;
+
+-- name: queue_stats_refresh
+-- Recompute depth and lag per queue and live state into awa.queue_stats.
+WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+fresh AS (
+    SELECT queue, state, count(*) AS count,
+           CASE WHEN state = 'available' THEN extract(epoch FROM (SELECT now FROM t) - min(run_at)) END AS lag_s
+      FROM awa.jobs GROUP BY queue, state
+), gone AS (
+    DELETE FROM awa.queue_stats s
+     WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.queue = s.queue AND f.state = s.state)
+)
+INSERT INTO awa.queue_stats (queue, state, count, lag_s, updated_at)
+SELECT f.queue, f.state, f.count, f.lag_s, t.now FROM fresh f, t
+ON CONFLICT (queue, state) DO UPDATE
+   SET count = EXCLUDED.count, lag_s = EXCLUDED.lag_s, updated_at = EXCLUDED.updated_at
+RETURNING queue, state::text AS state, count, lag_s;
+
+-- name: age_priorities
+-- Raise the priority (lower number) of up to $2 available jobs that waited more than $1 s
+-- per step already gained.
+WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+aged AS (
+    SELECT id FROM awa.jobs, t
+     WHERE state = 'available' AND priority > 1
+       AND run_at < t.now - make_interval(secs => $1 * (original_priority - priority + 1))
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
+
+-- name: refresh_admin_metadata
+-- Upsert the queue/kind pairs seen in live jobs and runtime registrations.
+WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+live AS (SELECT queue, kind, count(*) AS n FROM awa.jobs GROUP BY queue, kind),
+handled AS (
+    SELECT q.key AS queue, k AS kind, count(*) AS runtimes
+      FROM awa.runtimes r, jsonb_each(r.queues) q, unnest(r.kinds) k
+     WHERE r.stopped_at IS NULL
+     GROUP BY 1, 2
+),
+pairs AS (
+    SELECT coalesce(l.queue, h.queue) AS queue, coalesce(l.kind, h.kind) AS kind,
+           coalesce(h.runtimes, 0) AS handled_by, coalesce(l.n, 0) AS live_jobs
+      FROM live l FULL JOIN handled h ON h.queue = l.queue AND h.kind = l.kind
+)
+INSERT INTO awa.admin_metadata (queue, kind, handled_by, live_jobs, first_seen, last_seen)
+SELECT p.queue, p.kind, p.handled_by, p.live_jobs, t.now, t.now FROM pairs p, t
+ON CONFLICT (queue, kind) DO UPDATE
+   SET handled_by = EXCLUDED.handled_by, live_jobs = EXCLUDED.live_jobs, last_seen = EXCLUDED.last_seen;
+
+-- name: record_leader
+-- Record this process as the maintenance leader (won at $2, lane mode $3).
+INSERT INTO awa.maintenance_leader (instance_id, won_at, mode, mode_reason, updated_at)
+VALUES ($1, coalesce($2::timestamptz, now()), $3, $4, coalesce($2::timestamptz, now()))
+ON CONFLICT (singleton) DO UPDATE
+   SET instance_id = EXCLUDED.instance_id, won_at = EXCLUDED.won_at, mode = EXCLUDED.mode,
+       mode_reason = EXCLUDED.mode_reason, updated_at = EXCLUDED.updated_at;
+
+-- name: get_leader
+-- The recorded maintenance leader, if any.
+SELECT instance_id, won_at, mode, mode_reason, updated_at FROM awa.maintenance_leader;
+
+-- name: write_health
+-- Upsert per-branch health rows (parallel arrays, one element per branch).
+INSERT INTO awa.maintenance_health (branch, lane, interval_s, last_started_at, last_finished_at,
+        last_duration_s, last_lateness_s, runs, errors, overruns, delayed, rows_touched,
+        last_error, leader_instance, updated_at)
+SELECT b.*, $14, coalesce($15::timestamptz, now())
+  FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::timestamptz[],
+              $6::float8[], $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[],
+              $11::boolean[], $12::bigint[], $13::text[]) AS b
+ON CONFLICT (branch) DO UPDATE
+   SET lane = EXCLUDED.lane, interval_s = EXCLUDED.interval_s,
+       last_started_at = EXCLUDED.last_started_at, last_finished_at = EXCLUDED.last_finished_at,
+       last_duration_s = EXCLUDED.last_duration_s, last_lateness_s = EXCLUDED.last_lateness_s,
+       runs = EXCLUDED.runs, errors = EXCLUDED.errors, overruns = EXCLUDED.overruns,
+       delayed = EXCLUDED.delayed, rows_touched = EXCLUDED.rows_touched,
+       last_error = EXCLUDED.last_error, leader_instance = EXCLUDED.leader_instance,
+       updated_at = EXCLUDED.updated_at;
+
+-- name: read_health
+-- Persisted per-branch health, lane then branch.
+SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
