@@ -24,6 +24,7 @@ from awa.client import Client
 from awa.config import RuntimeConfig
 from awa.errors import AwaError, ConfigError
 from awa.runtime import Runtime
+from awa.store.maintenance import MaintenanceStore
 
 __all__ = ["main"]
 
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
 
     reporter("queues", "depth and lag per queue and state")
+
+    maint = sub.add_parser("maintenance", help="maintenance leader and lane health")
+    maint_sub = maint.add_subparsers(dest="maintenance_command", required=True)
+    status = maint_sub.add_parser(
+        "status", help="leader, lane mode and per-branch health (persisted by the leader)"
+    )
+    status.add_argument("--json", action="store_true")
 
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
@@ -206,6 +214,52 @@ async def _cmd_queues(args: argparse.Namespace, url: str) -> int:
     return result
 
 
+async def _cmd_maintenance_status(args: argparse.Namespace, url: str) -> int:
+    store = await MaintenanceStore.open(url, max_size=1)
+    try:
+        leader = await store.get_leader()
+        health = await store.read_health()
+    finally:
+        await store.close()
+    rows = [
+        (
+            h["lane"],
+            h["branch"],
+            f"{h['interval_s']:g}",
+            "" if h["last_duration_s"] is None else f"{h['last_duration_s']:.4f}",
+            "" if h["last_lateness_s"] is None else f"{h['last_lateness_s']:.4f}",
+            h["runs"],
+            h["errors"],
+            h["overruns"],
+            "DELAYED" if h["delayed"] else "on time",
+            h["rows_touched"],
+        )
+        for h in health
+    ]
+    if leader is None:
+        head = "no maintenance leader has run against this database yet"
+    else:
+        head = (
+            f"leader {leader['instance_id']} since {leader['won_at']:%Y-%m-%d %H:%M:%S%z}, "
+            f"lanes {leader['mode']} ({leader['mode_reason']})"
+        )
+    headers = [
+        "lane",
+        "branch",
+        "interval_s",
+        "duration_s",
+        "lateness_s",
+        "runs",
+        "errors",
+        "overruns",
+        "health",
+        "rows",
+    ]
+    text = head + ("\n" + table(rows, headers) if rows else "")
+    emit({"leader": leader, "branches": health}, as_json=args.json, text=text)
+    return 0
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     with resolve_database(args.database_url, args.data_dir) as (url, embedded):
         if args.command == "migrate":
@@ -216,6 +270,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return await _cmd_jobs(args, url)
         if args.command == "queues":
             return await _cmd_queues(args, url)
+        if args.command == "maintenance":
+            return await _cmd_maintenance_status(args, url)
         if args.command == "demo":
             summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)
             emit(summary, as_json=args.json, text="demo finished")

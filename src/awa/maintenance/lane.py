@@ -66,13 +66,20 @@ class BranchStats:
 
     def health(self, lane: str) -> HealthRow:
         return HealthRow(
-            branch=self.branch.name, lane=lane, interval_s=self.branch.interval,
-            last_started_at=self.last_started_at, last_finished_at=self.last_finished_at,
-            last_duration_s=self.last_duration, last_lateness_s=self.last_lateness,
-            runs=self.runs, errors=self.errors, overruns=self.tracker.episodes,
-            delayed=self.tracker.health.value == "delayed", rows_touched=self.rows_touched,
+            branch=self.branch.name,
+            lane=lane,
+            interval_s=self.branch.interval,
+            last_started_at=self.last_started_at,
+            last_finished_at=self.last_finished_at,
+            last_duration_s=self.last_duration,
+            last_lateness_s=self.last_lateness,
+            runs=self.runs,
+            errors=self.errors,
+            overruns=self.tracker.episodes,
+            delayed=self.tracker.health.value == "delayed",
+            rows_touched=self.rows_touched,
             last_error=self.last_error,
-        )  # fmt: skip
+        )
 
 
 ObservationHook = Callable[[str, BranchStats, Observation], None]
@@ -164,8 +171,13 @@ class Lane:
                 stats.failures += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"[:2000]
                 self.metrics.branch_errors.add(1, {**attrs, "error.type": type(exc).__name__})
-                log.warning("maintenance branch %s (%s lane) failed (%d in a row): %s",
-                            branch.name, self.name, stats.failures, stats.last_error)  # fmt: skip
+                log.warning(
+                    "maintenance branch %s (%s lane) failed (%d in a row): %s",
+                    branch.name,
+                    self.name,
+                    stats.failures,
+                    stats.last_error,
+                )
             finished = clock.monotonic()
         duration = finished - started
         stats.runs += 1
@@ -195,19 +207,35 @@ class Lane:
         stats.take_request(not_before=finished)
         return result
 
-    def _report(self, stats: BranchStats, obs: Observation, lateness: float, duration: float,
-                attrs: dict[str, str]) -> None:  # fmt: skip
+    def _report(
+        self,
+        stats: BranchStats,
+        obs: Observation,
+        lateness: float,
+        duration: float,
+        attrs: dict[str, str],
+    ) -> None:
         name = stats.branch.name
         if obs.transition is Transition.BECAME_DELAYED:
             self.metrics.branch_overrun.add(obs.overrun_increment, attrs)
             log.warning(
                 "maintenance branch %s (%s lane) is DELAYED: load %.2f× its %.3gs interval "
                 "(duration %.3fs, lateness %.3fs); overrun episode #%d; pacing to ≥%.3fs rest",
-                name, self.name, obs.ratio, stats.branch.interval, duration, lateness,
-                stats.tracker.episodes, obs.min_rest,
-            )  # fmt: skip
+                name,
+                self.name,
+                obs.ratio,
+                stats.branch.interval,
+                duration,
+                lateness,
+                stats.tracker.episodes,
+                obs.min_rest,
+            )
         elif obs.transition is Transition.RECOVERED:
-            log.warning("maintenance branch %s (%s lane) recovered: load %.2f× interval",
-                        name, self.name, obs.ratio)  # fmt: skip
+            log.warning(
+                "maintenance branch %s (%s lane) recovered: load %.2f× interval",
+                name,
+                self.name,
+                obs.ratio,
+            )
         if self.on_observation is not None:
             self.on_observation(self.name, stats, obs)

@@ -66,14 +66,30 @@ class MaintenanceStore(Store):
     QUERIES = load_queries(
         frozenset(Store.QUERIES)
         | {
-            "promote_due", "next_due_at", "find_stale_heartbeats", "find_orphaned_running",
-            "find_expired_deadlines", "find_expired_callbacks", "rescue_retry", "rescue_fail",
-            "delete_expired_history", "gc_runtimes", "gc_unique_keys", "ring_state",
-            "slot_is_empty", "slot_is_expired", "advance_ring", "queue_stats_refresh",
-            "age_priorities", "refresh_admin_metadata", "record_leader", "get_leader",
-            "write_health", "read_health",
+            "promote_due",
+            "next_due_at",
+            "find_stale_heartbeats",
+            "find_orphaned_running",
+            "find_expired_deadlines",
+            "find_expired_callbacks",
+            "rescue_retry",
+            "rescue_fail",
+            "delete_expired_history",
+            "gc_runtimes",
+            "gc_unique_keys",
+            "ring_state",
+            "slot_is_empty",
+            "slot_is_expired",
+            "advance_ring",
+            "queue_stats_refresh",
+            "age_priorities",
+            "refresh_admin_metadata",
+            "record_leader",
+            "get_leader",
+            "write_health",
+            "read_health",
         }
-    )  # fmt: skip
+    )
 
     async def promote_due(self, limit: int, now: datetime | None = None) -> list[str]:
         """Promote due jobs and wake their queues in the same transaction; returns the queue
@@ -242,11 +258,21 @@ class MaintenanceStore(Store):
         columns = [
             [getattr(r, name) for r in rows]
             for name in (
-                "branch", "lane", "interval_s", "last_started_at", "last_finished_at",
-                "last_duration_s", "last_lateness_s", "runs", "errors", "overruns", "delayed",
-                "rows_touched", "last_error",
+                "branch",
+                "lane",
+                "interval_s",
+                "last_started_at",
+                "last_finished_at",
+                "last_duration_s",
+                "last_lateness_s",
+                "runs",
+                "errors",
+                "overruns",
+                "delayed",
+                "rows_touched",
+                "last_error",
             )
-        ]  # fmt: skip
+        ]
         await self._guard(
             lambda: self.pool.execute(self.sql("write_health"), *columns, leader, now)
         )
@@ -296,12 +322,14 @@ class LeaderConnection:
     async def check(self) -> bool:
         """True while this session still holds the leadership lock."""
         try:
-            return bool(await self._conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid() AND objsubid = 1"
-                " AND ((classid::bigint << 32) | objid::bigint) = $1)",
-                LEADER_LOCK_KEY,
-            ))  # fmt: skip
+            return bool(
+                await self._conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND pid = pg_backend_pid() AND objsubid = 1"
+                    " AND ((classid::bigint << 32) | objid::bigint) = $1)",
+                    LEADER_LOCK_KEY,
+                )
+            )
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"leader health check failed: {exc}") from exc
 
