@@ -34,8 +34,10 @@ def test_tool_passes(command: tuple[str, ...]) -> None:
 
 def test_public_api_is_exactly_what_all_lists() -> None:
     exported = {name for name in dir(awa) if not name.startswith("_")}
-    modules = {"backoff", "client", "clock", "config", "db", "errors", "handlers", "maintenance",
-               "model", "runtime", "store", "telemetry", "worker", "sql", "migrations", "cli"}  # fmt: skip
+    modules = {
+        "backoff", "client", "clock", "config", "db", "errors", "handlers", "maintenance",
+        "model", "runtime", "store", "telemetry", "worker", "sql", "migrations", "cli",
+    }  # fmt: skip
     assert set(awa.__all__) == exported - modules
     for name in awa.__all__:
         assert getattr(awa, name).__module__.startswith("awa."), name

@@ -38,7 +38,7 @@ async def test_bulk_finalize_reschedule(store: Store) -> None:
     lost, cancel = await store.heartbeat(
         [c.id for c in claimed], [c.run_lease for c in claimed], [None] * 5
     )
-    assert lost == {a.id, b.id} and cancel == set()
+    assert lost == {a.id, b.id} and cancel == {}
 
 
 async def test_unique_insert_returns_existing(store: Store) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -153,17 +154,35 @@ def to_seconds(
 def encode_json(name: str, value: Any) -> str:
     """Serialise ``value`` as strict JSON text PostgreSQL's ``jsonb`` will accept."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(name, value, "contains a lone surrogate (not valid UTF-8)") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text:
+    if _ESCAPED_NUL.search(text):
         raise ValidationError(name, value, "JSON text may not contain NUL (\\u0000) characters")
     return text
+
+
+# An escaped NUL: "\u0000" preceded by an even number of backslashes (an odd number means
+# the backslash itself was escaped and the text is a literal "\\u0000", which is fine).
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _valid_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_text(name: str, value: Any, max_length: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(name, value, "expected a non-empty string")
+    if not _valid_utf8(value):
+        raise ValidationError(name, value, "contains a lone surrogate (not valid UTF-8)")
     if len(value) > max_length:
         raise ValidationError(name, value, f"at most {max_length} characters")
     if "\x00" in value:
@@ -212,7 +231,7 @@ class InsertParams:
         if self.run_at is not None:
             check_aware("run_at", self.run_at)
         if isinstance(self.tags, str) or not all(
-            isinstance(t, str) and t and "\x00" not in t for t in self.tags
+            isinstance(t, str) and t and "\x00" not in t and _valid_utf8(t) for t in self.tags
         ):
             raise ValidationError("tags", self.tags, "expected a list of non-empty strings")
         if self.metadata is not None and not isinstance(self.metadata, Mapping):

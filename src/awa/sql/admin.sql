@@ -37,7 +37,8 @@ RETURNING id;
 
 -- name: request_cancel_running
 -- Ask the runtime holding a running job to stop it; its next heartbeat sees the flag.
-UPDATE awa.jobs SET cancel_requested = true WHERE id = $1 AND state = 'running' RETURNING id;
+UPDATE awa.jobs SET cancel_requested = true, cancel_reason = $2
+ WHERE id = $1 AND state = 'running' RETURNING id;
 
 -- name: retry_finished_job
 -- Bring a finished job back as available now, attempts reset; history row removed.

@@ -30,8 +30,15 @@ ON CONFLICT (unique_key) DO NOTHING
 RETURNING job_id;
 
 -- name: job_by_unique_key
--- The job currently holding a unique key (live or finished).
-SELECT j.* FROM awa.job_unique u JOIN awa.all_jobs j ON j.id = u.job_id WHERE u.unique_key = $1;
+-- The job currently holding a unique key (live or finished). jsonb columns come back as
+-- text: this may run on a caller's connection that has no awa codecs.
+SELECT j.id, j.kind, j.queue, j.args::text AS args, j.state, j.priority, j.attempt,
+       j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.finalized_at, j.heartbeat_at,
+       j.deadline_at, j.timeout_s, j.tags, j.metadata::text AS metadata, j.errors::text AS errors,
+       j.progress::text AS progress, j.result::text AS result, j.unique_key, j.run_lease,
+       j.claimed_by
+  FROM awa.job_unique u JOIN awa.all_jobs j ON j.id = u.job_id
+ WHERE u.unique_key = $1;
 
 -- name: reserve_job_ids
 -- Allocate $1 job ids in one round trip, for the COPY insert path.
@@ -63,7 +70,7 @@ UPDATE awa.jobs j
  WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, j.run_at,
           j.created_at, j.attempted_at, j.deadline_at, j.timeout_s, j.tags, j.metadata,
-          j.errors, j.run_lease, j.unique_key;
+          j.errors, j.run_lease, j.unique_key, j.progress;
 
 -- name: complete_batch
 -- Move running jobs whose run_lease still matches into terminal history as completed.
@@ -123,7 +130,33 @@ UPDATE awa.jobs j
   FROM unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::timestamptz[], $5::jsonb[],
               $6::boolean[]) AS c(id, lease, new_state, run_at, error, give_back), t
  WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+   AND NOT j.cancel_requested
 RETURNING j.id, j.queue, j.state, j.run_at;
+
+-- name: finalize_cancel_requested
+-- Attempts (id/lease pairs) an operator asked to cancel while they ran: whatever the
+-- attempt's outcome other than success, the job ends cancelled with the operator's reason.
+WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs j
+     USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+       AND j.cancel_requested
+    RETURNING j.*
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
+       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
+       t.now, g.timeout_s, g.tags, g.metadata,
+       g.errors || jsonb_build_array(jsonb_build_object(
+           'at', t.now, 'attempt', g.attempt, 'kind', 'cancelled',
+           'message', coalesce(g.cancel_reason, 'cancelled by operator while running'))),
+       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+  FROM gone g, t, awa.ring_state r
+RETURNING id;
 
 -- name: heartbeat
 -- One statement per runtime per interval: refresh heartbeat_at and progress of the running
@@ -135,9 +168,9 @@ beat AS (
        SET heartbeat_at = t.now, progress = coalesce(h.progress, j.progress)
       FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS h(id, lease, progress), t
      WHERE j.id = h.id AND j.run_lease = h.lease AND j.state = 'running'
-    RETURNING j.id, j.cancel_requested
+    RETURNING j.id, j.cancel_requested, j.cancel_reason
 )
-SELECT h.id, (b.id IS NULL) AS lost
+SELECT h.id, (b.id IS NULL) AS lost, b.cancel_reason
   FROM unnest($1::bigint[]) AS h(id)
   LEFT JOIN beat b ON b.id = h.id
  WHERE b.id IS NULL OR b.cancel_requested;

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import asyncpg
 
 from awa.model import Job, JobState
@@ -9,14 +12,22 @@ from awa.model import Job, JobState
 __all__ = ["job_from_row"]
 
 
-def job_from_row(row: asyncpg.Record, *, duplicate: bool = False) -> Job:
+def job_from_row(
+    row: asyncpg.Record, *, duplicate: bool = False, json_as_text: bool = False
+) -> Job:
     """Build a ``Job`` from a row of ``awa.all_jobs`` or a claim's RETURNING list."""
     get = row.get
+
+    def _json(value: Any) -> Any:
+        # Queries that may run on a caller's own connection (which lacks awa's jsonb codec)
+        # cast jsonb to text and say so with json_as_text.
+        return json.loads(value) if json_as_text and value is not None else value
+
     return Job(
         id=int(row["id"]),
         kind=row["kind"],
         queue=row["queue"],
-        args=row["args"],
+        args=_json(row["args"]),
         state=JobState(get("state") or JobState.RUNNING),
         priority=int(row["priority"]),
         attempt=int(row["attempt"]),
@@ -29,12 +40,12 @@ def job_from_row(row: asyncpg.Record, *, duplicate: bool = False) -> Job:
         deadline_at=get("deadline_at"),
         timeout=get("timeout_s"),
         tags=list(get("tags") or []),
-        metadata=dict(get("metadata") or {}),
-        errors=list(get("errors") or []),
-        progress=get("progress"),
+        metadata=dict(_json(get("metadata")) or {}),
+        errors=list(_json(get("errors")) or []),
+        progress=_json(get("progress")),
         unique_key=get("unique_key"),
         run_lease=int(get("run_lease") or 0),
         claimed_by=get("claimed_by"),
-        result=get("result"),
+        result=_json(get("result")),
         duplicate=duplicate,
     )

@@ -98,6 +98,7 @@ class Store:
                 "complete_batch",
                 "finalize_batch",
                 "reschedule_batch",
+                "finalize_cancel_requested",
                 "heartbeat",
                 "get_job",
                 "list_jobs",
@@ -173,7 +174,7 @@ class Store:
                         return await self._insert_row(c, params, int(job_id), now)
                     row = await c.fetchrow(self.sql("job_by_unique_key"), params.unique_key)
                     if row is not None:
-                        return job_from_row(row, duplicate=True)
+                        return job_from_row(row, duplicate=True, json_as_text=True)
                     await c.execute(self.sql("drop_orphan_unique_key"), params.unique_key)
             raise InvalidTransition(0, "unique", f"claim unique key {params.unique_key!r}")
 
@@ -353,7 +354,17 @@ class Store:
                 deferred = [r["run_at"] for r in rows if r["state"] != "available"]
                 if deferred:
                     await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
-                return {int(r["id"]) for r in rows}
+                applied = {int(r["id"]) for r in rows}
+                rest = [i for i in items if i.job_id not in applied]
+                if rest:
+                    cancelled = await c.fetch(
+                        self.sql("finalize_cancel_requested"),
+                        [i.job_id for i in rest],
+                        [i.run_lease for i in rest],
+                        now,
+                    )
+                    applied |= {int(r["id"]) for r in cancelled}
+                return applied
 
         return await self._guard(run)
 
@@ -363,15 +374,15 @@ class Store:
         leases: Sequence[int],
         progress: Sequence[Any],
         now: datetime | None = None,
-    ) -> tuple[set[int], set[int]]:
-        """Refresh heartbeats; return (lost ids, cancel-requested ids)."""
+    ) -> tuple[set[int], dict[int, str | None]]:
+        """Refresh heartbeats; return (lost ids, cancel-requested id → operator's reason)."""
 
-        async def run() -> tuple[set[int], set[int]]:
+        async def run() -> tuple[set[int], dict[int, str | None]]:
             rows = await self.pool.fetch(
                 self.sql("heartbeat"), list(job_ids), list(leases), list(progress), now
             )
             lost = {int(r["id"]) for r in rows if r["lost"]}
-            cancel = {int(r["id"]) for r in rows if not r["lost"]}
+            cancel = {int(r["id"]): r["cancel_reason"] for r in rows if not r["lost"]}
             return lost, cancel
 
         return await self._guard(run)
@@ -409,7 +420,7 @@ class Store:
             async with self.pool.acquire() as c, c.transaction():
                 if await c.fetchval(self.sql("cancel_waiting_job"), job_id, reason, now):
                     return
-                if await c.fetchval(self.sql("request_cancel_running"), job_id):
+                if await c.fetchval(self.sql("request_cancel_running"), job_id, reason):
                     return
                 row = await c.fetchrow(self.sql("get_job"), job_id)
                 if row is None:

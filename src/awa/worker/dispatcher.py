@@ -191,11 +191,19 @@ class QueueDispatcher:
                 "at": now.isoformat(),
                 "attempt": job.attempt,
                 "kind": "cancelled",
-                "message": "cancelled by operator while running",
+                "message": entry.stop_detail or "cancelled by operator while running",
             }
             return Decision(JobState.CANCELLED, "cancelled", error=error)
         if entry.stop_reason is StopReason.SHUTDOWN:
             return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
+        spec = self._registry.get(job.kind)
+        limit = job.timeout if job.timeout is not None else (spec.timeout if spec else None)
         return decide(
-            job, now, self._config.backoff, returned=returned, raised=raised, timed_out=timed_out
+            job,
+            now,
+            self._config.backoff,
+            returned=returned,
+            raised=raised,
+            timed_out=timed_out,
+            timeout=limit,
         )

@@ -60,7 +60,8 @@ class Heartbeat:
             if held is not None:
                 log.warning("job %d was taken over elsewhere; stopping it here", job_id)
                 held.stop(StopReason.LOST)
-        for job_id in cancel:
+        for job_id, reason in cancel.items():
             held = self._inflight.get(job_id)
             if held is not None:
+                held.stop_detail = reason
                 held.stop(StopReason.CANCEL_REQUESTED)

@@ -30,6 +30,7 @@ class InFlightJob:
     context: JobContext
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     stop_reason: StopReason | None = None
+    stop_detail: str | None = None  # the operator's cancel reason, when there is one
 
     def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:

@@ -66,11 +66,13 @@ def decide(
     returned: Any = None,
     raised: BaseException | None = None,
     timed_out: bool = False,
+    timeout: float | None = None,
 ) -> Decision:
-    """The record for one finished attempt."""
+    """The record for one finished attempt (``timeout``: the limit that applied)."""
     signal = raised if isinstance(raised, Snooze | RetryAfter | Cancel) else returned
     if timed_out:
-        message = f"attempt exceeded its timeout of {job.timeout}s"
+        limit = timeout if timeout is not None else job.timeout
+        message = f"attempt exceeded its timeout of {limit:g}s" if limit else "attempt timed out"
         error = error_record(job, now, "timeout", None, message)
         return _fail_or_retry(job, now, error, backoff.delay(job.attempt))
     if isinstance(signal, Snooze):
