@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from awa.db import connect, migrate
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Benchmark this checkout's src/ even when an installed awa points elsewhere.
+if str(REPO_ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+
+import awa  # noqa: E402
+from awa.db import connect, migrate  # noqa: E402
 
 __all__ = [
     "BenchServer",
@@ -44,7 +50,9 @@ __all__ = [
 
 log = logging.getLogger("awa.bench")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Which copy of awa is being measured (should be this checkout's src/awa).
+AWA_SOURCE = str(Path(awa.__file__).resolve().parent)
+
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 #: Settings whose values decide whether a commit waits for the disk.
@@ -354,6 +362,22 @@ async def wait_for_quiet(max_wait: float, threshold: float = 0.15, window: float
     return round(time.perf_counter() - start, 1)
 
 
+def _git_dirty() -> bool | None:
+    """True when src/ has uncommitted changes (read-only ``git status``)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -397,6 +421,8 @@ async def machine_info(server: BenchServer, durability: DurabilityCheck) -> dict
         "durability_corrected": durability.corrected,
         "load_average_at_start": load,
         "git_commit": _git_commit(),
+        "git_dirty_src": _git_dirty(),
+        "awa_source": AWA_SOURCE,
     }
 
 

@@ -29,6 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Measure this checkout's src/, not whatever copy of awa happens to be installed (an editable
+# install may point at another clone).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
 import awa
 from awa.db import connect
 from awa.store import Store

@@ -167,6 +167,48 @@ async def test_bulk_rejected_by_database_is_all_or_nothing(
     assert len(await client.insert_many(items[:3])) == 3
 
 
+DB_REJECTION = (asyncpg.PostgresError, awa.AwaError)
+
+
+async def test_bulk_refused_by_database_mid_batch_is_all_or_nothing(
+    client: awa.Client, raw: asyncpg.Connection
+) -> None:
+    # the database itself refuses one row, which no client-side validation can foresee
+    await raw.execute(
+        "ALTER TABLE awa.jobs ADD CONSTRAINT test_no_poison CHECK (NOT args ? 'poison')"
+    )
+    plain = [client.params("bulk", {"i": i}) for i in range(50)]
+
+    # refused inside the COPY
+    with pytest.raises(DB_REJECTION):
+        await client.insert_many([*plain[:25], client.params("bulk", {"poison": 1}), *plain[25:]])
+    assert await count_jobs(raw) == 0
+
+    # refused in the unique-key phase, after the COPY of the plain items succeeded
+    with pytest.raises(DB_REJECTION):
+        await client.insert_many(
+            [*plain, client.params("bulk", {"poison": 2}, unique_key="poisoned")]
+        )
+    assert await count_jobs(raw) == 0
+    assert await raw.fetchval("SELECT count(*) FROM awa.job_unique") == 0
+
+    # and on the caller's connection, inside the caller's transaction
+    caller = await asyncpg.connect(client.store.url)
+    try:
+        with pytest.raises(DB_REJECTION):
+            async with caller.transaction():
+                await client.insert_many(
+                    [*plain, client.params("bulk", {"poison": 3})], conn=caller
+                )
+    finally:
+        await caller.close()
+    assert await count_jobs(raw) == 0
+
+    # the client and its pool are still usable afterwards
+    assert len(await client.insert_many(plain[:3])) == 3
+    assert await count_jobs(raw) == 3
+
+
 async def test_lone_surrogate_in_args_is_validation_error(
     client: awa.Client, raw: asyncpg.Connection
 ) -> None:

@@ -331,3 +331,13 @@ async def test_unique_key_released_when_job_fails_under_scope_active(database_ur
         with pytest.raises(awa.InvalidTransition):
             await client.retry_job(first.id)
         assert (await client.get_job(first.id)).state is awa.JobState.FAILED
+
+
+async def test_unique_key_released_when_waiting_job_is_cancelled(database_url: str) -> None:
+    async with awa.Client(database_url) as client:
+        first = await client.insert("sync", unique_key="acct-4")
+        await client.cancel_job(first.id, reason="superseded")
+        second = await client.insert("sync", unique_key="acct-4")
+        assert not second.duplicate
+        assert second.id != first.id
+        assert (await client.get_job(first.id)).state is awa.JobState.CANCELLED
