@@ -493,13 +493,6 @@ SHORT = MaintenanceConfig(
 )
 
 
-ROTATE_BUG = pytest.mark.xfail(
-    reason="BUG: sql/maintenance.sql slot_is_expired passes untyped $2/$3/$4 through CASE, "
-    "so they resolve to text and make_interval(secs => text) does not exist: Rotate.run_once "
-    "raises UndefinedFunctionError whenever a non-current ring slot holds rows",
-    raises=asyncpg.exceptions.UndefinedFunctionError,
-    strict=True,
-)
 
 
 async def slot_counts(world: World) -> dict[int, int]:
@@ -507,7 +500,6 @@ async def slot_counts(world: World) -> dict[int, int]:
     return {int(r["slot"]): int(r["n"]) for r in rows}
 
 
-@ROTATE_BUG
 async def test_rotate_truncates_expired_non_current_slots_and_advances(world: World) -> None:
     raw = world.raw
     await raw.execute("UPDATE awa.jobs_done SET finalized_at = now() - interval '2 hours'")
@@ -536,7 +528,6 @@ async def test_rotate_truncates_expired_non_current_slots_and_advances(world: Wo
     assert await raw.fetchval("SELECT slot FROM awa.jobs_done WHERE id = $1", fresh) == 5
 
 
-@ROTATE_BUG
 async def test_rotate_waits_when_the_next_slot_still_holds_live_history(world: World) -> None:
     raw = world.raw
     await raw.execute("UPDATE awa.ring_state SET current_slot = 4")

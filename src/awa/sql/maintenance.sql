@@ -145,7 +145,7 @@ SELECT NOT EXISTS (
     SELECT 1 FROM awa.jobs_done d, t
      WHERE d.slot = $1
        AND d.finalized_at >= t.now - make_interval(secs => CASE d.state
-                WHEN 'completed' THEN $2 WHEN 'failed' THEN $3 ELSE $4 END));
+                WHEN 'completed' THEN $2::float8 WHEN 'failed' THEN $3::float8 ELSE $4::float8 END));
 
 -- name: advance_ring
 -- Move the current slot to $1 (compare-and-set on the old slot $2).
