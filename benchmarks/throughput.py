@@ -8,8 +8,9 @@ Scenarios, each in a fresh, migrated database that is dropped afterwards:
   database, and confirmed with ``count(*)`` on ``awa.jobs_done``).
 - ``pickup_latency``: an idle runtime, a producer inserting single jobs at a steady rate →
   handler start minus the moment just before ``insert`` (same process, ``perf_counter``).
-- ``explain`` (opt-in): ``EXPLAIN (ANALYZE, BUFFERS)`` of ``claim_batch`` over ~20k
-  available jobs, custom and generic plan.
+- ``explain``: ``EXPLAIN (ANALYZE, BUFFERS)`` of ``claim_batch`` over ~20k available jobs
+  (rolled back), without and with table statistics, custom and generic plan; checks that the
+  claim reads ``jobs_claim_idx``.
 
 Run ``python benchmarks/throughput.py --help``; ``--quick`` is a seconds-long smoke run.
 Results: a table on stdout and JSON in ``benchmarks/results/``.
@@ -69,10 +70,10 @@ except ImportError:  # ``python benchmarks/throughput.py``
 log = logging.getLogger("awa.bench.throughput")
 
 SCENARIOS = ("bulk_enqueue", "drain", "pickup_latency", "explain")
-DEFAULT_SCENARIOS = ("bulk_enqueue", "drain", "pickup_latency")
+DEFAULT_SCENARIOS = ("bulk_enqueue", "drain", "pickup_latency", "explain")
 
 # Defaults chosen from a sweep on a 2-core machine (see benchmarks/README.md).
-DEFAULT_CONCURRENCY = 200
+DEFAULT_CONCURRENCY = 500
 DEFAULT_CLAIM_BATCH = 200
 
 LATENCY_POINTS = (50, 90, 95, 99, 99.9)
@@ -238,16 +239,13 @@ async def bench_drain(
         try:
             await asyncio.wait_for(all_handled.wait(), timeout)
             t_handled = time.perf_counter()
-            # Completed = recorded: wait until the buffer has written every result.
-            # Polling on purpose: the buffer exposes a counter, not an event.
-            while runtime.buffer is not None and runtime.buffer.applied < n:  # noqa: ASYNC110
-                await asyncio.sleep(0.0005)
+            await _wait_recorded(runtime, url, n)
             t_recorded = time.perf_counter()
         except TimeoutError:
             t_handled = t_recorded = time.perf_counter()
             error = f"timed out after {timeout}s with {handled}/{n} handled"
         meter.stop()
-        applied = runtime.buffer.applied if runtime.buffer else 0
+        applied = _applied(runtime)
         claimed = sum(d.claimed for d in runtime.dispatchers)
         await runtime.shutdown(grace=5)
         wal1 = await wal_io_snapshot(url) if pg_stats else {}
@@ -289,6 +287,28 @@ async def bench_drain(
     return result
 
 
+def _applied(runtime: awa.Runtime) -> int | None:
+    """Results the runtime's completion buffer has written (None if it does not say)."""
+    applied = getattr(getattr(runtime, "buffer", None), "applied", None)
+    return applied if isinstance(applied, int) else None
+
+
+async def _wait_recorded(runtime: awa.Runtime, url: str, n: int) -> None:
+    """Completed means recorded: wait until all ``n`` results are written. Polls the
+    buffer's counter (cheap, in-process), or the database if the runtime has no counter."""
+    if _applied(runtime) is not None:
+        while (_applied(runtime) or 0) < n:  # noqa: ASYNC110 - a counter, not an event
+            await asyncio.sleep(0.0005)
+        return
+    conn = await connect(url)
+    try:
+        sql = "SELECT count(*) FROM awa.jobs_done WHERE state = 'completed'"
+        while int(await conn.fetchval(sql)) < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+    finally:
+        await conn.close()
+
+
 async def bench_pickup_latency(
     url: str,
     rate: float,
@@ -304,6 +324,7 @@ async def bench_pickup_latency(
     client = awa.Client(url)
     total = max(1, round(rate * duration))
     latencies: list[float] = []
+    by_index: list[tuple[float, int]] = []  # (latency, insert sequence number)
     all_handled = asyncio.Event()
 
     started: dict[int, float] = {}  # job id -> handler start
@@ -312,6 +333,7 @@ async def bench_pickup_latency(
     async def noop(ctx: awa.JobContext) -> None:
         now = time.perf_counter()
         latencies.append(now - ctx.args["t0"])
+        by_index.append((now - ctx.args["t0"], ctx.args["i"]))
         started[ctx.job.id] = now
         if len(latencies) == total:
             all_handled.set()
@@ -359,7 +381,8 @@ async def bench_pickup_latency(
             except TimeoutError:
                 log.warning("pickup_latency: %d/%d handled after 10s", len(latencies), total)
             meter.stop()
-            listening = runtime.wakeups.listening if runtime.wakeups else None
+            wakeups = getattr(runtime, "wakeups", None)
+            listening = getattr(wakeups, "listening", None)
         wal1 = await wal_io_snapshot(url) if pg_stats else {}
         statements = await pg_stat_statements_top(url) if pg_stats else []
     ms = [x * 1000 for x in latencies]
@@ -380,6 +403,10 @@ async def bench_pickup_latency(
         "min_ms": round(min(ms), 3) if ms else None,
         "mean_ms": round(sum(ms) / len(ms), 3) if ms else None,
         "over_5ms": sum(1 for x in ms if x > 5),
+        "slowest": [
+            {"i": i, "at_s": round(i / rate, 2), "ms": round(x * 1000, 2)}
+            for x, i in sorted(by_index, reverse=True)[:5]
+        ],
         "insert_p50_ms": round(ins.get("p50", 0.0), 3),
         "insert_p99_ms": round(ins.get("p99", 0.0), 3),
         "stages": stages,
@@ -397,9 +424,9 @@ async def bench_pickup_latency(
 
 
 _STAGES = (
-    ("insert", "t0 → insert() returned (INSERT + NOTIFY round trips)"),
+    ("insert", "t0 → insert() returned (statement + commit + pool release)"),
     ("wake", "insert() returned → claim sent (NOTIFY delivery + dispatcher wake)"),
-    ("claim", "claim sent → claim returned (claim round trip)"),
+    ("claim", "claim sent → claim returned (statement + commit + pool release + decode)"),
     ("start", "claim returned → handler started (task spawn)"),
 )
 
@@ -411,8 +438,8 @@ def _latency_stages(
 ) -> dict[str, Any]:
     """Where each job's pickup time went, as p50/p99/max per stage in ms, plus the mean
     split of the jobs slower than 5 ms. ``wake`` can be negative: NOTIFY is delivered at
-    the commit of the second statement, which may reach the listener before the producer
-    sees its reply."""
+    the insert's commit, and the dispatcher may claim while the producer is still waiting
+    for the pool's connection reset that follows it."""
     per_stage: dict[str, list[float]] = {name: [] for name, _ in _STAGES}
     slow: dict[str, list[float]] = {name: [] for name, _ in _STAGES}
     for job_id, t0, t_ins in inserted:
@@ -535,7 +562,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="seconds-long smoke run: small N, 2 s latency run; writes *-quick-*.json",
+        help="seconds-long smoke run (small N, 2 s latency run); saves no JSON unless --save "
+        "(then as throughput-quick-*.json)",
     )
     p.add_argument(
         "--scenarios",
@@ -589,6 +617,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "<15%% busy (for shared machines); the wait is recorded",
     )
     p.add_argument("--no-save", action="store_true", help="print only; write no JSON")
+    p.add_argument("--save", action="store_true", help="write JSON even with --quick")
     p.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where JSON goes")
     args = p.parse_args(argv)
     if args.quick:
@@ -826,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     print(render(payload))
-    if not args.no_save:
+    if args.save or not (args.no_save or args.quick):
         stem = "throughput-quick" if args.quick else "throughput"
         paths = write_results(payload, stem, directory=args.output_dir)
         print(f"\nwrote {', '.join(str(p) for p in paths)}")
