@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import anyio
-import asyncpg
-
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.errors import DatabaseUnavailable
+from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import load_queries
 from awa.store.store import Store
 
@@ -30,8 +28,6 @@ __all__ = [
 #: First key of every runtime's presence lock (pg_advisory_lock(int4, int4)); the second
 #: key is hashtext(instance_id). "awa" in ASCII.
 PRESENCE_LOCK_CLASS = 0x617761
-CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECT_ERRORS, asyncpg.PostgresError)
-
 #: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
 LEADER_LOCK_KEY = 0x6177615F6C656164
 
@@ -290,7 +286,7 @@ def _count(status: str) -> int:
         return 0
 
 
-class LeaderConnection:
+class LeaderConnection(DedicatedConnection):
     """The leader's dedicated connection (outside every pool): holds the session-scoped
     leadership lock, answers the watchdog's health check, and LISTENs for due times.
 
@@ -298,18 +294,9 @@ class LeaderConnection:
     the lock and a follower can take over at its next election attempt.
     """
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self.terminated = anyio.Event()
-        conn.add_termination_listener(lambda _c: self.terminated.set())
-
     @classmethod
     async def open(cls, url: str) -> LeaderConnection:
         return cls(await connect(url))
-
-    @property
-    def alive(self) -> bool:
-        return not self._conn.is_closed() and not self.terminated.is_set()
 
     async def try_acquire(self) -> bool:
         try:
@@ -347,25 +334,12 @@ class LeaderConnection:
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
 
-    async def close(self) -> None:
-        if not self._conn.is_closed():
-            try:
-                await self._conn.close(timeout=2)
-            except CLOSE_ERRORS:
-                self._conn.terminate()
-        self.terminated.set()
 
-
-class Presence:
+class Presence(DedicatedConnection):
     """A runtime's presence lock: ``pg_advisory_lock(PRESENCE_LOCK_CLASS,
     hashtext(instance_id))`` held on a dedicated connection for the runtime's whole life.
     When the process dies, the lock vanishes with its session, which is how
     ``rescue_stale_heartbeats`` recognises a crashed holder within about a second."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self.terminated = anyio.Event()
-        conn.add_termination_listener(lambda _c: self.terminated.set())
 
     @classmethod
     async def acquire(cls, url: str, instance_id: str) -> Presence:
@@ -378,11 +352,3 @@ class Presence:
             conn.terminate()
             raise DatabaseUnavailable(f"presence lock failed: {exc}") from exc
         return cls(conn)
-
-    async def close(self) -> None:
-        if not self._conn.is_closed():
-            try:
-                await self._conn.close(timeout=2)
-            except CLOSE_ERRORS:
-                self._conn.terminate()
-        self.terminated.set()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
-import anyio
 import asyncpg
 
 from awa.clock import utcnow
@@ -25,6 +24,7 @@ from awa.db.connect import (
 )
 from awa.errors import DatabaseUnavailable, InvalidTransition, JobNotFound, ValidationError
 from awa.model import InsertParams, Job, JobState
+from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import Query, load_queries
 from awa.store.rows import job_from_row
 
@@ -515,36 +515,16 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-class Listener:
+class Listener(DedicatedConnection):
     """A dedicated LISTEN connection that calls ``on_payload`` for each notification.
 
-    ``closed`` is set when the connection dies, so the owner can fall back to polling and
+    ``terminated`` is set when the connection dies, so the owner can fall back to polling and
     reconnect; ``close()`` is safe to call twice.
     """
 
     def __init__(self, conn: asyncpg.Connection, channel: str) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.channel = channel
-        self.closed = False
-        self.terminated = anyio.Event()
-        conn.add_termination_listener(self._on_terminated)
-
-    def _on_terminated(self, _conn: object) -> None:
-        self.closed = True
-        self.terminated.set()
-
-    @property
-    def alive(self) -> bool:
-        return not self.closed and not self._conn.is_closed()
-
-    async def close(self) -> None:
-        self.closed = True
-        self.terminated.set()
-        if not self._conn.is_closed():
-            try:
-                await self._conn.close(timeout=2)
-            except CONNECT_ERRORS:
-                self._conn.terminate()
 
 
 async def open_listener(url: str, channel: str, on_payload: Callable[[str], None]) -> Listener:

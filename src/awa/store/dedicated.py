@@ -1,0 +1,39 @@
+"""A connection of its own, outside every pool, for work that must outlive any one query:
+LISTEN, the leadership lock, a runtime's presence lock.
+
+One place knows how such a connection reports its death (``terminated``, set by the driver's
+termination callback or by ``close()``) and how to close it without raising when the server
+is already gone.
+"""
+
+from __future__ import annotations
+
+import anyio
+import asyncpg
+
+from awa.db.connect import CONNECT_ERRORS
+
+__all__ = ["CLOSE_ERRORS", "DedicatedConnection"]
+
+#: Errors a close may meet when the server or the socket is already gone.
+CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECT_ERRORS, asyncpg.PostgresError)
+
+
+class DedicatedConnection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.terminated = anyio.Event()
+        conn.add_termination_listener(lambda _c: self.terminated.set())
+
+    @property
+    def alive(self) -> bool:
+        return not self._conn.is_closed() and not self.terminated.is_set()
+
+    async def close(self) -> None:
+        """Close (terminate if a clean close fails); safe to call twice."""
+        self.terminated.set()
+        if not self._conn.is_closed():
+            try:
+                await self._conn.close(timeout=2)
+            except CLOSE_ERRORS:
+                self._conn.terminate()
