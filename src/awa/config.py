@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from awa.backoff import DEFAULT_BACKOFF, Backoff
 from awa.errors import ValidationError
 
-__all__ = ["MaintenanceConfig", "RuntimeConfig", "database_url_from_env", "new_instance_id"]
+__all__ = [
+    "LANE_MODES",
+    "MaintenanceConfig",
+    "RecoveryPolicy",
+    "RuntimeConfig",
+    "database_url_from_env",
+    "new_instance_id",
+]
 
 
 def new_instance_id() -> str:
@@ -20,6 +27,33 @@ def new_instance_id() -> str:
 
 def database_url_from_env() -> str | None:
     return os.environ.get("AWA_DATABASE_URL") or None
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """How a starting runtime recovers work left by runtimes that died (see ``Runtime``).
+
+    - ``attempts``: tries before ``start()`` raises ``StartupRecoveryError`` (default 5).
+    - ``delay``: seconds before the first retry, doubled after each failure (default 0.5).
+    - ``timeout``: bound on one attempt, all pages included (default 30 s).
+    - ``page_size``: jobs examined per statement, so a huge backlog is paged through with
+      bounded memory (default 500).
+    """
+
+    attempts: int = 5
+    delay: float = 0.5
+    timeout: float = 30.0
+    page_size: int = 500
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not 1 <= self.attempts <= 100:
+            raise ValidationError("startup_recovery.attempts", self.attempts, "expected 1..100")
+        for name in ("delay", "timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ValidationError(f"startup_recovery.{name}", value, "expected seconds >= 0")
+        if not 1 <= self.page_size <= 100_000:
+            raise ValidationError("startup_recovery.page_size", self.page_size, "1..100000")
 
 
 @dataclass
@@ -38,6 +72,8 @@ class RuntimeConfig:
     - ``shutdown_grace``: how long ``shutdown()`` lets handlers finish (default 30 s).
     - ``liveness_interval``: refresh of the runtime's liveness row (default 10 s).
     - ``backoff``: retry delays for failed attempts.
+    - ``startup_recovery``: how ``start()`` recovers work held by dead runtimes before it
+      reports ready (``RecoveryPolicy``).
     """
 
     queues: dict[str, int] = field(default_factory=lambda: {"default": 50})
@@ -53,6 +89,7 @@ class RuntimeConfig:
     backoff: Backoff = DEFAULT_BACKOFF
     instance_id: str = field(default_factory=new_instance_id)
     pool_size: int = 10
+    startup_recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
     def __post_init__(self) -> None:
         if not isinstance(self.queues, dict):

@@ -73,3 +73,16 @@ class InvalidTransition(AwaError):
 
 class RuntimeStateError(AwaError, RuntimeError):
     """A lifecycle call (start, shutdown) raced another one or came in the wrong order."""
+
+
+class StartupRecoveryError(AwaError):
+    """Startup recovery (requeueing work held by dead runtimes) kept failing until its retry
+    policy was exhausted; the runtime did not start."""
+
+    def __init__(self, attempts: int, last_error: BaseException) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"startup recovery failed {attempts} time(s); last error: "
+            f"{type(last_error).__name__}: {last_error}"
+        )

@@ -1,12 +1,25 @@
 """``Runtime``: the composition root that runs dispatchers, heartbeat, completion flushing,
-LISTEN wake-ups and the liveness row for one process.
+LISTEN wake-ups, the liveness row and the maintenance leader for one process.
+
+Roles (side by side in the README):
+
+- ``role="worker"`` (default) with maintenance: claims and runs jobs, and campaigns for
+  maintenance leadership.
+- ``role="worker", run_maintenance=False``: a plain worker; some other process must lead.
+- ``role="maintenance"``: never claims, never runs a handler, never dispatches; runs the
+  leader election and both lanes, publishes its liveness row (role ``maintenance``) and the
+  application's declarations. Same election, lanes, shutdown and cancellation as a worker.
+- ``tick()``: one bounded maintenance pass, no long-lived tasks (scale-to-zero).
 
 Structure: one host task owns an anyio task group with three tiers: *services* (listener,
-completion flusher, heartbeat, liveness), *executions* (handlers) and *dispatch* (claim
-loops). Shutdown unwinds them in order: stop claiming, let handlers finish within the grace
-period (then stop the rest and requeue them), flush results, cancel services, mark the
+completion flusher, heartbeat, liveness, leader), *executions* (handlers) and *dispatch*
+(claim loops). Shutdown unwinds them in order: stop claiming, let handlers finish within the
+grace period (then stop the rest and requeue them), flush results, cancel services, mark the
 liveness row stopped. ``abort()`` cancels everything at once; unfinished jobs stay
 ``running`` in the database and are recovered by rescue.
+
+The host task is referenced from a module-level set while it runs: dropping the ``Runtime``
+handle does not stop (or garbage-collect) a running runtime.
 """
 
 from __future__ import annotations
@@ -23,23 +36,33 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from awa.client import Client
 from awa.config import MaintenanceConfig, RuntimeConfig
-from awa.errors import DatabaseUnavailable, RuntimeStateError
+from awa.errors import ConfigError, DatabaseUnavailable, RuntimeStateError
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
+from awa.maintenance.recovery import RecoveryReport, recover_at_startup
+from awa.maintenance.tick import TickReport, tick
 from awa.store.maintenance import Presence
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 
-__all__ = ["Runtime"]
+__all__ = ["ROLES", "Runtime"]
 
 log = logging.getLogger("awa.runtime")
 
+ROLES = ("worker", "maintenance")
+
+#: Host tasks of running runtimes: asyncio keeps only weak references to tasks, and a
+#: runtime must keep running after its caller drops the handle.
+_RUNNING_HOSTS: set[asyncio.Task[None]] = set()
+
 
 class Runtime:
-    """Run the handlers registered on ``client`` for the queues in ``config``, and campaign
-    for maintenance leadership (unless ``maintenance=None``).
+    """Run the handlers registered on ``client`` for the queues in ``config`` and campaign
+    for maintenance leadership (``role="worker"``), or run maintenance only
+    (``role="maintenance"``: no queue is served even if ``config`` names some).
 
-    ``branches`` adds application maintenance branches to the lanes; ``cleanup_hooks`` run
-    after each ``cleanup`` pass.
+    ``run_maintenance=False`` makes a plain worker. ``branches`` adds application
+    maintenance branches to the lanes; ``cleanup_hooks`` are called after each ``cleanup``
+    pass of the hygiene lane.
     """
 
     def __init__(
@@ -53,9 +76,14 @@ class Runtime:
         branches: list[Branch] | None = None,
         cleanup_hooks: list[CleanupHook] | None = None,
     ) -> None:
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+        if role == "maintenance" and not run_maintenance:
+            raise ConfigError("role='maintenance' with run_maintenance=False would do nothing")
         self.client = client
         self.config = config or RuntimeConfig()
         self.role = role
+        self.queues: dict[str, int] = {} if role == "maintenance" else dict(self.config.queues)
         self.maintenance_config = maintenance or MaintenanceConfig()
         self.run_maintenance = run_maintenance
         self._extra_branches = list(branches or [])
@@ -74,6 +102,7 @@ class Runtime:
         self.buffer: CompletionBuffer | None = None
         self.heartbeat: Heartbeat | None = None
         self.wakeups: Wakeups | None = None
+        self.recovery: RecoveryReport | None = None
 
     @property
     def state(self) -> str:
@@ -89,36 +118,62 @@ class Runtime:
             if self._state in ("stopping", "stopped"):
                 raise RuntimeStateError(f"cannot start a runtime that is {self._state}")
             self._state = "starting"
-            await self.client.connect()
-            self._host = asyncio.get_running_loop().create_task(
+            try:
+                await self.client.connect()
+            except BaseException:
+                self._state = "new"
+                raise
+            if self._stop.is_set():
+                self._state = "stopped"
+                raise RuntimeStateError(f"runtime {self.instance_id} was stopped while starting")
+            host = asyncio.get_running_loop().create_task(
                 self._main(), name=f"awa-runtime {self.instance_id}"
             )
+            self._host = host
+            _RUNNING_HOSTS.add(host)
+            host.add_done_callback(_RUNNING_HOSTS.discard)
             ready = asyncio.ensure_future(self._ready.wait())
-            done, _ = await asyncio.wait({ready, self._host}, return_when=asyncio.FIRST_COMPLETED)
-            if self._host in done:
-                ready.cancel()
+            try:
+                done, _ = await asyncio.wait({ready, host}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:
+                # The caller gave up on start() (cancelled): do not leave a half-started host.
+                host.cancel()
                 self._state = "stopped"
-                self._host.result()  # re-raise the startup failure
-                raise RuntimeStateError("runtime stopped during startup")
+                raise
+            finally:
+                ready.cancel()
+            if host in done:
+                self._state = "stopped"
+                if host.cancelled():
+                    raise RuntimeStateError(
+                        f"runtime {self.instance_id} was aborted while starting"
+                    )
+                host.result()  # re-raise the startup failure
+                raise RuntimeStateError(f"runtime {self.instance_id} stopped during startup")
+            if self._stop.is_set():
+                raise RuntimeStateError(f"runtime {self.instance_id} was stopped while starting")
             self._state = "running"
             log.info(
-                "runtime %s started (role=%s, queues=%s)",
+                "runtime %s started (role=%s, queues=%s, maintenance=%s)",
                 self.instance_id,
                 self.role,
-                self.config.queues,
+                self.queues,
+                self.run_maintenance,
             )
             return self
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming, let running handlers finish (up to ``grace``), record every result,
         release everything. Safe to call twice or on a runtime that never started."""
-        if self._host is None:
-            self._state = "stopped"
-            return
-        if self._state not in ("stopped",):
-            self._state = "stopping"
         self._grace = self.config.shutdown_grace if grace is None else grace
         self._stop.set()
+        if self._host is None:
+            # Never started, or a start() is still connecting: it sees ``_stop`` and gives up.
+            if self._state != "starting":
+                self._state = "stopped"
+            return
+        if self._state != "stopped":
+            self._state = "stopping"
         await self._wait_host()
 
     async def abort(self) -> None:
@@ -155,6 +210,27 @@ class Runtime:
         else:
             await self.abort()
 
+    async def tick(self, *, wait: float = 0.0, force: bool = False) -> TickReport:
+        """One bounded maintenance pass with this runtime's branches (see
+        ``awa.maintenance.tick``); needs no ``start()``. Waits at most ``wait`` seconds for
+        leadership; returns a report saying who leads if another process does."""
+        await self.client.connect()
+        return await tick(
+            self.client.store.url,
+            self.instance_id,
+            self._branches(),
+            self.maintenance_config,
+            self.client.clock,
+            self.client.metrics,
+            wait=wait,
+            force=force,
+        )
+
+    def _branches(self) -> list[Branch]:
+        return default_branches(self.maintenance_config, self._cleanup_hooks) + list(
+            self._extra_branches
+        )
+
     # ------------------------------------------------------------------ body
 
     async def _main(self) -> None:
@@ -185,20 +261,21 @@ class Runtime:
                 config=config,
                 metrics=metrics,
             )
-            for queue, limit in config.queues.items()
+            for queue, limit in self.queues.items()
         ]
         await store.register_runtime(
             self.instance_id,
             socket.gethostname(),
             os.getpid(),
             self.role,
-            dict(config.queues),
-            self.client.registry.kinds(),
+            dict(self.queues),
+            self.client.registry.kinds() if self.queues else [],
             clock.db_now(),
         )
         flushed = anyio.Event()
         self._presence = await Presence.acquire(store.url, self.instance_id)
         try:
+            self.recovery = await self._recover()
             async with anyio.create_task_group() as services:
                 await self._services(services, flushed)
         finally:
@@ -217,17 +294,16 @@ class Runtime:
         assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
         services.start_soon(self._watch_presence)
         if self.run_maintenance:
-            branches = default_branches(self.maintenance_config, self._cleanup_hooks)
             self.leader = MaintenanceLeader(
                 store.url,
                 self.instance_id,
-                branches + self._extra_branches,
+                self._branches(),
                 self.maintenance_config,
                 self.client.clock,
                 self.client.metrics,
             )
             await services.start(self.leader.run)
-        if config.notify:
+        if config.notify and self.queues:
             await services.start(self.wakeups.listen, store.url)
         services.start_soon(self._run_buffer, flushed)
         await services.start(self.heartbeat.run)
@@ -244,6 +320,18 @@ class Runtime:
         self.buffer.close()
         await flushed.wait()
         services.cancel_scope.cancel()
+
+    async def _recover(self) -> RecoveryReport:
+        """Startup recovery (``awa.maintenance.recovery``), retried per the config's policy."""
+        return await recover_at_startup(
+            self.client.store.url,
+            self.config.startup_recovery,
+            self.client.clock,
+            crash_grace=self.maintenance_config.crash_grace,
+            # Conservative: rescuing a live runtime's jobs would run them twice; the presence
+            # lock is the precise signal, this is only the backstop for hung processes.
+            liveness_ttl=max(120.0, 6 * self.config.liveness_interval),
+        )
 
     async def _watch_presence(self) -> None:
         """Keep the presence lock; if its connection dies, take it again (our running jobs

@@ -21,7 +21,7 @@ from awa.cli.database import resolve_database
 from awa.cli.demo import run_demo
 from awa.cli.output import emit, table
 from awa.client import Client
-from awa.config import RuntimeConfig
+from awa.config import LANE_MODES, MaintenanceConfig, RuntimeConfig
 from awa.errors import AwaError, ConfigError
 from awa.runtime import Runtime
 from awa.store.maintenance import MaintenanceStore
@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
     worker.add_argument("--shutdown-grace", type=float, default=30.0)
+    worker.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="do not campaign for maintenance leadership (run `awa maintenance run` elsewhere)",
+    )
+    _lanes_arg(worker)
 
     jobs = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
@@ -97,11 +103,59 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="leader, lane mode and per-branch health (persisted by the leader)"
     )
     status.add_argument("--json", action="store_true")
+    run = maint_sub.add_parser(
+        "run",
+        help="run maintenance only (does NOT execute jobs)",
+        description=MAINTENANCE_RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--app",
+        help="module:attribute of an awa.Client whose declarations (cron schedules, "
+        "queue and kind descriptions) this process publishes; its handlers are NOT run",
+    )
+    run.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    _lanes_arg(run)
+    tick = maint_sub.add_parser(
+        "tick",
+        help="one bounded maintenance pass, then exit",
+        description="Become maintenance leader if possible (waiting at most --wait seconds), "
+        "run every due branch once, print a per-branch report, release leadership. If "
+        "another process leads, report that and do nothing. Does not execute jobs.",
+    )
+    tick.add_argument("--wait", type=float, default=0.0, help="seconds to wait for leadership")
+    tick.add_argument("--force", action="store_true", help="run every branch, due or not")
+    tick.add_argument("--app", help="module:attribute of an awa.Client (for its declarations)")
+    tick.add_argument("--json", action="store_true")
 
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
     demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
     return parser
+
+
+MAINTENANCE_RUN_HELP = """\
+Run the maintenance role only: leader election and both lanes (promote scheduled and
+retryable jobs, rescue stale heartbeats, expired deadlines and expired callbacks, cleanup,
+storage rotation, queue stats, priority aging, admin metadata) plus this process's
+liveness row (role "maintenance").
+
+This process NEVER claims or executes jobs and never dispatches HTTP workers: you still
+need at least one worker (`awa worker`) to run them.
+
+Without --app (pool only), it runs only the maintenance that needs no application
+declarations: cron schedules are evaluated as stored in the database but not synced from
+code. With --app it also publishes the application's declarations.
+"""
+
+
+def _lanes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lanes",
+        choices=LANE_MODES,
+        default="split",
+        help="maintenance lane mode (default split; see ADR 003)",
+    )
 
 
 def load_app(spec: str) -> Client:
@@ -139,8 +193,26 @@ async def _cmd_worker(args: argparse.Namespace, url: str, embedded: bool) -> int
     if args.migrate or embedded:
         await client.migrate()
     queues = dict(args.queue) or {"default": 50}
-    runtime = Runtime(client, RuntimeConfig(queues=queues, shutdown_grace=args.shutdown_grace))
-    async with client, anyio.create_task_group() as tg:
+    runtime = Runtime(
+        client,
+        RuntimeConfig(queues=queues, shutdown_grace=args.shutdown_grace),
+        maintenance=MaintenanceConfig(mode=args.lanes),
+        run_maintenance=not args.no_maintenance,
+    )
+    banner = (
+        f"worker {runtime.instance_id} running queues {queues} for kinds "
+        f"{client.registry.kinds()}"
+        + ("" if args.no_maintenance else f", maintenance lanes {args.lanes}")
+        + " (Ctrl-C to stop)"
+    )
+    async with client:
+        await _run_until_signal(runtime, banner)
+    return 0
+
+
+async def _run_until_signal(runtime: Runtime, banner: str) -> None:
+    """Start ``runtime``, print ``banner``, and shut down gracefully on SIGINT/SIGTERM."""
+    async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -153,14 +225,56 @@ async def _cmd_worker(args: argparse.Namespace, url: str, embedded: bool) -> int
 
         tg.start_soon(on_signal)
         await runtime.start()
-        print(
-            f"worker {runtime.instance_id} running queues {queues} for kinds "
-            f"{client.registry.kinds()} (Ctrl-C to stop)",
-            flush=True,
-        )
+        print(banner, flush=True)
         await runtime.run_until_stopped()
         tg.cancel_scope.cancel()
+
+
+def _maintenance_client(args: argparse.Namespace, url: str) -> Client:
+    if args.app:
+        client = load_app(args.app)
+        client.set_database_url(url)
+        return client
+    return Client(url)
+
+
+async def _cmd_maintenance_run(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    client = _maintenance_client(args, url)
+    if args.migrate or embedded:
+        await client.migrate()
+    runtime = Runtime(client, role="maintenance", maintenance=MaintenanceConfig(mode=args.lanes))
+    banner = (
+        f"maintenance-only runtime {runtime.instance_id} running, lanes {args.lanes}; it does "
+        "not execute jobs (Ctrl-C to stop)"
+    )
+    async with client:
+        await _run_until_signal(runtime, banner)
     return 0
+
+
+async def _cmd_maintenance_tick(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    client = _maintenance_client(args, url)
+    if embedded:
+        await client.migrate()
+    async with client:
+        report = await Runtime(client, role="maintenance").tick(wait=args.wait, force=args.force)
+    if not report.leader:
+        text = f"not leader: maintenance leadership is held by {report.held_by}; nothing done"
+    else:
+        rows = [
+            (
+                b.branch,
+                b.lane,
+                "ran" if b.ran else "not due",
+                "" if b.duration_s is None else f"{b.duration_s:.4f}",
+                ", ".join(f"{k}={v}" for k, v in b.rows.items() if v) or "",
+                b.error or "",
+            )
+            for b in report.branches
+        ]
+        text = table(rows, ["branch", "lane", "status", "duration_s", "rows", "error"])
+    emit(report.as_dict(), as_json=args.json, text=text)
+    return 1 if report.errors else 0
 
 
 async def _cmd_jobs(args: argparse.Namespace, url: str) -> int:
@@ -271,6 +385,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "queues":
             return await _cmd_queues(args, url)
         if args.command == "maintenance":
+            if args.maintenance_command == "run":
+                return await _cmd_maintenance_run(args, url, embedded)
+            if args.maintenance_command == "tick":
+                return await _cmd_maintenance_tick(args, url, embedded)
             return await _cmd_maintenance_status(args, url)
         if args.command == "demo":
             summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)

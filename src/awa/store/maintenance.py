@@ -66,6 +66,7 @@ class MaintenanceStore(Store):
             "next_due_at",
             "find_stale_heartbeats",
             "find_orphaned_running",
+            "find_abandoned_running",
             "find_expired_deadlines",
             "find_expired_callbacks",
             "rescue_retry",
@@ -118,6 +119,11 @@ class MaintenanceStore(Store):
         self, grace: float, limit: int, now: datetime | None = None
     ) -> list[tuple[int, int]]:
         return await self._pairs("find_orphaned_running", grace, limit, PRESENCE_LOCK_CLASS, now)
+
+    async def find_abandoned_running(
+        self, unseen_for: float, limit: int, now: datetime | None = None
+    ) -> list[tuple[int, int]]:
+        return await self._pairs("find_abandoned_running", unseen_for, limit, now)
 
     async def find_expired_deadlines(
         self, grace: float, limit: int, now: datetime | None = None

@@ -1,0 +1,141 @@
+"""Startup recovery: before a runtime reports ready, give back the work of runtimes that died.
+
+Why at startup and not only in the SLO lane: a fleet restarting after an outage may have no
+maintenance leader yet (or the leader may be the process that is starting), and the operator
+expects a process that says "ready" to be standing on a consistent database. Recovery is the
+same guarded rescue the lane uses (only the attempt that was seen is touched, so racing the
+leader or a completion is harmless), run in pages so that a backlog of any size is walked
+with bounded memory, and retried under a ``RecoveryPolicy``; when the policy is exhausted
+``start()`` raises ``StartupRecoveryError`` instead of running on top of a half-known state.
+
+What it recovers:
+
+- running attempts whose holder's presence lock is gone (crashed process or connection);
+- running attempts whose holder's liveness row is missing, stopped, or expired
+  (unseen for ``liveness_ttl`` seconds);
+- unique keys whose job no longer exists (released so the key can be taken again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from awa.clock import Clock
+from awa.config import RecoveryPolicy
+from awa.errors import AwaError, StartupRecoveryError
+from awa.store.maintenance import MaintenanceStore
+
+__all__ = ["RecoveryReport", "recover_at_startup"]
+
+log = logging.getLogger("awa.runtime")
+
+_REASON_ORPHANED = "startup recovery: holder runtime is gone (presence lock released)"
+_REASON_ABANDONED = "startup recovery: holder runtime's liveness expired"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    requeued: int
+    failed: int
+    unique_keys_released: int
+    pages: int
+    attempts: int
+
+
+async def recover_at_startup(
+    url: str,
+    policy: RecoveryPolicy,
+    clock: Clock,
+    *,
+    crash_grace: float,
+    liveness_ttl: float,
+) -> RecoveryReport:
+    """Run recovery (on its own short-lived connection) until it succeeds once, retrying
+    per ``policy``; connecting is part of an attempt."""
+    delay = policy.delay
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            with anyio.fail_after(policy.timeout):
+                store = await MaintenanceStore.open(url, min_size=1, max_size=1)
+                try:
+                    report = await _recover_once(store, policy, clock, crash_grace, liveness_ttl)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await store.close()
+        except (AwaError, TimeoutError, OSError) as exc:
+            if attempt == policy.attempts:
+                raise StartupRecoveryError(attempt, exc) from exc
+            log.warning(
+                "startup recovery attempt %d/%d failed (%s: %s); retrying in %.2fs",
+                attempt,
+                policy.attempts,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            await clock.sleep(delay)
+            delay *= 2
+            continue
+        report = RecoveryReport(
+            report.requeued, report.failed, report.unique_keys_released, report.pages, attempt
+        )
+        if report.requeued or report.failed or report.unique_keys_released:
+            log.info(
+                "startup recovery: requeued %d and failed %d attempts of dead runtimes, "
+                "released %d unique keys (%d pages)",
+                report.requeued,
+                report.failed,
+                report.unique_keys_released,
+                report.pages,
+            )
+        return report
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def _recover_once(
+    store: MaintenanceStore,
+    policy: RecoveryPolicy,
+    clock: Clock,
+    crash_grace: float,
+    liveness_ttl: float,
+) -> RecoveryReport:
+    requeued = failed = pages = 0
+    finders: list[tuple[Callable[[], Awaitable[list[tuple[int, int]]]], str]] = [
+        (
+            lambda: store.find_orphaned_running(crash_grace, policy.page_size, clock.db_now()),
+            _REASON_ORPHANED,
+        ),
+        (
+            lambda: store.find_abandoned_running(liveness_ttl, policy.page_size, clock.db_now()),
+            _REASON_ABANDONED,
+        ),
+    ]
+    for finder, reason in finders:
+        while True:
+            page = await finder()
+            pages += 1
+            outcome = await store.rescue(
+                page,
+                from_states=["running"],
+                reason=reason,
+                retry_base_delay=0.0,
+                now=clock.db_now(),
+            )
+            requeued += outcome.retried
+            failed += outcome.failed
+            # A short page is the last one; a page where nothing moved means every row we
+            # saw was taken by someone else meanwhile, and asking again would repeat it.
+            if len(page) < policy.page_size or outcome.retried + outcome.failed == 0:
+                break
+    released = 0
+    while True:
+        count = await store.gc_unique_keys(policy.page_size)
+        released += count
+        pages += 1
+        if count < policy.page_size:
+            break
+    return RecoveryReport(requeued, failed, released, pages, 1)
