@@ -8,7 +8,8 @@ asserted.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,13 @@ import asyncpg
 import pytest
 
 import awa
+from awa.clock import utcnow
+from awa.store import Store
+from awa.telemetry import instruments
+from awa.worker.completions import CompletionBuffer, PendingResult
+from awa.worker.heartbeat import Heartbeat
+from awa.worker.inflight import InFlight, InFlightJob, StopReason
+from awa.worker.outcomes import Decision
 
 TERMINAL = {awa.JobState.COMPLETED, awa.JobState.FAILED, awa.JobState.CANCELLED}
 SETTLED = TERMINAL | {awa.JobState.RETRYABLE, awa.JobState.SCHEDULED}
@@ -491,12 +499,6 @@ async def test_retried_attempt_sees_progress_of_previous_attempt(database_url: s
     assert seen == [None, {"checkpoint": 7}]
 
 
-@pytest.mark.xfail(
-    reason="BUG: progress is written only by Heartbeat.beat; when an attempt ends before the "
-    "next beat, CompletionBuffer writes the result (complete_batch/finalize_batch/"
-    "reschedule_batch keep the old progress) and the reported progress is silently dropped",
-    strict=True,
-)
 @pytest.mark.parametrize("ending", ["complete", "fail", "retry"])
 async def test_progress_reported_just_before_attempt_ends_is_kept(
     database_url: str, ending: str
@@ -526,6 +528,79 @@ async def test_progress_reported_just_before_attempt_ends_is_kept(
         assert seen == [None, {"checkpoint": 42}]
 
 
+async def test_set_progress_none_clears_progress_at_attempt_end(database_url: str) -> None:
+    client = awa.Client(database_url)
+    seen: list[Any] = []
+
+    @client.handler("restart")
+    async def restart(ctx: awa.JobContext) -> str:
+        seen.append(ctx.progress)
+        if ctx.job.attempt == 1:
+            ctx.set_progress({"checkpoint": 1})
+            raise awa.RetryAfter(0, reason="again")
+        ctx.set_progress(None)
+        return "from scratch"
+
+    async with client:
+        job = await client.insert("restart", max_attempts=3)
+        async with awa.Runtime(client, make_config(heartbeat_interval=30.0)):
+            final = await wait_job(client, job.id, lambda j: j.state in TERMINAL)
+    assert final.state is awa.JobState.COMPLETED
+    assert seen == [None, {"checkpoint": 1}]
+    assert final.progress is None
+
+
+async def test_set_progress_none_clears_progress_at_next_heartbeat(database_url: str) -> None:
+    client = awa.Client(database_url)
+    persisted = anyio.Event()
+    cleared = anyio.Event()
+    release = anyio.Event()
+    seen: list[Any] = []
+
+    @client.handler("restart")
+    async def restart(ctx: awa.JobContext) -> str:
+        seen.append(ctx.progress)
+        if ctx.job.attempt == 1:
+            ctx.set_progress({"checkpoint": 1})
+            await persisted.wait()
+            raise awa.RetryAfter(0, reason="again")
+        ctx.set_progress(None)
+        cleared.set()
+        await release.wait()
+        return "from scratch"
+
+    async with client:
+        job = await client.insert("restart", max_attempts=3)
+        async with awa.Runtime(client, make_config(heartbeat_interval=0.1)):
+            await wait_job(client, job.id, lambda j: j.progress == {"checkpoint": 1})
+            persisted.set()
+            with anyio.fail_after(10):
+                await cleared.wait()
+            await wait_job(
+                client,
+                job.id,
+                lambda j: j.state is awa.JobState.RUNNING and j.attempt == 2 and j.progress is None,
+            )
+            release.set()
+            final = await wait_job(client, job.id, lambda j: j.state in TERMINAL)
+    assert seen == [None, {"checkpoint": 1}]
+    assert final.state is awa.JobState.COMPLETED
+    assert final.progress is None
+
+
+async def test_progress_taken_by_a_heartbeat_is_still_handed_to_the_final_write() -> None:
+    now = utcnow()
+    job = awa.Job(1, "k", "default", {}, awa.JobState.RUNNING, 2, 1, 3, now, now)
+    untouched = InFlightJob(job, awa.JobContext(job))
+    assert untouched.hand_over() == (False, None)
+    entry = InFlightJob(job, awa.JobContext(job))
+    entry.context.set_progress({"step": 3})
+    # a heartbeat took it; its statement may lose the race with the completion flush
+    assert entry.take_progress() == (True, {"step": 3})
+    assert entry.hand_over() == (True, {"step": 3})
+    assert entry.result_buffered
+
+
 async def test_set_progress_rejects_non_json(database_url: str) -> None:
     client = awa.Client(database_url)
     seen: list[BaseException] = []
@@ -542,6 +617,87 @@ async def test_set_progress_rejects_non_json(database_url: str) -> None:
     assert len(seen) == 1
     assert isinstance(seen[0], awa.ValidationError)
     assert seen[0].field == "progress"
+
+
+# ------------------------------------------------- heartbeat racing our own completion flush
+
+
+class WindowStore(Store):
+    """The real store, with a hook run right after a completion statement returns: the window
+    in which the flush has committed but not yet dropped the job from ``InFlight``. It also
+    keeps what each heartbeat answered."""
+
+    in_window: Callable[[], Awaitable[None]] | None = None
+    lost: list[set[int]]
+
+    async def complete(self, *args: Any, **kwargs: Any) -> set[int]:
+        applied = await super().complete(*args, **kwargs)
+        if self.in_window is not None:
+            await self.in_window()
+        return applied
+
+    async def heartbeat(self, *args: Any, **kwargs: Any) -> tuple[set[int], dict[int, str | None]]:
+        lost, cancel = await super().heartbeat(*args, **kwargs)
+        self.lost.append(lost)
+        return lost, cancel
+
+
+@contextlib.asynccontextmanager
+async def worker_parts(
+    database_url: str,
+) -> AsyncIterator[tuple[WindowStore, InFlight, CompletionBuffer, Heartbeat]]:
+    store = await WindowStore.open(database_url, max_size=3)
+    store.lost = []
+    inflight = InFlight()
+    clock = awa.SystemClock()
+    buffer = CompletionBuffer(store, inflight, clock, instruments(), flush_interval=60.0, batch=100)
+    try:
+        yield store, inflight, buffer, Heartbeat(store, inflight, clock, interval=60.0)
+    finally:
+        await store.close()
+
+
+async def claim_one(store: Store, inflight: InFlight) -> InFlightJob:
+    await store.insert(awa.InsertParams("work", {}))
+    (job,) = await store.claim("default", ["work"], 1, "runtime-test")
+    entry = InFlightJob(job, awa.JobContext(job))
+    inflight.add(entry)
+    return entry
+
+
+async def test_heartbeat_does_not_report_a_job_our_own_flush_just_finished(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="awa.worker")
+    async with worker_parts(database_url) as (store, inflight, buffer, heartbeat):
+        entry = await claim_one(store, inflight)
+        done = Decision(awa.JobState.COMPLETED, "completed", result={"ok": True})
+        buffer.add(PendingResult(entry.job.id, entry.job.run_lease, "default", done))
+        store.in_window = heartbeat.beat
+        await buffer.flush()
+    assert store.lost == [{entry.job.id}]  # the beat ran in the window and saw the row gone
+    assert entry.stop_reason is None
+    assert not entry.scope.cancel_called
+    assert (buffer.applied, buffer.stale) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_heartbeat_stops_a_running_job_that_was_taken_over(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="awa.worker")
+    async with worker_parts(database_url) as (store, inflight, _buffer, heartbeat):
+        entry = await claim_one(store, inflight)
+        async with store.connection() as conn:  # rescued and re-claimed elsewhere
+            await conn.execute(
+                "UPDATE awa.jobs SET run_lease = run_lease + 1 WHERE id = $1", entry.job.id
+            )
+        await heartbeat.beat()
+    assert store.lost == [{entry.job.id}]
+    assert entry.stop_reason is StopReason.LOST
+    assert entry.scope.cancel_called
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"job {entry.job.id} was taken over elsewhere; stopping it here"]
 
 
 # -------------------------------------------------------------------- runtime lifecycle

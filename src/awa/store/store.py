@@ -3,6 +3,10 @@ SQL text or driver types beyond an opaque connection they may pass through.
 
 Every method takes an optional ``now`` (``None`` = the database clock) so tests can pin time,
 and batch methods take parallel lists so a flush is one round trip however many jobs it holds.
+
+Progress values passed to the heartbeat and to the writes that end an attempt follow one
+rule: ``None`` keeps the stored progress, ``CLEAR_PROGRESS`` clears it, anything else (a JSON
+value) replaces it.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import asyncpg
 
@@ -28,7 +32,14 @@ from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import Query, load_queries
 from awa.store.rows import job_from_row
 
-__all__ = ["Connection", "FinishedAttempt", "QueueCount", "Rescheduled", "Store"]
+__all__ = [
+    "CLEAR_PROGRESS",
+    "Connection",
+    "FinishedAttempt",
+    "QueueCount",
+    "Rescheduled",
+    "Store",
+]
 
 #: A connection a caller may pass through (its own transaction) or receive from the pool.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -51,6 +62,27 @@ _COPY_COLUMNS = (
 )
 
 
+class _ClearProgress:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CLEAR_PROGRESS"
+
+
+#: A progress value meaning "clear the stored progress" (``None`` means "keep it").
+CLEAR_PROGRESS: Final = _ClearProgress()
+
+# JSON null: the SQL turns it into NULL, while an SQL NULL element keeps the stored value.
+_JSON_NULL = RawJson("null")
+
+
+def _progress_param(values: Sequence[Any]) -> list[Any] | None:
+    """The jsonb[] argument for a batch's progress: None (keep all) when nothing changed."""
+    if all(v is None for v in values):
+        return None
+    return [_JSON_NULL if v is CLEAR_PROGRESS else v for v in values]
+
+
 @dataclass(frozen=True)
 class QueueCount:
     queue: str
@@ -67,6 +99,7 @@ class FinishedAttempt:
     run_lease: int
     state: JobState
     error: dict[str, Any] | None
+    progress: Any = None  # None keeps the stored progress; CLEAR_PROGRESS clears it
 
 
 @dataclass(frozen=True)
@@ -79,6 +112,7 @@ class Rescheduled:
     run_at: datetime
     error: dict[str, Any] | None
     give_back_attempt: bool
+    progress: Any = None  # None keeps the stored progress; CLEAR_PROGRESS clears it
 
 
 class Store:
@@ -306,12 +340,20 @@ class Store:
         leases: Sequence[int],
         results: Sequence[Any],
         now: datetime | None = None,
+        *,
+        progress: Sequence[Any] | None = None,
     ) -> set[int]:
-        """Record completions; returns the ids applied (the rest were stale)."""
+        """Record completions, with each attempt's final ``progress`` (default: keep it);
+        returns the ids applied (the rest were stale)."""
 
         async def run() -> set[int]:
             rows = await self.pool.fetch(
-                self.sql("complete_batch"), list(job_ids), list(leases), list(results), now
+                self.sql("complete_batch"),
+                list(job_ids),
+                list(leases),
+                list(results),
+                now,
+                None if progress is None else _progress_param(progress),
             )
             return {int(r["id"]) for r in rows}
 
@@ -328,6 +370,7 @@ class Store:
                 [i.state.value for i in items],
                 [i.error for i in items],
                 now,
+                _progress_param([i.progress for i in items]),
             )
             return {int(r["id"]) for r in rows}
 
@@ -347,6 +390,7 @@ class Store:
                     [i.error for i in items],
                     [i.give_back_attempt for i in items],
                     now,
+                    _progress_param([i.progress for i in items]),
                 )
                 woken = sorted({r["queue"] for r in rows if r["state"] == "available"})
                 if woken:
@@ -362,6 +406,7 @@ class Store:
                         [i.job_id for i in rest],
                         [i.run_lease for i in rest],
                         now,
+                        _progress_param([i.progress for i in rest]),
                     )
                     applied |= {int(r["id"]) for r in cancelled}
                 return applied
@@ -375,11 +420,12 @@ class Store:
         progress: Sequence[Any],
         now: datetime | None = None,
     ) -> tuple[set[int], dict[int, str | None]]:
-        """Refresh heartbeats; return (lost ids, cancel-requested id → operator's reason)."""
+        """Refresh heartbeats and write ``progress`` (``None`` keeps a job's progress);
+        return (lost ids, cancel-requested id → operator's reason)."""
 
         async def run() -> tuple[set[int], dict[int, str | None]]:
             rows = await self.pool.fetch(
-                self.sql("heartbeat"), list(job_ids), list(leases), list(progress), now
+                self.sql("heartbeat"), list(job_ids), list(leases), _progress_param(progress), now
             )
             lost = {int(r["id"]) for r in rows if r["lost"]}
             cancel = {int(r["id"]): r["cancel_reason"] for r in rows if not r["lost"]}

@@ -8,13 +8,19 @@ cancelled meanwhile) is rejected by the database and counted as stale, never app
 
 A failed flush keeps its items and retries with capped backoff: results are never dropped,
 and the jobs keep their heartbeat (they stay in ``InFlight``) until written.
+
+Progress: the heartbeat writes progress only while an attempt runs, so an attempt that ends
+between two beats would lose what it reported last. ``add`` therefore takes the attempt's
+final progress from its ``InFlight`` entry and the same batched statement that records the
+result writes it (no extra statement; a batch in which no job reported progress sends none).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -23,7 +29,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.errors import DatabaseUnavailable
 from awa.model import JobState
-from awa.store import FinishedAttempt, Rescheduled, Store
+from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
 from awa.telemetry import Instruments
 from awa.worker.inflight import InFlight
 from awa.worker.outcomes import Decision
@@ -41,6 +47,7 @@ class PendingResult:
     run_lease: int
     queue: str
     decision: Decision
+    progress: Any = None  # the attempt's final progress: None keeps, CLEAR_PROGRESS clears
 
 
 class CompletionBuffer:
@@ -68,6 +75,12 @@ class CompletionBuffer:
         self.applied = 0
 
     def add(self, item: PendingResult) -> None:
+        """Buffer a finished attempt's result, with the progress its handler reported."""
+        entry = self._inflight.get(item.job_id)
+        if entry is not None:
+            reported, value = entry.hand_over()
+            if reported:
+                item = replace(item, progress=CLEAR_PROGRESS if value is None else value)
         self._pending.append(item)
         self._has_items.set()
         if len(self._pending) >= self._batch:
@@ -141,11 +154,14 @@ class CompletionBuffer:
                 [i.run_lease for i in group],
                 [i.decision.result for i in group],
                 now,
+                progress=[i.progress for i in group],
             )
         if state in (JobState.FAILED, JobState.CANCELLED):
             return await self._store.finalize(
                 [
-                    FinishedAttempt(i.job_id, i.run_lease, i.decision.state, i.decision.error)
+                    FinishedAttempt(
+                        i.job_id, i.run_lease, i.decision.state, i.decision.error, i.progress
+                    )
                     for i in group
                 ],
                 now,
@@ -159,6 +175,7 @@ class CompletionBuffer:
                     _run_at(i),
                     i.decision.error,
                     i.decision.give_back_attempt,
+                    i.progress,
                 )
                 for i in group
             ],

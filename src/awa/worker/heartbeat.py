@@ -3,6 +3,12 @@
 Besides proving liveness, the answer carries two signals: jobs whose lease moved on (rescued
 elsewhere: stop them, their result would be stale) and jobs an operator asked to cancel.
 Progress reported since the last beat is written in the same statement.
+
+Jobs whose result is already with the completion buffer keep their heartbeat until it is
+written, but neither signal applies to them: their handler is done, and the row may have left
+``running`` because our own flush committed while this beat was in flight. Reporting those as
+"taken over elsewhere" would be a false alarm; when one really was rescued, the flush rejects
+its result as stale and says so.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from anyio.abc import TaskStatus
 
 from awa.clock import Clock
 from awa.errors import DatabaseUnavailable
-from awa.store import Store
+from awa.store import CLEAR_PROGRESS, Store
 from awa.worker.inflight import InFlight, StopReason
 
 __all__ = ["Heartbeat"]
@@ -40,10 +46,13 @@ class Heartbeat:
         entries = self._inflight.snapshot()
         if not entries:
             return
-        progress = []
+        progress: list[object] = []
         for entry in entries:
-            dirty, value = entry.context.take_progress()
-            progress.append(value if dirty else None)
+            changed, value = entry.take_progress()
+            if not changed:
+                progress.append(None)
+            else:
+                progress.append(CLEAR_PROGRESS if value is None else value)
         try:
             lost, cancel = await self._store.heartbeat(
                 [e.job.id for e in entries],
@@ -57,11 +66,11 @@ class Heartbeat:
         self.beats += 1
         for job_id in lost:
             held = self._inflight.get(job_id)
-            if held is not None:
+            if held is not None and not held.result_buffered:
                 log.warning("job %d was taken over elsewhere; stopping it here", job_id)
                 held.stop(StopReason.LOST)
         for job_id, reason in cancel.items():
             held = self._inflight.get(job_id)
-            if held is not None:
+            if held is not None and not held.result_buffered:
                 held.stop_detail = reason
                 held.stop(StopReason.CANCEL_REQUESTED)

@@ -3,12 +3,19 @@
 The heartbeat reads this set (one statement for all of them); the completion buffer removes
 entries once their result is written, so a job whose result is still buffered keeps its
 heartbeat and is never mistaken for abandoned.
+
+Each entry also remembers two facts the heartbeat and the completion buffer share: whether the
+handler reported progress during this attempt (so the final write carries it even when a
+heartbeat took it first and lost a race with that write), and whether the handler's result is
+already with the completion buffer (so a heartbeat that finds the row gone knows our own flush
+did it, not another process).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -31,11 +38,27 @@ class InFlightJob:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     stop_reason: StopReason | None = None
     stop_detail: str | None = None  # the operator's cancel reason, when there is one
+    progress_reported: bool = False  # set_progress was called during this attempt
+    result_buffered: bool = False  # the handler finished; its result waits to be written
 
     def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.scope.cancel()
+
+    def take_progress(self) -> tuple[bool, Any]:
+        """(changed since the last take, latest value): for the heartbeat."""
+        changed, value = self.context.take_progress()
+        if changed:
+            self.progress_reported = True
+        return changed, value
+
+    def hand_over(self) -> tuple[bool, Any]:
+        """Mark the result as buffered; return (progress reported during this attempt, its
+        latest value) for the write that ends the attempt."""
+        self.result_buffered = True
+        changed, value = self.context.take_progress()
+        return changed or self.progress_reported, value
 
 
 class InFlight:
