@@ -14,13 +14,15 @@ from typing import Any, Self
 
 from awa.clock import Clock, SystemClock
 from awa.config import database_url_from_env
+from awa.cron import CronSchedule, CronTable
 from awa.db import check_database_url, connect, current_version, migrate
 from awa.db.migrate import MIGRATIONS
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry
 from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.store import Connection, QueueCount, Store
-from awa.telemetry import Instruments, instruments
+from awa.store.cron import CronStore
+from awa.telemetry import Instruments, inject_trace_context, instruments
 
 __all__ = ["Client"]
 
@@ -43,6 +45,8 @@ class Client:
         self._url = database_url or database_url_from_env()
         self.clock: Clock = clock or SystemClock()
         self.registry = HandlerRegistry()
+        #: Cron schedules declared by this application (published by ``cron_sync``).
+        self.cron = CronTable()
         self.pool_size = pool_size
         self.metrics = metrics or instruments()
         self._store: Store | None = None
@@ -137,7 +141,9 @@ class Client:
         unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
     ) -> InsertParams:
         """Validated insert parameters, with the registered handler's queue and timeout as
-        defaults. ``delay`` is a shorthand for ``run_at = now + delay``."""
+        defaults. ``delay`` is a shorthand for ``run_at = now + delay``. Called inside an
+        active span, the span's W3C trace context is added to ``metadata`` (``traceparent``)
+        so the job's execution span continues the producer's trace."""
         spec = self.registry.get(kind) if isinstance(kind, str) else None
         if delay is not None:
             if run_at is not None:
@@ -154,7 +160,7 @@ class Client:
             run_at=run_at,
             max_attempts=max_attempts,
             tags=tags,
-            metadata=metadata,
+            metadata=inject_trace_context(metadata),
             timeout=timeout if timeout is not None else (spec.timeout if spec else None),
             unique_key=unique_key,
             unique_scope=unique_scope,
@@ -194,6 +200,32 @@ class Client:
         for queue, n in counts.items():
             self.metrics.inserted.add(n, {"awa.queue": queue})
         return ids
+
+    # ----------------------------------------------------------------- cron
+
+    def schedule(self, name: str, expression: str, kind: str, **options: Any) -> CronSchedule:
+        """Declare a periodic job: ``client.schedule("nightly", "0 3 * * *", "report",
+        timezone="Europe/Berlin", misfire="catchup_latest")``. Options: see
+        ``awa.cron.CronSchedule`` (args, queue, priority, max_attempts, timezone, misfire,
+        catchup_window, max_catchup, overlap, paused, miss_tolerance, tags, metadata).
+        Validated now; published to the database by the maintenance leader."""
+        return self.cron.add(name, expression, kind, **options)
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        """Every synced schedule with last success, last fire and next fire."""
+        return await CronStore(self.store.pool, self.store.url).list_cron()
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop firing ``name`` until resumed (survives syncs and restarts)."""
+        await CronStore(self.store.pool, self.store.url).set_cron_paused(
+            name, True, self.clock.db_now()
+        )
+
+    async def resume_schedule(self, name: str) -> None:
+        """Fire ``name`` again from now on (the paused time is not caught up)."""
+        await CronStore(self.store.pool, self.store.url).set_cron_paused(
+            name, False, self.clock.db_now()
+        )
 
     # ---------------------------------------------------------------- admin
 

@@ -61,6 +61,14 @@ class JobNotFound(AwaError, LookupError):
         super().__init__(f"no job with id={job_id}")
 
 
+class ScheduleNotFound(AwaError, LookupError):
+    """No cron schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no cron schedule named {name!r}")
+
+
 class InvalidTransition(AwaError):
     """The job exists but is in a state that does not allow the requested change."""
 

@@ -39,8 +39,10 @@ from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.errors import ConfigError, DatabaseUnavailable, RuntimeStateError
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
+from awa.maintenance.cron_sync import declarations_of
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
+from awa.store.cron import CronStore
 from awa.store.maintenance import Presence
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 
@@ -62,7 +64,9 @@ class Runtime:
 
     ``run_maintenance=False`` makes a plain worker. ``branches`` adds application
     maintenance branches to the lanes; ``cleanup_hooks`` are called after each ``cleanup``
-    pass of the hygiene lane.
+    pass of the hygiene lane. ``publish_declarations=False`` (the CLI's pool-only
+    maintenance) skips everything that needs the application's declarations: ``cron_sync``
+    and the start-up publication of cron schedules.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Runtime:
         run_maintenance: bool = True,
         branches: list[Branch] | None = None,
         cleanup_hooks: list[CleanupHook] | None = None,
+        publish_declarations: bool = True,
     ) -> None:
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
@@ -88,6 +93,7 @@ class Runtime:
         self.run_maintenance = run_maintenance
         self._extra_branches = list(branches or [])
         self._cleanup_hooks = list(cleanup_hooks or [])
+        self.publish_declarations = publish_declarations
         self.leader: MaintenanceLeader | None = None
         self._presence: Presence | None = None
         self.instance_id = self.config.instance_id
@@ -227,9 +233,13 @@ class Runtime:
         )
 
     def _branches(self) -> list[Branch]:
-        return default_branches(self.maintenance_config, self._cleanup_hooks) + list(
-            self._extra_branches
+        builtin = default_branches(
+            self.maintenance_config,
+            self._cleanup_hooks,
+            cron=self.client.cron if self.publish_declarations else None,
+            instance_id=self.instance_id,
         )
+        return builtin + list(self._extra_branches)
 
     # ------------------------------------------------------------------ body
 
@@ -272,6 +282,10 @@ class Runtime:
             self.client.registry.kinds() if self.queues else [],
             clock.db_now(),
         )
+        if self.publish_declarations and len(self.client.cron):
+            await CronStore(store.pool, store.url).upsert_cron(
+                declarations_of(self.client.cron), self.instance_id, clock.db_now()
+            )
         flushed = anyio.Event()
         self._presence = await Presence.acquire(store.url, self.instance_id)
         try:

@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     tick.add_argument("--app", help="module:attribute of an awa.Client (for its declarations)")
     tick.add_argument("--json", action="store_true")
 
+    cron = sub.add_parser("cron", help="list, pause or resume cron schedules")
+    cron_sub = cron.add_subparsers(dest="cron_command", required=True)
+    cron_list = cron_sub.add_parser(
+        "list", help="every schedule: policies, last success, last fire, next fire, misses"
+    )
+    cron_list.add_argument("--json", action="store_true")
+    for verb, text in (("pause", "stop firing a schedule"), ("resume", "fire it again")):
+        p = cron_sub.add_parser(verb, help=text)
+        p.add_argument("name")
+        p.add_argument("--json", action="store_true")
+
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
     demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
@@ -242,7 +253,12 @@ async def _cmd_maintenance_run(args: argparse.Namespace, url: str, embedded: boo
     client = _maintenance_client(args, url)
     if args.migrate or embedded:
         await client.migrate()
-    runtime = Runtime(client, role="maintenance", maintenance=MaintenanceConfig(mode=args.lanes))
+    runtime = Runtime(
+        client,
+        role="maintenance",
+        maintenance=MaintenanceConfig(mode=args.lanes),
+        publish_declarations=bool(args.app),
+    )
     banner = (
         f"maintenance-only runtime {runtime.instance_id} running, lanes {args.lanes}; it does "
         "not execute jobs (Ctrl-C to stop)"
@@ -257,7 +273,8 @@ async def _cmd_maintenance_tick(args: argparse.Namespace, url: str, embedded: bo
     if embedded:
         await client.migrate()
     async with client:
-        report = await Runtime(client, role="maintenance").tick(wait=args.wait, force=args.force)
+        runtime = Runtime(client, role="maintenance", publish_declarations=bool(args.app))
+        report = await runtime.tick(wait=args.wait, force=args.force)
     if not report.leader:
         text = f"not leader: maintenance leadership is held by {report.held_by}; nothing done"
     else:
@@ -374,6 +391,59 @@ async def _cmd_maintenance_status(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _when(value: Any) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S%z")
+
+
+async def _cmd_cron(args: argparse.Namespace, url: str) -> int:
+    async def body(client: Client) -> int:
+        if args.cron_command == "pause":
+            await client.pause_schedule(args.name)
+        elif args.cron_command == "resume":
+            await client.resume_schedule(args.name)
+        schedules = await client.list_schedules()
+        if args.cron_command != "list":
+            schedules = [s for s in schedules if s["name"] == args.name]
+        rows = [
+            (
+                s["name"],
+                s["expression"],
+                s["timezone"],
+                s["misfire"],
+                s["overlap"],
+                "orphaned"
+                if s["orphaned_at"]
+                else ("paused" if s["paused"] or s["operator_paused"] else "active"),
+                _when(s["last_success_at"]),
+                _when(s["last_fire_at"]),
+                _when(s["next_fire_at"]),
+                s["missed_total"],
+            )
+            for s in schedules
+        ]
+        headers = [
+            "name",
+            "expression",
+            "tz",
+            "misfire",
+            "overlap",
+            "status",
+            "last_success",
+            "last_fire",
+            "next_fire",
+            "missed",
+        ]
+        emit(
+            schedules,
+            as_json=args.json,
+            text=table(rows, headers) if rows else "no cron schedules",
+        )
+        return 0
+
+    result: int = await _with_client(url, body)
+    return result
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     with resolve_database(args.database_url, args.data_dir) as (url, embedded):
         if args.command == "migrate":
@@ -390,6 +460,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             if args.maintenance_command == "tick":
                 return await _cmd_maintenance_tick(args, url, embedded)
             return await _cmd_maintenance_status(args, url)
+        if args.command == "cron":
+            return await _cmd_cron(args, url)
         if args.command == "demo":
             summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)
             emit(summary, as_json=args.json, text="demo finished")

@@ -1,10 +1,17 @@
-"""The built-in branches, constructed with the configured interval overrides."""
+"""The built-in branches, constructed with the configured interval overrides.
+
+``cron_sync`` is included only when the process knows the application's cron declarations
+(``cron`` given): a pool-only maintenance process must not orphan schedules it never saw.
+"""
 
 from __future__ import annotations
 
 from awa.config import MaintenanceConfig
+from awa.cron import CronTable
 from awa.maintenance.branch import Branch
 from awa.maintenance.cleanup import Cleanup, CleanupHook
+from awa.maintenance.cron_evaluate import CronEvaluate
+from awa.maintenance.cron_sync import CronSync
 from awa.maintenance.priority_aging import PriorityAging
 from awa.maintenance.promote_scheduled import PromoteScheduled
 from awa.maintenance.queue_stats import QueueStats
@@ -26,11 +33,17 @@ BUILTIN_BRANCHES: tuple[type[Branch], ...] = (
     PriorityAging,
     Rotate,
     RefreshAdminMetadata,
+    CronSync,
+    CronEvaluate,
 )
 
 
 def default_branches(
-    config: MaintenanceConfig, cleanup_hooks: list[CleanupHook] | None = None
+    config: MaintenanceConfig,
+    cleanup_hooks: list[CleanupHook] | None = None,
+    *,
+    cron: CronTable | None = None,
+    instance_id: str = "",
 ) -> list[Branch]:
     unknown = set(config.intervals) - {b.name for b in BUILTIN_BRANCHES}
     if unknown:
@@ -40,6 +53,9 @@ def default_branches(
         interval = config.intervals.get(cls.name)
         if cls is Cleanup:
             branches.append(Cleanup(hooks=cleanup_hooks, interval=interval))
+        elif cls is CronSync:
+            if cron is not None:
+                branches.append(CronSync(cron, instance_id or "unknown", interval=interval))
         else:
             branches.append(cls(interval=interval))
     return branches

@@ -11,9 +11,9 @@ from typing import Any
 
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.errors import DatabaseUnavailable
+from awa.store.cron import CronStore
 from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import load_queries
-from awa.store.store import Store
 
 __all__ = [
     "LEADER_LOCK_KEY",
@@ -56,11 +56,11 @@ class HealthRow:
     last_error: str | None
 
 
-class MaintenanceStore(Store):
-    """``Store`` plus the maintenance queries."""
+class MaintenanceStore(CronStore):
+    """``Store`` plus the maintenance (and cron evaluation) queries."""
 
     QUERIES = load_queries(
-        frozenset(Store.QUERIES)
+        frozenset(CronStore.QUERIES)
         | {
             "promote_due",
             "next_due_at",

@@ -1,0 +1,191 @@
+"""Periodic jobs declared in code: what to enqueue, when, and what to do about missed fires.
+
+A ``CronSchedule`` is validated when declared (bad expression, unknown timezone, unknown
+policy: a ``ValidationError`` naming the field), so a typo fails at import time of the
+application, not at 3 a.m. in the leader. ``CronTable`` is the per-client set of
+declarations that ``cron_sync`` publishes.
+
+Policies (ADR 005):
+
+- ``misfire``: ``skip`` (fire on trigger or not at all; missed fires are recorded as
+  missed), ``catchup_all`` (enqueue every missed fire within ``catchup_window``, oldest
+  first, bounded per pass), ``catchup_latest`` (enqueue only the most recent missed fire
+  within the window). Aliases: ``catchup`` ⇒ ``catchup_all``; ``compress`` and
+  ``coalesce`` ⇒ ``catchup_latest``.
+- ``overlap``: ``allow`` (always enqueue), ``skip`` (not while the previous fire's job is
+  pending or running), ``buffer_one`` (not while the previous fire's job is still pending:
+  at most one fire waits behind a running one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from awa.cron.expression import CronExpression
+from awa.errors import ValidationError
+
+__all__ = ["MISFIRE_ALIASES", "CronSchedule", "CronTable", "Misfire", "Overlap"]
+
+
+class Misfire(StrEnum):
+    SKIP = "skip"
+    CATCHUP_ALL = "catchup_all"
+    CATCHUP_LATEST = "catchup_latest"
+
+
+class Overlap(StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+
+
+#: Older spellings accepted for ``misfire``.
+MISFIRE_ALIASES: Mapping[str, Misfire] = {
+    "catchup": Misfire.CATCHUP_ALL,
+    "catch_up": Misfire.CATCHUP_ALL,
+    "compress": Misfire.CATCHUP_LATEST,
+    "coalesce": Misfire.CATCHUP_LATEST,
+}
+
+
+def parse_misfire(value: Misfire | str) -> Misfire:
+    if isinstance(value, Misfire):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in MISFIRE_ALIASES:
+            return MISFIRE_ALIASES[text]
+        try:
+            return Misfire(text)
+        except ValueError:
+            pass
+    choices = [m.value for m in Misfire] + sorted(MISFIRE_ALIASES)
+    raise ValidationError("misfire", value, f"expected one of {', '.join(choices)}")
+
+
+def parse_overlap(value: Overlap | str) -> Overlap:
+    try:
+        return value if isinstance(value, Overlap) else Overlap(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(o.value for o in Overlap)
+        raise ValidationError("overlap", value, f"expected one of {choices}") from None
+
+
+def _seconds(name: str, value: float | timedelta) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValidationError(name, value, "expected seconds >= 0 or a timedelta")
+    return float(seconds)
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """One periodic job. ``args``/``metadata`` must be JSON; the job carries the scheduled
+    instant in ``metadata["awa.cron"]``.
+
+    - ``catchup_window``: how far back missed fires are still worth running (default 1 h).
+    - ``max_catchup``: most missed fires enqueued per evaluation pass (default 100).
+    - ``miss_tolerance``: how long after a fire instant a successful run may take before
+      the fire counts as missed for detection (default 60 s).
+    """
+
+    name: str
+    expression: str
+    kind: str
+    args: Any = None
+    queue: str = "default"
+    priority: int = 2
+    max_attempts: int = 25
+    timezone: str = "UTC"
+    misfire: Misfire | str = Misfire.SKIP
+    catchup_window: float | timedelta = 3600.0
+    max_catchup: int = 100
+    overlap: Overlap | str = Overlap.ALLOW
+    paused: bool = False
+    miss_tolerance: float | timedelta = 60.0
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] | None = None
+    cron: CronExpression = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 200:
+            raise ValidationError("name", self.name, "expected a non-empty string (≤ 200)")
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ValidationError("kind", self.kind, "expected a non-empty job kind")
+        object.__setattr__(self, "cron", CronExpression(self.expression, self.timezone))
+        object.__setattr__(self, "expression", self.cron.expression)
+        object.__setattr__(self, "misfire", parse_misfire(self.misfire))
+        object.__setattr__(self, "overlap", parse_overlap(self.overlap))
+        object.__setattr__(self, "catchup_window", _seconds("catchup_window", self.catchup_window))
+        object.__setattr__(self, "miss_tolerance", _seconds("miss_tolerance", self.miss_tolerance))
+        if isinstance(self.max_catchup, bool) or not 1 <= self.max_catchup <= 10_000:
+            raise ValidationError("max_catchup", self.max_catchup, "expected 1..10000")
+        if not isinstance(self.paused, bool):
+            raise ValidationError("paused", self.paused, "expected a bool")
+        try:
+            json.dumps(self.args)
+            json.dumps(dict(self.metadata or {}))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("args", self.args, f"not JSON-serialisable: {exc}") from exc
+
+    @property
+    def window_s(self) -> float:
+        return float(self.catchup_window)  # type: ignore[arg-type]
+
+    @property
+    def tolerance_s(self) -> float:
+        return float(self.miss_tolerance)  # type: ignore[arg-type]
+
+    def declaration(self) -> dict[str, Any]:
+        """The declared fields, as stored (and fingerprinted) by ``cron_sync``."""
+        return {
+            "expression": self.expression,
+            "timezone": self.timezone,
+            "kind": self.kind,
+            "args": self.args,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "misfire": Misfire(self.misfire).value,
+            "catchup_window_s": self.window_s,
+            "max_catchup": self.max_catchup,
+            "overlap": Overlap(self.overlap).value,
+            "paused": self.paused,
+            "miss_tolerance_s": self.tolerance_s,
+            "tags": list(self.tags),
+            "metadata": dict(self.metadata or {}),
+        }
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.declaration(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class CronTable:
+    """The schedules an application declares (``client.cron``)."""
+
+    def __init__(self) -> None:
+        self._schedules: dict[str, CronSchedule] = {}
+
+    def add(self, name: str, expression: str, kind: str, **options: Any) -> CronSchedule:
+        """Declare a periodic job (see ``CronSchedule`` for the options)."""
+        schedule = CronSchedule(name=name, expression=expression, kind=kind, **options)
+        if name in self._schedules:
+            raise ValidationError("name", name, "a cron schedule with this name already exists")
+        self._schedules[name] = schedule
+        return schedule
+
+    def __iter__(self) -> Iterator[CronSchedule]:
+        return iter(self._schedules.values())
+
+    def __len__(self) -> int:
+        return len(self._schedules)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._schedules

@@ -1,0 +1,244 @@
+"""``cron_evaluate`` (hygiene lane): enqueue cron fires, apply misfire and overlap policies,
+and detect missed fires. Leader only.
+
+Per active schedule (not paused, not orphaned) and per run:
+
+1. list the fire instants since the schedule's evaluation mark (``evaluated_through``);
+   instants older than the catch-up window are missed under every policy and are only
+   counted (bounded enumeration, so a schedule off for a year costs one bounded pass);
+2. decide with the pure ``awa.cron.plan_fires`` (misfire: skip / catchup_all /
+   catchup_latest; overlap: allow / skip / buffer_one, using the state of the previous
+   fire's job);
+3. in one transaction: compare-and-set the mark from the value read in step 1 and enqueue
+   the fires. A second leader (failover, split brain during a network partition) that read
+   the same mark loses the compare-and-set and enqueues nothing, and a crash rolls back
+   both together: an instant is enqueued at most once and never lost between the steps.
+   Each job carries ``metadata["awa.cron"] = {"schedule", "scheduled_at"}``;
+4. missed-fire detection: if the latest instant at or before ``now - miss_tolerance`` has
+   no successful run (its job has not completed), report it once (claimed in the database
+   so two leaders do not both report): a WARNING log and the ``cron_missed`` row count
+   (exported as ``awa.maintenance.branch.rows{action=missed_alert}``), even under
+   ``skip``.
+
+The branch asks to run again at the soonest next fire (``next_due_in``), so fires happen
+within milliseconds of their instant, not a polling period later.
+
+Defaults: interval 1 s (backstop), timeout 30 s, ``on_time`` 5 s (a fire found at most this
+late is a normal trigger, not a misfire). Rows: ``fired``, ``missed``, ``overlap_skipped``,
+``lost_race``, ``missed_alert``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from awa.cron import Action, CronExpression, Misfire, Overlap, PreviousJob, plan_fires
+from awa.cron.previous import previous_fire
+from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.model import InsertParams
+
+__all__ = ["CronEvaluate", "MissedFire"]
+
+log = logging.getLogger("awa.cron")
+
+#: Most instants enumerated per schedule and pass (bounds a pass after a long outage).
+MAX_INSTANTS = 100_000
+
+_PENDING = {"scheduled", "available", "retryable"}
+_RUNNING = {"running", "waiting_external"}
+
+
+def previous_job(state: str | None) -> PreviousJob:
+    if state in _PENDING:
+        return PreviousJob.PENDING
+    if state in _RUNNING:
+        return PreviousJob.RUNNING
+    return PreviousJob.NONE
+
+
+class MissedFire:
+    """What missed-fire detection reports (passed to ``on_missed`` hooks)."""
+
+    def __init__(self, schedule: str, instant: datetime, row: dict[str, Any]) -> None:
+        self.schedule = schedule
+        self.instant = instant
+        self.last_success_at: datetime | None = row.get("last_success_at")
+        self.last_fire_at: datetime | None = row.get("last_fire_at")
+
+
+class CronEvaluate(Branch):
+    name = "cron_evaluate"
+    lane = HYGIENE
+    default_interval = 1.0
+    default_timeout = 30.0
+
+    def __init__(
+        self,
+        on_time: float = 5.0,
+        on_missed: Callable[[MissedFire], None] | None = None,
+        **kwargs: float | None,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.on_time = on_time
+        self.on_missed = on_missed
+        self._expressions: dict[tuple[str, str], CronExpression] = {}
+
+    def _expression(self, row: dict[str, Any]) -> CronExpression:
+        key = (str(row["expression"]), str(row["timezone"]))
+        if key not in self._expressions:
+            self._expressions[key] = CronExpression(*key)
+        return self._expressions[key]
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        await ctx.store.refresh_cron_success()
+        rows = await ctx.store.active_cron()
+        totals = {"fired": 0, "missed": 0, "overlap_skipped": 0, "lost_race": 0}
+        alerts = 0
+        more = False
+        soonest: float | None = None
+        for row in rows:
+            now = ctx.clock.now()
+            outcome = await self._evaluate(ctx, row, now)
+            for key, value in outcome.items():
+                if key in totals:
+                    totals[key] += value
+            more = more or bool(outcome.get("more"))
+            if await self._detect_missed(ctx, row, now):
+                alerts += 1
+            wait = outcome.get("next_in")
+            if wait is not None:
+                soonest = wait if soonest is None else min(soonest, wait)
+        return BranchResult({**totals, "missed_alert": alerts}, more=more, next_due_in=soonest)
+
+    async def _evaluate(
+        self, ctx: BranchContext, row: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        name = str(row["name"])
+        expr = self._expression(row)
+        mark: datetime = row["evaluated_through"]
+        window_s = max(float(row["catchup_window_s"]), self.on_time)
+        horizon = now - timedelta(seconds=window_s)
+        stale: list[datetime] = []
+        start = mark
+        if mark < horizon:
+            stale = expr.fires_between(mark, horizon, MAX_INSTANTS)
+            start = stale[-1] if len(stale) >= MAX_INSTANTS else horizon
+        more = len(stale) >= MAX_INSTANTS
+        due = [] if more else expr.fires_between(start, now, MAX_INSTANTS)
+        plan = plan_fires(
+            due,
+            now=now,
+            misfire=Misfire(row["misfire"]),
+            overlap=Overlap(row["overlap"]),
+            window_s=float(row["catchup_window_s"]),
+            on_time_s=self.on_time,
+            max_catchup=int(row["max_catchup"]),
+            previous=previous_job(row["previous_state"]),
+        )
+        new_mark = start if more else plan.evaluated_through
+        if len(due) >= MAX_INSTANTS:
+            new_mark = min(new_mark, due[-1])
+            more = True
+        if plan.evaluated_through < now:
+            more = True  # catch-up was bounded: continue at once
+        fires = plan.fires
+        missed = stale + plan.missed
+        overlapped = plan.instants(Action.OVERLAP)
+        next_fire = expr.next_after(now)
+        if new_mark <= mark and not fires and not missed and not overlapped:
+            return {"next_in": (next_fire - now).total_seconds()}
+        params = [self._job(row, instant) for instant in fires]
+        ids = await ctx.store.advance_cron(
+            name,
+            expected_mark=mark,
+            new_mark=max(new_mark, mark),
+            fires=params,
+            last_fire_at=fires[-1] if fires else None,
+            missed=len(missed),
+            last_missed_at=max(missed) if missed else None,
+            overlapped=len(overlapped),
+            next_fire_at=next_fire,
+            now=ctx.now,
+        )
+        if ids is None:
+            log.info("cron schedule %r: another evaluator advanced it first; skipped", name)
+            return {"lost_race": 1, "next_in": (next_fire - now).total_seconds()}
+        if missed:
+            log.info(
+                "cron schedule %r: %d fire(s) recorded as missed (misfire=%s, window %gs), "
+                "latest %s",
+                name,
+                len(missed),
+                row["misfire"],
+                float(row["catchup_window_s"]),
+                max(missed).isoformat(),
+            )
+        if overlapped:
+            log.info(
+                "cron schedule %r: %d fire(s) not enqueued: previous job still %s (overlap=%s)",
+                name,
+                len(overlapped),
+                row["previous_state"],
+                row["overlap"],
+            )
+        return {
+            "fired": len(ids),
+            "missed": len(missed),
+            "overlap_skipped": len(overlapped),
+            "more": more,
+            "next_in": 0.0 if more else (next_fire - now).total_seconds(),
+        }
+
+    @staticmethod
+    def _job(row: dict[str, Any], instant: datetime) -> InsertParams:
+        metadata = _as_json(row["metadata"]) or {}
+        metadata["awa.cron"] = {"schedule": row["name"], "scheduled_at": instant.isoformat()}
+        return InsertParams(
+            kind=str(row["kind"]),
+            args=_as_json(row["args"]),
+            queue=str(row["queue"]),
+            priority=int(row["priority"]),
+            max_attempts=int(row["max_attempts"]),
+            tags=list(row["tags"] or ()),
+            metadata=metadata,
+        )
+
+    async def _detect_missed(self, ctx: BranchContext, row: dict[str, Any], now: datetime) -> bool:
+        tolerance = timedelta(seconds=float(row["miss_tolerance_s"]))
+        latest = previous_fire(self._expression(row), now - tolerance)
+        if latest <= row["declared_at"]:
+            return False  # the schedule did not exist yet
+        success: datetime | None = row["last_success_at"]
+        if success is not None and success >= latest:
+            return False
+        alerted: datetime | None = row["miss_alerted_for"]
+        if alerted is not None and alerted >= latest:
+            return False
+        if not await ctx.store.mark_cron_alerted(str(row["name"]), latest):
+            return False
+        log.warning(
+            "cron schedule %r MISSED: no successful run for its fire at %s within %gs "
+            "(last success: %s; last fire: %s; misfire=%s)",
+            row["name"],
+            latest.isoformat(),
+            tolerance.total_seconds(),
+            success.isoformat() if success else "never",
+            row["last_fire_at"].isoformat() if row["last_fire_at"] else "never",
+            row["misfire"],
+        )
+        if self.on_missed is not None:
+            self.on_missed(MissedFire(str(row["name"]), latest, row))
+        return True
+
+
+def _as_json(value: Any) -> Any:
+    """jsonb arrives decoded or as text depending on the codec in use."""
+    if isinstance(value, str):
+        return json.loads(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value

@@ -1,0 +1,120 @@
+"""Store methods for cron: publishing declarations, the leader's evaluation (compare-and-set
+of the mark together with the enqueue), and the operator's list/pause/resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from awa.db.connect import RawJson
+from awa.errors import ScheduleNotFound
+from awa.model import InsertParams
+from awa.store.queries import load_queries
+from awa.store.store import Store
+
+__all__ = ["CronStore"]
+
+CRON_QUERIES = frozenset(
+    {
+        "cron_upsert",
+        "cron_orphan",
+        "cron_refresh_success",
+        "cron_active",
+        "cron_advance",
+        "cron_set_last_job",
+        "cron_mark_alerted",
+        "cron_list",
+        "cron_set_operator_paused",
+    }
+)
+
+
+class CronStore(Store):
+    QUERIES = load_queries(frozenset(Store.QUERIES) | CRON_QUERIES)
+
+    async def upsert_cron(
+        self, declarations: Sequence[dict[str, Any]], synced_by: str, now: datetime | None = None
+    ) -> None:
+        if not declarations:
+            return
+        payload = RawJson(json.dumps(list(declarations)))
+        await self._guard(
+            lambda: self.pool.execute(self.sql("cron_upsert"), payload, synced_by, now)
+        )
+
+    async def orphan_cron(
+        self, declared: Sequence[str], unseen_for: float, now: datetime | None = None
+    ) -> list[str]:
+        rows = await self._guard(
+            lambda: self.pool.fetch(self.sql("cron_orphan"), list(declared), unseen_for, now)
+        )
+        return [str(r["name"]) for r in rows]
+
+    async def refresh_cron_success(self) -> None:
+        await self._guard(lambda: self.pool.execute(self.sql("cron_refresh_success")))
+
+    async def active_cron(self) -> list[dict[str, Any]]:
+        rows = await self._guard(lambda: self.pool.fetch(self.sql("cron_active")))
+        return [dict(r) for r in rows]
+
+    async def advance_cron(
+        self,
+        name: str,
+        *,
+        expected_mark: datetime,
+        new_mark: datetime,
+        fires: Sequence[InsertParams],
+        last_fire_at: datetime | None,
+        missed: int,
+        last_missed_at: datetime | None,
+        overlapped: int,
+        next_fire_at: datetime | None,
+        now: datetime | None = None,
+    ) -> list[int] | None:
+        """Advance the mark from ``expected_mark`` and enqueue ``fires``, atomically.
+
+        Returns the new job ids, or ``None`` when another evaluator advanced the mark first
+        (then nothing was enqueued)."""
+
+        async def run() -> list[int] | None:
+            async with self.pool.acquire() as c, c.transaction():
+                won = await c.fetchval(
+                    self.sql("cron_advance"),
+                    name,
+                    new_mark,
+                    last_fire_at,
+                    len(fires),
+                    missed,
+                    last_missed_at,
+                    overlapped,
+                    next_fire_at,
+                    expected_mark,
+                    now,
+                )
+                if won is None:
+                    return None
+                ids = [(await self.insert(p, conn=c, now=now)).id for p in fires]
+                if ids:
+                    await c.execute(self.sql("cron_set_last_job"), name, ids[-1])
+                return ids
+
+        return await self._guard(run)
+
+    async def mark_cron_alerted(self, name: str, instant: datetime) -> bool:
+        value = await self._guard(
+            lambda: self.pool.fetchval(self.sql("cron_mark_alerted"), name, instant)
+        )
+        return value is not None
+
+    async def list_cron(self) -> list[dict[str, Any]]:
+        rows = await self._guard(lambda: self.pool.fetch(self.sql("cron_list")))
+        return [dict(r) for r in rows]
+
+    async def set_cron_paused(self, name: str, paused: bool, now: datetime | None = None) -> None:
+        row = await self._guard(
+            lambda: self.pool.fetchrow(self.sql("cron_set_operator_paused"), name, paused, now)
+        )
+        if row is None:
+            raise ScheduleNotFound(name)

@@ -1,0 +1,315 @@
+"""Cron against a real PostgreSQL: sync and orphaning, evaluation under each misfire and
+overlap policy (time pinned with ``FakeClock``), missed-fire detection, concurrent
+evaluators never firing an instant twice, pause/resume and ``awa cron list``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+import asyncpg
+import pytest
+
+import awa
+from awa.config import MaintenanceConfig
+from awa.cron import CronTable
+from awa.maintenance import BranchContext
+from awa.maintenance.cron_evaluate import CronEvaluate, MissedFire
+from awa.maintenance.cron_sync import CronSync
+from awa.store.maintenance import MaintenanceStore
+
+T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
+    store = await MaintenanceStore.open(database_url, max_size=4)
+    yield store
+    await store.close()
+
+
+def ctx_for(store: MaintenanceStore, clock: awa.Clock) -> BranchContext:
+    return BranchContext(store=store, clock=clock, config=MaintenanceConfig())
+
+
+async def sync(store: MaintenanceStore, clock: awa.Clock, table: CronTable) -> None:
+    await CronSync(table, "test").run_once(ctx_for(store, clock))
+
+
+async def fired_instants(raw: asyncpg.Connection, schedule: str) -> list[str]:
+    rows = await raw.fetch(
+        "SELECT metadata FROM awa.all_jobs WHERE metadata -> 'awa.cron' ->> 'schedule' = $1"
+        " ORDER BY id",
+        schedule,
+    )
+    return [json.loads(r["metadata"])["awa.cron"]["scheduled_at"] for r in rows]
+
+
+def every_10s(name: str = "tick", **options: object) -> CronTable:
+    table = CronTable()
+    table.add(name, "*/10 * * * * *", "report", **options)  # type: ignore[arg-type]
+    return table
+
+
+# ----------------------------------------------------------------------------- sync
+
+
+async def test_sync_publishes_and_orphans_without_deleting(
+    mstore: MaintenanceStore, raw: asyncpg.Connection
+) -> None:
+    clock = awa.FakeClock(T0)
+    table = every_10s("a")
+    table.add("b", "0 3 * * *", "nightly", timezone="Europe/Berlin", misfire="coalesce")
+    await sync(mstore, clock, table)
+    rows = {r["name"]: r for r in await raw.fetch("SELECT * FROM awa.cron_schedules")}
+    assert set(rows) == {"a", "b"}
+    assert rows["b"]["misfire"] == "catchup_latest"  # alias resolved before storage
+    assert rows["b"]["timezone"] == "Europe/Berlin"
+    assert rows["a"]["evaluated_through"] == T0  # no fire before the schedule existed
+
+    only_a = every_10s("a")
+    branch = CronSync(only_a, "test", orphan_after=60.0)
+    result = await branch.run_once(ctx_for(mstore, clock))
+    assert result.rows["orphaned"] == 0  # b was declared less than 60 s ago (rolling deploy)
+    clock.advance(61)
+    result = await branch.run_once(ctx_for(mstore, clock))
+    assert result.rows["orphaned"] == 1
+    b = await raw.fetchrow("SELECT * FROM awa.cron_schedules WHERE name = 'b'")
+    assert b is not None and b["orphaned_at"] is not None  # kept, not deleted
+
+    clock.advance(3600)
+    await sync(mstore, clock, table)  # declared again: back, restarting at now
+    b = await raw.fetchrow("SELECT * FROM awa.cron_schedules WHERE name = 'b'")
+    assert b["orphaned_at"] is None
+    assert b["evaluated_through"] == clock.now()
+
+
+async def test_runtime_publishes_its_declarations_at_start(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    client = awa.Client(database_url)
+    client.schedule("hourly", "0 * * * *", "report", queue="reports", overlap="skip")
+    async with client, awa.Runtime(client, awa.RuntimeConfig(queues={}), run_maintenance=False):
+        row = await raw.fetchrow("SELECT * FROM awa.cron_schedules WHERE name = 'hourly'")
+        assert row is not None
+        assert (row["queue"], row["overlap"], row["misfire"]) == ("reports", "skip", "skip")
+
+
+def test_declaration_errors_name_the_field() -> None:
+    table = CronTable()
+    with pytest.raises(awa.ValidationError, match="expression"):
+        table.add("x", "61 * * * *", "k")
+    with pytest.raises(awa.ValidationError, match="timezone"):
+        table.add("x", "* * * * *", "k", timezone="Mars/Olympus")
+    with pytest.raises(awa.ValidationError, match="misfire"):
+        table.add("x", "* * * * *", "k", misfire="sometimes")
+    with pytest.raises(awa.ValidationError, match="overlap"):
+        table.add("x", "* * * * *", "k", overlap="maybe")
+    table.add("x", "* * * * *", "k")
+    with pytest.raises(awa.ValidationError, match="already exists"):
+        table.add("x", "* * * * *", "k")
+
+
+# ----------------------------------------------------------------------- evaluation
+
+
+@pytest.mark.parametrize(
+    ("misfire", "window", "fired", "missed"),
+    [
+        ("skip", 3600.0, [], 9),
+        ("catchup_all", 3600.0, [10, 20, 30, 40, 50, 60, 70, 80, 90], 0),
+        ("catchup_latest", 3600.0, [90], 8),
+        ("catchup_all", 35.0, [70, 80, 90], 6),
+        ("compress", 35.0, [90], 8),
+    ],
+)
+async def test_misfire_policies_after_an_outage(
+    mstore: MaintenanceStore,
+    raw: asyncpg.Connection,
+    misfire: str,
+    window: float,
+    fired: list[int],
+    missed: int,
+) -> None:
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s(misfire=misfire, catchup_window=window))
+    clock.advance(97)  # no leader for 97 s: instants +10 … +90 are all ≥ 7 s late
+    result = await CronEvaluate().run_once(ctx_for(mstore, clock))
+    assert result.rows["fired"] == len(fired)
+    assert result.rows["missed"] == missed
+    expected = [(T0.timestamp() + s) for s in fired]
+    got = [datetime.fromisoformat(t).timestamp() for t in await fired_instants(raw, "tick")]
+    assert got == expected  # oldest first, each carrying its scheduled instant
+    row = await raw.fetchrow("SELECT * FROM awa.cron_schedules WHERE name = 'tick'")
+    assert row["missed_total"] == missed and row["fired_total"] == len(fired)
+    assert row["next_fire_at"].timestamp() == T0.timestamp() + 100
+
+    # A second pass at the same time decides nothing again.
+    again = await CronEvaluate().run_once(ctx_for(mstore, clock))
+    assert again.rows["fired"] == 0 and again.rows["missed"] == 0
+
+
+async def test_on_time_fire_and_bounded_catch_up_per_pass(
+    mstore: MaintenanceStore, raw: asyncpg.Connection
+) -> None:
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s(misfire="catchup_all", max_catchup=4))
+    clock.advance(10.2)
+    first = await CronEvaluate().run_once(ctx_for(mstore, clock))
+    assert first.rows["fired"] == 1 and not first.more  # a normal trigger
+    clock.advance(90)  # 9 more instants due
+    branch = CronEvaluate()
+    second = await branch.run_once(ctx_for(mstore, clock))
+    assert second.rows["fired"] == 4 and second.more  # bounded, asks to run again at once
+    third = await branch.run_once(ctx_for(mstore, clock))
+    fourth = await branch.run_once(ctx_for(mstore, clock))
+    assert (third.rows["fired"], fourth.rows["fired"]) == (4, 1)
+    instants = await fired_instants(raw, "tick")
+    assert len(instants) == len(set(instants)) == 10
+
+
+@pytest.mark.parametrize(
+    ("overlap", "job_state", "fires"),
+    [
+        ("skip", "available", 0),
+        ("skip", "running", 0),
+        ("buffer_one", "available", 0),
+        ("buffer_one", "running", 1),
+        ("allow", "available", 1),
+    ],
+)
+async def test_overlap_policies(
+    mstore: MaintenanceStore,
+    raw: asyncpg.Connection,
+    overlap: str,
+    job_state: str,
+    fires: int,
+) -> None:
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s(overlap=overlap))
+    clock.advance(10.1)
+    assert (await CronEvaluate().run_once(ctx_for(mstore, clock))).rows["fired"] == 1
+    if job_state == "running":
+        await raw.execute(
+            "UPDATE awa.jobs SET state = 'running', attempt = 1, claimed_by = 'w',"
+            " attempted_at = now(), heartbeat_at = now()"
+        )
+    clock.advance(10)
+    result = await CronEvaluate().run_once(ctx_for(mstore, clock))
+    assert result.rows["fired"] == fires
+    assert result.rows["overlap_skipped"] == 1 - fires
+
+
+async def test_missed_fire_is_detected_once_even_under_skip(
+    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s(miss_tolerance=5.0))
+    seen: list[MissedFire] = []
+    branch = CronEvaluate(on_missed=seen.append)
+    clock.advance(10.1)
+    first = await branch.run_once(ctx_for(mstore, clock))
+    assert first.rows["fired"] == 1 and first.rows["missed_alert"] == 0
+    clock.advance(6)  # the fire's job has not completed within the 5 s tolerance
+    with caplog.at_level(logging.WARNING, logger="awa.cron"):
+        second = await branch.run_once(ctx_for(mstore, clock))
+        third = await branch.run_once(ctx_for(mstore, clock))
+    assert (second.rows["missed_alert"], third.rows["missed_alert"]) == (1, 0)
+    assert [m.instant.timestamp() for m in seen] == [T0.timestamp() + 10]
+    assert sum("MISSED" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_concurrent_evaluators_never_fire_an_instant_twice(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """Two evaluators (a failover or a split brain) race on the same schedules: the
+    compare-and-set of the mark lets exactly one enqueue each instant."""
+    stores = [await MaintenanceStore.open(database_url, max_size=2) for _ in range(2)]
+    try:
+        clock = awa.SystemClock()
+        table = CronTable()
+        for i in range(3):
+            table.add(f"s{i}", "* * * * * *", "report", misfire="catchup_all")
+        await sync(stores[0], clock, table)
+        outcomes: Counter[str] = Counter()
+
+        async def evaluate(store: MaintenanceStore) -> None:
+            branch = CronEvaluate()
+            with anyio.move_on_after(3.0):
+                while True:
+                    result = await branch.run_once(ctx_for(store, clock))
+                    outcomes.update(result.rows)
+                    await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            for store in stores:
+                tg.start_soon(evaluate, store)
+        for i in range(3):
+            instants = await fired_instants(raw, f"s{i}")
+            assert len(instants) >= 2
+            assert len(instants) == len(set(instants)), "an instant was enqueued twice"
+        assert outcomes["fired"] == sum([len(await fired_instants(raw, f"s{i}")) for i in range(3)])
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_runtime_fires_cron_jobs_and_handler_sees_the_instant(database_url: str) -> None:
+    seen: list[str] = []
+    done = anyio.Event()
+    client = awa.Client(database_url)
+    client.schedule("every_second", "* * * * * *", "beat")
+
+    @client.handler("beat")
+    async def beat(ctx: awa.JobContext) -> None:
+        seen.append(ctx.job.metadata["awa.cron"]["scheduled_at"])
+        if len(seen) >= 2:
+            done.set()
+
+    config = MaintenanceConfig(startup_jitter=0, election_interval=0.2)
+    async with client, awa.Runtime(client, maintenance=config):
+        with anyio.fail_after(30):
+            await done.wait()
+    assert len(seen) == len(set(seen))
+    for text in seen:
+        assert datetime.fromisoformat(text).microsecond == 0  # the scheduled instant
+
+
+# ------------------------------------------------------------------- operator surfaces
+
+
+async def test_pause_resume_and_cli_list(
+    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+) -> None:
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s())
+    client = awa.Client(database_url)
+    async with client:
+        await client.pause_schedule("tick")
+        clock.advance(30)
+        result = await CronEvaluate().run_once(ctx_for(mstore, clock))
+        assert result.rows["fired"] == 0
+        with pytest.raises(awa.AwaError, match="no cron schedule named 'nope'"):
+            await client.pause_schedule("nope")
+        await client.resume_schedule("tick")
+    command = [sys.executable, "-m", "awa.cli.main", "--database-url", database_url]
+    out = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [*command, "cron", "list", "--json"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    )
+    assert out.returncode == 0, out.stderr
+    (listed,) = json.loads(out.stdout)
+    assert listed["name"] == "tick" and listed["operator_paused"] is False
+    assert {"last_success_at", "last_fire_at", "next_fire_at", "missed_total"} <= set(listed)
