@@ -25,6 +25,7 @@ from awa.config import LANE_MODES, MaintenanceConfig, RuntimeConfig
 from awa.errors import AwaError, ConfigError
 from awa.runtime import Runtime
 from awa.store.maintenance import MaintenanceStore
+from awa.web import dashboard_app, health_app, serve
 
 __all__ = ["main"]
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not campaign for maintenance leadership (run `awa maintenance run` elsewhere)",
     )
     _lanes_arg(worker)
+    _serving_args(worker)
 
     jobs = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
@@ -95,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_id", type=int)
         p.add_argument("--json", action="store_true")
 
-    reporter("queues", "depth and lag per queue and state")
+    _watch_arg(reporter("queues", "depth and lag per queue and state"))
+    dash = sub.add_parser(
+        "dashboard",
+        help="serve a live lane-health and queue page (reads what the leader persists)",
+    )
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8787)
 
     maint = sub.add_parser("maintenance", help="maintenance leader and lane health")
     maint_sub = maint.add_subparsers(dest="maintenance_command", required=True)
@@ -103,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="leader, lane mode and per-branch health (persisted by the leader)"
     )
     status.add_argument("--json", action="store_true")
+    _watch_arg(status)
     run = maint_sub.add_parser(
         "run",
         help="run maintenance only (does NOT execute jobs)",
@@ -116,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--migrate", action="store_true", help="apply migrations before starting")
     _lanes_arg(run)
+    _serving_args(run)
     tick = maint_sub.add_parser(
         "tick",
         help="one bounded maintenance pass, then exit",
@@ -158,6 +168,26 @@ Without --app (pool only), it runs only the maintenance that needs no applicatio
 declarations: cron schedules are evaluated as stored in the database but not synced from
 code. With --app it also publishes the application's declarations.
 """
+
+
+def _serving_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--health-port",
+        type=int,
+        help="serve /livez, /readyz and /health (JSON: leadership, lane health) on this port",
+    )
+    p.add_argument("--health-host", default="127.0.0.1", help="bind address for --health-port")
+
+
+def _watch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
 
 
 def _lanes_arg(p: argparse.ArgumentParser) -> None:
@@ -217,13 +247,20 @@ async def _cmd_worker(args: argparse.Namespace, url: str, embedded: bool) -> int
         + " (Ctrl-C to stop)"
     )
     async with client:
-        await _run_until_signal(runtime, banner)
+        await _run_until_signal(runtime, banner, args)
     return 0
 
 
-async def _run_until_signal(runtime: Runtime, banner: str) -> None:
-    """Start ``runtime``, print ``banner``, and shut down gracefully on SIGINT/SIGTERM."""
+async def _run_until_signal(
+    runtime: Runtime, banner: str, args: argparse.Namespace | None = None
+) -> None:
+    """Start ``runtime``, print ``banner``, serve its health endpoint if asked, and shut
+    down gracefully on SIGINT/SIGTERM."""
     async with anyio.create_task_group() as tg:
+        health_port = getattr(args, "health_port", None)
+        if args is not None and health_port is not None:
+            bound = await tg.start(serve, health_app(runtime), args.health_host, health_port)
+            print(f"health endpoint on http://{args.health_host}:{bound}/health", flush=True)
 
         async def on_signal() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -264,7 +301,7 @@ async def _cmd_maintenance_run(args: argparse.Namespace, url: str, embedded: boo
         "not execute jobs (Ctrl-C to stop)"
     )
     async with client:
-        await _run_until_signal(runtime, banner)
+        await _run_until_signal(runtime, banner, args)
     return 0
 
 
@@ -444,6 +481,30 @@ async def _cmd_cron(args: argparse.Namespace, url: str) -> int:
     return result
 
 
+async def _watching(args: argparse.Namespace, show: Callable[[], Awaitable[int]]) -> int:
+    """Run ``show`` once, or every ``--watch`` seconds (clearing the screen) until Ctrl-C."""
+    interval = getattr(args, "watch", None)
+    if interval is None:
+        return await show()
+    while True:
+        if not args.json:
+            print("\x1b[2J\x1b[H", end="")
+        await show()
+        sys.stdout.flush()
+        await anyio.sleep(max(0.2, interval))
+
+
+async def _cmd_dashboard(args: argparse.Namespace, url: str) -> int:
+    async with anyio.create_task_group() as tg:
+        bound = await tg.start(serve, dashboard_app(url), args.host, args.port)
+        print(f"awa dashboard on http://{args.host}:{bound}/ (Ctrl-C to stop)", flush=True)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        tg.cancel_scope.cancel()
+    return 0
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     with resolve_database(args.database_url, args.data_dir) as (url, embedded):
         if args.command == "migrate":
@@ -453,13 +514,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "jobs":
             return await _cmd_jobs(args, url)
         if args.command == "queues":
-            return await _cmd_queues(args, url)
+            return await _watching(args, lambda: _cmd_queues(args, url))
+        if args.command == "dashboard":
+            return await _cmd_dashboard(args, url)
         if args.command == "maintenance":
             if args.maintenance_command == "run":
                 return await _cmd_maintenance_run(args, url, embedded)
             if args.maintenance_command == "tick":
                 return await _cmd_maintenance_tick(args, url, embedded)
-            return await _cmd_maintenance_status(args, url)
+            return await _watching(args, lambda: _cmd_maintenance_status(args, url))
         if args.command == "cron":
             return await _cmd_cron(args, url)
         if args.command == "demo":

@@ -1,0 +1,86 @@
+"""Operator surfaces over real HTTP on loopback: the runtime's health endpoint and the
+built-in lane dashboard (served by uvicorn via ``awa.web.serve``), and ``--watch``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anyio
+import httpx
+
+import awa
+from awa.config import MaintenanceConfig
+from awa.web import dashboard_app, health_app, serve
+
+
+async def test_health_endpoint_reports_readiness_and_leadership(database_url: str) -> None:
+    client = awa.Client(database_url)
+    config = MaintenanceConfig(startup_jitter=0, election_interval=0.2, health_interval=0.2)
+    runtime = awa.Runtime(client, maintenance=config)
+    async with client, anyio.create_task_group() as tg:
+        port = await tg.start(serve, health_app(runtime), "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get("/readyz")).status_code == 503  # not started yet
+            await runtime.start()
+            assert (await http.get("/livez")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 200
+            with anyio.fail_after(15):
+                while True:
+                    body = (await http.get("/health")).json()
+                    if body["maintenance"]["leader"] and body["maintenance"]["branches"]:
+                        break
+                    await anyio.sleep(0.05)
+            assert body["instance_id"] == runtime.instance_id
+            assert body["maintenance"]["mode"] == "split"
+            assert "promote_scheduled" in body["maintenance"]["branches"]
+            assert body["maintenance"]["branches"]["promote_scheduled"]["lane"] == "slo"
+            assert (await http.get("/nope")).status_code == 404
+            await runtime.shutdown()
+            assert (await http.get("/readyz")).status_code == 503
+            assert (await http.get("/livez")).status_code == 503
+        tg.cancel_scope.cancel()
+
+
+async def test_dashboard_serves_page_and_persisted_status(database_url: str) -> None:
+    client = awa.Client(database_url)
+    config = MaintenanceConfig(
+        startup_jitter=0, health_interval=0.1, intervals={"queue_stats": 0.1}
+    )
+    async with client, awa.Runtime(client, maintenance=config), anyio.create_task_group() as tg:
+        await client.insert("k", {}, delay=3600)
+        port = await tg.start(serve, dashboard_app(database_url), "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            page = await http.get("/")
+            assert page.status_code == 200 and "awa — maintenance lanes" in page.text
+            with anyio.fail_after(15):
+                while True:
+                    status = (await http.get("/api/status")).json()
+                    if status["leader"] and status["branches"] and status["queues"]:
+                        break
+                    await anyio.sleep(0.05)
+        assert {b["branch"] for b in status["branches"]} >= {"promote_scheduled", "cleanup"}
+        assert {"queue": "default", "state": "scheduled"}.items() <= status["queues"][0].items()
+        tg.cancel_scope.cancel()
+
+
+def test_cli_watch_and_dashboard_help(database_url: str) -> None:
+    base = [sys.executable, "-m", "awa.cli.main", "--database-url", database_url]
+    try:
+        out = subprocess.run(
+            [*base, "maintenance", "status", "--watch", "0.2"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=3,
+        )
+    except subprocess.TimeoutExpired as exc:
+        printed = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    else:
+        raise AssertionError(f"--watch exited on its own: {out.returncode} {out.stderr}")
+    assert printed.count("no maintenance leader has run against this database yet") >= 2
+    helptext = subprocess.run(
+        [*base, "dashboard", "--help"], check=False, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "--port" in helptext
