@@ -14,3 +14,27 @@ SELECT j.id, j.run_lease FROM awa.jobs j
           AND r.last_seen_at >= coalesce($3::timestamptz, now()) - make_interval(secs => $1))
  ORDER BY j.id
  LIMIT $2;
+
+-- name: find_rescuable_running
+-- One pass of rescue_stale_heartbeats in one round trip: running attempts whose runtime's
+-- presence lock is gone (claimed more than $1 s ago; lock key1 = $3, key2 =
+-- hashtext(claimed_by)), flagged orphaned, or whose heartbeat is older than $2 s.
+SELECT id, run_lease, orphaned, stale FROM (
+    SELECT j.id, j.run_lease, j.heartbeat_at,
+           j.attempted_at < coalesce($5::timestamptz, now()) - make_interval(secs => $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                  AND l.database = (SELECT oid FROM pg_database
+                                     WHERE datname = current_database())
+                  AND l.classid::bigint = $3::bigint
+                  AND l.objid::bigint = (hashtext(j.claimed_by)::bigint & 4294967295))
+               AS orphaned,
+           j.heartbeat_at < coalesce($5::timestamptz, now()) - make_interval(secs => $2)
+               AS stale
+      FROM awa.jobs j
+     WHERE j.state = 'running'
+) r
+ WHERE orphaned OR stale
+ ORDER BY heartbeat_at
+ LIMIT $4;
