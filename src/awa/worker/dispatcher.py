@@ -16,10 +16,10 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import RuntimeConfig
 from awa.errors import DatabaseUnavailable
-from awa.handlers import HandlerRegistry, JobContext
+from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
-from awa.telemetry import Instruments
+from awa.telemetry import Instruments, SpanHandle
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
 from awa.worker.outcomes import Decision, decide
@@ -159,6 +159,26 @@ class QueueDispatcher:
         if job.attempted_at is not None:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
             self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
+        with self._metrics.job_span(
+            kind=job.kind,
+            queue=job.queue,
+            job_id=job.id,
+            attempt=job.attempt,
+            metadata=job.metadata,
+        ) as span:
+            decision = await self._attempt(entry, spec, span)
+            span.set_outcome("lost" if decision is None else decision.outcome)
+        if decision is None:
+            self._inflight.discard(job.id)
+            self._metrics.finished.add(1, {"awa.queue": self.queue, "awa.outcome": "lost"})
+            return
+        self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision))
+
+    async def _attempt(
+        self, entry: InFlightJob, spec: HandlerSpec, span: SpanHandle
+    ) -> Decision | None:
+        """Run the handler once under its deadline; what to record, or None if lost."""
+        job = entry.job
         timeout = job.timeout if job.timeout is not None else spec.timeout
         deadline = anyio.move_on_after(timeout) if timeout is not None else anyio.CancelScope()
         returned: object = None
@@ -172,12 +192,11 @@ class QueueDispatcher:
         self._metrics.handler_duration.record(
             self._clock.monotonic() - started, {"awa.queue": self.queue, "awa.job.kind": job.kind}
         )
-        decision = self._decide(entry, returned, raised, deadline.cancelled_caught)
-        if decision is None:
-            self._inflight.discard(job.id)
-            self._metrics.finished.add(1, {"awa.queue": self.queue, "awa.outcome": "lost"})
-            return
-        self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision))
+        if raised is not None:
+            span.record_error(raised)
+        elif deadline.cancelled_caught:
+            span.record_error("timeout")
+        return self._decide(entry, returned, raised, deadline.cancelled_caught)
 
     def _decide(
         self, entry: InFlightJob, returned: object, raised: BaseException | None, timed_out: bool
