@@ -124,6 +124,15 @@ class BenchServer:
         except (OSError, ValueError, IndexError):
             return None
 
+    @property
+    def log_file(self) -> Path | None:
+        """The embedded server's log (``pg_ctl -l``: ``<data_dir>/log``); None for an
+        external server, whose log this script cannot assume it may read."""
+        if self._embedded is None:
+            return None
+        path = Path(self._embedded.data_dir) / "log"
+        return path if path.is_file() else None
+
     def stop(self) -> None:
         if self._embedded is not None:
             self._embedded.stop()

@@ -3,8 +3,10 @@ built-in lane dashboard (served by uvicorn via ``awa.web.serve``), and ``--watch
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import anyio
 import httpx
@@ -84,3 +86,44 @@ def test_cli_watch_and_dashboard_help(database_url: str) -> None:
         [*base, "dashboard", "--help"], check=False, capture_output=True, text=True, timeout=60
     ).stdout
     assert "--port" in helptext
+
+
+def test_cli_maintenance_run_serves_health_and_prometheus(database_url: str) -> None:
+    """`awa maintenance run --health-port 0 --metrics-port 0`: both endpoints answer, the
+    branch metrics are scraped, and SIGINT shuts it down cleanly."""
+    command = [
+        sys.executable, "-m", "awa.cli.main", "--database-url", database_url,
+        "maintenance", "run", "--health-port", "0", "--metrics-port", "0",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        urls: dict[str, str] = {}
+        while len(urls) < 3:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "no output"
+            if "Prometheus metrics on" in line:
+                urls["metrics"] = line.split()[-1]
+            elif "health endpoint on" in line:
+                urls["health"] = line.split()[-1]
+            elif "does not execute jobs" in line:
+                urls["banner"] = line
+        deadline = time.monotonic() + 30
+        while True:
+            scrape = httpx.get(urls["metrics"]).text
+            if 'awa_maintenance_branch="promote_scheduled"' in scrape:
+                break
+            assert time.monotonic() < deadline, scrape[-2000:]
+            time.sleep(0.2)
+        assert "awa_maintenance_branch_duration" in scrape
+        health = httpx.get(urls["health"]).json()
+        assert health["role"] == "maintenance" and health["queues"] == {}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

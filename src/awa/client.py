@@ -17,6 +17,7 @@ from awa.config import database_url_from_env
 from awa.cron import CronSchedule, CronTable
 from awa.db import check_database_url, connect, current_version, migrate
 from awa.db.migrate import MIGRATIONS
+from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry
 from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
@@ -47,6 +48,8 @@ class Client:
         self.registry = HandlerRegistry()
         #: Cron schedules declared by this application (published by ``cron_sync``).
         self.cron = CronTable()
+        #: Dead-letter hold: per-queue policies declared here, and the operator API.
+        self.dlq = DeadLetters(self)
         self.pool_size = pool_size
         self.metrics = metrics or instruments()
         self._store: Store | None = None

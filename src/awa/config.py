@@ -129,7 +129,7 @@ class MaintenanceConfig:
       connections), ``single`` (one lane, capacity 1: the classic one-loop design) or
       ``auto`` (start single, switch to split on the first SLO-branch overrun episode; see
       ADR 003).
-    - ``election_interval``: how often a follower retries the leader lock (default 5 s,
+    - ``election_interval``: how often a follower retries the leader lock (default 2 s,
       ±20 % jitter).
     - ``leader_check_interval`` / ``leader_check_timeout``: the watchdog's health check of
       the leader connection (default 5 s / 2 s).
@@ -148,7 +148,7 @@ class MaintenanceConfig:
     """
 
     mode: str = "split"
-    election_interval: float = 5.0
+    election_interval: float = 2.0
     leader_check_interval: float = 5.0
     leader_check_timeout: float = 2.0
     slo_capacity: int = 2

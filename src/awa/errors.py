@@ -10,8 +10,16 @@ from typing import Any
 
 __all__ = [
     "AwaError",
+    "CallbackAlreadyResolved",
+    "CallbackError",
+    "CallbackExpired",
+    "CallbackNotFound",
+    "CallbackTokenInvalid",
     "ConfigError",
+    "DatabaseConflict",
     "DatabaseUnavailable",
+    "DeadLetterConflict",
+    "DeadLetterNotFound",
     "InvalidTransition",
     "JobNotFound",
     "MigrationError",
@@ -47,6 +55,12 @@ class ConfigError(AwaError):
 
 class DatabaseUnavailable(AwaError, ConnectionError):
     """PostgreSQL could not be reached or dropped the connection; the call may be retried."""
+
+
+class DatabaseConflict(DatabaseUnavailable):
+    """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict;
+    nothing was written and the call may be retried (callers that retry on
+    ``DatabaseUnavailable`` retry this too)."""
 
 
 class MigrationError(AwaError):
@@ -94,3 +108,76 @@ class StartupRecoveryError(AwaError):
             f"startup recovery failed {attempts} time(s); last error: "
             f"{type(last_error).__name__}: {last_error}"
         )
+
+
+class DeadLetterNotFound(AwaError, LookupError):
+    """No dead letter has the given id (it never failed into the hold, or was purged or
+    expired)."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        self.dead_letter_id = dead_letter_id
+        super().__init__(f"no dead letter with id={dead_letter_id}")
+
+
+class DeadLetterConflict(AwaError):
+    """A dead letter cannot be retried; nothing was changed.
+
+    ``reason`` says why (already retried, or its unique key is held by another job) and
+    ``job_id`` names the job in the way (the earlier retry's job, or the key's holder) when
+    there is one.
+    """
+
+    def __init__(self, dead_letter_id: int, reason: str, job_id: int | None = None) -> None:
+        self.dead_letter_id = dead_letter_id
+        self.reason = reason
+        self.job_id = job_id
+        super().__init__(f"cannot retry dead letter id={dead_letter_id}: {reason}")
+
+
+class CallbackError(AwaError):
+    """A callback resolution was refused; nothing was changed. ``callback_id`` names it."""
+
+    def __init__(self, callback_id: str, message: str) -> None:
+        self.callback_id = callback_id
+        super().__init__(message)
+
+
+class CallbackNotFound(CallbackError, LookupError):
+    """No callback was ever registered under this id (or it was forgotten by retention)."""
+
+    def __init__(self, callback_id: str) -> None:
+        super().__init__(callback_id, f"no callback with id={callback_id}")
+
+
+class CallbackTokenInvalid(CallbackError):
+    """The token does not match the callback's: the caller is not the party it was given to."""
+
+    def __init__(self, callback_id: str) -> None:
+        super().__init__(callback_id, f"wrong token for callback id={callback_id}")
+
+
+class CallbackAlreadyResolved(CallbackError):
+    """The callback was resolved before (``state``: completed, failed or retried)."""
+
+    def __init__(self, callback_id: str, state: str) -> None:
+        self.state = state
+        super().__init__(callback_id, f"callback id={callback_id} was already resolved ({state})")
+
+
+class CallbackExpired(CallbackError):
+    """The job no longer waits for this callback: it timed out, or the job moved on
+    (rescued, retried, cancelled) before the resolution arrived."""
+
+    def __init__(self, callback_id: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(callback_id, f"callback id={callback_id} has expired: {reason}")
+
+
+class HttpWorkerError(AwaError):
+    """An HTTP worker's target did not accept the job (non-2xx answer, timeout, connection
+    failure); the attempt fails and the job's normal retry rules apply."""
+
+    def __init__(self, url: str, message: str, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"POST {url}: {message}")

@@ -237,6 +237,7 @@ class Runtime:
             self.maintenance_config,
             self._cleanup_hooks,
             cron=self.client.cron if self.publish_declarations else None,
+            dead_letters=self.client.dlq.policies if self.publish_declarations else None,
             instance_id=self.instance_id,
         )
         return builtin + list(self._extra_branches)
@@ -286,6 +287,8 @@ class Runtime:
             await CronStore(store.pool, store.url).upsert_cron(
                 declarations_of(self.client.cron), self.instance_id, clock.db_now()
             )
+        if self.publish_declarations and len(self.client.dlq.policies):
+            await self.client.dlq.publish(self.instance_id)
         flushed = anyio.Event()
         self._presence = await Presence.acquire(store.url, self.instance_id)
         try:

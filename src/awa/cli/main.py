@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,12 +20,14 @@ import anyio
 
 from awa.cli.database import resolve_database
 from awa.cli.demo import run_demo
+from awa.cli.dlq import add_dlq_parser, run_dlq
 from awa.cli.output import emit, table
 from awa.client import Client
 from awa.config import LANE_MODES, MaintenanceConfig, RuntimeConfig
 from awa.errors import AwaError, ConfigError
 from awa.runtime import Runtime
 from awa.store.maintenance import MaintenanceStore
+from awa.telemetry import configure
 from awa.web import dashboard_app, health_app, serve
 
 __all__ = ["main"]
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--json", action="store_true")
 
+    add_dlq_parser(sub)
+
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
     demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
@@ -170,6 +175,14 @@ code. With --app it also publishes the application's declarations.
 """
 
 
+#: OTLP export is set up only when one of these says where to send (or --metrics-port).
+_OTLP_ENDPOINT_VARS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
+
+
 def _serving_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--health-port",
@@ -177,6 +190,12 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
         help="serve /livez, /readyz and /health (JSON: leadership, lane health) on this port",
     )
     p.add_argument("--health-host", default="127.0.0.1", help="bind address for --health-port")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (OTLP export follows the OTEL_* "
+        "environment variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
 
 
 def _watch_arg(p: argparse.ArgumentParser) -> None:
@@ -256,6 +275,22 @@ async def _run_until_signal(
 ) -> None:
     """Start ``runtime``, print ``banner``, serve its health endpoint if asked, and shut
     down gracefully on SIGINT/SIGTERM."""
+    metrics_port = getattr(args, "metrics_port", None)
+    otlp = any(os.environ.get(v) for v in _OTLP_ENDPOINT_VARS)
+    if metrics_port is None and not otlp:
+        await _serve_runtime(runtime, banner, args)
+        return
+    telemetry = await anyio.to_thread.run_sync(lambda: configure(prometheus_port=metrics_port))
+    if telemetry.prometheus_address is not None:
+        host, port = telemetry.prometheus_address
+        print(f"Prometheus metrics on http://{host}:{port}/metrics", flush=True)
+    try:
+        await _serve_runtime(runtime, banner, args)
+    finally:
+        await anyio.to_thread.run_sync(telemetry.shutdown)
+
+
+async def _serve_runtime(runtime: Runtime, banner: str, args: argparse.Namespace | None) -> None:
     async with anyio.create_task_group() as tg:
         health_port = getattr(args, "health_port", None)
         if args is not None and health_port is not None:
@@ -523,6 +558,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             if args.maintenance_command == "tick":
                 return await _cmd_maintenance_tick(args, url, embedded)
             return await _watching(args, lambda: _cmd_maintenance_status(args, url))
+        if args.command == "dlq":
+            return await run_dlq(args, url)
         if args.command == "cron":
             return await _cmd_cron(args, url)
         if args.command == "demo":

@@ -16,6 +16,7 @@ from typing import ClassVar
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.store.maintenance import MaintenanceStore
+from awa.telemetry import ATTR_OUTCOME, ATTR_RESCUE_REASON, Instruments, instruments
 
 __all__ = ["HYGIENE", "SLO", "Branch", "BranchContext", "BranchResult"]
 
@@ -46,6 +47,13 @@ class BranchContext:
     store: MaintenanceStore
     clock: Clock
     config: MaintenanceConfig
+    metrics: Instruments = field(default_factory=instruments)
+
+    def count_rescued(self, reason: str, retried: int, failed: int) -> None:
+        """``awa.jobs.rescued`` by reason and outcome (what every rescue branch reports)."""
+        for outcome, count in (("retried", retried), ("failed", failed)):
+            if count:
+                self.metrics.rescued.add(count, {ATTR_RESCUE_REASON: reason, ATTR_OUTCOME: outcome})
 
     @property
     def now(self) -> datetime | None:

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from awa.config import MaintenanceConfig
 from awa.cron import CronTable
 from awa.maintenance.branch import Branch
 from awa.maintenance.cleanup import Cleanup, CleanupHook
 from awa.maintenance.cron_evaluate import CronEvaluate
 from awa.maintenance.cron_sync import CronSync
+from awa.maintenance.dead_letter import DeadLetterHold
 from awa.maintenance.priority_aging import PriorityAging
 from awa.maintenance.promote_scheduled import PromoteScheduled
 from awa.maintenance.queue_stats import QueueStats
@@ -20,6 +23,7 @@ from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
 from awa.maintenance.rescue_expired_deadlines import RescueExpiredDeadlines
 from awa.maintenance.rescue_stale_heartbeats import RescueStaleHeartbeats
 from awa.maintenance.rotate import Rotate
+from awa.store.dlq import DeadLetterPolicy
 
 __all__ = ["BUILTIN_BRANCHES", "default_branches"]
 
@@ -35,6 +39,7 @@ BUILTIN_BRANCHES: tuple[type[Branch], ...] = (
     RefreshAdminMetadata,
     CronSync,
     CronEvaluate,
+    DeadLetterHold,
 )
 
 
@@ -43,6 +48,7 @@ def default_branches(
     cleanup_hooks: list[CleanupHook] | None = None,
     *,
     cron: CronTable | None = None,
+    dead_letters: Iterable[DeadLetterPolicy] | None = None,
     instance_id: str = "",
 ) -> list[Branch]:
     unknown = set(config.intervals) - {b.name for b in BUILTIN_BRANCHES}
@@ -53,6 +59,10 @@ def default_branches(
         interval = config.intervals.get(cls.name)
         if cls is Cleanup:
             branches.append(Cleanup(hooks=cleanup_hooks, interval=interval))
+        elif cls is DeadLetterHold:
+            branches.append(
+                DeadLetterHold(dead_letters, instance_id or "unknown", interval=interval)
+            )
         elif cls is CronSync:
             if cron is not None:
                 branches.append(CronSync(cron, instance_id or "unknown", interval=interval))

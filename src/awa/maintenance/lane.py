@@ -164,7 +164,10 @@ class Lane:
             lateness = max(0.0, started - due)
             stats.last_started_at = clock.now()
             try:
-                with anyio.fail_after(branch.timeout):
+                with (
+                    self.metrics.span_for_branch(self.name, branch.name),
+                    anyio.fail_after(branch.timeout),
+                ):
                     result = await branch.run_once(self.ctx)
             except Exception as exc:
                 stats.errors += 1
@@ -187,6 +190,12 @@ class Lane:
         self.metrics.branch_duration.record(duration, attrs)
         self.metrics.branch_lateness.record(lateness, attrs)
         observation = stats.tracker.observe(duration, lateness)
+        self.metrics.observe_branch(
+            self.name,
+            branch.name,
+            interval=branch.interval,
+            delayed=stats.tracker.health.value == "delayed",
+        )
         self._report(stats, observation, lateness, duration, attrs)
         next_due = max(due + branch.interval, finished + observation.min_rest)
         if result is None:

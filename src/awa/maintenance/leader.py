@@ -70,6 +70,7 @@ class MaintenanceLeader:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        self.metrics.leader.add(0)  # followers export 0 rather than nothing
         failures = 0
         while True:
             try:
@@ -119,6 +120,7 @@ class MaintenanceLeader:
             self.url, min_size=1, max_size=self.config.hygiene_capacity
         )
         self.stats = {b.name: BranchStats.for_branch(b) for b in self.branches}
+        self.mode, self.mode_reason = mode, reason
         self.is_leader = True
         self.metrics.elections.add(1)
         self.metrics.leader.add(1)
@@ -150,6 +152,7 @@ class MaintenanceLeader:
             self.lanes = {}
             self._became_leader = anyio.Event()
             self.metrics.leader.add(-1)
+            self.metrics.clear_leader_gauges()
             with anyio.CancelScope(shield=True):
                 await conn.release()
                 await slo_store.close()
@@ -203,7 +206,9 @@ class MaintenanceLeader:
         log.warning("maintenance lanes switching to split: %s", self.mode_reason)
 
     def _ctx(self, store: MaintenanceStore) -> BranchContext:
-        return BranchContext(store=store, clock=self.clock, config=self.config)
+        return BranchContext(
+            store=store, clock=self.clock, config=self.config, metrics=self.metrics
+        )
 
     def _auto_observe(self, lane: str, stats: BranchStats, obs: Observation) -> None:
         """``auto`` mode: the first overrun episode of an SLO branch splits the lanes."""

@@ -20,4 +20,5 @@ class QueueStats(Branch):
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         rows = await ctx.store.refresh_queue_stats(ctx.now)
+        ctx.metrics.observe_queue_stats(rows)
         return BranchResult({"queue_states": len(rows)})

@@ -32,6 +32,7 @@ class RescueExpiredCallbacks(Branch):
             retry_base_delay=1.0,
             now=ctx.now,
         )
+        ctx.count_rescued("callback", outcome.retried, outcome.failed)
         return BranchResult(
             {"retried": outcome.retried, "failed": outcome.failed}, more=len(found) >= self.batch
         )

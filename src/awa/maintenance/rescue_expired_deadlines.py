@@ -33,6 +33,7 @@ class RescueExpiredDeadlines(Branch):
             retry_base_delay=1.0,
             now=ctx.now,
         )
+        ctx.count_rescued("deadline", outcome.retried, outcome.failed)
         return BranchResult(
             {"retried": outcome.retried, "failed": outcome.failed}, more=len(found) >= self.batch
         )

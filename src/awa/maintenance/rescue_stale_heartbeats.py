@@ -52,6 +52,8 @@ class RescueStaleHeartbeats(Branch):
             retry_base_delay=0.0,
             now=ctx.now,
         )
+        ctx.count_rescued("orphaned", first.retried, first.failed)
+        ctx.count_rescued("heartbeat", second.retried, second.failed)
         rows = {
             "orphaned_retried": first.retried,
             "stale_retried": second.retried,

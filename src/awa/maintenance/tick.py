@@ -126,7 +126,7 @@ async def _run_due(
         await store.record_leader(instance_id, "tick", "bounded tick()", clock.db_now())
         persisted = {row["branch"]: row for row in await store.read_health()}
         stats = [BranchStats.for_branch(b) for b in branches]
-        lane = Lane("tick", stats, 1, BranchContext(store, clock, config), metrics)
+        lane = Lane("tick", stats, 1, BranchContext(store, clock, config, metrics), metrics)
         now = clock.now()
         reports: list[BranchReport] = []
         health: list[HealthRow] = []
