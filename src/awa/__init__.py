@@ -18,6 +18,12 @@ from awa.errors import JobNotFound as JobNotFound
 from awa.errors import MigrationError as MigrationError
 from awa.errors import RuntimeStateError as RuntimeStateError
 from awa.errors import ValidationError as ValidationError
+from awa.events import CallableSink as CallableSink
+from awa.events import Event as Event
+from awa.events import EventRejected as EventRejected
+from awa.events import SinkUnavailable as SinkUnavailable
+from awa.events import WebhookSink as WebhookSink
+from awa.events import verify_signature as verify_signature
 from awa.handlers import JobContext as JobContext
 from awa.model import Cancel as Cancel
 from awa.model import InsertParams as InsertParams
@@ -31,11 +37,14 @@ from awa.runtime import Runtime as Runtime
 __all__ = (
     "AwaError",
     "Backoff",
+    "CallableSink",
     "Cancel",
     "Client",
     "Clock",
     "ConfigError",
     "DatabaseUnavailable",
+    "Event",
+    "EventRejected",
     "FakeClock",
     "InsertParams",
     "InvalidTransition",
@@ -48,8 +57,11 @@ __all__ = (
     "Runtime",
     "RuntimeConfig",
     "RuntimeStateError",
+    "SinkUnavailable",
     "Snooze",
     "SystemClock",
     "UniqueScope",
     "ValidationError",
+    "WebhookSink",
+    "verify_signature",
 )

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -37,6 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from awa.client import Client
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.errors import ConfigError, DatabaseUnavailable, RuntimeStateError
+from awa.events import Sink
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
 from awa.maintenance.cron_sync import declarations_of
@@ -66,7 +68,9 @@ class Runtime:
     maintenance branches to the lanes; ``cleanup_hooks`` are called after each ``cleanup``
     pass of the hygiene lane. ``publish_declarations=False`` (the CLI's pool-only
     maintenance) skips everything that needs the application's declarations: ``cron_sync``
-    and the start-up publication of cron schedules.
+    and the start-up publication of cron schedules. ``sinks`` receive lifecycle events
+    (job failed / rescued, cron fired / missed) from the outbox while this process leads
+    maintenance (``adr/006-event-outbox.md``).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Runtime:
         branches: list[Branch] | None = None,
         cleanup_hooks: list[CleanupHook] | None = None,
         publish_declarations: bool = True,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
@@ -94,6 +99,7 @@ class Runtime:
         self._extra_branches = list(branches or [])
         self._cleanup_hooks = list(cleanup_hooks or [])
         self.publish_declarations = publish_declarations
+        self.sinks = list(sinks)
         self.leader: MaintenanceLeader | None = None
         self._presence: Presence | None = None
         self.instance_id = self.config.instance_id
@@ -238,6 +244,7 @@ class Runtime:
             self._cleanup_hooks,
             cron=self.client.cron if self.publish_declarations else None,
             dead_letters=self.client.dlq.policies if self.publish_declarations else None,
+            sinks=self.sinks,
             instance_id=self.instance_id,
         )
         return builtin + list(self._extra_branches)

@@ -21,6 +21,7 @@ import anyio
 from awa.cli.database import resolve_database
 from awa.cli.demo import run_demo
 from awa.cli.dlq import add_dlq_parser, run_dlq
+from awa.cli.events import add_events_parser, run_events
 from awa.cli.output import emit, table
 from awa.client import Client
 from awa.config import LANE_MODES, MaintenanceConfig, RuntimeConfig
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
 
     add_dlq_parser(sub)
+    add_events_parser(sub)
 
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
@@ -558,6 +560,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             if args.maintenance_command == "tick":
                 return await _cmd_maintenance_tick(args, url, embedded)
             return await _watching(args, lambda: _cmd_maintenance_status(args, url))
+        if args.command == "events":
+            return await run_events(args, url)
         if args.command == "dlq":
             return await run_dlq(args, url)
         if args.command == "cron":

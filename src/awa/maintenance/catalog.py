@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from awa.config import MaintenanceConfig
 from awa.cron import CronTable
+from awa.events import Sink
 from awa.maintenance.branch import Branch
 from awa.maintenance.cleanup import Cleanup, CleanupHook
 from awa.maintenance.cron_evaluate import CronEvaluate
 from awa.maintenance.cron_sync import CronSync
 from awa.maintenance.dead_letter import DeadLetterHold
+from awa.maintenance.deliver_events import DeliverEvents
 from awa.maintenance.priority_aging import PriorityAging
 from awa.maintenance.promote_scheduled import PromoteScheduled
 from awa.maintenance.queue_stats import QueueStats
@@ -40,6 +42,7 @@ BUILTIN_BRANCHES: tuple[type[Branch], ...] = (
     CronSync,
     CronEvaluate,
     DeadLetterHold,
+    DeliverEvents,
 )
 
 
@@ -49,6 +52,7 @@ def default_branches(
     *,
     cron: CronTable | None = None,
     dead_letters: Iterable[DeadLetterPolicy] | None = None,
+    sinks: Sequence[Sink] = (),
     instance_id: str = "",
 ) -> list[Branch]:
     unknown = set(config.intervals) - {b.name for b in BUILTIN_BRANCHES}
@@ -59,6 +63,9 @@ def default_branches(
         interval = config.intervals.get(cls.name)
         if cls is Cleanup:
             branches.append(Cleanup(hooks=cleanup_hooks, interval=interval))
+        elif cls is DeliverEvents:
+            # Always present, even without sinks: it also expires delivered events.
+            branches.append(DeliverEvents(sinks, interval=interval))
         elif cls is DeadLetterHold:
             branches.append(
                 DeadLetterHold(dead_letters, instance_id or "unknown", interval=interval)

@@ -16,14 +16,17 @@ Per active schedule (not paused, not orphaned) and per run:
    Each job carries ``metadata["awa.cron"] = {"schedule", "scheduled_at"}``;
 4. missed-fire detection: if the latest instant at or before ``now - miss_tolerance`` has
    no successful run (its job has not completed), report it once (claimed in the database
-   so two leaders do not both report): a WARNING log and the ``cron_missed`` row count
-   (exported as ``awa.maintenance.branch.rows{action=missed_alert}``), even under
-   ``skip``.
+   so two leaders do not both report): a WARNING log, a ``cron.missed`` outbox event
+   (written by the claim's own statement) and the ``cron_missed`` row count (exported as
+   ``awa.maintenance.branch.rows{action=missed_alert}``), even under ``skip``.
+
+Each enqueued fire also writes a ``cron.fired`` outbox event in the transaction of step 3.
 
 The branch asks to run again at the soonest next fire (``next_due_in``), so fires happen
 within milliseconds of their instant, not a polling period later.
 
-Defaults: interval 1 s (backstop), timeout 30 s, ``on_time`` 5 s (a fire found at most this
+Defaults: interval 5 s (backstop; it also wakes at the next fire instant and when schedules
+are (re)declared), timeout 30 s, ``on_time`` 5 s (a fire found at most this
 late is a normal trigger, not a misfire). Rows: ``fired``, ``missed``, ``overlap_skipped``,
 ``lost_race``, ``missed_alert``.
 """
@@ -73,7 +76,7 @@ class MissedFire:
 class CronEvaluate(Branch):
     name = "cron_evaluate"
     lane = HYGIENE
-    default_interval = 1.0
+    default_interval = 5.0
     default_timeout = 30.0
 
     def __init__(
@@ -94,8 +97,10 @@ class CronEvaluate(Branch):
         return self._expressions[key]
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        await ctx.store.refresh_cron_success()
         rows = await ctx.store.active_cron()
+        if any(_success_unknown(row) for row in rows):
+            await ctx.store.refresh_cron_success()
+            rows = await ctx.store.active_cron()
         totals = {"fired": 0, "missed": 0, "overlap_skipped": 0, "lost_race": 0}
         alerts = 0
         more = False
@@ -218,7 +223,7 @@ class CronEvaluate(Branch):
         alerted: datetime | None = row["miss_alerted_for"]
         if alerted is not None and alerted >= latest:
             return False
-        if not await ctx.store.mark_cron_alerted(str(row["name"]), latest):
+        if not await ctx.store.mark_cron_alerted(str(row["name"]), latest, ctx.now):
             return False
         log.warning(
             "cron schedule %r MISSED: no successful run for its fire at %s within %gs "
@@ -233,6 +238,12 @@ class CronEvaluate(Branch):
         if self.on_missed is not None:
             self.on_missed(MissedFire(str(row["name"]), latest, row))
         return True
+
+
+def _success_unknown(row: dict[str, Any]) -> bool:
+    """The last fire's job may have completed since we last looked."""
+    fired = row["last_fired_job_id"]
+    return fired is not None and fired != row["last_success_job_id"]
 
 
 def _as_json(value: Any) -> Any:

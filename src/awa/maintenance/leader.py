@@ -32,6 +32,8 @@ __all__ = ["DUE_CHANNEL", "MaintenanceLeader"]
 log = logging.getLogger("awa.maintenance")
 
 DUE_CHANNEL = "awa_due"
+#: Payload on ``DUE_CHANNEL`` when cron schedules were (re)declared (see ``cron_upsert``).
+CRON_CHANGED = "cron"
 _RECONNECT = Backoff(base=0.5, factor=2.0, cap=30.0, jitter=0.2)
 
 
@@ -224,7 +226,12 @@ class MaintenanceLeader:
             self._switch.set()
 
     def _on_due(self, payload: str) -> None:
-        """An insert or retry announced a job due at epoch ``payload``."""
+        """An insert or retry announced a job due at epoch ``payload``; ``cron``: schedules
+        were (re)declared."""
+        if payload == CRON_CHANGED:
+            for lane in self.lanes.values():
+                lane.wake("cron_evaluate", 0.0)
+            return
         try:
             seconds = float(payload) - self.clock.now().timestamp()
         except ValueError:

@@ -3,7 +3,8 @@
 -- name: cron_upsert
 -- Publish declared schedules ($1: jsonb array of declarations). New rows start evaluating
 -- at $3 (no fire before the schedule existed); a schedule coming back from orphaned or
--- paused restarts at $3 too, so the time it was off is not caught up.
+-- paused restarts at $3 too, so the time it was off is not caught up. Wakes the leader's
+-- cron_evaluate (payload 'cron' on awa_due) so a new schedule's first fire is on time.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 d AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
@@ -11,7 +12,8 @@ d AS (
         priority smallint, max_attempts integer, misfire text, catchup_window_s float8,
         max_catchup integer, overlap text, paused boolean, miss_tolerance_s float8,
         tags text[], metadata jsonb, fingerprint text)
-)
+),
+up AS (
 INSERT INTO awa.cron_schedules AS s (name, expression, timezone, kind, queue, args, priority,
         max_attempts, misfire, catchup_window_s, max_catchup, overlap, paused,
         miss_tolerance_s, tags, metadata, fingerprint, declared_at, declared_seen_at,
@@ -34,7 +36,10 @@ ON CONFLICT (name) DO UPDATE
        evaluated_through = CASE
            WHEN s.orphaned_at IS NOT NULL OR (s.paused AND NOT EXCLUDED.paused)
            THEN greatest(s.evaluated_through, EXCLUDED.evaluated_through)
-           ELSE s.evaluated_through END;
+           ELSE s.evaluated_through END
+RETURNING 1
+)
+SELECT pg_notify('awa_due', 'cron') FROM (SELECT count(*) AS n FROM up) c WHERE c.n > 0;
 
 -- name: cron_orphan
 -- Mark orphaned the schedules not declared by the syncing process ($1: its names) and not
@@ -67,7 +72,8 @@ SELECT s.*, j.state::text AS previous_state
 
 -- name: cron_advance
 -- Compare-and-set of the evaluation mark: only the evaluator that read $9 advances it (the
--- caller enqueues the fires in the same transaction, only when a row comes back).
+-- caller enqueues the fires, and writes their cron.fired events, in the same transaction,
+-- only when a row comes back).
 UPDATE awa.cron_schedules
    SET evaluated_through = $2,
        last_fire_at = coalesce($3, last_fire_at),
@@ -86,11 +92,24 @@ RETURNING name;
 UPDATE awa.cron_schedules SET last_fired_job_id = $2 WHERE name = $1;
 
 -- name: cron_mark_alerted
--- Claim the right to report instant $2 of schedule $1 as missed (once, across leaders).
-UPDATE awa.cron_schedules
-   SET miss_alerted_for = $2
- WHERE name = $1 AND (miss_alerted_for IS NULL OR miss_alerted_for < $2)
-RETURNING name;
+-- Claim the right to report instant $2 of schedule $1 as missed (once, across leaders), and
+-- in the same statement write the cron.missed event to the outbox.
+WITH claimed AS (
+    UPDATE awa.cron_schedules
+       SET miss_alerted_for = $2
+     WHERE name = $1 AND (miss_alerted_for IS NULL OR miss_alerted_for < $2)
+    RETURNING name, last_success_at, last_fire_at, misfire, miss_tolerance_s
+),
+missed_event AS (
+    INSERT INTO awa.events (kind, occurred_at, schedule, payload)
+    SELECT 'cron.missed', coalesce($3::timestamptz, now()), c.name,
+           jsonb_build_object('schedule', c.name, 'scheduled_at', $2::timestamptz,
+                              'last_success_at', c.last_success_at,
+                              'last_fire_at', c.last_fire_at, 'misfire', c.misfire,
+                              'miss_tolerance_s', c.miss_tolerance_s)
+      FROM claimed c
+)
+SELECT name FROM claimed;
 
 -- name: cron_list
 -- Every schedule with its last success, last fire and next fire, by name.

@@ -104,7 +104,8 @@ RETURNING id;
 
 -- name: finalize_batch
 -- Move running (or parked) jobs whose run_lease matches into terminal history as failed or
--- cancelled ($3), appending the error record $4, with their final progress $6. Returns the
+-- cancelled ($3), appending the error record $4, with their final progress $6. Each job that
+-- became failed writes a job.failed event to the outbox in the same statement. Returns the
 -- ids applied.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
 gone AS (
@@ -115,6 +116,15 @@ gone AS (
     RETURNING j.*, c.new_state, c.error,
               CASE WHEN c.progress IS NULL THEN j.progress
                    ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress
+),
+failed_events AS (
+    INSERT INTO awa.events (kind, occurred_at, job_id, payload)
+    SELECT 'job.failed', t.now, g.id,
+           jsonb_build_object('job_id', g.id, 'kind', g.kind, 'queue', g.queue,
+                              'attempt', g.attempt, 'max_attempts', g.max_attempts,
+                              'tags', to_jsonb(g.tags), 'error', g.error, 'rescued', false)
+      FROM gone g, t
+     WHERE g.new_state = 'failed'
 )
 INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
                            attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,

@@ -62,25 +62,41 @@ SELECT id, run_lease FROM awa.jobs
 -- name: rescue_retry
 -- Put rescued attempts (id/lease pairs, still in a state of $3) back in line when attempts
 -- remain: available now when $5 = 0, else retryable after $5 * 2^(attempt-1) s (capped at
--- an hour, ±10 % jitter). Records why ($4). Returns (id, queue, state).
-WITH t AS (SELECT coalesce($6::timestamptz, now()) AS now)
-UPDATE awa.jobs j
-   SET state = CASE WHEN $5::double precision = 0 THEN 'available' ELSE 'retryable' END::awa.job_state,
-       run_at = t.now + make_interval(secs => least(3600, $5 * power(2, greatest(j.attempt - 1, 0)))
-                                              * (0.9 + random() * 0.2)),
-       errors = j.errors || jsonb_build_array(jsonb_build_object(
-                    'at', t.now, 'attempt', j.attempt, 'kind', 'rescued', 'message', $4::text,
-                    'claimed_by', j.claimed_by)),
-       heartbeat_at = NULL, deadline_at = NULL, claimed_by = NULL, cancel_requested = false,
-       callback_id = NULL, callback_timeout_at = NULL
-  FROM unnest($1::bigint[], $2::bigint[]) AS c(id, lease), t
- WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
-   AND j.attempt < j.max_attempts
-RETURNING j.id, j.queue, j.state;
+-- an hour, ±10 % jitter). Records why ($4) and writes a job.rescued event per attempt to the
+-- outbox in the same statement. Returns (id, queue, state).
+WITH t AS (SELECT coalesce($6::timestamptz, now()) AS now),
+moved AS (
+    UPDATE awa.jobs j
+       SET state = CASE WHEN $5::double precision = 0 THEN 'available'
+                        ELSE 'retryable' END::awa.job_state,
+           run_at = t.now + make_interval(secs => least(3600, $5 * power(2, greatest(j.attempt - 1, 0)))
+                                                  * (0.9 + random() * 0.2)),
+           errors = j.errors || jsonb_build_array(jsonb_build_object(
+                        'at', t.now, 'attempt', j.attempt, 'kind', 'rescued', 'message', $4::text,
+                        'claimed_by', j.claimed_by)),
+           heartbeat_at = NULL, deadline_at = NULL, claimed_by = NULL, cancel_requested = false,
+           callback_id = NULL, callback_timeout_at = NULL
+      FROM unnest($1::bigint[], $2::bigint[]) AS c(id, lease), t
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
+       AND j.attempt < j.max_attempts
+    RETURNING j.id, j.queue, j.state, j.kind, j.attempt, j.max_attempts, j.run_at,
+              j.errors -> -1 ->> 'claimed_by' AS claimed_by
+),
+rescued_events AS (
+    INSERT INTO awa.events (kind, occurred_at, job_id, payload)
+    SELECT 'job.rescued', t.now, m.id,
+           jsonb_build_object('job_id', m.id, 'kind', m.kind, 'queue', m.queue,
+                              'attempt', m.attempt, 'max_attempts', m.max_attempts,
+                              'reason', $4::text, 'claimed_by', m.claimed_by,
+                              'outcome', 'retried', 'run_at', m.run_at)
+      FROM moved m, t
+)
+SELECT id, queue, state FROM moved;
 
 -- name: rescue_fail
 -- Fail rescued attempts (id/lease pairs still in a state of $3) that have no attempts left,
--- moving them to history with the reason $4. Returns the ids.
+-- moving them to history with the reason $4; each writes a job.rescued and a job.failed
+-- event to the outbox in the same statement. Returns the ids.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
@@ -88,6 +104,22 @@ gone AS (
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
        AND j.attempt >= j.max_attempts
     RETURNING j.*
+),
+failed_events AS (
+    INSERT INTO awa.events (kind, occurred_at, job_id, payload)
+    SELECT e.kind, t.now, g.id,
+           jsonb_build_object('job_id', g.id, 'kind', g.kind, 'queue', g.queue,
+                              'attempt', g.attempt, 'max_attempts', g.max_attempts)
+           || CASE WHEN e.kind = 'job.rescued'
+                   THEN jsonb_build_object('reason', $4::text, 'claimed_by', g.claimed_by,
+                                           'outcome', 'failed')
+                   ELSE jsonb_build_object('tags', to_jsonb(g.tags), 'rescued', true,
+                                           'error', jsonb_build_object(
+                                               'at', t.now, 'attempt', g.attempt,
+                                               'kind', 'rescued', 'message', $4::text,
+                                               'claimed_by', g.claimed_by)) END
+      FROM gone g, t, (VALUES (1, 'job.rescued'), (2, 'job.failed')) AS e(ord, kind)
+     ORDER BY g.id, e.ord
 )
 INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
                            attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,

@@ -26,6 +26,7 @@ CRON_QUERIES = frozenset(
         "cron_set_last_job",
         "cron_mark_alerted",
         "cron_list",
+        "event_cron_fired",
         "cron_set_operator_paused",
     }
 )
@@ -73,7 +74,9 @@ class CronStore(Store):
         next_fire_at: datetime | None,
         now: datetime | None = None,
     ) -> list[int] | None:
-        """Advance the mark from ``expected_mark`` and enqueue ``fires``, atomically.
+        """Advance the mark from ``expected_mark`` and enqueue ``fires``, atomically, with
+        one ``cron.fired`` outbox event per enqueued job (same transaction: an event exists
+        exactly when its fire does).
 
         Returns the new job ids, or ``None`` when another evaluator advanced the mark first
         (then nothing was enqueued)."""
@@ -98,13 +101,18 @@ class CronStore(Store):
                 ids = [(await self.insert(p, conn=c, now=now)).id for p in fires]
                 if ids:
                     await c.execute(self.sql("cron_set_last_job"), name, ids[-1])
+                    await c.execute(self.sql("event_cron_fired"), name, ids, now)
                 return ids
 
         return await self._guard(run)
 
-    async def mark_cron_alerted(self, name: str, instant: datetime) -> bool:
+    async def mark_cron_alerted(
+        self, name: str, instant: datetime, now: datetime | None = None
+    ) -> bool:
+        """Claim the report of ``instant`` as missed (once across leaders); the claim writes
+        the ``cron.missed`` outbox event in the same statement. False: already reported."""
         value = await self._guard(
-            lambda: self.pool.fetchval(self.sql("cron_mark_alerted"), name, instant)
+            lambda: self.pool.fetchval(self.sql("cron_mark_alerted"), name, instant, now)
         )
         return value is not None
 

@@ -13,6 +13,7 @@ from awa.db.connect import CONNECT_ERRORS, connect
 from awa.errors import DatabaseUnavailable
 from awa.store.cron import CronStore
 from awa.store.dedicated import DedicatedConnection
+from awa.store.events import EventStore
 from awa.store.queries import load_queries
 
 __all__ = [
@@ -56,17 +57,19 @@ class HealthRow:
     last_error: str | None
 
 
-class MaintenanceStore(CronStore):
-    """``Store`` plus the maintenance (and cron evaluation) queries."""
+class MaintenanceStore(CronStore, EventStore):
+    """``Store`` plus the maintenance (cron evaluation, event outbox) queries."""
 
     QUERIES = load_queries(
         frozenset(CronStore.QUERIES)
+        | frozenset(EventStore.QUERIES)
         | {
             "promote_due",
             "next_due_at",
             "find_stale_heartbeats",
             "find_orphaned_running",
             "find_abandoned_running",
+            "find_rescuable_running",
             "find_expired_deadlines",
             "find_expired_callbacks",
             "rescue_retry",
@@ -119,6 +122,27 @@ class MaintenanceStore(CronStore):
         self, grace: float, limit: int, now: datetime | None = None
     ) -> list[tuple[int, int]]:
         return await self._pairs("find_orphaned_running", grace, limit, PRESENCE_LOCK_CLASS, now)
+
+    async def find_rescuable_running(
+        self, grace: float, staleness: float, limit: int, now: datetime | None = None
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(orphaned, stale) running attempts, in one round trip; an attempt that is both
+        is reported as orphaned (the stronger signal)."""
+        rows = await self._guard(
+            lambda: self.pool.fetch(
+                self.sql("find_rescuable_running"),
+                grace,
+                staleness,
+                PRESENCE_LOCK_CLASS,
+                limit,
+                now,
+            )
+        )
+        orphaned = [(int(r["id"]), int(r["run_lease"])) for r in rows if r["orphaned"]]
+        stale = [
+            (int(r["id"]), int(r["run_lease"])) for r in rows if r["stale"] and not r["orphaned"]
+        ]
+        return orphaned, stale
 
     async def find_abandoned_running(
         self, unseen_for: float, limit: int, now: datetime | None = None

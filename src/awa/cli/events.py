@@ -1,0 +1,65 @@
+"""``awa events``: the lifecycle-event outbox for operators (list, sink status, flush,
+purge, forget). Delivery itself is the ``deliver_events`` maintenance branch's job."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from awa.cli.output import emit, table
+from awa.store.maintenance import MaintenanceStore
+
+__all__ = ["add_events_parser", "run_events"]
+
+
+def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = subparsers.add_parser("events", help="lifecycle events and their delivery to sinks")
+    sub = events.add_subparsers(dest="events_command", required=True)
+    listing = sub.add_parser("list", help="newest events first, with per-sink delivery state")
+    listing.add_argument("--kind", help="job.failed, job.rescued, cron.fired or cron.missed")
+    listing.add_argument("--limit", type=int, default=50)
+    sinks = sub.add_parser("sinks", help="each sink: backlog, parked, backoff, last error")
+    flush = sub.add_parser("flush", help="make outstanding deliveries (parked too) due now")
+    flush.add_argument("--sink")
+    purge = sub.add_parser("purge", help="drop parked deliveries (the only way to drop one)")
+    purge.add_argument("--sink")
+    purge.add_argument("--all", action="store_true", help="pending deliveries too")
+    forget = sub.add_parser("forget", help="forget a sink removed from the code")
+    forget.add_argument("sink")
+    for p in (listing, sinks, flush, purge, forget):
+        p.add_argument("--json", action="store_true")
+
+
+async def run_events(args: argparse.Namespace, url: str) -> int:
+    store = await MaintenanceStore.open(url, min_size=1, max_size=1)
+    try:
+        command = args.events_command
+        if command == "list":
+            rows = await store.list_events(limit=args.limit, kind=args.kind)
+            emit(rows, as_json=args.json, text=_events_text(rows))
+        elif command == "sinks":
+            rows = await store.event_sink_status()
+            headers = list(rows[0]) if rows else []
+            text = table([list(r.values()) for r in rows], headers) if rows else "no sinks"
+            emit(rows, as_json=args.json, text=text)
+        else:
+            if command == "flush":
+                count = await store.flush_deliveries(args.sink)
+            elif command == "purge":
+                count = await store.purge_deliveries(args.sink, include_pending=args.all)
+            else:
+                count = await store.forget_sink(args.sink)
+            emit({command: count}, as_json=args.json, text=f"{command}: {count} deliveries")
+        return 0
+    finally:
+        await store.close()
+
+
+def _events_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no events"
+    lines = [
+        (r.get("id"), r.get("kind"), r.get("occurred_at"), r.get("job_id"), r.get("deliveries"))
+        for r in rows
+    ]
+    return table(lines, ["id", "kind", "occurred_at", "job_id", "deliveries"])
