@@ -19,14 +19,6 @@ RETURNING j.queue;
 -- When the earliest scheduled/retryable job becomes due (NULL if none).
 SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
 
--- name: find_stale_heartbeats
--- Running attempts whose heartbeat is older than $1 seconds (hung or dead holders).
-SELECT id, run_lease FROM awa.jobs
- WHERE state = 'running'
-   AND heartbeat_at < coalesce($3::timestamptz, now()) - make_interval(secs => $1)
- ORDER BY heartbeat_at
- LIMIT $2;
-
 -- name: find_orphaned_running
 -- Running attempts whose runtime's presence lock is gone (process or connection died),
 -- claimed more than $1 seconds ago. Presence locks are advisory (key1 = $3, key2 =

@@ -66,7 +66,6 @@ class MaintenanceStore(CronStore, EventStore):
         | {
             "promote_due",
             "next_due_at",
-            "find_stale_heartbeats",
             "find_orphaned_running",
             "find_abandoned_running",
             "find_rescuable_running",
@@ -112,11 +111,6 @@ class MaintenanceStore(CronStore, EventStore):
     async def _pairs(self, name: str, *args: Any) -> list[tuple[int, int]]:
         rows = await self._guard(lambda: self.pool.fetch(self.sql(name), *args))
         return [(int(r["id"]), int(r["run_lease"])) for r in rows]
-
-    async def find_stale_heartbeats(
-        self, staleness: float, limit: int, now: datetime | None = None
-    ) -> list[tuple[int, int]]:
-        return await self._pairs("find_stale_heartbeats", staleness, limit, now)
 
     async def find_orphaned_running(
         self, grace: float, limit: int, now: datetime | None = None
