@@ -1,7 +1,8 @@
 """``deliver_events`` (hygiene lane): deliver outbox events to sinks, with retry and backoff.
 
 Events are written to ``awa.events`` by the statements that make the changes (ADR 006).
-Per run (default every 1 s):
+Per run (default every 5 s, at once again while a page was full; 5 s keeps an idle runtime
+cheap: see ADR 003 "Idle cost"):
 
 1. **register** this process's sinks (first run, then every ``housekeeping_interval``) and
    **fan out** up to ``fan_out_batch`` (1000) new events: one pending delivery per
@@ -108,7 +109,7 @@ class _SinkRun:
 class DeliverEvents(Branch):
     name = "deliver_events"
     lane = HYGIENE
-    default_interval = 1.0
+    default_interval = 5.0
     default_timeout = 30.0
 
     def __init__(
