@@ -452,6 +452,7 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
     result, _, _, changed = await world.run(Cleanup(), config)
     assert changed == {"done_completed", "done_cancelled"}
     assert result.rows == {
+        "callbacks_pruned": 0,
         "history_deleted": 2,
         "runtimes_forgotten": 2,
         "unique_keys_released": 1,

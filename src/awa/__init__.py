@@ -5,18 +5,27 @@ honest.
 """
 
 from awa.backoff import Backoff as Backoff
+from awa.callbacks import Callbacks as Callbacks
 from awa.client import Client as Client
 from awa.clock import Clock as Clock
 from awa.clock import FakeClock as FakeClock
 from awa.clock import SystemClock as SystemClock
 from awa.config import RuntimeConfig as RuntimeConfig
 from awa.errors import AwaError as AwaError
+from awa.errors import CallbackAlreadyResolved as CallbackAlreadyResolved
+from awa.errors import CallbackError as CallbackError
+from awa.errors import CallbackExpired as CallbackExpired
+from awa.errors import CallbackNotFound as CallbackNotFound
+from awa.errors import CallbackTokenInvalid as CallbackTokenInvalid
 from awa.errors import ConfigError as ConfigError
+from awa.errors import DatabaseConflict as DatabaseConflict
 from awa.errors import DatabaseUnavailable as DatabaseUnavailable
+from awa.errors import HttpWorkerError as HttpWorkerError
 from awa.errors import InvalidTransition as InvalidTransition
 from awa.errors import JobNotFound as JobNotFound
 from awa.errors import MigrationError as MigrationError
 from awa.errors import RuntimeStateError as RuntimeStateError
+from awa.errors import StartupRecoveryError as StartupRecoveryError
 from awa.errors import ValidationError as ValidationError
 from awa.events import CallableSink as CallableSink
 from awa.events import Event as Event
@@ -25,6 +34,9 @@ from awa.events import SinkUnavailable as SinkUnavailable
 from awa.events import WebhookSink as WebhookSink
 from awa.events import verify_signature as verify_signature
 from awa.handlers import JobContext as JobContext
+from awa.http_worker import http_worker as http_worker
+from awa.model import Callback as Callback
+from awa.model import CallbackResult as CallbackResult
 from awa.model import Cancel as Cancel
 from awa.model import InsertParams as InsertParams
 from awa.model import Job as Job
@@ -32,20 +44,31 @@ from awa.model import JobState as JobState
 from awa.model import RetryAfter as RetryAfter
 from awa.model import Snooze as Snooze
 from awa.model import UniqueScope as UniqueScope
+from awa.model import WaitForCallback as WaitForCallback
 from awa.runtime import Runtime as Runtime
 
 __all__ = (
     "AwaError",
     "Backoff",
     "CallableSink",
+    "Callback",
+    "CallbackAlreadyResolved",
+    "CallbackError",
+    "CallbackExpired",
+    "CallbackNotFound",
+    "CallbackResult",
+    "CallbackTokenInvalid",
+    "Callbacks",
     "Cancel",
     "Client",
     "Clock",
     "ConfigError",
+    "DatabaseConflict",
     "DatabaseUnavailable",
     "Event",
     "EventRejected",
     "FakeClock",
+    "HttpWorkerError",
     "InsertParams",
     "InvalidTransition",
     "Job",
@@ -59,9 +82,12 @@ __all__ = (
     "RuntimeStateError",
     "SinkUnavailable",
     "Snooze",
+    "StartupRecoveryError",
     "SystemClock",
     "UniqueScope",
     "ValidationError",
+    "WaitForCallback",
     "WebhookSink",
+    "http_worker",
     "verify_signature",
 )

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from awa.callbacks import Callbacks
 from awa.clock import Clock, SystemClock
 from awa.config import database_url_from_env
 from awa.cron import CronSchedule, CronTable
@@ -50,6 +51,8 @@ class Client:
         self.cron = CronTable()
         #: Dead-letter hold: per-queue policies declared here, and the operator API.
         self.dlq = DeadLetters(self)
+        #: Resolve parked jobs' callbacks: complete / fail / retry / heartbeat.
+        self.callbacks = Callbacks(self)
         self.pool_size = pool_size
         self.metrics = metrics or instruments()
         self._store: Store | None = None

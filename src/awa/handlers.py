@@ -8,30 +8,75 @@ layering forbids those two from importing each other.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from awa.errors import ValidationError
-from awa.model import MAX_KIND_LENGTH, Job, encode_json, to_seconds
+from awa.clock import Clock
+from awa.errors import ConfigError, InvalidTransition, ValidationError
+from awa.model import (
+    CALLBACK_METADATA_KEY,
+    MAX_KIND_LENGTH,
+    Callback,
+    CallbackResult,
+    Job,
+    encode_json,
+    hash_callback_token,
+    new_callback_token,
+    to_seconds,
+)
 
-__all__ = ["Handler", "HandlerRegistry", "HandlerSpec", "JobContext"]
+__all__ = ["CallbackRegistrar", "Handler", "HandlerRegistry", "HandlerSpec", "JobContext"]
+
+
+class CallbackRegistrar(Protocol):
+    """Where ``JobContext.register_callback`` writes (``awa.store.callbacks.CallbackStore``).
+
+    A protocol so this leaf module needs no store: the runtime hands one in.
+    """
+
+    async def register_callback(
+        self,
+        job_id: int,
+        run_lease: int,
+        callback_id: uuid.UUID,
+        token_hash: bytes,
+        timeout: float,
+        resume: bool,
+        now: datetime | None = None,
+    ) -> datetime | None:
+        """Record the callback for this attempt; its timeout, or None if the attempt no
+        longer holds the job."""
+        ...
 
 
 class JobContext:
-    """What a handler gets: the claimed ``job`` and a way to report progress.
+    """What a handler gets: the claimed ``job``, a way to report progress, and callbacks.
 
     Progress is kept in memory and written with the runtime's next heartbeat (one statement
     for all running jobs), so reporting progress often costs no extra round trips.
+
+    ``callbacks`` and ``clock`` are supplied by the runtime; a context built without a
+    registrar (unit tests, tools) cannot register callbacks.
     """
 
-    __slots__ = ("_progress", "_progress_dirty", "job")
+    __slots__ = ("_callback", "_callbacks", "_clock", "_progress", "_progress_dirty", "job")
 
-    def __init__(self, job: Job) -> None:
+    def __init__(
+        self,
+        job: Job,
+        *,
+        callbacks: CallbackRegistrar | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.job = job
         self._progress: Any = job.progress
         self._progress_dirty = False
+        self._callbacks = callbacks
+        self._clock = clock
+        self._callback: Callback | None = None
 
     @property
     def args(self) -> Any:
@@ -51,6 +96,63 @@ class JobContext:
         """(changed since last call, value): used by the heartbeat."""
         dirty, self._progress_dirty = self._progress_dirty, False
         return dirty, self._progress
+
+    @property
+    def callback(self) -> CallbackResult | None:
+        """The completed callback this attempt resumes from, or None on a fresh attempt.
+
+        Set only for the continuation of the attempt that parked with ``resume=True`` (the
+        resolution is stored with that attempt's number, so a later retry starts fresh).
+        """
+        stored = self.job.metadata.get(CALLBACK_METADATA_KEY)
+        if not isinstance(stored, dict) or stored.get("attempt") != self.job.attempt:
+            return None
+        return CallbackResult(id=str(stored.get("id")), payload=stored.get("payload"))
+
+    async def register_callback(
+        self, *, timeout: float | timedelta, resume: bool = False
+    ) -> Callback:
+        """Register a callback for this attempt and return its id and token.
+
+        Registered (committed) before this returns, so the external system may resolve it
+        at once, even before the handler returns ``awa.WaitForCallback(callback)``. One
+        callback per attempt. ``timeout`` counts from now; ``resume=True`` runs the handler
+        again with ``ctx.callback`` on completion instead of recording the payload as the
+        job's result.
+        """
+        if self._callbacks is None:
+            raise ConfigError(
+                "this JobContext has no callback registrar: callbacks need a handler run by "
+                "an awa runtime"
+            )
+        if self._callback is not None:
+            raise InvalidTransition(self.job.id, "running", "register a second callback for")
+        seconds = to_seconds("timeout", timeout)
+        assert seconds is not None
+        if not isinstance(resume, bool):
+            raise ValidationError("resume", resume, "expected True or False")
+        callback_id = uuid.uuid4()
+        token = new_callback_token()
+        timeout_at = await self._callbacks.register_callback(
+            self.job.id,
+            self.job.run_lease,
+            callback_id,
+            hash_callback_token(token),
+            seconds,
+            resume,
+            self._clock.db_now() if self._clock is not None else None,
+        )
+        if timeout_at is None:
+            raise InvalidTransition(self.job.id, "taken over", "register a callback for")
+        self._callback = Callback(
+            id=str(callback_id),
+            token=token,
+            job_id=self.job.id,
+            run_lease=self.job.run_lease,
+            timeout_at=timeout_at,
+            resume=resume,
+        )
+        return self._callback
 
 
 Handler = Callable[[JobContext], Awaitable[Any]]

@@ -7,9 +7,11 @@ raises a typed ``ValidationError`` naming the field and no partial row can exist
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,9 +20,12 @@ from typing import Any
 from awa.errors import ValidationError
 
 __all__ = [
+    "CALLBACK_METADATA_KEY",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "TERMINAL_STATES",
+    "Callback",
+    "CallbackResult",
     "Cancel",
     "InsertParams",
     "Job",
@@ -29,7 +34,10 @@ __all__ = [
     "RetryAfter",
     "Snooze",
     "UniqueScope",
+    "WaitForCallback",
     "encode_json",
+    "hash_callback_token",
+    "new_callback_token",
     "parse_state",
     "to_seconds",
 ]
@@ -299,3 +307,65 @@ class Cancel(Outcome):
     def __init__(self, reason: str = "cancelled by handler") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+# ------------------------------------------------------------------------------ callbacks
+
+#: Key under which a resumed attempt finds its callback's resolution in ``Job.metadata``.
+CALLBACK_METADATA_KEY = "awa.callback"
+
+
+def new_callback_token() -> str:
+    """A fresh callback token: 256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_callback_token(token: str) -> bytes:
+    """What the database keeps instead of the token. A fast hash suffices: the token is 256
+    random bits, so there is nothing to brute-force, and a leaked row resolves nothing."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A callback registered by a running attempt (``JobContext.register_callback``).
+
+    Hand ``id`` and ``token`` to the external system; it resolves the callback with both
+    (``awa.callbacks.Callbacks`` or the HTTP ingress). The token is a secret: it is kept out
+    of ``repr`` so it does not end up in logs.
+    """
+
+    id: str
+    token: str = field(repr=False)
+    job_id: int
+    run_lease: int
+    timeout_at: datetime
+    resume: bool
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What a resumed handler finds in ``ctx.callback``: the callback that completed and the
+    JSON payload it was completed with."""
+
+    id: str
+    payload: Any
+
+
+class WaitForCallback(Outcome):
+    """Park the job (``waiting_external``) until ``callback`` is resolved or times out.
+
+    Return (or raise) it after registering the callback and handing it to the external
+    system. The attempt ends here; what happens next is the resolution's: completion records
+    the payload as the result (or runs the handler again with ``ctx.callback`` when the
+    callback was registered with ``resume=True``), ``fail`` fails the job, ``retry`` counts a
+    failed attempt, and a timeout is retried or failed by maintenance.
+    """
+
+    def __init__(self, callback: Callback) -> None:
+        if not isinstance(callback, Callback):
+            raise ValidationError(
+                "callback", callback, "expected the Callback returned by ctx.register_callback"
+            )
+        self.callback = callback
+        super().__init__(f"wait for callback {callback.id}")

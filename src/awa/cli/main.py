@@ -26,6 +26,7 @@ from awa.cli.output import emit, table
 from awa.client import Client
 from awa.config import LANE_MODES, MaintenanceConfig, RuntimeConfig
 from awa.errors import AwaError, ConfigError
+from awa.ingress import callback_app
 from awa.runtime import Runtime
 from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import configure
@@ -154,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
 
     add_dlq_parser(sub)
+    callbacks = sub.add_parser("callbacks", help="the callback ingress (HTTP)")
+    callbacks_sub = callbacks.add_subparsers(dest="callbacks_command", required=True)
+    cb_serve = callbacks_sub.add_parser(
+        "serve",
+        help="serve POST /<callback-id> to resolve parked jobs",
+        description="Serve the callback ingress: one endpoint, POST /<callback-id>, that "
+        "completes, fails, retries or extends a parked job's callback. Authenticated by "
+        "the per-callback token; with AWA_CALLBACK_SECRET set (comma-separated for a "
+        "rotation), every request must also carry a valid Awa-Signature (HMAC-SHA256).",
+    )
+    cb_serve.add_argument("--host", default="127.0.0.1")
+    cb_serve.add_argument("--port", type=int, default=8788)
+    cb_serve.add_argument("--max-body", type=int, default=1 << 20, help="bytes (default 1 MiB)")
     add_events_parser(sub)
 
     demo = reporter("demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
@@ -531,6 +545,22 @@ async def _watching(args: argparse.Namespace, show: Callable[[], Awaitable[int]]
         await anyio.sleep(max(0.2, interval))
 
 
+async def _cmd_callbacks_serve(args: argparse.Namespace, url: str) -> int:
+    raw_secret = os.environ.get("AWA_CALLBACK_SECRET", "")
+    secrets = [s for s in (part.strip() for part in raw_secret.split(",")) if s]
+    client = Client(url)
+    async with client, anyio.create_task_group() as tg:
+        ingress = callback_app(client.callbacks, secret=secrets or None, max_body=args.max_body)
+        bound = await tg.start(serve, ingress, args.host, args.port)
+        signed = "signed requests only" if secrets else "token auth (no AWA_CALLBACK_SECRET)"
+        print(f"callback ingress on http://{args.host}:{bound}/ ({signed})", flush=True)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        tg.cancel_scope.cancel()
+    return 0
+
+
 async def _cmd_dashboard(args: argparse.Namespace, url: str) -> int:
     async with anyio.create_task_group() as tg:
         bound = await tg.start(serve, dashboard_app(url), args.host, args.port)
@@ -562,6 +592,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return await _watching(args, lambda: _cmd_maintenance_status(args, url))
         if args.command == "events":
             return await run_events(args, url)
+        if args.command == "callbacks":
+            return await _cmd_callbacks_serve(args, url)
         if args.command == "dlq":
             return await run_dlq(args, url)
         if args.command == "cron":

@@ -74,7 +74,10 @@ def plan_fires(
     ``on_time_s``: an instant at most this late is a normal trigger under every policy.
     ``window_s``: how late a missed instant may be and still be caught up.
     """
-    ordered = sorted(set(due))
+    # An instant after ``now`` is not due yet (the caller's clock and ours may disagree by
+    # a little): it gets no decision, and must not hide the latest due instant from
+    # catchup_latest.
+    ordered = sorted({t for t in due if t <= now})
     if not ordered:
         return Plan((), now)
     window = timedelta(seconds=max(window_s, on_time_s))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.store.callbacks import CallbackStore
 
 __all__ = ["Cleanup"]
 
@@ -42,11 +43,15 @@ class Cleanup(Branch):
                 deleted += await ctx.store.delete_expired_history(state, keep, self.batch, ctx.now)
         forgotten = await ctx.store.gc_runtimes(3600.0, 86400.0, ctx.now)
         released = await ctx.store.gc_unique_keys(self.batch)
+        callbacks = await CallbackStore(ctx.store.pool, ctx.store.url).prune(
+            longest, self.batch, ctx.now
+        )
         for hook in self.hooks:
             await hook(ctx)
         rows = {
             "history_deleted": deleted,
             "runtimes_forgotten": forgotten,
             "unique_keys_released": released,
+            "callbacks_pruned": callbacks,
         }
         return BranchResult(rows, more=deleted >= self.batch)

@@ -26,7 +26,13 @@ from awa.db.connect import (
     connect,
     create_pool,
 )
-from awa.errors import DatabaseUnavailable, InvalidTransition, JobNotFound, ValidationError
+from awa.errors import (
+    DatabaseConflict,
+    DatabaseUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    ValidationError,
+)
 from awa.model import InsertParams, Job, JobState
 from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import Query, load_queries
@@ -173,6 +179,12 @@ class Store:
             return await make()
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"lost PostgreSQL connection: {exc}") from exc
+        except (
+            asyncpg.exceptions.DeadlockDetectedError,
+            asyncpg.exceptions.SerializationError,
+        ) as exc:
+            # Nothing was written; callers that retry on DatabaseUnavailable retry this.
+            raise DatabaseConflict(f"transaction aborted by PostgreSQL: {exc}") from exc
 
     @asynccontextmanager
     async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:

@@ -214,6 +214,7 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
     InstrumentSpec(
         JOBS_FINISHED, _C, "{job}", (ATTR_QUEUE, ATTR_OUTCOME),
         "Attempts finished, by outcome: completed, retried, failed, cancelled, snoozed, "
+        "parked (waiting for a callback), "
         "requeued (shutdown) once the result is written; lost when the job moved on "
         "meanwhile (nothing written).",
         "worker",

@@ -6,6 +6,10 @@ one, all retries/snoozes in one, after at most ``flush_interval`` or ``batch`` i
 write is guarded by ``run_lease``; a result whose lease moved on (the job was rescued or
 cancelled meanwhile) is rejected by the database and counted as stale, never applied.
 
+Parking (a handler returned ``WaitForCallback``) is one more class: all parks of a flush go
+to the callback store in one transaction of a fixed number of statements, guarded by
+run_lease and by the registered callback id like every other result.
+
 A failed flush keeps its items and retries with capped backoff: results are never dropped,
 and the jobs keep their heartbeat (they stay in ``InFlight``) until written.
 
@@ -30,6 +34,7 @@ from awa.clock import Clock
 from awa.errors import DatabaseUnavailable
 from awa.model import JobState
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
+from awa.store.callbacks import CallbackStore, ParkedAttempt
 from awa.telemetry import Instruments
 from awa.worker.inflight import InFlight
 from awa.worker.outcomes import Decision
@@ -62,6 +67,7 @@ class CompletionBuffer:
         batch: int,
     ) -> None:
         self._store = store
+        self._callbacks = CallbackStore(store.pool, store.url)
         self._inflight = inflight
         self._clock = clock
         self._metrics = metrics
@@ -130,6 +136,7 @@ class CompletionBuffer:
             [i for i in items if i.decision.state is JobState.COMPLETED],
             [i for i in items if i.decision.state in (JobState.FAILED, JobState.CANCELLED)],
             [i for i in items if i.decision.state in (JobState.RETRYABLE, JobState.SCHEDULED)],
+            [i for i in items if i.decision.state is JobState.WAITING_EXTERNAL],
         ]
         for index, group in enumerate(groups):
             if not group:
@@ -166,6 +173,11 @@ class CompletionBuffer:
                 ],
                 now,
             )
+        if state is JobState.WAITING_EXTERNAL:
+            return await self._callbacks.park(
+                [ParkedAttempt(i.job_id, i.run_lease, _callback_id(i), i.progress) for i in group],
+                now,
+            )
         return await self._store.reschedule(
             [
                 Rescheduled(
@@ -184,7 +196,12 @@ class CompletionBuffer:
 
     def _account(self, group: list[PendingResult], applied: set[int]) -> None:
         for item in group:
-            self._inflight.discard(item.job_id)
+            held = self._inflight.get(item.job_id)
+            # Only this attempt's entry: once the write committed, the job may already run
+            # again here under a newer lease (a retry due at once, a resumed callback), and
+            # dropping that entry would stop its heartbeat.
+            if held is None or held.job.run_lease == item.run_lease:
+                self._inflight.discard(item.job_id)
             if item.job_id in applied:
                 self.applied += 1
                 self._metrics.finished.add(
@@ -198,6 +215,11 @@ class CompletionBuffer:
                     item.job_id,
                     item.run_lease,
                 )
+
+
+def _callback_id(item: PendingResult) -> str:
+    assert item.decision.callback_id is not None
+    return item.decision.callback_id
 
 
 def _run_at(item: PendingResult) -> datetime:

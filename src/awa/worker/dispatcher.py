@@ -19,6 +19,7 @@ from awa.errors import DatabaseUnavailable
 from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
+from awa.store.callbacks import CallbackStore
 from awa.telemetry import Instruments, SpanHandle
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
@@ -57,6 +58,7 @@ class QueueDispatcher:
         self._buffer = buffer
         self._wakeups = wakeups
         self._clock = clock
+        self._callbacks = CallbackStore(store.pool, store.url)
         self._config = config
         self._metrics = metrics
         self._active = 0
@@ -154,7 +156,7 @@ class QueueDispatcher:
     async def _run_handler(self, job: Job) -> None:
         spec = self._registry.get(job.kind)
         assert spec is not None, "claims only take kinds this process handles"
-        entry = InFlightJob(job, JobContext(job))
+        entry = InFlightJob(job, JobContext(job, callbacks=self._callbacks, clock=self._clock))
         self._inflight.add(entry)
         if job.attempted_at is not None:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())

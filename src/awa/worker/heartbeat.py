@@ -64,13 +64,16 @@ class Heartbeat:
             log.warning("heartbeat for %d jobs failed: %s", len(entries), exc)
             return
         self.beats += 1
+        # Look attempts up in what we beat for, not in the live in-flight set: a newer
+        # attempt of the same job may have started since, and must not be stopped.
+        by_id = {e.job.id: e for e in entries}
         for job_id in lost:
-            held = self._inflight.get(job_id)
+            held = by_id.get(job_id)
             if held is not None and not held.result_buffered:
                 log.warning("job %d was taken over elsewhere; stopping it here", job_id)
                 held.stop(StopReason.LOST)
         for job_id, reason in cancel.items():
-            held = self._inflight.get(job_id)
+            held = by_id.get(job_id)
             if held is not None and not held.result_buffered:
                 held.stop_detail = reason
                 held.stop(StopReason.CANCEL_REQUESTED)

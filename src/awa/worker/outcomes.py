@@ -13,7 +13,7 @@ from typing import Any
 
 from awa.backoff import Backoff
 from awa.errors import ValidationError
-from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, encode_json
+from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, WaitForCallback, encode_json
 
 __all__ = ["Decision", "decide", "error_record"]
 
@@ -23,15 +23,16 @@ _MESSAGE_LIMIT = 2000
 
 @dataclass(frozen=True)
 class Decision:
-    """One of: complete (``state`` COMPLETED), finalize (FAILED/CANCELLED) or reschedule
-    (RETRYABLE/SCHEDULED at ``run_at``)."""
+    """One of: complete (``state`` COMPLETED), finalize (FAILED/CANCELLED), reschedule
+    (RETRYABLE/SCHEDULED at ``run_at``) or park (WAITING_EXTERNAL on ``callback_id``)."""
 
     state: JobState
-    outcome: str  # completed, retried, failed, cancelled, snoozed
+    outcome: str  # completed, retried, failed, cancelled, snoozed, parked
     result: Any = None
     run_at: datetime | None = None
     error: dict[str, Any] | None = None
     give_back_attempt: bool = False
+    callback_id: str | None = None
 
 
 def error_record(
@@ -69,7 +70,9 @@ def decide(
     timeout: float | None = None,
 ) -> Decision:
     """The record for one finished attempt (``timeout``: the limit that applied)."""
-    signal = raised if isinstance(raised, Snooze | RetryAfter | Cancel) else returned
+    signal = (
+        raised if isinstance(raised, Snooze | RetryAfter | Cancel | WaitForCallback) else returned
+    )
     if timed_out:
         limit = timeout if timeout is not None else job.timeout
         message = f"attempt exceeded its timeout of {limit:g}s" if limit else "attempt timed out"
@@ -88,6 +91,13 @@ def decide(
     if isinstance(signal, Cancel):
         error = error_record(job, now, "cancelled", None, signal.reason)
         return Decision(JobState.CANCELLED, "cancelled", error=error)
+    if isinstance(signal, WaitForCallback):
+        callback = signal.callback
+        if callback.job_id != job.id or callback.run_lease != job.run_lease:
+            message = "WaitForCallback with a callback that this attempt did not register"
+            error = error_record(job, now, "exception", None, message)
+            return _fail_or_retry(job, now, error, backoff.delay(job.attempt))
+        return Decision(JobState.WAITING_EXTERNAL, "parked", callback_id=callback.id)
     if raised is not None:
         error = error_record(job, now, "exception", raised, str(raised) or type(raised).__name__)
         return _fail_or_retry(job, now, error, backoff.delay(job.attempt))
