@@ -313,3 +313,37 @@ async def test_pause_resume_and_cli_list(
     (listed,) = json.loads(out.stdout)
     assert listed["name"] == "tick" and listed["operator_paused"] is False
     assert {"last_success_at", "last_fire_at", "next_fire_at", "missed_total"} <= set(listed)
+
+
+async def test_schedule_paused_between_evaluation_and_enqueue_does_not_fire(
+    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+) -> None:
+    """The evaluator read the schedule as active, an operator paused it, then the evaluator
+    tried to enqueue: the compare-and-set refuses, nothing is enqueued."""
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s())
+    clock.advance(10.2)
+    (row,) = await mstore.active_cron()  # the evaluator's read: active
+    client = awa.Client(database_url)
+    async with client:
+        await client.pause_schedule("tick")  # … the operator's pause lands here
+    fire = T0.timestamp() + 10
+    params = [CronEvaluate._job(row, datetime.fromtimestamp(fire, UTC))]
+    ids = await mstore.advance_cron(
+        "tick",
+        expected_mark=row["evaluated_through"],
+        new_mark=clock.now(),
+        fires=params,
+        last_fire_at=datetime.fromtimestamp(fire, UTC),
+        missed=0,
+        last_missed_at=None,
+        overlapped=0,
+        next_fire_at=None,
+        now=clock.now(),
+    )
+    assert ids is None
+    assert await fired_instants(raw, "tick") == []
+    assert await raw.fetchval("SELECT count(*) FROM awa.events WHERE kind = 'cron.fired'") == 0
+    clock.advance(30)
+    result = await CronEvaluate().run_once(ctx_for(mstore, clock))
+    assert result.rows["fired"] == 0  # still paused: never fires

@@ -73,7 +73,8 @@ SELECT s.*, j.state::text AS previous_state
 -- name: cron_advance
 -- Compare-and-set of the evaluation mark: only the evaluator that read $9 advances it (the
 -- caller enqueues the fires, and writes their cron.fired events, in the same transaction,
--- only when a row comes back).
+-- only when a row comes back). A schedule paused or orphaned since it was read does not
+-- match, so nothing is enqueued for it.
 UPDATE awa.cron_schedules
    SET evaluated_through = $2,
        last_fire_at = coalesce($3, last_fire_at),
@@ -85,6 +86,7 @@ UPDATE awa.cron_schedules
        overlap_skipped_total = overlap_skipped_total + $7,
        next_fire_at = $8
  WHERE name = $1 AND evaluated_through = $9 AND orphaned_at IS NULL
+   AND NOT paused AND NOT operator_paused
 RETURNING name;
 
 -- name: cron_set_last_job
