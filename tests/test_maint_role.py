@@ -12,8 +12,8 @@ import json
 import subprocess
 import sys
 import weakref
-from datetime import timedelta
 from collections import Counter
+from datetime import timedelta
 
 import anyio
 import anyio.lowlevel
