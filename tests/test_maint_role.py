@@ -460,3 +460,49 @@ async def test_abort_loses_no_job_next_start_recovers_it(
             assert second.recovery is not None and second.recovery.requeued == 1  # … recovery does
             await wait_for(lambda: _is(raw, job.id, "completed"), timeout=20)
         assert finished["done"] == 1
+
+
+async def test_library_maintenance_publishes_declarations_pool_only_does_not(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    app = awa.Client(database_url)
+
+    @app.handler("send_email", queue="mail", description="Sends one transactional email")
+    async def send(ctx: awa.JobContext) -> None:
+        raise AssertionError("a maintenance-only runtime never runs handlers")
+
+    app.describe_queue("mail", "Outgoing email, rate-limited by the provider")
+    app.schedule("digest", "0 8 * * *", "send_email", timezone="Europe/Paris")
+    pool_only = awa.Client(database_url)
+    async with pool_only, awa.Runtime(pool_only, role="maintenance", publish_declarations=False):
+        assert await raw.fetchval("SELECT count(*) FROM awa.declarations") == 0
+        assert await raw.fetchval("SELECT count(*) FROM awa.cron_schedules") == 0
+    async with app, awa.Runtime(app, role="maintenance", maintenance=maint_config()) as rt:
+        rows = {
+            (r["type"], r["name"]): r for r in await raw.fetch("SELECT * FROM awa.declarations")
+        }
+        assert rows[("kind", "send_email")]["description"] == "Sends one transactional email"
+        assert rows[("kind", "send_email")]["queue"] == "mail"
+        assert rows[("queue", "mail")]["description"].startswith("Outgoing email")
+        assert rows[("queue", "mail")]["declared_by"] == rt.instance_id
+        schedule = await raw.fetchrow("SELECT * FROM awa.cron_schedules WHERE name = 'digest'")
+        assert schedule is not None and schedule["timezone"] == "Europe/Paris"
+    out = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "awa.cli.main",
+                "--database-url",
+                database_url,
+                "catalog",
+                "--json",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    )
+    assert out.returncode == 0, out.stderr
+    assert {(r["type"], r["name"]) for r in json.loads(out.stdout)} == set(rows)

@@ -20,7 +20,7 @@ from awa.db import check_database_url, connect, current_version, migrate
 from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
-from awa.handlers import Handler, HandlerRegistry
+from awa.handlers import Handler, HandlerRegistry, check_description
 from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.store import Connection, QueueCount, Store
 from awa.store.cron import CronStore
@@ -53,6 +53,7 @@ class Client:
         self.dlq = DeadLetters(self)
         #: Resolve parked jobs' callbacks: complete / fail / retry / heartbeat.
         self.callbacks = Callbacks(self)
+        self.queue_descriptions: dict[str, str] = {}
         self.pool_size = pool_size
         self.metrics = metrics or instruments()
         self._store: Store | None = None
@@ -119,14 +120,38 @@ class Client:
     # ------------------------------------------------------------- handlers
 
     def handler(
-        self, kind: str, *, queue: str = "default", timeout: float | timedelta | None = None
+        self,
+        kind: str,
+        *,
+        queue: str = "default",
+        timeout: float | timedelta | None = None,
+        description: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering an async handler for ``kind``.
 
         ``queue`` is where ``insert`` puts jobs of this kind unless told otherwise;
-        ``timeout`` is the default per-attempt limit for them.
+        ``timeout`` is the default per-attempt limit for them; ``description`` is published
+        with the application's declarations (``awa catalog``).
         """
-        return self.registry(kind, queue=queue, timeout=timeout)
+        return self.registry(kind, queue=queue, timeout=timeout, description=description)
+
+    def describe_queue(self, queue: str, description: str) -> None:
+        """Document a queue; published with the application's declarations."""
+        InsertParams(kind="x", queue=queue)  # validates the name like an insert would
+        self.queue_descriptions[queue] = check_description(description) or ""
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """Queues and job kinds this application declares, with their descriptions."""
+        queues = {spec.queue for spec in self.registry} | set(self.queue_descriptions)
+        rows: list[dict[str, Any]] = [
+            {"type": "queue", "name": q, "description": self.queue_descriptions.get(q)}
+            for q in sorted(queues)
+        ]
+        rows += [
+            {"type": "kind", "name": s.kind, "description": s.description, "queue": s.queue}
+            for s in sorted(self.registry, key=lambda spec: spec.kind)
+        ]
+        return rows
 
     # --------------------------------------------------------------- insert
 

@@ -166,6 +166,15 @@ class HandlerSpec:
     fn: Handler
     queue: str = "default"
     timeout: float | None = None
+    description: str | None = None
+
+
+def check_description(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2000 or "\x00" in value:
+        raise ValidationError("description", value, "expected text of at most 2000 characters")
+    return value
 
 
 @dataclass
@@ -181,6 +190,7 @@ class HandlerRegistry:
         *,
         queue: str = "default",
         timeout: float | timedelta | None = None,
+        description: str | None = None,
     ) -> HandlerSpec:
         if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND_LENGTH:
             raise ValidationError("kind", kind, f"expected 1..{MAX_KIND_LENGTH} characters")
@@ -188,17 +198,24 @@ class HandlerRegistry:
             raise ValidationError("kind", kind, "use letters, digits and _ . : / - only")
         if kind in self._specs:
             raise ValidationError("kind", kind, "a handler for this kind is already registered")
-        spec = HandlerSpec(kind, fn, queue, to_seconds("timeout", timeout))
+        spec = HandlerSpec(
+            kind, fn, queue, to_seconds("timeout", timeout), check_description(description)
+        )
         self._specs[kind] = spec
         return spec
 
     def __call__(
-        self, kind: str, *, queue: str = "default", timeout: float | timedelta | None = None
+        self,
+        kind: str,
+        *,
+        queue: str = "default",
+        timeout: float | timedelta | None = None,
+        description: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator form: ``@registry("send_email")``."""
 
         def decorate(fn: Handler) -> Handler:
-            self.register(kind, fn, queue=queue, timeout=timeout)
+            self.register(kind, fn, queue=queue, timeout=timeout, description=description)
             return fn
 
         return decorate

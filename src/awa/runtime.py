@@ -46,6 +46,7 @@ from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
 from awa.store.cron import CronStore
 from awa.store.maintenance import Presence
+from awa.store.observe import ObserveStore
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 
 __all__ = ["ROLES", "Runtime"]
@@ -293,6 +294,10 @@ class Runtime:
         if self.publish_declarations and len(self.client.cron):
             await CronStore(store.pool, store.url).upsert_cron(
                 declarations_of(self.client.cron), self.instance_id, clock.db_now()
+            )
+        if self.publish_declarations:
+            await ObserveStore(store.pool, store.url).publish_declarations(
+                self.client.declarations(), self.instance_id, clock.db_now()
             )
         if self.publish_declarations and len(self.client.dlq.policies):
             await self.client.dlq.publish(self.instance_id)

@@ -29,6 +29,7 @@ from awa.errors import AwaError, ConfigError
 from awa.ingress import callback_app
 from awa.runtime import Runtime
 from awa.store.maintenance import MaintenanceStore
+from awa.store.observe import ObserveStore
 from awa.telemetry import configure
 from awa.web import dashboard_app, health_app, serve
 
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
 
     add_dlq_parser(sub)
+    reporter("catalog", "queues and job kinds the applications declared, with descriptions")
     callbacks = sub.add_parser("callbacks", help="the callback ingress (HTTP)")
     callbacks_sub = callbacks.add_subparsers(dest="callbacks_command", required=True)
     cb_serve = callbacks_sub.add_parser(
@@ -561,6 +563,21 @@ async def _cmd_callbacks_serve(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+async def _cmd_catalog(args: argparse.Namespace, url: str) -> int:
+    store = await ObserveStore.open(url, min_size=1, max_size=1)
+    try:
+        rows = await store.read_declarations()
+    finally:
+        await store.close()
+    lines = [
+        (r["type"], r["name"], r["queue"] or "", r["description"] or "", r["declared_by"])
+        for r in rows
+    ]
+    text = table(lines, ["type", "name", "queue", "description", "declared_by"])
+    emit(rows, as_json=args.json, text=text if rows else "nothing declared yet")
+    return 0
+
+
 async def _cmd_dashboard(args: argparse.Namespace, url: str) -> int:
     async with anyio.create_task_group() as tg:
         bound = await tg.start(serve, dashboard_app(url), args.host, args.port)
@@ -592,6 +609,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return await _watching(args, lambda: _cmd_maintenance_status(args, url))
         if args.command == "events":
             return await run_events(args, url)
+        if args.command == "catalog":
+            return await _cmd_catalog(args, url)
         if args.command == "callbacks":
             return await _cmd_callbacks_serve(args, url)
         if args.command == "dlq":

@@ -3,8 +3,11 @@ read what the maintenance leader persisted, so they cost the database almost not
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
+from awa.db.connect import RawJson
 from awa.store.maintenance import MaintenanceStore
 from awa.store.queries import load_queries
 
@@ -12,7 +15,24 @@ __all__ = ["ObserveStore"]
 
 
 class ObserveStore(MaintenanceStore):
-    QUERIES = load_queries(frozenset(MaintenanceStore.QUERIES) | {"read_queue_stats"})
+    QUERIES = load_queries(
+        frozenset(MaintenanceStore.QUERIES)
+        | {"read_queue_stats", "publish_declarations", "read_declarations"}
+    )
+
+    async def publish_declarations(
+        self, rows: list[dict[str, Any]], declared_by: str, now: datetime | None = None
+    ) -> None:
+        if not rows:
+            return
+        payload = RawJson(json.dumps(rows))
+        await self._guard(
+            lambda: self.pool.execute(self.sql("publish_declarations"), payload, declared_by, now)
+        )
+
+    async def read_declarations(self) -> list[dict[str, Any]]:
+        rows = await self._guard(lambda: self.pool.fetch(self.sql("read_declarations")))
+        return [dict(r) for r in rows]
 
     async def read_queue_stats(self) -> list[dict[str, Any]]:
         rows = await self._guard(lambda: self.pool.fetch(self.sql("read_queue_stats")))
