@@ -99,6 +99,8 @@ class CronExpression:
         pending: list[datetime] = []
         while True:
             instants = self._instants(walls.get_next(datetime))
+            if not instants:
+                continue  # an elapsed-time wall time inside a skipped hour: no fire
             # Instants of later wall times are never before ``instants[0]``: everything
             # pending up to it is final.
             while pending and pending[0] <= instants[0]:
@@ -123,8 +125,13 @@ class CronExpression:
         if first.astimezone(self.zone).replace(tzinfo=None) == wall:
             # Repeated (fall back); fold=0 is the earlier occurrence.
             return [first] if self.fixed_hour else [first, second]
-        # Skipped (spring forward): fold=1 reads the wall time with the offset after the
-        # change, which lands before it; fold=0 with the offset before, after it.
+        # Skipped (spring forward). An expression about elapsed time (hour ``*``/``*/n``)
+        # simply has no fire in the hour that does not exist (Vixie cron's rule: its fires
+        # stay an hour apart); a fixed time of day fires at the end of the gap.
+        if not self.fixed_hour:
+            return []
+        # fold=1 reads the wall time with the offset after the change, which lands before
+        # it; fold=0 with the offset before, after it.
         hint = self._gap_end
         if hint is None or not second < hint <= first or not _changes_at(self.zone, hint):
             hint = self._gap_end = _offset_change(self.zone, second, first)
@@ -161,21 +168,30 @@ class CronExpression:
         detection must look for, by the same DST rule as ``fires_between``.
 
         croniter's own ``get_prev`` does not follow that rule (in a fall-back hour it
-        returns the second occurrence of a fixed-hour time, which never fires), so this
-        looks back over windows that double until one holds a fire.
+        returns the second occurrence of a fixed-hour time, which never fires). Found with
+        ``next_after`` only, which is lazy: a look-back doubling until it reaches a fire,
+        then a bisection down to the second, so a dense schedule whose last fire is months
+        back costs a few dozen probes, not an enumeration of its fires.
         """
         at = _utc("at", at)
-        span = timedelta(seconds=1)
-        for _ in range(40):  # 2**40 s: far beyond the longest gap of a firing expression
-            latest: datetime | None = None
-            for fire in self._iterate(at - span):
-                if fire > at:
-                    break
-                latest = fire
-            if latest is not None:
-                return latest
-            span *= 2
-        raise AssertionError("unreachable: a validated expression fires every few years")
+
+        def fires_within(seconds: int) -> bool:
+            return self.next_after(at - timedelta(seconds=seconds)) <= at
+
+        # Invariant: no fire in (at - lo, at]; a fire in (at - hi, at].
+        lo, hi = 0, 1
+        while not fires_within(hi):
+            lo, hi = hi, hi * 2
+            if hi > 2**40:  # far beyond the longest gap of an expression that fires
+                raise AssertionError("unreachable: a validated expression fires every few years")
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fires_within(mid):
+                hi = mid
+            else:
+                lo = mid
+        # Fires fall on whole seconds: (at - hi, at - lo] holds exactly one.
+        return self.next_after(at - timedelta(seconds=hi))
 
     def interval_at(self, instant: datetime) -> timedelta:
         """The gap from the first fire after ``instant`` to the one after it: the schedule's

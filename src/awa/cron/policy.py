@@ -86,8 +86,11 @@ def plan_fires(
     if misfire is Misfire.SKIP:
         candidates = [t for t in ordered if now - t <= on_time]
     elif misfire is Misfire.CATCHUP_LATEST:
+        # On-time instants are normal triggers; only when there is none does the most
+        # recent late instant within the window fire (once), bringing the schedule current.
+        punctual = [t for t in ordered if now - t <= on_time]
         recent = [t for t in ordered if now - t <= window]
-        candidates = recent[-1:]
+        candidates = punctual or recent[-1:]
     else:
         candidates = [t for t in ordered if now - t <= window]
     through = now

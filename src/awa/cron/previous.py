@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from croniter import croniter
+from datetime import datetime
 
 from awa.cron.expression import CronExpression
 
@@ -12,8 +10,6 @@ __all__ = ["previous_fire"]
 
 
 def previous_fire(expression: CronExpression, at: datetime) -> datetime:
-    """The latest instant of ``expression`` at or before ``at``, in UTC."""
-    start = (at + timedelta(microseconds=1)).astimezone(expression.zone)
-    it = croniter(expression.expression, start, second_at_beginning=expression.has_seconds)
-    fire: datetime = it.get_prev(datetime)
-    return fire.astimezone(UTC)
+    """The latest instant of ``expression`` at or before ``at``, in UTC, under the same DST
+    rule as its fires (so a repeated fall-back hour is never reported as a missed fire)."""
+    return expression.last_at_or_before(at)
