@@ -511,7 +511,7 @@ async def test_rotate_truncates_expired_non_current_slots_and_advances(world: Wo
 
     result, _, _, changed = await world.run(Rotate(), SHORT)
     # Slot 3 (all expired) is truncated; slot 5 (one fresh row) and the current slot 0 stay.
-    assert result.rows == {"slots_pruned": 1, "rotated": 1}
+    assert result.rows == {"slots_pruned": 1, "slots_deferred": 0, "rotated": 1}
     assert await slot_counts(world) == {0: 3, 5: 2}
     assert not any(name in SEEDS for name in changed)
     ring = await raw.fetchrow("SELECT * FROM awa.ring_state")
@@ -521,7 +521,7 @@ async def test_rotate_truncates_expired_non_current_slots_and_advances(world: Wo
     # Next run: no rotation (the new slot is young); the former current slot 0 is now
     # prunable; slot 5 still holds a fresh row.
     result, _, _, _ = await world.run(Rotate(), SHORT)
-    assert result.rows == {"slots_pruned": 1, "rotated": 0}
+    assert result.rows == {"slots_pruned": 1, "slots_deferred": 0, "rotated": 0}
     assert await slot_counts(world) == {5: 2}
     assert (await raw.fetchrow("SELECT * FROM awa.ring_state"))["current_slot"] == 1
     assert await raw.fetchval("SELECT slot FROM awa.jobs_done WHERE id = $1", fresh) == 5
@@ -534,7 +534,7 @@ async def test_rotate_waits_when_the_next_slot_still_holds_live_history(world: W
     await place(world, 5, "1 s")
     await raw.execute("UPDATE awa.ring_state SET rotated_at = now() - interval '1 hour'")
     result, _, _, changed = await world.run(Rotate(), SHORT)
-    assert result.rows == {"slots_pruned": 0, "rotated": 0}
+    assert result.rows == {"slots_pruned": 0, "slots_deferred": 0, "rotated": 0}
     assert changed == set()
     assert (await raw.fetchrow("SELECT * FROM awa.ring_state"))["current_slot"] == 4
 

@@ -44,6 +44,7 @@ from awa.maintenance.cleanup import CleanupHook
 from awa.maintenance.cron_sync import declarations_of
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
+from awa.store import Store
 from awa.store.cron import CronStore
 from awa.store.maintenance import Presence
 from awa.store.observe import ObserveStore
@@ -116,6 +117,8 @@ class Runtime:
         self.heartbeat: Heartbeat | None = None
         self.wakeups: Wakeups | None = None
         self.recovery: RecoveryReport | None = None
+        self.failure: BaseException | None = None
+        self._store: Store | None = None
 
     @property
     def state(self) -> str:
@@ -144,7 +147,7 @@ class Runtime:
             )
             self._host = host
             _RUNNING_HOSTS.add(host)
-            host.add_done_callback(_RUNNING_HOSTS.discard)
+            host.add_done_callback(self._host_done)
             ready = asyncio.ensure_future(self._ready.wait())
             try:
                 done, _ = await asyncio.wait({ready, host}, return_when=asyncio.FIRST_COMPLETED)
@@ -253,7 +256,18 @@ class Runtime:
     # ------------------------------------------------------------------ body
 
     async def _main(self) -> None:
-        store = self.client.store
+        """The host task: the runtime's own pool (``RuntimeConfig.pool_size``), so an
+        application holding every connection of the client's pool cannot stall heartbeats
+        and completions (that got healthy attempts rescued as stale and run twice)."""
+        store = await Store.open(self.client.store.url, min_size=1, max_size=self.config.pool_size)
+        self._store = store
+        try:
+            await self._run(store)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    async def _run(self, store: Store) -> None:
         clock = self.client.clock
         metrics = self.client.metrics
         config = self.config
@@ -318,7 +332,7 @@ class Runtime:
         log.info("runtime %s stopped", self.instance_id)
 
     async def _services(self, services: TaskGroup, flushed: anyio.Event) -> None:
-        store = self.client.store
+        store = self._runtime_store()
         config = self.config
         assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
         services.start_soon(self._watch_presence)
@@ -350,6 +364,20 @@ class Runtime:
         await flushed.wait()
         services.cancel_scope.cancel()
 
+    def _runtime_store(self) -> Store:
+        assert self._store is not None, "only while the host task runs"
+        return self._store
+
+    def _host_done(self, host: asyncio.Task[None]) -> None:
+        """Whatever ends the host task, the state says so (``/livez`` and ``/readyz`` must
+        not report a dead runtime as ready); an unexpected failure is kept and logged."""
+        _RUNNING_HOSTS.discard(host)
+        if not host.cancelled() and host.exception() is not None:
+            self.failure = host.exception()
+            if self._state == "running":
+                log.error("runtime %s died: %r", self.instance_id, self.failure)
+        self._state = "stopped"
+
     async def _recover(self) -> RecoveryReport:
         """Startup recovery (``awa.maintenance.recovery``), retried per the config's policy."""
         return await recover_at_startup(
@@ -371,7 +399,9 @@ class Runtime:
             log.warning("presence connection of %s lost; re-acquiring", self.instance_id)
             while True:
                 try:
-                    self._presence = await Presence.acquire(self.client.store.url, self.instance_id)
+                    self._presence = await Presence.acquire(
+                        self._runtime_store().url, self.instance_id
+                    )
                     break
                 except DatabaseUnavailable:
                     await self.client.clock.sleep(1.0)
@@ -400,6 +430,6 @@ class Runtime:
         while True:
             await clock.sleep(self.config.liveness_interval)
             try:
-                await self.client.store.touch_runtime(self.instance_id, clock.db_now())
+                await self._runtime_store().touch_runtime(self.instance_id, clock.db_now())
             except DatabaseUnavailable as exc:
                 log.warning("liveness refresh failed: %s", exc)

@@ -41,6 +41,9 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # A pooled connection whose backend was terminated, reused after the server's goodbye
+    # arrived but before the disconnect was noticed (asyncpg issue 1069): a disconnect.
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 

@@ -88,6 +88,11 @@ class MaintenanceLeader:
                 await self._campaign(conn)
             except DatabaseUnavailable as exc:
                 log.warning("maintenance election connection lost: %s", exc)
+            except Exception:
+                # A bug must not take the worker down with it: log it, campaign again.
+                failures += 1
+                log.exception("maintenance leader failed unexpectedly; campaigning again")
+                await self.clock.sleep(_RECONNECT.delay(min(failures, 20)))
             finally:
                 with anyio.CancelScope(shield=True):
                     await conn.close()
@@ -118,9 +123,14 @@ class MaintenanceLeader:
         slo_store = await MaintenanceStore.open(
             self.url, min_size=1, max_size=self.config.slo_capacity
         )
-        hygiene_store = await MaintenanceStore.open(
-            self.url, min_size=1, max_size=self.config.hygiene_capacity
-        )
+        try:
+            hygiene_store = await MaintenanceStore.open(
+                self.url, min_size=1, max_size=self.config.hygiene_capacity
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await slo_store.close()
+            raise
         self.stats = {b.name: BranchStats.for_branch(b) for b in self.branches}
         self.mode, self.mode_reason = mode, reason
         self.is_leader = True
@@ -134,9 +144,11 @@ class MaintenanceLeader:
         )
         try:
             await slo_store.record_leader(self.instance_id, mode, reason, self.clock.db_now())
+            # Before the task group: a connection lost here must surface as the plain
+            # DatabaseUnavailable handled below, not inside an exception group.
+            await conn.listen(DUE_CHANNEL, self._on_due)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watchdog, conn, tg.cancel_scope)
-                await conn.listen(DUE_CHANNEL, self._on_due)
                 tg.start_soon(self._health_writer, hygiene_store)
                 self._became_leader.set()
                 while True:
@@ -144,9 +156,12 @@ class MaintenanceLeader:
                     await self._run_lanes(mode, reason, slo_store, hygiene_store)
                     mode = "split"
                     reason = self.mode_reason
-                    await slo_store.record_leader(
-                        self.instance_id, mode, reason, self.clock.db_now()
-                    )
+                    try:
+                        await slo_store.record_leader(
+                            self.instance_id, mode, reason, self.clock.db_now()
+                        )
+                    except DatabaseUnavailable as exc:
+                        log.warning("recording the lane-mode switch failed: %s", exc)
         except DatabaseUnavailable as exc:
             log.warning("maintenance leader %s lost the database: %s", self.instance_id, exc)
         finally:

@@ -29,17 +29,22 @@ class Rotate(Branch):
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         retention = ctx.config.retention
         current, slots, rotated_at = await ctx.store.ring_state()
-        pruned = 0
+        pruned = deferred = 0
         for slot in range(slots):
             if slot == current or await ctx.store.slot_is_empty(slot):
                 continue
             if await ctx.store.slot_is_expired(slot, retention, ctx.now):
-                await ctx.store.truncate_slot(slot)
-                pruned += 1
+                # Skipped (retried next pass) while a long reader holds the partition.
+                if await ctx.store.truncate_slot(slot):
+                    pruned += 1
+                else:
+                    deferred += 1
         period = max(retention.values()) / max(1, slots - 2)
         age = (ctx.clock.now() - rotated_at).total_seconds()
         rotated = 0
         following = (current + 1) % slots
         if age >= period and await ctx.store.slot_is_empty(following):
             rotated = int(await ctx.store.advance_ring(following, current, ctx.now))
-        return BranchResult({"slots_pruned": pruned, "rotated": rotated})
+        return BranchResult(
+            {"slots_pruned": pruned, "slots_deferred": deferred, "rotated": rotated}
+        )

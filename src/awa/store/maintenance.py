@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.errors import DatabaseUnavailable
 from awa.store.cron import CronStore
@@ -231,11 +233,26 @@ class MaintenanceStore(CronStore, EventStore):
         )
         return bool(value)
 
-    async def truncate_slot(self, slot: int) -> None:
-        """TRUNCATE one ring partition: constant time however many rows it holds."""
+    async def truncate_slot(self, slot: int, lock_timeout: float = 0.2) -> bool:
+        """TRUNCATE one ring partition: constant time however many rows it holds.
+
+        Gives up (returns False) when its lock is not granted within ``lock_timeout``: a
+        TRUNCATE queued behind a long reader of the history would make every later reader
+        (``get_job``, duplicate unique-key lookups) queue behind *it*."""
         if not 0 <= slot < 64:
             raise ValueError(f"slot {slot} out of range")
-        await self._guard(lambda: self.pool.execute(f"TRUNCATE awa.jobs_done_{int(slot)}"))
+        millis = max(1, int(lock_timeout * 1000))
+
+        async def run() -> bool:
+            async with self.pool.acquire() as c, c.transaction():
+                await c.execute(f"SET LOCAL lock_timeout = '{millis}ms'")
+                try:
+                    await c.execute(f"TRUNCATE awa.jobs_done_{int(slot)}")
+                except asyncpg.exceptions.LockNotAvailableError:
+                    return False
+                return True
+
+        return await self._guard(run)
 
     async def advance_ring(self, new_slot: int, old_slot: int, now: datetime | None = None) -> bool:
         value = await self._guard(

@@ -82,7 +82,7 @@ class CompletionBuffer:
 
     def add(self, item: PendingResult) -> None:
         """Buffer a finished attempt's result, with the progress its handler reported."""
-        entry = self._inflight.get(item.job_id)
+        entry = self._inflight.get(item.job_id, item.run_lease)
         if entry is not None:
             reported, value = entry.hand_over()
             if reported:
@@ -196,12 +196,10 @@ class CompletionBuffer:
 
     def _account(self, group: list[PendingResult], applied: set[int]) -> None:
         for item in group:
-            held = self._inflight.get(item.job_id)
             # Only this attempt's entry: once the write committed, the job may already run
             # again here under a newer lease (a retry due at once, a resumed callback), and
             # dropping that entry would stop its heartbeat.
-            if held is None or held.job.run_lease == item.run_lease:
-                self._inflight.discard(item.job_id)
+            self._inflight.discard(item.job_id, item.run_lease)
             if item.job_id in applied:
                 self.applied += 1
                 self._metrics.finished.add(

@@ -171,7 +171,7 @@ class QueueDispatcher:
             decision = await self._attempt(entry, spec, span)
             span.set_outcome("lost" if decision is None else decision.outcome)
         if decision is None:
-            self._inflight.discard(job.id)
+            self._inflight.discard(job.id, job.run_lease)
             self._metrics.finished.add(1, {"awa.queue": self.queue, "awa.outcome": "lost"})
             return
         self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision))

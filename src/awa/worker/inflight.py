@@ -72,13 +72,21 @@ class InFlight:
         if self._empty.is_set():
             self._empty = anyio.Event()
 
-    def discard(self, job_id: int) -> None:
-        self._jobs.pop(job_id, None)
+    def discard(self, job_id: int, run_lease: int | None = None) -> None:
+        """Forget the job's entry; with ``run_lease``, only if it is that attempt's (the
+        same job may already run again here under a newer lease)."""
+        if self.get(job_id, run_lease) is None:
+            return
+        del self._jobs[job_id]
         if not self._jobs:
             self._empty.set()
 
-    def get(self, job_id: int) -> InFlightJob | None:
-        return self._jobs.get(job_id)
+    def get(self, job_id: int, run_lease: int | None = None) -> InFlightJob | None:
+        """The job's entry; with ``run_lease``, only if it is that attempt's."""
+        entry = self._jobs.get(job_id)
+        if entry is None or (run_lease is not None and entry.job.run_lease != run_lease):
+            return None
+        return entry
 
     def snapshot(self) -> list[InFlightJob]:
         return list(self._jobs.values())

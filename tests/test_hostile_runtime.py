@@ -1,0 +1,263 @@
+"""Hostile values reaching a running runtime: what handlers return or raise, and rows that
+other producers wrote (awa is PostgreSQL-native: any SQL client may insert jobs).
+
+The contract: one bad job ends (failed, with an error saying why, or completed with the
+unstorable result replaced by a marker), its neighbour completes, and the runtime keeps
+running. A value that kills the runtime is a poison pill: every restart claims it again.
+
+Each case runs a real runtime against PostgreSQL next to a healthy job; ``run_until_settled``
+watches ``run_until_stopped`` so a crash fails the test at once instead of timing out.
+Bugs are strict xfails (``reason="BUG: ..."``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+import awa
+
+CONFIG = awa.RuntimeConfig(
+    queues={"default": 4}, poll_interval=0.2, heartbeat_interval=0.2, shutdown_grace=2.0
+)
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def deep(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def states(raw: asyncpg.Connection, *ids: int) -> list[str]:
+    rows = await raw.fetch("SELECT id, state::text FROM awa.all_jobs WHERE id = ANY($1)", ids)
+    by_id = {int(r["id"]): str(r["state"]) for r in rows}
+    return [by_id[i] for i in ids]
+
+
+async def run_until_settled(
+    client: awa.Client, settled: Callable[[], Awaitable[bool]], timeout: float = 20.0
+) -> None:
+    """Run a runtime until ``settled()``; if the runtime dies first, its error is raised."""
+    runtime = awa.Runtime(client, CONFIG, run_maintenance=False)
+    await runtime.start()
+    try:
+        with anyio.fail_after(timeout):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runtime.run_until_stopped)  # raises as soon as the host dies
+                while True:
+                    if await settled():
+                        break
+                    await anyio.sleep(0.05)
+                await runtime.shutdown()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runtime.abort()
+
+
+async def hostile_job(
+    database_url: str,
+    raw: asyncpg.Connection,
+    behaviour: Callable[[awa.JobContext], Awaitable[Any]],
+    *,
+    tamper: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Run one job with ``behaviour`` as its handler (its row optionally rewritten by the
+    SQL ``tamper``, ``$1`` = its id) beside a healthy job; return its final state and row."""
+    client = awa.Client(database_url)
+    client.handler("hostile")(behaviour)
+
+    @client.handler("healthy")
+    async def healthy(ctx: awa.JobContext) -> str:
+        return "fine"
+
+    async with client:
+        bad = await client.insert("hostile", {"n": 1}, max_attempts=1)
+        good = await client.insert("healthy")
+        if tamper is not None:
+            await raw.execute(tamper, bad.id)
+
+        async def settled() -> bool:
+            return all(s in TERMINAL for s in await states(raw, bad.id, good.id))
+
+        await run_until_settled(client, settled)
+        assert await states(raw, good.id) == ["completed"]
+    row = await raw.fetchrow(
+        "SELECT state::text, result::text, errors::text FROM awa.all_jobs WHERE id = $1", bad.id
+    )
+    assert row is not None
+    return str(row["state"]), dict(row)
+
+
+# ----------------------------------------------------------------- handler results
+
+UNSTORABLE = {
+    "nan": float("nan"),
+    "set": {1, 2},
+    "object": object(),
+    "lone-surrogate": "\ud800",
+    "nul": "a\x00b",
+}
+
+
+@pytest.mark.parametrize("name", list(UNSTORABLE))
+async def test_unstorable_result_completes_with_a_marker(
+    database_url: str, raw: asyncpg.Connection, name: str
+) -> None:
+    async def returns(ctx: awa.JobContext) -> Any:
+        return UNSTORABLE[name]
+
+    state, row = await hostile_job(database_url, raw, returns)
+    assert state == "completed" and "unserialisable_result" in row["result"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Outcomes.decide catches only ValidationError around encode_json(result); "
+    "for a deep or >4300-digit result, ValidationError.__init__'s repr(value) raises "
+    "RecursionError / ValueError, which escapes the dispatcher and kills the runtime "
+    "(the claimed batch stays 'running'). Fix: a safe repr in awa.errors.ValidationError "
+    "(reprlib, guarded) and reprlib for the unserialisable_result marker",
+)
+@pytest.mark.parametrize(
+    "result", [deep(5000), {"n": 10**5000}], ids=["deep", "int-beyond-4300-digits"]
+)
+async def test_result_whose_repr_fails_does_not_kill_the_runtime(
+    database_url: str, raw: asyncpg.Connection, result: Any
+) -> None:
+    async def returns(ctx: awa.JobContext) -> Any:
+        return result
+
+    state, row = await hostile_job(database_url, raw, returns)
+    assert state == "completed" and "unserialisable_result" in row["result"]
+
+
+async def test_unstorable_progress_or_delays_fail_only_that_job(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    cases: list[Callable[[awa.JobContext], Awaitable[Any]]] = []
+
+    async def nan_progress(ctx: awa.JobContext) -> int:
+        ctx.set_progress({"p": float("nan")})
+        return 1
+
+    async def deep_progress(ctx: awa.JobContext) -> int:
+        ctx.set_progress(deep(5000))
+        return 1
+
+    async def huge_snooze(ctx: awa.JobContext) -> Any:
+        return awa.Snooze(10**10)
+
+    async def nan_retry(ctx: awa.JobContext) -> Any:
+        return awa.RetryAfter(float("nan"))
+
+    cases = [nan_progress, deep_progress, huge_snooze, nan_retry]
+    for behaviour in cases:
+        await raw.execute("TRUNCATE awa.jobs, awa.jobs_done, awa.job_unique")
+        state, row = await hostile_job(database_url, raw, behaviour)
+        assert state == "failed" and row["errors"], behaviour.__name__
+
+
+# ------------------------------------------------------------- messages of failures
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: awa.worker.outcomes.error_record stores exception messages, tracebacks and "
+    "Cancel/RetryAfter reasons as they are; a NUL (or a lone surrogate) makes PostgreSQL "
+    "refuse the whole completion flush (UntranslatableCharacterError), which kills the "
+    "runtime. Fix: error_record escapes text (encode('utf-8', 'backslashreplace'), NUL "
+    "as \\\\x00) before it becomes JSON",
+)
+@pytest.mark.parametrize(
+    "how",
+    ["raise-nul", "raise-surrogate", "cancel-nul", "retry-after-nul"],
+)
+async def test_failure_text_postgres_cannot_store_does_not_kill_the_runtime(
+    database_url: str, raw: asyncpg.Connection, how: str
+) -> None:
+    async def fails(ctx: awa.JobContext) -> Any:
+        if how == "raise-nul":
+            raise ValueError("cannot parse b'\x00\x01'")
+        if how == "raise-surrogate":
+            raise ValueError("bad name \udcff")
+        if how == "cancel-nul":
+            return awa.Cancel("reason\x00")
+        return awa.RetryAfter(0, "again\x00")
+
+    state, row = await hostile_job(database_url, raw, fails)
+    assert state in ("failed", "cancelled") and row["errors"]
+
+
+# ------------------------------------------------------ rows other producers wrote
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: awa.db.connect._decode_jsonb is json.loads: a jsonb value PostgreSQL "
+    "accepts but Python cannot decode (a number of more than 4300 digits, nesting past "
+    "the recursion limit) raises inside asyncpg while the claim reads its batch, which "
+    "kills the runtime and strands the whole batch in 'running'; get_job raises a raw "
+    "ValueError/RecursionError. Fix: decode with a parse_int that keeps long integers "
+    "(decimal.Decimal), catch RecursionError/ValueError and hand the dispatcher a marker "
+    "that fails just that job ('args cannot be decoded')",
+)
+@pytest.mark.parametrize(
+    "args_sql",
+    ["'{\"n\": 1e5000}'::jsonb", "(repeat('[', 5000) || repeat(']', 5000))::jsonb"],
+    ids=["number-of-5001-digits", "nested-5000-deep"],
+)
+async def test_args_python_cannot_decode_fail_only_that_job(
+    database_url: str, raw: asyncpg.Connection, args_sql: str
+) -> None:
+    async def never(ctx: awa.JobContext) -> None:
+        raise AssertionError("a job whose args cannot be decoded must not run")
+
+    state, row = await hostile_job(
+        database_url, raw, never, tamper=f"UPDATE awa.jobs SET args = {args_sql} WHERE id = $1"
+    )
+    assert state == "failed" and "decode" in row["errors"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: run_at = -infinity (what asyncpg writes for datetime.min, or any SQL "
+    "producer) comes back as a naive datetime; the dispatcher's latency "
+    "(attempted_at - run_at) raises TypeError and kills the runtime. Fix: refuse it at "
+    "insert (check_aware) and, for rows written by others, treat a non-aware run_at as "
+    "'due since forever' in the dispatcher",
+)
+@pytest.mark.parametrize("via", ["client-insert", "sql"])
+async def test_run_at_minus_infinity_does_not_kill_the_runtime(
+    database_url: str, raw: asyncpg.Connection, via: str
+) -> None:
+    async def handler(ctx: awa.JobContext) -> str:
+        return "ran"
+
+    if via == "sql":
+        state, _ = await hostile_job(
+            database_url,
+            raw,
+            handler,
+            tamper="UPDATE awa.jobs SET run_at = '-infinity' WHERE id = $1",
+        )
+        assert state == "completed"
+        return
+    client = awa.Client(database_url)
+    client.handler("hostile")(handler)
+    async with client:
+        try:
+            job = await client.insert("hostile", run_at=datetime.min.replace(tzinfo=UTC))
+        except awa.ValidationError:
+            return  # refused at insert: fine
+
+        async def settled() -> bool:
+            return (await states(raw, job.id))[0] in TERMINAL
+
+        await run_until_settled(client, settled)
