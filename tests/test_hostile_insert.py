@@ -699,13 +699,6 @@ async def test_tags_given_as_a_generator_are_kept_or_refused(client: awa.Client)
     assert (await client.get_job(job.id)).tags == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG: encode_json turns the RecursionError of deep args into ValidationError, "
-    "whose __init__ calls repr(value), which recurses again: the caller gets a raw "
-    "RecursionError",
-)
 async def test_deep_json_is_validation_error_not_recursion_error(
     client: awa.Client, raw: asyncpg.Connection
 ) -> None:
@@ -718,13 +711,6 @@ async def test_deep_json_is_validation_error_not_recursion_error(
     assert await count_jobs(raw) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: json.dumps refuses an int of more than 4300 digits with ValueError, which "
-    "encode_json turns into ValidationError, whose __init__ calls repr(value): the same "
-    "int-to-text limit raises a raw ValueError from inside the error's constructor",
-)
 async def test_int_beyond_the_digit_limit_is_validation_error(
     client: awa.Client, raw: asyncpg.Connection
 ) -> None:

@@ -117,14 +117,6 @@ async def test_unstorable_result_completes_with_a_marker(
     assert state == "completed" and "unserialisable_result" in row["result"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Outcomes.decide catches only ValidationError around encode_json(result); "
-    "for a deep or >4300-digit result, ValidationError.__init__'s repr(value) raises "
-    "RecursionError / ValueError, which escapes the dispatcher and kills the runtime "
-    "(the claimed batch stays 'running'). Fix: a safe repr in awa.errors.ValidationError "
-    "(reprlib, guarded) and reprlib for the unserialisable_result marker",
-)
 @pytest.mark.parametrize(
     "result", [deep(5000), {"n": 10**5000}], ids=["deep", "int-beyond-4300-digits"]
 )
@@ -167,14 +159,6 @@ async def test_unstorable_progress_or_delays_fail_only_that_job(
 # ------------------------------------------------------------- messages of failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: awa.worker.outcomes.error_record stores exception messages, tracebacks and "
-    "Cancel/RetryAfter reasons as they are; a NUL (or a lone surrogate) makes PostgreSQL "
-    "refuse the whole completion flush (UntranslatableCharacterError), which kills the "
-    "runtime. Fix: error_record escapes text (encode('utf-8', 'backslashreplace'), NUL "
-    "as \\\\x00) before it becomes JSON",
-)
 @pytest.mark.parametrize(
     "how",
     ["raise-nul", "raise-surrogate", "cancel-nul", "retry-after-nul"],

@@ -6,6 +6,7 @@ so a log line or a CLI message is enough to fix the call without reading our sou
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -28,6 +29,13 @@ __all__ = [
 ]
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 4
+_REPR.maxstring = 100
+_REPR.maxother = 100
+_REPR.maxlong = 60
+
+
 class AwaError(Exception):
     """Base class of every error awa raises on purpose."""
 
@@ -43,10 +51,18 @@ class ValidationError(AwaError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        shown = repr(value)
-        if len(shown) > 120:
-            shown = shown[:117] + "..."
+        shown = safe_repr(value)
         super().__init__(f"invalid {field}={shown}: {reason}")
+
+
+def safe_repr(value: Any, limit: int = 120) -> str:
+    """A bounded repr that cannot itself fail: deep nesting and huge integers make the
+    builtin ``repr`` raise, and an error message must never be the thing that crashes."""
+    try:
+        shown = _REPR.repr(value)
+    except Exception:
+        shown = f"<unprintable {type(value).__name__}>"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class ConfigError(AwaError):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from awa.backoff import Backoff
-from awa.errors import ValidationError
+from awa.errors import ValidationError, safe_repr
 from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, WaitForCallback, encode_json
 
 __all__ = ["Decision", "decide", "error_record"]
@@ -42,13 +42,20 @@ def error_record(
         "at": now.isoformat(),
         "attempt": job.attempt,
         "kind": kind,
-        "message": message[:_MESSAGE_LIMIT],
+        "message": storable_text(message[:_MESSAGE_LIMIT]),
     }
     if exc is not None:
         record["type"] = type(exc).__qualname__
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        record["traceback"] = "".join(lines[-_TRACEBACK_LINES:])[-4000:]
+        record["traceback"] = storable_text("".join(lines[-_TRACEBACK_LINES:])[-4000:])
     return record
+
+
+def storable_text(text: str) -> str:
+    """Text PostgreSQL can store in jsonb: lone surrogates and NUL escaped. A handler's
+    error message is arbitrary, and one unstorable character would make PostgreSQL refuse
+    the whole batched completion flush."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _fail_or_retry(job: Job, now: datetime, error: dict[str, Any], delay: float) -> Decision:
@@ -104,6 +111,7 @@ def decide(
     try:
         encode_json("result", returned)
         result = returned
-    except ValidationError:
-        result = {"unserialisable_result": repr(returned)[:_MESSAGE_LIMIT]}
+    except (ValidationError, RecursionError, ValueError):
+        shown = storable_text(safe_repr(returned, _MESSAGE_LIMIT))
+        result = {"unserialisable_result": shown}
     return Decision(JobState.COMPLETED, "completed", result=result)
