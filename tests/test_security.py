@@ -417,11 +417,6 @@ async def test_refused_login_error_does_not_carry_the_password(server_url: str) 
     assert PASSWORD not in chain_text(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: awa.db.connect.check_database_url puts the raw URL, password included, "
-    "in the ConfigError for a malformed URL; it should show _redact(url)",
-)
 @pytest.mark.parametrize(
     "url",
     [
@@ -438,11 +433,6 @@ async def test_malformed_url_error_does_not_carry_the_password(url: str) -> None
     assert PASSWORD not in chain_text(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: awa.db.connect._redact only masks the userinfo password; a password given "
-    "as a query parameter (?password=..., which asyncpg and libpq accept) is printed as is",
-)
 async def test_password_in_query_string_is_redacted_too() -> None:
     url = f"postgresql://awa@127.0.0.1:{closed_port()}/awa?password={PASSWORD}"
     with pytest.raises(awa.DatabaseUnavailable) as caught:
@@ -460,11 +450,6 @@ def test_cli_error_output_does_not_carry_the_password() -> None:
         assert PASSWORD not in result.stdout + result.stderr, argv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a malformed --database-url is echoed with its password by the CLI "
-    "(check_database_url's ConfigError)",
-)
 def test_cli_malformed_url_error_does_not_carry_the_password() -> None:
     result = run_cli("--database-url", f"postgresql://awa:{PASSWORD}@db:port/awa", "jobs", "list")
     assert result.returncode == 2
@@ -604,11 +589,6 @@ async def test_webhook_secret_and_url_credentials_stay_out_of_logs_and_stored_er
         assert secret not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: WebhookSink's ValidationError for a rejected URL carries the URL, "
-    "credentials included (awa/events/webhook.py says error messages never include it)",
-)
 def test_rejected_webhook_url_error_does_not_carry_its_credentials() -> None:
     with pytest.raises(awa.ValidationError) as caught:
         awa.WebhookSink("hooks", f"ftp://hook:{URL_PASSWORD}@example.com/", secret="s")

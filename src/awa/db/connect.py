@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -88,10 +89,11 @@ def check_database_url(url: str | None) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
-        raise ConfigError(f"database_url={url!r} is malformed: {exc}") from None
+        raise ConfigError(f"database_url={_redact(url)!r} is malformed: {exc}") from None
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError(
-            f"database_url={url!r} is malformed: scheme must be postgresql:// or postgres://, "
+            f"database_url={_redact(url)!r} is malformed: scheme must be postgresql:// or "
+            "postgres://, "
             f"got {parts.scheme or 'none'!r}"
         )
     return url
@@ -113,13 +115,14 @@ async def translate_errors(url: str, make: Callable[[], Awaitable[T]]) -> T:
         raise ConfigError(f"database in {_redact(url)} does not exist: {exc}") from exc
 
 
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:?#]*:)[^@/?#]*@")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
 def _redact(url: str) -> str:
-    """The URL without its password, so errors and logs never carry secrets."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """The URL without its password (in the userinfo or a ``password=`` parameter), so
+    errors and logs never carry secrets; textual, so it works on malformed URLs too."""
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", str(url)))
 
 
 async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> asyncpg.Connection:

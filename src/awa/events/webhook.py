@@ -107,9 +107,10 @@ class WebhookSink:
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:
-            raise ValidationError(f"sinks[{name!r}].url", url, str(exc)) from exc
+            # Never the URL itself in the error: it may carry credentials.
+            raise ValidationError(f"sinks[{name!r}].url", "<redacted>", str(exc)) from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValidationError(f"sinks[{name!r}].url", url, "expected an http(s) URL")
+            raise ValidationError(f"sinks[{name!r}].url", "<redacted>", "expected an http(s) URL")
         if not secret:
             raise ValidationError(f"sinks[{name!r}].secret", "", "expected a non-empty secret")
         for field_name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
