@@ -309,14 +309,6 @@ def test_relative_app_module_is_config_error(spec: str) -> None:
 BIG = str(INT64_MAX + 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=asyncpg.exceptions.DataError,
-    reason="BUG: ids are passed to bigint parameters unchecked: asyncpg raises a raw "
-    "DataError ('value out of int64 range') instead of a typed error (JobNotFound or "
-    "ValidationError): Client.get_job/cancel_job/retry_job, DeadLetters.get/retry, "
-    "list_letters(before_id)",
-)
 @pytest.mark.parametrize(
     "argv",
     [
@@ -334,15 +326,6 @@ async def test_ids_beyond_bigint_are_errors(database_url: str, argv: tuple[str, 
     assert outcome.code == 2 and "awa: error: " in outcome.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(asyncpg.exceptions.DataError, asyncpg.exceptions.CharacterNotInRepertoireError),
-    reason="BUG: text filters and names are sent to PostgreSQL unchecked: a NUL raises "
-    "CharacterNotInRepertoireError, a lone surrogate (what Python makes of invalid UTF-8 "
-    "in argv) a raw DataError; they should be ValidationError naming the option "
-    "(Client.list_jobs, pause/resume_schedule, DeadLetters.list_letters/purge_queue, "
-    "MaintenanceStore.list_events/flush_deliveries/purge_deliveries/forget_sink)",
-)
 @pytest.mark.parametrize(
     "argv",
     [
@@ -365,13 +348,6 @@ async def test_text_filters_that_postgres_cannot_store_are_errors(
     assert outcome.code == 2 and "awa: error: " in outcome.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(asyncpg.exceptions.DataError,),
-    reason="BUG: MaintenanceStore.list_events (awa events list --limit) has no range check "
-    "(awa jobs list and awa dlq list have one): a negative limit raises PostgreSQL's "
-    "InvalidRowCountInLimitClauseError, a huge one asyncpg's DataError",
-)
 @pytest.mark.parametrize("limit", ["-1", BIG])
 async def test_events_list_limit_out_of_range_is_an_error(database_url: str, limit: str) -> None:
     outcome = await anyio.to_thread.run_sync(
@@ -457,24 +433,12 @@ def test_subprocess_usage_errors_and_typed_errors_end_cleanly(database_url: str)
         assert b"Traceback" not in result.stderr, argv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: invalid UTF-8 in argv becomes a lone surrogate (surrogateescape) that "
-    "reaches asyncpg's encoder: the real CLI exits 1 with a traceback instead of 2 with "
-    "'awa: error:' (same root cause as test_text_filters_that_postgres_cannot_store_are_"
-    "errors)",
-)
 def test_subprocess_invalid_utf8_argument_is_a_clean_error(database_url: str) -> None:
     result = awa_cli("--database-url", database_url, "jobs", "list", "--kind", b"\xff\xfe")
     assert result.returncode == 2, result.stderr
     assert b"awa: error: " in result.stderr and b"Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `awa jobs show 9223372036854775808` exits 1 with a traceback (asyncpg "
-    "DataError, see test_ids_beyond_bigint_are_errors)",
-)
 def test_subprocess_id_beyond_bigint_is_a_clean_error(database_url: str) -> None:
     result = awa_cli("--database-url", database_url, "jobs", "show", BIG)
     assert result.returncode == 2 and b"Traceback" not in result.stderr

@@ -412,14 +412,6 @@ async def test_huge_integer_seconds_are_400_not_500(
         assert await svc.rows(cb.id) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the `error` text of fail/retry goes to a text column unchecked: a NUL "
-    "(CharacterNotInRepertoireError) or a lone surrogate (asyncpg encode error) escapes "
-    "as a 500 from the ingress and as a raw asyncpg error from Callbacks.fail/retry. Fix: "
-    "Callbacks._resolve validates error like other text (no NUL, valid UTF-8) and raises "
-    "ValidationError('error'), which the ingress already maps to 400",
-)
 @pytest.mark.parametrize("error", ["boom\u0000", "bad \ud800"], ids=["nul", "lone-surrogate"])
 @pytest.mark.parametrize("action", ["fail", "retry"])
 async def test_error_text_postgres_cannot_store_is_400_not_500(

@@ -209,14 +209,6 @@ async def test_args_python_cannot_decode_fail_only_that_job(
     assert state == "failed" and "decode" in row["errors"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: run_at = -infinity (what asyncpg writes for datetime.min, or any SQL "
-    "producer) comes back as a naive datetime; the dispatcher's latency "
-    "(attempted_at - run_at) raises TypeError and kills the runtime. Fix: refuse it at "
-    "insert (check_aware) and, for rows written by others, treat a non-aware run_at as "
-    "'due since forever' in the dispatcher",
-)
 @pytest.mark.parametrize("via", ["client-insert", "sql"])
 async def test_run_at_minus_infinity_does_not_kill_the_runtime(
     database_url: str, raw: asyncpg.Connection, via: str

@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from awa.errors import ValidationError
@@ -206,12 +206,24 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+_MIN_UTC = datetime.min.replace(tzinfo=UTC)
+_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+
+
 def check_aware(name: str, value: Any) -> datetime:
     """Accept only timezone-aware datetimes: a naive one has no single meaning across hosts."""
     if not isinstance(value, datetime):
         raise ValidationError(name, value, "expected a datetime")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         raise ValidationError(name, value, "naive datetime; pass a timezone-aware datetime")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(name, value, "outside years 1..9999 in UTC") from None
+    if utc in (_MIN_UTC, _MAX_UTC):
+        # asyncpg stores these as -infinity/infinity, which come back naive and break
+        # every computation on the job.
+        raise ValidationError(name, value, "datetime.min/max cannot be stored")
     return value
 
 

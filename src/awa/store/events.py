@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from awa.db.connect import RawJson
+from awa.errors import ValidationError
 from awa.events import Event
 from awa.store.queries import load_queries
 from awa.store.store import Store
@@ -272,6 +273,8 @@ class EventStore(Store):
         self, *, limit: int = 50, before_id: int | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest first, each with ``deliveries`` (one dict per sink)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError("limit", limit, "expected 1..10000")
         rows = await self._guard(
             lambda: self.pool.fetch(self.sql("event_list"), limit, before_id, kind)
         )

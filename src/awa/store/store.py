@@ -185,6 +185,11 @@ class Store:
         ) as exc:
             # Nothing was written; callers that retry on DatabaseUnavailable retry this.
             raise DatabaseConflict(f"transaction aborted by PostgreSQL: {exc}") from exc
+        except asyncpg.exceptions.DataError as exc:
+            # A value PostgreSQL (or the driver) cannot represent: an id beyond bigint, a
+            # NUL or a lone surrogate in text. Nothing was written: a typed error, not a
+            # driver exception.
+            raise ValidationError("parameter", _first_line(exc), "not storable") from exc
 
     @asynccontextmanager
     async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
@@ -598,3 +603,7 @@ async def open_listener(url: str, channel: str, on_payload: Callable[[str], None
         conn.terminate()
         raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
     return Listener(conn, channel)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

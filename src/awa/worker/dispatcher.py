@@ -158,7 +158,8 @@ class QueueDispatcher:
         assert spec is not None, "claims only take kinds this process handles"
         entry = InFlightJob(job, JobContext(job, callbacks=self._callbacks, clock=self._clock))
         self._inflight.add(entry)
-        if job.attempted_at is not None:
+        # run_at may be naive: -infinity written by another producer comes back that way.
+        if job.attempted_at is not None and job.run_at.tzinfo is not None:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
             self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
         with self._metrics.job_span(
