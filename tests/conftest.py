@@ -114,3 +114,15 @@ async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+# Hypothesis profiles (issue 9). Without HYPOTHESIS_PROFILE, hypothesis defaults apply and
+# the stateful store-vs-model test bounds itself for CI; HYPOTHESIS_PROFILE=long runs every
+# property test, that one included, far longer (README, "Reliability").
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile(
+    "long", max_examples=2000, stateful_step_count=100, deadline=None, print_blob=True
+)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    _hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
