@@ -448,7 +448,7 @@ def _reschedule_call(items: Items, progress: Any) -> MakeCall:
 
 #: Current store behaviour the contract says is wrong (see reference_model.Quirks and the
 #: strict-xfail tests at the end of this file). Flip each to False with its fix.
-STORE_QUIRKS = Quirks(finalize_ignores_cancel_request=True, rescue_ignores_cancel_request=True)
+STORE_QUIRKS = Quirks(rescue_ignores_cancel_request=True)
 
 RESCUE_LEASE = "holder runtime is gone (presence lock released)"
 RESCUE_STALE = "heartbeat is stale"
@@ -874,18 +874,7 @@ async def _wait_for_lock_wait(store: MaintenanceStore) -> None:
 
 @pytest.mark.parametrize(
     "max_attempts",
-    [
-        3,
-        pytest.param(
-            1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: finalize_batch ignores cancel_requested; Store.finalize must send "
-                "FAILED attempts of cancel-requested jobs to finalize_cancel_requested, as "
-                "Store.reschedule does",
-            ),
-        ),
-    ],
+    [3, 1],
 )
 async def test_cancel_request_wins_over_a_failed_attempt(
     database_url: str, max_attempts: int
@@ -944,13 +933,6 @@ async def test_rescue_honours_cancel_request(database_url: str) -> None:
         await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidTransition,
-    reason="BUG: Store.cancel_job checks the job with two unlocked READ COMMITTED statements; "
-    "a requeue committing between them makes it refuse a cancellable job. Lock the live row "
-    "first (SELECT state FROM awa.jobs WHERE id = $1 FOR UPDATE) and branch on its state",
-)
 async def test_cancel_racing_a_requeue_is_not_refused(database_url: str) -> None:
     """A worker's retry flush commits while an operator's cancel is between its two
     statements. Either serial order ends the job cancelled; today the cancel raises

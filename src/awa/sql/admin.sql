@@ -89,3 +89,7 @@ SELECT j.queue, j.kind, count(*) AS count
                       AND r.last_seen_at > coalesce($1::timestamptz, now()) - make_interval(secs => $2))
  GROUP BY j.queue, j.kind
  ORDER BY 3 DESC;
+
+-- name: lock_live_job
+-- Lock a live job's row for an operator action (no row when it is not live).
+SELECT state FROM awa.jobs WHERE id = $1 FOR UPDATE;

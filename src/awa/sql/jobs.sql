@@ -113,6 +113,9 @@ gone AS (
      USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[], $6::jsonb[])
            AS c(id, lease, new_state, error, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+       -- an operator's cancel request wins over a failed last attempt (the caller sends
+       -- those to finalize_cancel_requested)
+       AND NOT (j.cancel_requested AND c.new_state = 'failed')
     RETURNING j.*, c.new_state, c.error,
               CASE WHEN c.progress IS NULL THEN j.progress
                    ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress

@@ -128,6 +128,7 @@ class Store:
         frozenset(
             {
                 "insert_job",
+                "lock_live_job",
                 "claim_unique_key",
                 "job_by_unique_key",
                 "drop_orphan_unique_key",
@@ -380,16 +381,29 @@ class Store:
         self, items: Sequence[FinishedAttempt], now: datetime | None = None
     ) -> set[int]:
         async def run() -> set[int]:
-            rows = await self.pool.fetch(
-                self.sql("finalize_batch"),
-                [i.job_id for i in items],
-                [i.run_lease for i in items],
-                [i.state.value for i in items],
-                [i.error for i in items],
-                now,
-                _progress_param([i.progress for i in items]),
-            )
-            return {int(r["id"]) for r in rows}
+            async with self.pool.acquire() as c, c.transaction():
+                rows = await c.fetch(
+                    self.sql("finalize_batch"),
+                    [i.job_id for i in items],
+                    [i.run_lease for i in items],
+                    [i.state.value for i in items],
+                    [i.error for i in items],
+                    now,
+                    _progress_param([i.progress for i in items]),
+                )
+                applied = {int(r["id"]) for r in rows}
+                # A failed attempt of a job an operator asked to cancel ends cancelled.
+                rest = [i for i in items if i.job_id not in applied]
+                if rest:
+                    cancelled = await c.fetch(
+                        self.sql("finalize_cancel_requested"),
+                        [i.job_id for i in rest],
+                        [i.run_lease for i in rest],
+                        now,
+                        _progress_param([i.progress for i in rest]),
+                    )
+                    applied |= {int(r["id"]) for r in cancelled}
+                return applied
 
         return await self._guard(run)
 
@@ -481,6 +495,9 @@ class Store:
 
         async def run() -> None:
             async with self.pool.acquire() as c, c.transaction():
+                # Lock first: without it, a result committed between the two statements
+                # below made a queued job look uncancellable.
+                await c.fetchval(self.sql("lock_live_job"), job_id)
                 if await c.fetchval(self.sql("cancel_waiting_job"), job_id, reason, now):
                     return
                 if await c.fetchval(self.sql("request_cancel_running"), job_id, reason):
