@@ -50,7 +50,7 @@ class CronExpression:
             )
         try:
             self.zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
             raise ValidationError("timezone", timezone, "expected an IANA timezone name") from exc
         self.expression = " ".join(fields)
         self.timezone = timezone
