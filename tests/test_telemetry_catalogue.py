@@ -110,7 +110,7 @@ def test_units_follow_the_conventions() -> None:
 def test_issue_seven_minimum_is_catalogued_with_the_agreed_names() -> None:
     overrun = spec(telemetry.BRANCH_OVERRUN)
     assert overrun.prometheus_name == "awa_maintenance_branch_overrun_total"
-    assert overrun.attributes == ("awa.maintenance.lane", "awa.maintenance.branch")
+    assert overrun.attributes == ("awa.maintenance.lane", "awa.maintenance.branch", "branch")
     for name in (
         telemetry.BRANCH_DURATION,
         telemetry.BRANCH_LATENESS,

@@ -215,7 +215,7 @@ async def test_otlp_http_export_reaches_a_loopback_receiver(
     overrun = exported["awa.maintenance.branch.overrun"][-1]
     assert overrun.unit == "{episode}"
     assert overrun.sum.is_monotonic
-    slow = {"awa.maintenance.lane": "hygiene", "awa.maintenance.branch": "slow"}
+    slow = {"awa.maintenance.lane": "hygiene", "awa.maintenance.branch": "slow", "branch": "slow"}
     (point,) = [p for p in overrun.sum.data_points if attributes(p) == slow]
     assert point.as_int >= 1
 
@@ -269,6 +269,7 @@ async def test_prometheus_endpoint_serves_the_overrun_counter(database_url: str)
     (line,) = overrun
     assert line.startswith("awa_maintenance_branch_overrun_total{")
     assert 'awa_maintenance_branch="slow"' in line
+    assert 'branch="slow"' in line.replace('awa_maintenance_branch="slow"', "")
     assert 'awa_maintenance_lane="hygiene"' in line
     assert float(line.rsplit(" ", 1)[1]) >= 1
     assert "# TYPE awa_maintenance_branch_overrun_total counter" in text

@@ -226,7 +226,7 @@ class Lane:
     ) -> None:
         name = stats.branch.name
         if obs.transition is Transition.BECAME_DELAYED:
-            self.metrics.branch_overrun.add(obs.overrun_increment, attrs)
+            self.metrics.branch_overrun.add(obs.overrun_increment, {**attrs, "branch": name})
             log.warning(
                 "maintenance branch %s (%s lane) is DELAYED: load %.2f× its %.3gs interval "
                 "(duration %.3fs, lateness %.3fs); overrun episode #%d; pacing to ≥%.3fs rest",

@@ -77,6 +77,8 @@ ATTR_JOB_ID: Final = "awa.job.id"
 ATTR_ATTEMPT: Final = "awa.job.attempt"
 ATTR_JOB_STATE: Final = "awa.job.state"
 ATTR_OUTCOME: Final = "awa.outcome"
+#: The overrun counter's short branch label (Prometheus: ``branch``).
+ATTR_BRANCH_SHORT: Final = "branch"
 ATTR_RESCUE_REASON: Final = "awa.rescue.reason"
 ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_LANE: Final = "awa.maintenance.lane"
@@ -270,9 +272,10 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
         "leader",
     ),
     InstrumentSpec(
-        BRANCH_OVERRUN, _C, "{episode}", _BRANCH,
+        BRANCH_OVERRUN, _C, "{episode}", (*_BRANCH, ATTR_BRANCH_SHORT),
         "Episodes of a branch going from on-time to delayed (with hysteresis; one "
-        "increment per episode, not per slow run).",
+        "increment per episode, not per slow run). Also labelled plain `branch`, so "
+        "`awa_maintenance_branch_overrun_total{branch=…}` selects it as operators expect.",
         "leader",
     ),
     InstrumentSpec(
