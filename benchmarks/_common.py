@@ -42,6 +42,7 @@ __all__ = [
     "percentiles",
     "pg_stat_statements_top",
     "reset_pg_stats",
+    "server_cpu_seconds",
     "wait_for_quiet",
     "wal_io_snapshot",
     "with_database",
@@ -166,8 +167,12 @@ async def _settings(conn: Any) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def fresh_database(server_url: str, label: str) -> AsyncIterator[str]:
-    """CREATE DATABASE, migrate it with ``awa.db.migrate``, yield its URL, DROP it after."""
+async def fresh_database(
+    server_url: str, label: str, *, migrate_schema: bool = True
+) -> AsyncIterator[str]:
+    """CREATE DATABASE, migrate it with ``awa.db.migrate`` (unless ``migrate_schema`` is
+    False: an empty database, e.g. for another system's own migrations), yield its URL,
+    DROP it after."""
     name = f"awa_bench_{label}_{uuid.uuid4().hex[:8]}"
     admin = await connect(server_url)
     try:
@@ -176,11 +181,12 @@ async def fresh_database(server_url: str, label: str) -> AsyncIterator[str]:
         await admin.close()
     url = with_database(server_url, name)
     try:
-        conn = await connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+        if migrate_schema:
+            conn = await connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
         yield url
     finally:
         admin = await connect(server_url)
@@ -304,6 +310,24 @@ def process_tree_cpu_seconds(root_pid: int | None) -> float | None:
         if root_pid in (pid, ppid):
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def server_cpu_seconds(server_pid: int | None) -> float | None:
+    """CPU seconds of a server and all its backends, including backends that already
+    exited: the postmaster reaps them, so their time is in its ``cutime``/``cstime``
+    (``process_tree_cpu_seconds`` sees only live processes). Linux /proc only."""
+    if server_pid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{server_pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    reaped = (int(fields[13]) + int(fields[14])) / tick
+    live = process_tree_cpu_seconds(server_pid)
+    return None if live is None else live + reaped
 
 
 class CpuMeter:
