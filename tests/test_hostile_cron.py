@@ -262,15 +262,6 @@ UNVALIDATED = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CronSchedule.__post_init__ does not validate queue, priority, max_attempts, "
-    "tags, metadata (type), args (strict JSON: NaN, NUL, lone surrogates), name/kind text, "
-    "catchup_window/miss_tolerance (finite), max_catchup (int): the declaration is "
-    "accepted, then publishing fails in cron_sync / Runtime.start, or every fire fails "
-    "in cron_evaluate (or the wrong field is named: metadata=5 says 'args'). Fix: build an "
-    "InsertParams from the job fields in __post_init__ and reuse to_seconds",
-)
 @pytest.mark.parametrize(
     ("field", "options"), UNVALIDATED, ids=[f"{f}-{i}" for i, (f, _) in enumerate(UNVALIDATED)]
 )
@@ -354,13 +345,6 @@ async def test_one_poisoned_schedule_does_not_stop_the_others(
     assert (await fired(raw)).get("b_healthy") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a declaration that schedule() accepted but PostgreSQL refuses (args with "
-    "NaN here) makes Runtime.start raise a raw asyncpg InvalidTextRepresentationError "
-    "(startup publication of cron declarations), and cron_sync then fails every pass, so "
-    "no schedule of the application is ever published",
-)
 async def test_bad_declaration_is_refused_or_does_not_stop_the_runtime(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

@@ -592,13 +592,6 @@ async def test_non_finite_or_huge_delay_is_validation_error(
     assert await count_jobs(raw) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: awa.model.to_seconds calls float(value) unguarded: an int beyond float "
-    "range raises OverflowError instead of ValidationError (timeout, Snooze, RetryAfter, "
-    "callback delays all go through it)",
-)
 async def test_timeout_too_large_for_a_float_is_validation_error(client: awa.Client) -> None:
     with pytest.raises(awa.ValidationError) as caught:
         await client.insert("slow", timeout=10**400)
@@ -656,12 +649,6 @@ async def test_run_at_out_of_range_in_a_batch_writes_no_partial_row(
     assert len(await client.insert_many(good)) == 20  # the pool is still usable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: InsertParams iterates tags without checking it is a sequence: None or an "
-    "int raise a raw TypeError instead of ValidationError('tags')",
-)
 @pytest.mark.parametrize("tags", [None, 5], ids=["None", "int"])
 async def test_tags_that_are_not_a_list_are_validation_error(client: awa.Client, tags: Any) -> None:
     with pytest.raises(awa.ValidationError) as caught:
@@ -669,11 +656,6 @@ async def test_tags_that_are_not_a_list_are_validation_error(client: awa.Client,
     assert caught.value.field == "tags"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: InsertParams validates tags with all(...) over the iterable, which "
-    "consumes a generator; the job is then stored with no tags at all",
-)
 async def test_tags_given_as_a_generator_are_kept_or_refused(client: awa.Client) -> None:
     try:
         job = await client.insert("tagged", tags=(t for t in ["a", "b"]))

@@ -147,7 +147,10 @@ def to_seconds(
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(name, value, "expected seconds (int/float) or a timedelta")
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValidationError(name, value, "must be a finite number of seconds") from None
     if not math.isfinite(seconds):
         raise ValidationError(name, value, "must be a finite number of seconds")
     if seconds < 0 or (seconds == 0 and not allow_zero):
@@ -250,7 +253,9 @@ class InsertParams:
         _check_int("max_attempts", self.max_attempts, 1, MAX_ATTEMPTS_LIMIT)
         if self.run_at is not None:
             check_aware("run_at", self.run_at)
-        if isinstance(self.tags, str) or not all(
+        if isinstance(self.tags, str | bytes) or not isinstance(self.tags, Sequence):
+            raise ValidationError("tags", self.tags, "expected a list of non-empty strings")
+        if not all(
             isinstance(t, str) and t and "\x00" not in t and _valid_utf8(t) for t in self.tags
         ):
             raise ValidationError("tags", self.tags, "expected a list of non-empty strings")

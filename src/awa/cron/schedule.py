@@ -29,6 +29,7 @@ from typing import Any
 
 from awa.cron.expression import CronExpression
 from awa.errors import ValidationError
+from awa.model import InsertParams, to_seconds
 
 __all__ = ["MISFIRE_ALIASES", "CronSchedule", "CronTable", "Misfire", "Overlap"]
 
@@ -77,6 +78,16 @@ def parse_overlap(value: Overlap | str) -> Overlap:
         raise ValidationError("overlap", value, f"expected one of {choices}") from None
 
 
+def _check_name(name: object) -> None:
+    if isinstance(name, str) and 0 < len(name) <= 200 and "\x00" not in name:
+        try:
+            name.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            pass
+    raise ValidationError("name", name, "expected text of 1..200 characters, no NUL")
+
+
 def _seconds(name: str, value: float | timedelta) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
@@ -114,25 +125,32 @@ class CronSchedule:
     cron: CronExpression = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or len(self.name) > 200:
-            raise ValidationError("name", self.name, "expected a non-empty string (≤ 200)")
-        if not isinstance(self.kind, str) or not self.kind:
-            raise ValidationError("kind", self.kind, "expected a non-empty job kind")
+        _check_name(self.name)
+        # The job each fire enqueues, validated now exactly as an insert would validate it
+        # (kind, queue, priority, attempts, tags, metadata, strict JSON args): a bad
+        # declaration fails at import time of the application, never in the leader.
+        job = InsertParams(
+            kind=self.kind,
+            args=self.args,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            tags=self.tags,
+            metadata=self.metadata,
+        )
+        _ = job.args_json, job.metadata_json
         object.__setattr__(self, "cron", CronExpression(self.expression, self.timezone))
         object.__setattr__(self, "expression", self.cron.expression)
         object.__setattr__(self, "misfire", parse_misfire(self.misfire))
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
-        object.__setattr__(self, "catchup_window", _seconds("catchup_window", self.catchup_window))
-        object.__setattr__(self, "miss_tolerance", _seconds("miss_tolerance", self.miss_tolerance))
-        if isinstance(self.max_catchup, bool) or not 1 <= self.max_catchup <= 10_000:
-            raise ValidationError("max_catchup", self.max_catchup, "expected 1..10000")
+        for name in ("catchup_window", "miss_tolerance"):
+            seconds = to_seconds(name, getattr(self, name), allow_zero=True)
+            object.__setattr__(self, name, seconds)
+        catchup = self.max_catchup
+        if isinstance(catchup, bool) or not isinstance(catchup, int) or not 1 <= catchup <= 10_000:
+            raise ValidationError("max_catchup", catchup, "expected an int in 1..10000")
         if not isinstance(self.paused, bool):
             raise ValidationError("paused", self.paused, "expected a bool")
-        try:
-            json.dumps(self.args)
-            json.dumps(dict(self.metadata or {}))
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("args", self.args, f"not JSON-serialisable: {exc}") from exc
 
     @property
     def window_s(self) -> float:
