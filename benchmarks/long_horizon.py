@@ -58,6 +58,7 @@ from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
 
 try:  # ``python -m benchmarks.long_horizon`` from the repo root
     from benchmarks._common import (
+        REPO_ROOT,
         RESULTS_DIR,
         BenchServer,
         cpu_busy_snapshot,
@@ -68,6 +69,7 @@ try:  # ``python -m benchmarks.long_horizon`` from the repo root
     )
 except ImportError:  # ``python benchmarks/long_horizon.py``
     from _common import (  # type: ignore[no-redef]
+        REPO_ROOT,
         RESULTS_DIR,
         BenchServer,
         cpu_busy_snapshot,
@@ -746,12 +748,19 @@ async def run_mode(
             "backlog_insert_s": None if backlog_s is None else round(backlog_s, 2),
             "stale_results": stale,
             "tracemalloc_growth": None if tracer is None else tracer.report(),
-            "samples_file": str(samples_path),
+            "samples_file": _repo_relative(samples_path),
         },
     )
 
 
 # -------------------------------------------------------------------------- summaries
+
+
+def _repo_relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
@@ -1099,6 +1108,15 @@ def _bucket_mean(
 
 
 def load_samples(path: Path) -> list[dict[str, Any]]:
+    """Samples of a run; ``<path>.gz`` is read when the file was compressed for keeping
+    (a relative path is taken from the repository root)."""
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        import gzip
+
+        with gzip.open(path.with_name(path.name + ".gz"), "rt", encoding="utf-8") as gz:
+            return [json.loads(line) for line in gz if line.strip()]
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
