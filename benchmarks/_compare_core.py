@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 __all__ = ["Driver", "main"]
 
-#: A handler gets the job's args as a dict and the job's attempt number.
+#: A handler gets the job's args as a dict.
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 CHUNK = 10_000

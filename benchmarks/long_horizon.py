@@ -1265,7 +1265,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "modes": summaries,
         "split_vs_single": comparison,
         "verdicts": verdicts,
-        "plots": [str(p) for p in plots],
+        "plots": [_repo_relative(p) for p in plots],
     }
 
 
