@@ -8,9 +8,9 @@ never a traceback, and never the database password in anything printed or logged
 
 ``dashboard`` is left out of the fuzz (it serves HTTP until Ctrl-C without touching the
 database), and so are the verbs that run until a signal against a live database (``worker``
-with a real app, ``maintenance run``, ``callbacks serve``, ``demo``, ``--watch``). Inputs
-that hit a known bug are kept out of the fuzz by ``known_bug`` and each has a focused
-strict xfail (``reason="BUG: ..."``).
+with a real app, ``maintenance run``, ``callbacks serve``, ``demo``, ``--watch``). A bug
+found here gets a focused strict xfail (``reason="BUG: ..."``) and, until it is fixed, a
+predicate that keeps its inputs out of the fuzz.
 """
 
 from __future__ import annotations
@@ -218,28 +218,6 @@ def command_lines(draw: st.DrawFn, verbs: Sequence[tuple[str, ...]]) -> list[str
     return argv
 
 
-def _int(token: str) -> int | None:
-    try:
-        return int(token)
-    except ValueError:
-        return None
-
-
-def known_bug(argv: Sequence[str], *, live: bool) -> bool:
-    """Command lines that currently crash; each root cause has a strict xfail below."""
-    if any(a.startswith(".") and ":" in a for a in argv):
-        return True  # test_relative_app_module_is_config_error
-    if not live:
-        return False
-    if any("\x00" in a or any("\ud800" <= c <= "\udfff" for c in a) for a in argv):
-        return True  # test_text_filters_that_postgres_cannot_store_are_errors
-    numbers = [n for n in map(_int, argv) if n is not None]
-    if any(not -(2**63) <= n <= INT64_MAX for n in numbers):
-        return True  # test_ids_beyond_bigint_are_errors
-    # test_events_list_limit_out_of_range_is_an_error
-    return {"events", "list", "--limit"} <= set(argv)
-
-
 # ------------------------------------------------------------------------------ fuzz
 
 
@@ -248,7 +226,6 @@ def known_bug(argv: Sequence[str], *, live: bool) -> bool:
 def test_fuzzed_command_lines_without_a_server_end_cleanly(argv: list[str]) -> None:
     """No server listens: every verb that reaches for the database must say so in one
     ``awa: error:`` line (with the URL's password masked)."""
-    assume(not known_bug(argv, live=False))
     url = f"postgresql://awa:{PASSWORD}@127.0.0.1:{closed_port()}/awa"
     outcome = run_main(["--database-url", url, *argv])
     event("argparse" if outcome.exited else f"rc={outcome.code}")
@@ -266,7 +243,7 @@ LIVE_VERBS = [v for v in VERBS if v not in LONG_RUNNING]
 def test_fuzzed_command_lines_against_a_database_end_cleanly(
     database_url: str, argv: list[str]
 ) -> None:
-    assume("--watch" not in argv and not known_bug(argv, live=True))
+    assume("--watch" not in argv)
     outcome = run_main(["--database-url", database_url, *argv])
     event("argparse" if outcome.exited else f"rc={outcome.code}")
     assert_clean_ending(outcome)
@@ -285,20 +262,13 @@ async def test_sql_looking_filters_are_plain_values(database_url: str) -> None:
         await conn.close()
 
 
-# ---------------------------------------------------------- focused: bugs (strict xfail)
+# ---------------------------------------------------------- focused: bugs found by the fuzz
 
 
 def _live(database_url: str, *argv: str) -> Outcome:
     return run_main(["--database-url", database_url, *argv])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: awa.cli.main.load_app passes '--app .mod:attr' to importlib.import_module, "
-    "which raises TypeError for a relative name; only ImportError is turned into "
-    "ConfigError, so the CLI dies with a traceback",
-)
 @pytest.mark.parametrize("spec", [".x:client", "..:client"])
 def test_relative_app_module_is_config_error(spec: str) -> None:
     url = f"postgresql://awa:{PASSWORD}@127.0.0.1:{closed_port()}/awa"
@@ -369,13 +339,6 @@ def test_multi_host_url_is_accepted() -> None:
     assert "malformed" not in outcome.err and "cannot reach PostgreSQL" in outcome.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a job whose run_at is -infinity (another producer's row, or datetime.min "
-    "through the API) gives lag_s = inf in queue_counts, and awa.cli.output.emit dumps "
-    "it as the bare token Infinity: `awa queues --json` prints invalid JSON. Fix: emit "
-    "with allow_nan=False after mapping non-finite floats to null (and clamp lag in SQL)",
-)
 async def test_queues_json_is_strict_json_even_for_a_job_due_since_forever(
     database_url: str,
 ) -> None:
@@ -442,14 +405,3 @@ def test_subprocess_invalid_utf8_argument_is_a_clean_error(database_url: str) ->
 def test_subprocess_id_beyond_bigint_is_a_clean_error(database_url: str) -> None:
     result = awa_cli("--database-url", database_url, "jobs", "show", BIG)
     assert result.returncode == 2 and b"Traceback" not in result.stderr
-
-
-def test_oracle_flags_the_known_crashes() -> None:
-    """``known_bug`` must recognise what the focused xfails exercise (else the fuzz would
-    run into them), and nothing ordinary."""
-    assert known_bug(["worker", "--app", ".x:c"], live=False)
-    assert known_bug(["jobs", "show", BIG], live=True)
-    assert known_bug(["-v", "events", "list", "--limit", "5"], live=True)
-    assert known_bug(["jobs", "list", "--kind", "a\x00"], live=True)
-    assert not known_bug(["jobs", "list", "--kind", "a\x00"], live=False)
-    assert not known_bug(["jobs", "show", "5"], live=True)

@@ -8,24 +8,23 @@ refused at 3 a.m. in the leader is the bug this file looks for. The leader side 
 hold: one bad schedule (declared by a buggy deploy or written by hand) may not stop the
 runtime from starting nor keep the other schedules from firing.
 
-Known bugs are strict xfails (``reason="BUG: ..."``); ``known_bug`` keeps their inputs out
-of the fuzz until they are fixed.
+A bug found here gets a focused strict xfail (``reason="BUG: ..."``) and, until it is
+fixed, a predicate that keeps its inputs out of the fuzz.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 import asyncpg
 import pytest
-from hypothesis import assume, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import awa
@@ -145,9 +144,9 @@ def _storable_text(value: Any) -> bool:
     )
 
 
-def known_bug(name: Any, kind: Any, options: Mapping[str, Any]) -> str | None:
-    """Inputs schedule() accepts although the leader cannot use them (the unvalidated
-    fields of test_declaration_is_refused_when_made), or that crash schedule() itself."""
+def unusable(name: Any, kind: Any, options: Mapping[str, Any]) -> str | None:
+    """The field that makes a declaration unusable by the leader (the job a fire would
+    build, the catch-up figures, the name), or None: schedule() must refuse those."""
     if not _storable_text(name):
         return "name"
     try:  # the job fields are not validated at declaration: a fire would build this
@@ -160,8 +159,8 @@ def known_bug(name: Any, kind: Any, options: Mapping[str, Any]) -> str | None:
             tags=options.get("tags", ()),
             metadata=options.get("metadata"),
         )
-    except Exception:
-        return "job fields"
+    except awa.ValidationError as exc:
+        return exc.field
     for field in ("catchup_window", "miss_tolerance"):
         value = options.get(field)
         if isinstance(value, float) and not math.isfinite(value):
@@ -201,7 +200,7 @@ def test_fuzzed_declaration_is_refused_when_made_or_works_in_the_leader(
     declaration: tuple[Any, Any, Any, dict[str, Any]],
 ) -> None:
     name, expression, kind, options = declaration
-    assume(known_bug(name, kind, options) is None)
+    bad = unusable(name, kind, options)
     client = awa.Client("postgresql://unused@127.0.0.1:1/x")
     try:
         schedule = client.schedule(name, expression, kind, **options)
@@ -209,6 +208,7 @@ def test_fuzzed_declaration_is_refused_when_made_or_works_in_the_leader(
         event(f"refused: {exc.field}")
         assert exc.field in ALL_FIELDS, exc
         return
+    assert bad is None, f"accepted although {bad!r} is unusable: {declaration!r}"
     event("accepted")
     publishable_and_fireable(client, schedule)
 
@@ -233,7 +233,7 @@ def test_fuzzed_expressions_and_timezones_never_crash(expression: Any, timezone:
     assert fires == sorted(fires) and all(f.tzinfo is not None for f in fires)
 
 
-# ---------------------------------------------------------- focused: bugs (strict xfail)
+# ---------------------------------------------------------- focused: bugs found by the fuzz
 
 UNVALIDATED = [
     ("queue", {"queue": None}),
@@ -320,16 +320,8 @@ async def test_sql_looking_declarations_are_published_and_fired_verbatim(
     assert await raw.fetchval("SELECT to_regclass('awa.cron_schedules') IS NOT NULL")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cron_evaluate builds every due schedule's InsertParams in one loop without "
-    "isolating failures: one schedule whose stored row cannot make a job (priority 99 "
-    "here) raises ValidationError out of run_once every pass, and every schedule after it "
-    "never fires. Fix: in CronEvaluate.run_once, catch AwaError per row, log it, count it "
-    "(rows 'invalid') and go on",
-)
 async def test_one_poisoned_schedule_does_not_stop_the_others(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = awa.FakeClock(T0)
     table = CronTable()
@@ -338,11 +330,15 @@ async def test_one_poisoned_schedule_does_not_stop_the_others(
     await CronSync(table, "test").run_once(ctx_for(mstore, clock))
     # A row no valid declaration produces (written by an older, buggier deploy or by hand).
     await raw.execute("UPDATE awa.cron_schedules SET priority = 99 WHERE name = 'a_poisoned'")
-    clock.advance(10.5)
-    # The poisoned schedule's failure may be reported; the healthy one must still fire.
-    with anyio.fail_after(30), contextlib.suppress(awa.AwaError):
-        await CronEvaluate().run_once(ctx_for(mstore, clock))
-    assert (await fired(raw)).get("b_healthy") == 1
+    evaluate = CronEvaluate()
+    with caplog.at_level(logging.ERROR, logger="awa.cron"):
+        for expected in (1, 2):
+            clock.advance(10.5)
+            result = await evaluate.run_once(ctx_for(mstore, clock))
+            assert result.rows["invalid"] == 1
+            assert await fired(raw) == {"b_healthy": expected}
+    reports = [r for r in caplog.records if "a_poisoned" in r.getMessage()]
+    assert len(reports) == 1 and "priority" in reports[0].getMessage()  # once, naming why
 
 
 async def test_bad_declaration_is_refused_or_does_not_stop_the_runtime(

@@ -12,9 +12,8 @@ then every example ends in one of two ways, and nothing else:
   PostgreSQL's ``jsonb`` keeps numbers as decimals, so ``1e300`` comes back as the integer
   it denotes).
 
-Inputs that hit a known bug are left out of the fuzz by ``known_bug`` and each has a
-focused strict xfail below (``reason="BUG: ..."``); fixing one makes its xfail pass, and
-then both the marker and the ``known_bug`` clause must go. Builds on
+A bug found here gets a focused strict xfail (``reason="BUG: ..."``) and, until it is
+fixed, a predicate that keeps its inputs out of the fuzz. Builds on
 ``test_jobs_bad_input.py`` (hand-picked cases) without repeating it.
 """
 
@@ -31,7 +30,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import awa
@@ -273,6 +272,18 @@ def _is_aware(value: Any) -> bool:
     return isinstance(value, datetime) and value.utcoffset() is not None
 
 
+def _storable_instant(value: Any) -> bool:
+    """Aware, and inside years 1..9999 in UTC without being datetime.min/max there (those
+    become -infinity/infinity in PostgreSQL)."""
+    if not _is_aware(value):
+        return False
+    try:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return False
+    return utc not in (datetime.min, datetime.max)
+
+
 def bad_fields(kind: Any, args: Any, options: Mapping[str, Any]) -> set[str]:
     """The fields a correct implementation must refuse (any one of them may be named)."""
     get = options.get
@@ -287,11 +298,11 @@ def bad_fields(kind: Any, args: Any, options: Mapping[str, Any]) -> set[str]:
         bad.add("priority")
     if "max_attempts" in options and _bad_int(get("max_attempts"), 1, 1000):
         bad.add("max_attempts")
-    if get("run_at") is not None and not _is_aware(get("run_at")):
+    if get("run_at") is not None and not _storable_instant(get("run_at")):
         bad.add("run_at")
     if get("delay") is not None:
         seconds = _seconds(get("delay"))
-        if get("run_at") is not None or seconds is None or not seconds >= 0:
+        if get("run_at") is not None or seconds is None or not 0 <= seconds <= HUNDRED_YEARS:
             bad.add("delay")
     if get("timeout") is not None and _bad_timeout(get("timeout")):
         bad.add("timeout")
@@ -313,30 +324,6 @@ def bad_fields(kind: Any, args: Any, options: Mapping[str, Any]) -> set[str]:
         except (ValueError, TypeError):
             bad.add("unique_scope")
     return bad
-
-
-def known_bug(options: Mapping[str, Any]) -> bool:
-    """Inputs that currently crash with an untyped error; each has a strict xfail below."""
-    run_at: Any = options.get("run_at")
-    delay, timeout, tags = (options.get(k) for k in ("delay", "timeout", "tags"))
-    if _is_aware(run_at):
-        try:
-            utc = run_at.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:
-            return True  # test_run_at_outside_the_storable_range_is_validation_error
-        if utc in (datetime.min, datetime.max):
-            return True  # test_extreme_run_at_is_refused_or_round_trips
-    if delay is not None and run_at is None:
-        seconds = _seconds(delay)
-        if seconds is not None and not seconds < 0:
-            try:
-                T0 + timedelta(seconds=seconds)
-            except (OverflowError, ValueError):
-                return True  # test_non_finite_or_huge_delay_is_validation_error
-    if isinstance(timeout, int) and not isinstance(timeout, bool) and _seconds(timeout) == math.inf:
-        return True  # test_timeout_too_large_for_a_float_is_validation_error
-    # test_tags_that_are_not_a_list_are_validation_error
-    return "tags" in options and not isinstance(tags, str | bytes | list | tuple)
 
 
 def as_json(value: Any) -> Any:
@@ -405,7 +392,6 @@ async def test_fuzzed_insert_is_a_typed_refusal_or_the_job_asked_for(
 ) -> None:
     kind, args, options = call
     options = unique(options)
-    assume(not known_bug(options))
     bad = bad_fields(kind, args, options)
     before = await count_jobs(raw)
     event("refused" if bad else "stored")
@@ -450,7 +436,6 @@ async def test_fuzzed_insert_many_is_all_or_nothing(
         if unique_keys and "unique_key" not in options:
             options["unique_key"] = f"batch-{index}"
         options = unique(options)
-        assume(not known_bug(options))
         bad = bad_fields(kind, args, options)
         if bad:
             with pytest.raises(awa.ValidationError) as caught:
@@ -568,16 +553,9 @@ async def test_deep_json_at_the_recursion_limit_round_trips(client: awa.Client) 
     assert (await client.get_job(job.id)).args == nested
 
 
-# ---------------------------------------------------------- focused: bugs (strict xfail)
+# ---------------------------------------------------------- focused: bugs found by the fuzz
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, OverflowError),
-    reason="BUG: Client.params computes run_at = now + timedelta(seconds=delay) without "
-    "to_seconds: NaN raises ValueError, inf / 1e12 / 10**400 / timedelta.max raise "
-    "OverflowError (untyped) instead of ValidationError('delay')",
-)
 @pytest.mark.parametrize(
     "delay",
     [float("nan"), float("inf"), 1e12, 10**400, timedelta.max],
@@ -686,27 +664,19 @@ async def test_int_beyond_the_digit_limit_is_validation_error(
     assert await count_jobs(raw) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: non-string dict keys are coerced by json.dumps, so {1: 'a', '1': 'b'} is "
-    "stored as {'1': 'b'}: data silently lost (should be ValidationError('args'))",
-)
 async def test_args_keys_that_collide_as_json_are_refused(client: awa.Client) -> None:
-    args = {1: "a", "1": "b"}
-    try:
-        job = await client.insert("keys", args)
-    except awa.ValidationError as exc:
-        assert exc.field == "args"
-        return
-    assert (await client.get_job(job.id)).args == args
+    """JSON turns every key into a string, so storing this would silently lose a value."""
+    with pytest.raises(awa.ValidationError) as caught:
+        await client.insert("keys", {1: "a", "1": "b"})
+    assert caught.value.field == "args" and "collide" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Store._insert_row builds the returned Job from the caller's objects "
-    "(args=p.args, metadata=p.metadata), not from what was stored: a tuple stays a tuple "
-    "and int keys stay ints, so insert() and get_job() disagree about the same job",
-)
+async def test_keys_of_one_non_string_type_are_stored_as_strings(client: awa.Client) -> None:
+    """They cannot collide, so they are kept, as JSON keeps them; insert() says so too."""
+    job = await client.insert("keys", {1: "a", 2: "b"})
+    assert job.args == {"1": "a", "2": "b"} == (await client.get_job(job.id)).args
+
+
 async def test_insert_returns_the_job_as_stored(client: awa.Client) -> None:
     job = await client.insert("shape", {"t": (1, 2)}, metadata={"m": (3,)})
     stored = await client.get_job(job.id)
@@ -725,6 +695,7 @@ def test_oracle_agrees_with_hand_picked_cases() -> None:
     assert bad_fields("k", None, {"tags": ["ok", ""]}) == {"tags"}
     assert bad_fields("k", None, {"metadata": [1]}) == {"metadata"}
     assert bad_fields("k", 10**5000, {}) == {"args"}
-    assert known_bug({"delay": math.nan}) and known_bug({"tags": None})
-    assert not known_bug({"delay": 5.0, "tags": ["a"]})
+    assert bad_fields("k", None, {"delay": math.nan}) == {"delay"}
+    assert bad_fields("k", None, {"delay": 10**400}) == {"delay"}
+    assert bad_fields("k", None, {"run_at": datetime.max.replace(tzinfo=UTC)}) == {"run_at"}
     assert as_json({"x": 1e300}) == as_json({"x": 10**300})

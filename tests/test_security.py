@@ -359,24 +359,29 @@ async def test_rotate_needs_truncate_on_the_ring_partitions(deployment: Deployme
         await admin.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=asyncpg.exceptions.InsufficientPrivilegeError,
-    reason="BUG: migrate() runs CREATE SCHEMA/TABLE IF NOT EXISTS before looking at the "
-    "applied versions, so the runtime role fails with a raw asyncpg "
-    "InsufficientPrivilegeError even when nothing is pending (`awa worker --migrate` "
-    "cannot run with the least-privilege role)",
-)
 async def test_migrate_as_the_runtime_role_on_an_up_to_date_schema_is_a_no_op(
     deployment: Deployment,
 ) -> None:
-    # Nothing is pending: the runtime role should be told so, not refused. If a migration
-    # were pending, a typed MigrationError saying "run it as the owner" would be right.
+    """Nothing is pending: the runtime role is told so (`awa worker --migrate` works with
+    the least-privilege role), not refused."""
+    assert await awa.Client(deployment.runtime_url).migrate() == []
+
+
+async def test_migrate_as_the_runtime_role_with_work_pending_is_a_typed_error(
+    deployment: Deployment,
+) -> None:
+    """A pending migration needs the owner: a MigrationError naming the role and what to
+    do, and nothing half-applied."""
+    latest = deployment.applied[-1]
+    conn = await asyncpg.connect(deployment.owner_url)
     try:
-        applied = await awa.Client(deployment.runtime_url).migrate()
-    except awa.MigrationError:
-        return
-    assert applied == []
+        await conn.execute("DELETE FROM awa.schema_migrations WHERE version = $1", latest)
+        with pytest.raises(awa.MigrationError) as caught:
+            await awa.Client(deployment.runtime_url).migrate()
+        assert deployment.runtime in str(caught.value) and "owner" in str(caught.value)
+        assert await conn.fetchval("SELECT max(version) FROM awa.schema_migrations") < latest
+    finally:
+        await conn.close()
 
 
 # ----------------------------------------------------------------- database passwords

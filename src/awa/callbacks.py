@@ -216,7 +216,9 @@ def verify_signature(
     macs: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        # ASCII decimals only ("²" is isdigit but not int-able), and short enough to be a
+        # Unix time: a 5,000-digit value would make int() and the subtraction below raise.
+        if name == "t" and value.isascii() and value.isdecimal() and len(value) <= 12:
             timestamp = int(value)
         elif name == "v1" and value:
             macs.append(value)

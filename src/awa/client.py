@@ -21,7 +21,7 @@ from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry, check_description
-from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
+from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state, to_seconds
 from awa.store import Connection, QueueCount, Store
 from awa.store.cron import CronStore
 from awa.telemetry import Instruments, inject_trace_context, instruments
@@ -179,9 +179,8 @@ class Client:
         if delay is not None:
             if run_at is not None:
                 raise ValidationError("delay", delay, "give either run_at or delay, not both")
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-                raise ValidationError("delay", delay, "expected seconds >= 0 or a timedelta")
+            seconds = to_seconds("delay", delay, allow_zero=True)
+            assert seconds is not None
             run_at = self.clock.now() + timedelta(seconds=seconds)
         return InsertParams(
             kind=kind,

@@ -251,7 +251,11 @@ def _number(request: dict[str, Any], name: str, *, positive: bool) -> None:
     value = request.get(name)
     if value is None:
         return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an integer beyond float range: no sane number of seconds
+        ok = False
     if not ok or value < 0 or (positive and value == 0):
         raise _Refused(400, "invalid", f"{name} must be a number of seconds")
 

@@ -163,13 +163,27 @@ def to_seconds(
 
 
 def encode_json(name: str, value: Any) -> str:
-    """Serialise ``value`` as strict JSON text PostgreSQL's ``jsonb`` will accept."""
+    """Serialise ``value`` as strict JSON text PostgreSQL's ``jsonb`` will accept.
+
+    Keys are sorted (``jsonb`` keeps its own key order anyway) because sorting is the cheap
+    way to refuse objects whose keys mix strings with numbers, bools or None: JSON turns
+    every key into a string, so ``{1: "a", "1": "b"}`` would silently lose a value.
+    Keys of one non-string kind (``{1: "a", 2: "b"}``) cannot collide and are stored as
+    strings, which is what the returned ``Job`` then shows."""
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            value, allow_nan=False, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+        )
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(name, value, "contains a lone surrogate (not valid UTF-8)") from None
-    except (TypeError, ValueError, RecursionError) as exc:
+    except TypeError as exc:
+        if "not supported between instances" in str(exc):
+            raise ValidationError(
+                name, value, "object keys mix strings with other types (they would collide)"
+            ) from None
+        raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
+    except (ValueError, RecursionError) as exc:
         raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
     if _ESCAPED_NUL.search(text):
         raise ValidationError(name, value, "JSON text may not contain NUL (\\u0000) characters")

@@ -240,6 +240,11 @@ def load_app(spec: str) -> Client:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"--app expects module:attribute, got {spec!r}")
+    if module_name.startswith("."):
+        raise ConfigError(
+            f"--app {spec!r}: relative module names have no package to resolve against; "
+            "give the absolute module path (package.module:attribute)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

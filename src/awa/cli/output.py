@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,10 +18,24 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN/infinity replaced by null: strict JSON has no token for
+    them (a job due at ``-infinity`` has an infinite lag), and scripts parse strictly."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
     """Print ``data`` as JSON when asked, else the human ``text``."""
     if as_json:
-        json.dump(data, sys.stdout, default=_default, indent=2, sort_keys=True)
+        json.dump(
+            _finite(data), sys.stdout, default=_default, indent=2, sort_keys=True, allow_nan=False
+        )
         sys.stdout.write("\n")
     elif text is not None:
         print(text)

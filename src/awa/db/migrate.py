@@ -64,17 +64,32 @@ async def migrate(conn: asyncpg.Connection, *, target: int | None = None) -> lis
     target = latest if target is None else target
     if not 0 <= target <= latest:
         raise MigrationError(f"target version {target} is outside 0..{latest}")
+    try:
+        return await _apply(conn, latest, target)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        role = await conn.fetchval("SELECT current_user")
+        raise MigrationError(
+            f"role {role!r} may not change the awa schema ({exc}); apply migrations as the "
+            "schema's owner (`awa migrate` with the owner's URL), then run the runtime with "
+            "this role (docs/security.md)"
+        ) from exc
+
+
+async def _apply(conn: asyncpg.Connection, latest: int, target: int) -> list[int]:
+    """The body of ``migrate``. No DDL runs unless something is pending, so a
+    least-privilege runtime role can call it on an up-to-date schema (a no-op)."""
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS awa")
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS awa.schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   checksum text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
+        if await conn.fetchval("SELECT to_regclass('awa.schema_migrations') IS NULL"):
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS awa")
+            await conn.execute(
+                """CREATE TABLE awa.schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       checksum text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
         rows = await conn.fetch("SELECT version, checksum FROM awa.schema_migrations")
         done = {int(r["version"]): str(r["checksum"]) for r in rows}
         if done and max(done) > latest:

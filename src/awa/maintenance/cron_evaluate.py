@@ -28,7 +28,8 @@ within milliseconds of their instant, not a polling period later.
 Defaults: interval 5 s (backstop; it also wakes at the next fire instant and when schedules
 are (re)declared), timeout 30 s, ``on_time`` 5 s (a fire found at most this
 late is a normal trigger, not a misfire). Rows: ``fired``, ``missed``, ``overlap_skipped``,
-``lost_race``, ``missed_alert``.
+``lost_race``, ``missed_alert``, ``invalid`` (schedules whose stored row cannot make a job:
+each is logged once per distinct error, skipped, and does not stop the others).
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ class CronEvaluate(Branch):
         self.on_time = on_time
         self.on_missed = on_missed
         self._expressions: dict[tuple[str, str], CronExpression] = {}
+        self._invalid: dict[str, str] = {}
+
+    def _report_invalid(self, name: str, exc: Exception) -> None:
+        """Log a schedule that cannot be evaluated once per distinct error (it is retried
+        every pass and counted in the ``invalid`` rows each time)."""
+        message = f"{type(exc).__name__}: {exc}"
+        if self._invalid.get(name) != message:
+            self._invalid[name] = message
+            log.error(
+                "cron schedule %r cannot be evaluated and will not fire until it is "
+                "re-declared: %s (other schedules are unaffected)",
+                name,
+                message,
+            )
 
     def _expression(self, row: dict[str, Any]) -> CronExpression:
         key = (str(row["expression"]), str(row["timezone"]))
@@ -101,19 +116,27 @@ class CronEvaluate(Branch):
         if any(_success_unknown(row) for row in rows):
             await ctx.store.refresh_cron_success()
             rows = await ctx.store.active_cron()
-        totals = {"fired": 0, "missed": 0, "overlap_skipped": 0, "lost_race": 0}
+        totals = {"fired": 0, "missed": 0, "overlap_skipped": 0, "lost_race": 0, "invalid": 0}
         alerts = 0
         more = False
         soonest: float | None = None
         for row in rows:
             now = ctx.clock.now()
-            outcome = await self._evaluate(ctx, row, now)
+            try:
+                outcome = await self._evaluate(ctx, row, now)
+                alerted = await self._detect_missed(ctx, row, now)
+            except (ValueError, TypeError) as exc:  # ValidationError is a ValueError
+                # A stored row no valid declaration produces (an older deploy's, or edited
+                # by hand). Its transaction rolled back; the other schedules must still fire.
+                self._report_invalid(str(row["name"]), exc)
+                totals["invalid"] += 1
+                continue
+            self._invalid.pop(str(row["name"]), None)
             for key, value in outcome.items():
                 if key in totals:
                     totals[key] += value
             more = more or bool(outcome.get("more"))
-            if await self._detect_missed(ctx, row, now):
-                alerts += 1
+            alerts += alerted
             wait = outcome.get("next_in")
             if wait is not None:
                 soonest = wait if soonest is None else min(soonest, wait)

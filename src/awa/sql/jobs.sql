@@ -9,7 +9,9 @@
 -- name: insert_job
 -- Insert one job; state is scheduled when run_at is in the future, else available. In the
 -- same statement, wake the queue's dispatchers (available) or announce the due time to the
--- maintenance leader (scheduled); both notifications are delivered at commit.
+-- maintenance leader (scheduled); both notifications are delivered at commit. args and
+-- metadata come back as stored (jsonb-normalised), as text: the caller's connection may
+-- lack awa's codecs.
 WITH t AS (SELECT coalesce($12::timestamptz, now()) AS now),
 ins AS (
     INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, max_attempts,
@@ -18,9 +20,10 @@ ins AS (
            CASE WHEN coalesce($5, t.now) > t.now THEN 'scheduled' ELSE 'available' END::awa.job_state,
            $4, $4, $6, coalesce($5, t.now), t.now, $7, $8, $9::jsonb, $10, $11::awa.job_state[]
       FROM t
-    RETURNING id, state, run_at, created_at, queue
+    RETURNING id, state, run_at, created_at, queue, args, metadata
 )
-SELECT ins.id, ins.state, ins.run_at, ins.created_at
+SELECT ins.id, ins.state, ins.run_at, ins.created_at,
+       ins.args::text AS args, ins.metadata::text AS metadata
   FROM ins
  CROSS JOIN LATERAL (
        SELECT pg_notify(CASE WHEN ins.state = 'available' THEN 'awa_jobs' ELSE 'awa_due' END,

@@ -11,6 +11,7 @@ value) replaces it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -258,7 +259,7 @@ class Store:
             id=int(row["id"]),
             kind=p.kind,
             queue=p.queue,
-            args=p.args if p.args is not None else {},
+            args=json.loads(row["args"]),
             state=state,
             priority=p.priority,
             attempt=0,
@@ -267,7 +268,7 @@ class Store:
             created_at=row["created_at"],
             timeout=p.timeout_seconds,
             tags=list(p.tags),
-            metadata=dict(p.metadata or {}),
+            metadata=json.loads(row["metadata"]),
             unique_key=p.unique_key,
         )
 
