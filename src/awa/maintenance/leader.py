@@ -34,7 +34,10 @@ log = logging.getLogger("awa.maintenance")
 DUE_CHANNEL = "awa_due"
 #: Payload on ``DUE_CHANNEL`` when cron schedules were (re)declared (see ``cron_upsert``).
 CRON_CHANGED = "cron"
-_RECONNECT = Backoff(base=0.5, factor=2.0, cap=30.0, jitter=0.2)
+#: Between failed connection attempts of the election. Capped low: after a database outage,
+#: the cap is roughly how long the SLO lane stays without a leader once PostgreSQL is back,
+#: and one connection attempt every few seconds per worker costs the server nothing.
+_RECONNECT = Backoff(base=0.5, factor=2.0, cap=5.0, jitter=0.2)
 
 
 class MaintenanceLeader:
