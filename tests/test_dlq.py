@@ -742,3 +742,23 @@ async def test_cli_list_show_retry_purge_policies_json(
     assert json.loads(out.stdout) == {"purged": 1}
     out = await run("list", "--all", "--json")
     assert json.loads(out.stdout) == []
+
+
+async def test_a_letter_with_unreadable_metadata_or_errors_is_still_listed_and_shown(
+    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+) -> None:
+    """Another producer (or a hand edit) can leave jsonb Python cannot use: nesting past
+    the recursion limit, or the wrong shape. Reading the hold must not raise for it."""
+    dead = await fail_job(mstore, "emails", attempts=1)
+    await hold(DeadLetterPolicy("emails")).run_once(ctx_for(mstore))
+    deep = "[" * 5000 + "]" * 5000
+    await raw.execute(
+        "UPDATE awa.dead_letters SET metadata = $2::jsonb, errors = '5'::jsonb WHERE id = $1",
+        dead,
+        deep,
+    )
+    letter = await DeadLetters(client).get(dead)
+    assert isinstance(letter.metadata, awa.UnreadableMetadata) and letter.metadata == {}
+    assert "recursion" in letter.metadata.reason
+    assert [e["kind"] for e in letter.errors] == ["unreadable"]
+    assert dead in [listed.id for listed in await DeadLetters(client).list_letters(queue="emails")]

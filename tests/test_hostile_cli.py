@@ -326,12 +326,6 @@ async def test_events_list_limit_out_of_range_is_an_error(database_url: str, lim
     assert outcome.code == 2 and "limit" in outcome.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_database_url rejects multi-host URLs (host1:port,host2:port, the "
-    "failover syntax asyncpg and libpq accept) as malformed: urlsplit cannot parse the "
-    "port list",
-)
 def test_multi_host_url_is_accepted() -> None:
     hosts = f"127.0.0.1:{closed_port()},127.0.0.1:{closed_port()}"
     outcome = run_main(["--database-url", f"postgresql://awa@{hosts}/awa", "jobs", "list"])

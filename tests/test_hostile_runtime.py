@@ -12,8 +12,10 @@ Bugs are strict xfails (``reason="BUG: ..."``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -21,6 +23,7 @@ import asyncpg
 import pytest
 
 import awa
+from awa.db.connect import UndecodableJson
 
 CONFIG = awa.RuntimeConfig(
     queues={"default": 4}, poll_interval=0.2, heartbeat_interval=0.2, shutdown_grace=2.0
@@ -182,31 +185,97 @@ async def test_failure_text_postgres_cannot_store_does_not_kill_the_runtime(
 # ------------------------------------------------------ rows other producers wrote
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: awa.db.connect._decode_jsonb is json.loads: a jsonb value PostgreSQL "
-    "accepts but Python cannot decode (a number of more than 4300 digits, nesting past "
-    "the recursion limit) raises inside asyncpg while the claim reads its batch, which "
-    "kills the runtime and strands the whole batch in 'running'; get_job raises a raw "
-    "ValueError/RecursionError. Fix: decode with a parse_int that keeps long integers "
-    "(decimal.Decimal), catch RecursionError/ValueError and hand the dispatcher a marker "
-    "that fails just that job ('args cannot be decoded')",
-)
-@pytest.mark.parametrize(
-    "args_sql",
-    ["'{\"n\": 1e5000}'::jsonb", "(repeat('[', 5000) || repeat(']', 5000))::jsonb"],
-    ids=["number-of-5001-digits", "nested-5000-deep"],
-)
+UNDECODABLE_ARGS = {
+    "nested-5000-deep": "(repeat('[', 5000) || repeat(']', 5000))::jsonb",
+    "nested-in-an-object": "('{\"a\": ' || repeat('[', 5000) || repeat(']', 5000) || '}')::jsonb",
+}
+
+
+@pytest.mark.parametrize("args_sql", list(UNDECODABLE_ARGS.values()), ids=list(UNDECODABLE_ARGS))
 async def test_args_python_cannot_decode_fail_only_that_job(
     database_url: str, raw: asyncpg.Connection, args_sql: str
 ) -> None:
     async def never(ctx: awa.JobContext) -> None:
-        raise AssertionError("a job whose args cannot be decoded must not run")
+        raise AssertionError("this handler must not run")
 
     state, row = await hostile_job(
         database_url, raw, never, tamper=f"UPDATE awa.jobs SET args = {args_sql} WHERE id = $1"
     )
-    assert state == "failed" and "decode" in row["errors"]
+    assert state == "failed" and "args cannot be decoded" in row["errors"]
+    assert "recursion limit" in row["errors"] and "must not run" not in row["errors"]
+    assert re.search(r"job \d+ \(kind 'hostile'\) was not run", row["errors"])
+
+
+async def test_args_python_cannot_decode_read_back_as_a_marker(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """Reading such a job (get_job, list_jobs, a unique-key duplicate on the text path)
+    gives a job whose args are a marker saying why, never a raw RecursionError."""
+    deep_args = UNDECODABLE_ARGS["nested-5000-deep"]
+    async with awa.Client(database_url) as client:
+        job = await client.insert("hostile", {"n": 1}, unique_key="poisoned")
+        await raw.execute(f"UPDATE awa.jobs SET args = {deep_args} WHERE id = $1", job.id)
+        for read in (
+            await client.get_job(job.id),
+            (await client.list_jobs(kind="hostile"))[0],
+            await client.insert("hostile", {"n": 2}, unique_key="poisoned"),
+        ):
+            assert read.id == job.id
+            assert isinstance(read.args, UndecodableJson)
+            assert "recursion limit" in repr(read.args) and "recursion limit" in str(read.args)
+
+
+async def test_args_with_integers_beyond_python_int_limit_decode_exactly(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """int() refuses more than 4300 digits; such an integer arrives as an exact Decimal."""
+    seen: list[Any] = []
+
+    async def handler(ctx: awa.JobContext) -> str:
+        seen.append(ctx.args["n"])
+        return "ran"
+
+    state, _ = await hostile_job(
+        database_url,
+        raw,
+        handler,
+        tamper="UPDATE awa.jobs SET args = '{\"n\": 1e5000}'::jsonb WHERE id = $1",
+    )
+    assert state == "completed"
+    assert seen == [Decimal("1" + "0" * 5000)]
+
+
+@pytest.mark.parametrize(
+    "metadata_sql",
+    ["(repeat('[', 5000) || repeat(']', 5000))::jsonb", "'[1, 2]'::jsonb", "'\"text\"'::jsonb"],
+    ids=["nested-5000-deep", "array", "string"],
+)
+async def test_metadata_that_is_not_an_object_fails_only_that_job(
+    database_url: str, raw: asyncpg.Connection, metadata_sql: str
+) -> None:
+    async def never(ctx: awa.JobContext) -> None:
+        raise AssertionError("this handler must not run")
+
+    tamper = f"UPDATE awa.jobs SET metadata = {metadata_sql} WHERE id = $1"
+    state, row = await hostile_job(database_url, raw, never, tamper=tamper)
+    assert state == "failed" and "metadata cannot be decoded" in row["errors"]
+
+
+@pytest.mark.parametrize(
+    "errors_sql",
+    ["(repeat('[', 5000) || repeat(']', 5000))::jsonb", "'5'::jsonb", "'{\"a\": 1}'::jsonb"],
+    ids=["nested-5000-deep", "number", "object"],
+)
+async def test_errors_history_that_is_not_an_array_does_not_stop_the_job(
+    database_url: str, raw: asyncpg.Connection, errors_sql: str
+) -> None:
+    async def handler(ctx: awa.JobContext) -> str:
+        assert ctx.job.errors[0]["kind"] == "unreadable"
+        return "ran"
+
+    tamper = f"UPDATE awa.jobs SET errors = {errors_sql} WHERE id = $1"
+    state, _ = await hostile_job(database_url, raw, handler, tamper=tamper)
+    assert state == "completed"
 
 
 @pytest.mark.parametrize("via", ["client-insert", "sql"])

@@ -428,7 +428,7 @@ async def test_refused_login_error_does_not_carry_the_password(server_url: str) 
         pytest.param(f"postgresql://awa:{PASSWORD}@localhost:notaport/awa", id="bad-port"),
         pytest.param(f"postgres-ql://awa:{PASSWORD}@localhost/awa", id="bad-scheme"),
         pytest.param(
-            f"postgresql://awa:{PASSWORD}@10.0.0.1:5432,10.0.0.2:5432/awa", id="multi-host"
+            f"postgresql://awa:{PASSWORD}@10.0.0.1:5432,10.0.0.2:port/awa", id="multi-host"
         ),
     ],
 )

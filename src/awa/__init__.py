@@ -11,6 +11,7 @@ from awa.clock import Clock as Clock
 from awa.clock import FakeClock as FakeClock
 from awa.clock import SystemClock as SystemClock
 from awa.config import RuntimeConfig as RuntimeConfig
+from awa.db.connect import UndecodableJson as UndecodableJson
 from awa.errors import AwaError as AwaError
 from awa.errors import CallbackAlreadyResolved as CallbackAlreadyResolved
 from awa.errors import CallbackError as CallbackError
@@ -46,6 +47,7 @@ from awa.model import Snooze as Snooze
 from awa.model import UniqueScope as UniqueScope
 from awa.model import WaitForCallback as WaitForCallback
 from awa.runtime import Runtime as Runtime
+from awa.store.rows import UnreadableMetadata as UnreadableMetadata
 
 __all__ = (
     "AwaError",
@@ -84,7 +86,9 @@ __all__ = (
     "Snooze",
     "StartupRecoveryError",
     "SystemClock",
+    "UndecodableJson",
     "UniqueScope",
+    "UnreadableMetadata",
     "ValidationError",
     "WaitForCallback",
     "WebhookSink",

@@ -9,6 +9,8 @@ import os
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,9 +23,11 @@ __all__ = [
     "Connection",
     "Pool",
     "RawJson",
+    "UndecodableJson",
     "check_database_url",
     "connect",
     "create_pool",
+    "decode_json",
     "translate_errors",
 ]
 
@@ -67,15 +71,96 @@ def _encode_jsonb(value: Any) -> bytes:
     return b"\x01" + _encode_json(value).encode()
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class UndecodableJson:
+    """Stands in for a stored json/jsonb value that PostgreSQL accepted but Python cannot
+    turn into objects (nesting past the recursion limit, text that is not JSON or UTF-8).
+
+    Decoding never raises: one such value (written by another producer) must not abort the
+    query that reads it, which for a claim would kill the runtime and strand the whole
+    batch in 'running'. The runtime fails a job whose args or metadata are this marker
+    instead of running it; readers (``get_job``, the CLI, dashboards) show its repr.
+    """
+
+    reason: str
+    size: int  #: length of the JSON text, in characters
+
+    def __repr__(self) -> str:
+        return f"<undecodable JSON: {self.reason} ({self.size} characters)>"
+
+    __str__ = __repr__
+
+
+def _int_or_decimal(digits: str) -> int | Decimal:
+    # int() refuses more than sys.get_int_max_str_digits() digits (4300 by default) because
+    # the conversion is quadratic; Decimal keeps the exact value in linear time and prints.
+    try:
+        return int(digits)
+    except ValueError:
+        return Decimal(digits)
+
+
+_DECODER = json.JSONDecoder()
+# The C scanner behind json.loads, called directly: no whitespace skipping, no slicing.
+_scan_once: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_LONG_INT_DECODER = json.JSONDecoder(parse_int=_int_or_decimal)
+
+
+def decode_json(text: str, start: int = 0) -> Any:
+    """The JSON value in ``text[start:]``; never raises for a value PostgreSQL stored.
+
+    Integers beyond Python's int-string limit become exact ``decimal.Decimal`` values;
+    what Python cannot decode at all becomes an ``UndecodableJson`` marker.
+    """
+    try:
+        value, end = _scan_once(text, start)
+    except RecursionError:
+        return _too_deep(text, start)
+    except (StopIteration, ValueError):
+        return _decode_slowly(text, start)
+    if end != len(text):  # trailing whitespace (json text) or something invalid
+        return _decode_slowly(text, start)
+    return value
+
+
+def _too_deep(text: str, start: int) -> UndecodableJson:
+    return UndecodableJson("nested deeper than Python's recursion limit", len(text) - start)
+
+
+def _decode_slowly(text: str, start: int) -> Any:
+    body = text[start:] if start else text
+    try:
+        return _DECODER.decode(body)
+    except RecursionError:
+        return _too_deep(text, start)
+    except json.JSONDecodeError as exc:
+        return UndecodableJson(f"not valid JSON ({exc})", len(body))
+    except ValueError:
+        pass  # an integer with more digits than int() accepts
+    try:
+        return _LONG_INT_DECODER.decode(body)
+    except RecursionError:
+        return _too_deep(text, start)
+    except ValueError as exc:
+        return UndecodableJson(f"cannot be decoded ({exc})", len(body))
+
+
 def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
+    # jsonb's binary wire format: a version byte (1), then the JSON text.
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        return UndecodableJson(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", len(data) - 1)
+    return decode_json(text, 1)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
     )
-    await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "json", encoder=_encode_json, decoder=decode_json, schema="pg_catalog"
+    )
 
 
 def check_database_url(url: str | None) -> str:
@@ -87,7 +172,10 @@ def check_database_url(url: str | None) -> str:
         )
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        # libpq and asyncpg accept a failover list "host1:port1,host2:port2"; urlsplit reads
+        # it as one host, so each entry's port is checked on its own.
+        for host in parts.netloc.rpartition("@")[2].split(","):
+            urlsplit(f"//{host}").port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
         raise ConfigError(f"database_url={_redact(url)!r} is malformed: {exc}") from None
     if parts.scheme not in ("postgres", "postgresql"):

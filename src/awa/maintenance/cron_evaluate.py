@@ -34,7 +34,6 @@ each is logged once per distinct error, skipped, and does not stop the others).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from typing import Any
 
 from awa.cron import Action, CronExpression, Misfire, Overlap, PreviousJob, plan_fires
 from awa.cron.previous import previous_fire
+from awa.db.connect import decode_json
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import InsertParams
 
@@ -272,7 +272,7 @@ def _success_unknown(row: dict[str, Any]) -> bool:
 def _as_json(value: Any) -> Any:
     """jsonb arrives decoded or as text depending on the codec in use."""
     if isinstance(value, str):
-        return json.loads(value)
+        return decode_json(value)
     if isinstance(value, dict):
         return dict(value)
     return value

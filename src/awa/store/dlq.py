@@ -17,6 +17,7 @@ from awa.db.connect import RawJson
 from awa.errors import DeadLetterConflict, DeadLetterNotFound, ValidationError
 from awa.model import MAX_QUEUE_LENGTH, to_seconds
 from awa.store.queries import load_queries
+from awa.store.rows import errors_column, metadata_column
 from awa.store.store import Connection, Store
 
 __all__ = ["DEFAULT_RETENTION", "DeadLetter", "DeadLetterPolicy", "DeadLetterStore", "PolicyRow"]
@@ -155,10 +156,10 @@ def _letter(row: Any) -> DeadLetter:
         finalized_at=row["finalized_at"],
         dead_at=row["dead_at"],
         reason=row["reason"],
-        errors=list(row["errors"] or []),
+        errors=errors_column(row["errors"]),
         timeout=row["timeout_s"],
         tags=list(row["tags"] or []),
-        metadata=dict(row["metadata"] or {}),
+        metadata=metadata_column(row["metadata"]),
         progress=row["progress"],
         unique_key=row["unique_key"],
         run_lease=int(row["run_lease"]),

@@ -1,15 +1,37 @@
-"""Turning database rows into model objects (one place, so column changes touch one file)."""
+"""Turning database rows into model objects (one place, so column changes touch one file).
+
+A row may have been written by any SQL client, so building a ``Job`` never raises for the
+shape of its JSON columns: a claim that raised here would strand its whole batch in
+'running'. Values Python cannot decode arrive as ``UndecodableJson`` markers (see
+``awa.db.connect``); metadata that is not a JSON object becomes ``UnreadableMetadata``;
+the runtime fails such a job instead of running it (``awa.worker.outcomes.refuse``).
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
 
+from awa.db.connect import UndecodableJson, decode_json
+from awa.errors import safe_repr
 from awa.model import Job, JobState
 
-__all__ = ["job_from_row"]
+__all__ = ["UnreadableMetadata", "errors_column", "job_from_row", "metadata_column"]
+
+
+class UnreadableMetadata(dict[str, Any]):
+    """Empty metadata standing in for a stored value that is not a JSON object or cannot be
+    decoded; ``reason`` says what was stored."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<unreadable metadata: {self.reason}>"
 
 
 def job_from_row(
@@ -21,7 +43,7 @@ def job_from_row(
     def _json(value: Any) -> Any:
         # Queries that may run on a caller's own connection (which lacks awa's jsonb codec)
         # cast jsonb to text and say so with json_as_text.
-        return json.loads(value) if json_as_text and value is not None else value
+        return decode_json(value) if json_as_text and value is not None else value
 
     return Job(
         id=int(row["id"]),
@@ -40,8 +62,8 @@ def job_from_row(
         deadline_at=get("deadline_at"),
         timeout=get("timeout_s"),
         tags=list(get("tags") or []),
-        metadata=dict(_json(get("metadata")) or {}),
-        errors=list(_json(get("errors")) or []),
+        metadata=metadata_column(_json(get("metadata"))),
+        errors=errors_column(_json(get("errors"))),
         progress=_json(get("progress")),
         unique_key=get("unique_key"),
         run_lease=int(get("run_lease") or 0),
@@ -49,3 +71,24 @@ def job_from_row(
         result=_json(get("result")),
         duplicate=duplicate,
     )
+
+
+def metadata_column(value: Any) -> dict[str, Any]:
+    """A decoded ``metadata`` column as a dict, never raising on an odd stored shape."""
+    if isinstance(value, dict):
+        return dict(value)
+    if value is None:
+        return {}
+    if isinstance(value, UndecodableJson):
+        return UnreadableMetadata(f"stored metadata is {value!r}")
+    return UnreadableMetadata(f"stored metadata is not a JSON object: {safe_repr(value)}")
+
+
+def errors_column(value: Any) -> list[dict[str, Any]]:
+    """A decoded ``errors`` column as a list, never raising on an odd stored shape."""
+    if isinstance(value, list):
+        return list(value)
+    if value is None:
+        return []
+    shown = repr(value) if isinstance(value, UndecodableJson) else safe_repr(value)
+    return [{"kind": "unreadable", "message": f"stored errors are not a JSON array: {shown}"}]

@@ -11,7 +11,6 @@ value) replaces it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from awa.db.connect import (
     RawJson,
     connect,
     create_pool,
+    decode_json,
 )
 from awa.errors import (
     DatabaseConflict,
@@ -259,7 +259,7 @@ class Store:
             id=int(row["id"]),
             kind=p.kind,
             queue=p.queue,
-            args=json.loads(row["args"]),
+            args=decode_json(row["args"]),
             state=state,
             priority=p.priority,
             attempt=0,
@@ -268,7 +268,7 @@ class Store:
             created_at=row["created_at"],
             timeout=p.timeout_seconds,
             tags=list(p.tags),
-            metadata=json.loads(row["metadata"]),
+            metadata=decode_json(row["metadata"]),
             unique_key=p.unique_key,
         )
 

@@ -23,7 +23,7 @@ from awa.store.callbacks import CallbackStore
 from awa.telemetry import Instruments, SpanHandle
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
-from awa.worker.outcomes import Decision, decide
+from awa.worker.outcomes import Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
 
 __all__ = ["QueueDispatcher"]
@@ -182,6 +182,11 @@ class QueueDispatcher:
     ) -> Decision | None:
         """Run the handler once under its deadline; what to record, or None if lost."""
         job = entry.job
+        refused = refuse(job, self._clock.now())
+        if refused is not None:  # args/metadata Python cannot decode: never run the handler
+            log.warning("%s", refused.error["message"] if refused.error else "refused")
+            span.record_error("undecodable")
+            return refused
         timeout = job.timeout if job.timeout is not None else spec.timeout
         deadline = anyio.move_on_after(timeout) if timeout is not None else anyio.CancelScope()
         returned: object = None

@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from awa.backoff import Backoff
+from awa.db.connect import UndecodableJson
 from awa.errors import ValidationError, safe_repr
 from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, WaitForCallback, encode_json
+from awa.store.rows import UnreadableMetadata
 
-__all__ = ["Decision", "decide", "error_record"]
+__all__ = ["Decision", "decide", "error_record", "refuse"]
 
 _TRACEBACK_LINES = 12
 _MESSAGE_LIMIT = 2000
@@ -56,6 +58,22 @@ def storable_text(text: str) -> str:
     error message is arbitrary, and one unstorable character would make PostgreSQL refuse
     the whole batched completion flush."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def refuse(job: Job, now: datetime) -> Decision | None:
+    """A terminal failure for a job that cannot be run as stored (args Python cannot decode,
+    metadata that is not a JSON object), or None. Another attempt would read the same
+    row, so it fails at once; the handler never sees a marker."""
+    if isinstance(job.args, UndecodableJson):
+        problem = f"its args cannot be decoded: {job.args.reason} ({job.args.size} characters)"
+    elif isinstance(job.metadata, UnreadableMetadata):
+        problem = f"its metadata cannot be decoded: {job.metadata.reason}"
+    else:
+        return None
+    message = f"job {job.id} (kind {job.kind!r}) was not run: {problem}"
+    return Decision(
+        JobState.FAILED, "failed", error=error_record(job, now, "undecodable", None, message)
+    )
 
 
 def _fail_or_retry(job: Job, now: datetime, error: dict[str, Any], delay: float) -> Decision:
