@@ -161,3 +161,29 @@ async def rescued(raw: asyncpg.Connection, ids: list[int]) -> bool:
 
 async def no_live_jobs(raw: asyncpg.Connection) -> bool:
     return await chaos_done(raw) == 0
+
+
+async def test_producer_on_an_exhausted_pool_gets_a_typed_error_not_a_hang(
+    database_url: str,
+) -> None:
+    """While the application holds every pooled connection, an insert waits at most the
+    acquire timeout and raises ``PoolExhausted`` (a ``DatabaseUnavailable``: retryable);
+    nothing is written, and once a connection is free the same call succeeds."""
+    async with awa.Client(database_url, pool_size=2, pool_acquire_timeout=0.3) as client:
+        held = [await client.store.pool.acquire() for _ in range(2)]
+        try:
+            with anyio.fail_after(30):  # a hang fails here, not in CI's global timeout
+                with pytest.raises(awa.PoolExhausted, match="pool size 2") as caught:
+                    await client.insert("pool_probe", {"n": 1})
+                with pytest.raises(awa.DatabaseUnavailable):
+                    await client.insert_many([client.params("pool_probe", {"n": 2})])
+            assert isinstance(caught.value, awa.DatabaseUnavailable)
+            count = await held[0].fetchval(
+                "SELECT count(*) FROM awa.all_jobs WHERE kind = 'pool_probe'"
+            )
+            assert count == 0
+        finally:
+            for conn in held:
+                await client.store.pool.release(conn)
+        job = await client.insert("pool_probe", {"n": 3})
+        assert (await client.get_job(job.id)).args == {"n": 3}

@@ -25,6 +25,7 @@ from awa.errors import HttpWorkerError as HttpWorkerError
 from awa.errors import InvalidTransition as InvalidTransition
 from awa.errors import JobNotFound as JobNotFound
 from awa.errors import MigrationError as MigrationError
+from awa.errors import PoolExhausted as PoolExhausted
 from awa.errors import RuntimeStateError as RuntimeStateError
 from awa.errors import StartupRecoveryError as StartupRecoveryError
 from awa.errors import ValidationError as ValidationError
@@ -78,6 +79,7 @@ __all__ = (
     "JobNotFound",
     "JobState",
     "MigrationError",
+    "PoolExhausted",
     "RetryAfter",
     "Runtime",
     "RuntimeConfig",

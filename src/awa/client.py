@@ -24,6 +24,7 @@ from awa.handlers import Handler, HandlerRegistry, check_description
 from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state, to_seconds
 from awa.store import Connection, QueueCount, Store
 from awa.store.cron import CronStore
+from awa.store.store import DEFAULT_ACQUIRE_TIMEOUT
 from awa.telemetry import Instruments, inject_trace_context, instruments
 
 __all__ = ["Client"]
@@ -42,6 +43,7 @@ class Client:
         *,
         clock: Clock | None = None,
         pool_size: int = 10,
+        pool_acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT,
         metrics: Instruments | None = None,
     ) -> None:
         self._url = database_url or database_url_from_env()
@@ -55,6 +57,7 @@ class Client:
         self.callbacks = Callbacks(self)
         self.queue_descriptions: dict[str, str] = {}
         self.pool_size = pool_size
+        self.pool_acquire_timeout = to_seconds("pool_acquire_timeout", pool_acquire_timeout)
         self.metrics = metrics or instruments()
         self._store: Store | None = None
 
@@ -73,7 +76,11 @@ class Client:
     async def connect(self) -> Self:
         """Open the pool and check the schema is migrated (idempotent)."""
         if self._store is None:
-            store = await Store.open(self.database_url, max_size=self.pool_size)
+            store = await Store.open(
+                self.database_url,
+                max_size=self.pool_size,
+                acquire_timeout=self.pool_acquire_timeout or DEFAULT_ACQUIRE_TIMEOUT,
+            )
             try:
                 async with store.connection() as conn:
                     version = await current_version(conn)  # type: ignore[arg-type]

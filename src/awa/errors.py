@@ -73,6 +73,12 @@ class DatabaseUnavailable(AwaError, ConnectionError):
     """PostgreSQL could not be reached or dropped the connection; the call may be retried."""
 
 
+class PoolExhausted(DatabaseUnavailable):
+    """No pooled connection became free within the acquire timeout: every one is in use
+    (often by the application's own long transactions). Nothing was done; the call may be
+    retried, and callers that retry on ``DatabaseUnavailable`` retry this too."""
+
+
 class DatabaseConflict(DatabaseUnavailable):
     """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict;
     nothing was written and the call may be retried (callers that retry on

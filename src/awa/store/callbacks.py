@@ -170,7 +170,7 @@ class CallbackStore(Store):
             return set()
 
         async def run() -> set[int]:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 await c.fetch(self.sql("lock_callbacks"), [i.callback_id for i in items])
                 rows = await c.fetch(
                     self.sql("park_jobs"),
@@ -220,7 +220,7 @@ class CallbackStore(Store):
         shown = str(callback_id)
 
         async def run() -> CallbackResolution:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 row = await c.fetchrow(self.sql("lock_callback"), callback_id, now)
                 if row is None:
                     raise CallbackNotFound(shown)

@@ -82,7 +82,7 @@ class CronStore(Store):
         (then nothing was enqueued)."""
 
         async def run() -> list[int] | None:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 won = await c.fetchval(
                     self.sql("cron_advance"),
                     name,

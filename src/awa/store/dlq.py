@@ -266,7 +266,7 @@ class DeadLetterStore(Store):
         either way nothing changed."""
 
         async def run() -> int:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 row = await c.fetchrow(self.sql("dlq_lock"), letter_id)
                 if row is None:
                     raise DeadLetterNotFound(letter_id)

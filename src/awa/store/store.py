@@ -32,6 +32,7 @@ from awa.errors import (
     DatabaseUnavailable,
     InvalidTransition,
     JobNotFound,
+    PoolExhausted,
     ValidationError,
 )
 from awa.model import InsertParams, Job, JobState
@@ -47,6 +48,9 @@ __all__ = [
     "Rescheduled",
     "Store",
 ]
+
+#: How long a call waits for a pooled connection before ``PoolExhausted``.
+DEFAULT_ACQUIRE_TIMEOUT: Final = 30.0
 
 #: A connection a caller may pass through (its own transaction) or receive from the pool.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -159,13 +163,24 @@ class Store:
         )
     )
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, url: str, *, acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT
+    ) -> None:
         self.pool = pool
         self.url = url
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Self:
-        return cls(await create_pool(url, min_size=min_size, max_size=max_size), url)
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT,
+    ) -> Self:
+        pool = await create_pool(url, min_size=min_size, max_size=max_size)
+        return cls(pool, url, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -199,8 +214,21 @@ class Store:
         if conn is not None:
             yield conn
             return
+        async with self.acquire() as acquired:
+            yield acquired
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Connection]:
+        """A pooled connection, waiting at most ``acquire_timeout`` for one to free up: a
+        pool the application holds entirely must give producers a typed error, not a hang."""
         try:
-            acquired = await self.pool.acquire()
+            acquired = await self.pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError:
+            raise PoolExhausted(
+                f"no pooled connection became free within {self.acquire_timeout:g}s (pool "
+                f"size {self.pool.get_max_size()}): all are in use, e.g. held by long "
+                "transactions; retry, or raise the pool size"
+            ) from None
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"cannot get a PostgreSQL connection: {exc}") from exc
         try:
@@ -382,7 +410,7 @@ class Store:
         self, items: Sequence[FinishedAttempt], now: datetime | None = None
     ) -> set[int]:
         async def run() -> set[int]:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 rows = await c.fetch(
                     self.sql("finalize_batch"),
                     [i.job_id for i in items],
@@ -412,7 +440,7 @@ class Store:
         self, items: Sequence[Rescheduled], now: datetime | None = None
     ) -> set[int]:
         async def run() -> set[int]:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 rows = await c.fetch(
                     self.sql("reschedule_batch"),
                     [i.job_id for i in items],
@@ -495,7 +523,7 @@ class Store:
         """Cancel now if the job is waiting; ask its runtime to stop it if it is running."""
 
         async def run() -> None:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 # Lock first: without it, a result committed between the two statements
                 # below made a queued job look uncancellable.
                 await c.fetchval(self.sql("lock_live_job"), job_id)
@@ -516,7 +544,7 @@ class Store:
         it had finished)."""
 
         async def run() -> None:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 row = await c.fetchrow(self.sql("retry_deferred_job"), job_id, now)
                 if row is None:
                     row = await c.fetchrow(self.sql("retry_finished_job"), job_id, now)
