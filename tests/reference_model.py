@@ -56,19 +56,14 @@ CANCELLED_WHILE_RUNNING = "cancelled by operator while running"
 
 @dataclass(frozen=True)
 class Quirks:
-    """Current store behaviour that deviates from the contract (see the module docstring).
+    """Current store behaviour that deviates from the contract (see the module docstring):
+    one boolean switch per known bug, default off, each naming its strict-xfail test.
 
-    ``finalize_ignores_cancel_request``: a running attempt an operator asked to cancel that
-    fails its *last* attempt ends ``failed`` (reschedule turns every other failure into
-    ``cancelled``). Pinned by ``test_cancel_request_wins_over_last_failed_attempt``.
-
-    ``rescue_ignores_cancel_request``: a rescue requeues an attempt an operator asked to
-    cancel (and clears the request), so the job runs again. Pinned by
-    ``test_rescue_honours_cancel_request``.
+    None today. Retired: ``finalize_ignores_cancel_request`` (a failed last attempt of a
+    cancel-requested job ended failed) and ``rescue_ignores_cancel_request`` (a rescue
+    requeued or failed an attempt an operator asked to cancel); both stores now end such
+    attempts cancelled, as the model always does.
     """
-
-    finalize_ignores_cancel_request: bool = False
-    rescue_ignores_cancel_request: bool = False
 
 
 @dataclass
@@ -278,8 +273,7 @@ class ReferenceStore:
             if job is None:
                 continue
             applied.add(item.job_id)
-            honour_cancel = not self.quirks.finalize_ignores_cancel_request
-            if job.cancel_requested and item.state is JobState.FAILED and honour_cancel:
+            if job.cancel_requested and item.state is JobState.FAILED:
                 self._cancel_requested_attempt(job, now, item.progress)
                 continue
             if item.error is not None:
@@ -478,16 +472,22 @@ class ReferenceStore:
         retry_base_delay: float,
         now: datetime | None = None,
     ) -> RescueOutcome:
+        """An attempt an operator asked to cancel ends cancelled (the operator's reason, no
+        rescue error record, no ``job.rescued`` event, counted only as ``cancelled``): its
+        holder is gone, and the request wins over a retry or a failure exactly as when a
+        holder reports its outcome. The rest are requeued or failed, each with a rescue
+        error record and a ``job.rescued`` event (plus ``job.failed`` when failed)."""
         assert now is not None
         states = frozenset(JobState(s) for s in from_states)
-        retried = failed = 0
+        retried = failed = cancelled = 0
         queues: set[str] = set()
         for job_id, lease in dict.fromkeys(pairs):
             job = self._holds(job_id, lease, states)
             if job is None:
                 continue
-            if job.cancel_requested and not self.quirks.rescue_ignores_cancel_request:
+            if job.cancel_requested:
                 self._cancel_requested_attempt(job, now, None)
+                cancelled += 1
                 continue
             job.errors.append(
                 {
@@ -507,7 +507,7 @@ class ReferenceStore:
             _requeue(job, now, retry_base_delay)
             retried += 1
             queues.add(job.queue)
-        return RescueOutcome(retried, failed, frozenset(queues))
+        return RescueOutcome(retried, failed, frozenset(queues), cancelled)
 
 
 def _requeue(job: ModelJob, now: datetime, base: float) -> None:

@@ -19,9 +19,10 @@ Budget: bounded in CI; ``HYPOTHESIS_PROFILE=long`` (profile in ``conftest.py``) 
 more and longer sequences (see README, "Reliability").
 
 Below the machine: focused tests for store bugs found while building it, each a
-deterministic reproduction (strict xfail while unfixed, the reason naming the fix), and one
-for a bug fixed meanwhile (a deadlock between a flush and a rescue surfaces as the retryable
-``DatabaseConflict``).
+deterministic reproduction (strict xfail while unfixed, the reason naming the fix; all fixed
+today: an operator's cancel request wins over a failed last attempt and over a rescue, a
+cancel racing a requeue is not refused, and a deadlock between a flush and a rescue surfaces
+as the retryable ``DatabaseConflict``).
 """
 
 from __future__ import annotations
@@ -283,7 +284,7 @@ def normal(value: Any) -> Any:
     if isinstance(value, Job):
         return (value.id, value.state.value, value.attempt, value.run_lease)
     if isinstance(value, RescueOutcome):
-        return (value.retried, value.failed, sorted(value.queues))
+        return (value.retried, value.failed, value.cancelled, sorted(value.queues))
     if isinstance(value, set | frozenset):
         return sorted(value)
     if isinstance(value, dict):
@@ -447,8 +448,8 @@ def _reschedule_call(items: Items, progress: Any) -> MakeCall:
 # ---------------------------------------------------------------------------- machine
 
 #: Current store behaviour the contract says is wrong (see reference_model.Quirks and the
-#: strict-xfail tests at the end of this file). Flip each to False with its fix.
-STORE_QUIRKS = Quirks(rescue_ignores_cancel_request=True)
+#: strict-xfail tests at the end of this file): none today.
+STORE_QUIRKS = Quirks()
 
 RESCUE_LEASE = "holder runtime is gone (presence lock released)"
 RESCUE_STALE = "heartbeat is stale"
@@ -908,27 +909,72 @@ async def test_cancel_request_wins_over_a_failed_attempt(
         await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rescue_retry requeues (and rescue_fail fails) attempts an operator asked to "
-    "cancel, clearing the request: MaintenanceStore.rescue must first run "
-    "finalize_cancel_requested on the pairs, in the same transaction",
-)
-async def test_rescue_honours_cancel_request(database_url: str) -> None:
+@pytest.mark.parametrize(("max_attempts", "base"), [(3, 0.0), (3, 1.0), (1, 0.0)])
+async def test_rescue_honours_cancel_request(
+    database_url: str, max_attempts: int, base: float
+) -> None:
     """The holder of a running job dies after an operator asked to cancel the job: the
-    rescue must end it cancelled, not run it again (today it is requeued)."""
+    rescue ends it cancelled with the operator's reason, whether it would have been
+    requeued (now or with backoff) or failed (no attempts left). Not a rescue: no
+    ``job.rescued`` event, no rescue error record, counted as cancelled only. (Found by the
+    state machine: the rescue used to requeue it and clear the request.)"""
     store = await _open(database_url)
     try:
-        job = await _running(store, 3, instance="dead-runtime")  # no presence lock: crashed
+        job = await _running(store, max_attempts, instance="dead-runtime")  # no presence lock
         await store.cancel_job(job.id, "operator says stop", START)
         later = START + timedelta(seconds=5)
         orphaned, _stale = await store.find_rescuable_running(0.5, 30.0, 100, later)
         assert orphaned == [(job.id, job.run_lease)]
-        await store.rescue(
-            orphaned, from_states=["running"], reason="gone", retry_base_delay=0.0, now=later
+        outcome = await store.rescue(
+            orphaned, from_states=["running"], reason="gone", retry_base_delay=base, now=later
         )
+        assert outcome == RescueOutcome(0, 0, frozenset(), 1)
         final = await store.get_job(job.id)
         assert final.state is JobState.CANCELLED, f"rescued into {final.state}"
+        assert [(e["kind"], e["message"]) for e in final.errors] == [
+            ("cancelled", "operator says stop")
+        ]
+        events = await store.pool.fetch("SELECT kind FROM awa.events WHERE job_id = $1", job.id)
+        assert [r["kind"] for r in events] == []
+        again = await store.rescue(
+            orphaned, from_states=["running"], reason="gone", retry_base_delay=base, now=later
+        )
+        assert again == RescueOutcome(0, 0, frozenset(), 0)  # stale: nothing left to do
+    finally:
+        await store.close()
+
+
+async def test_rescue_cancels_only_the_attempts_it_was_given(database_url: str) -> None:
+    """One rescue batch: a cancel-requested attempt ends cancelled, its neighbours are
+    rescued as usual, and a cancel-requested attempt outside the batch or in another state
+    than the rescue's is left alone."""
+    store = await _open(database_url)
+    try:
+        for _ in range(3):
+            await store.insert(InsertParams("a", max_attempts=3), now=START)
+        a, b, c = sorted(await store.claim("default", ["a"], 3, "gone", START), key=lambda j: j.id)
+        await store.cancel_job(a.id, "stop a", START)
+        await store.cancel_job(c.id, "stop c", START)
+        later = START + timedelta(seconds=5)
+        wrong_state = await store.rescue(
+            [(a.id, a.run_lease)],
+            from_states=["waiting_external"],
+            reason="gone",
+            retry_base_delay=0.0,
+            now=later,
+        )
+        assert wrong_state == RescueOutcome(0, 0, frozenset(), 0)
+        outcome = await store.rescue(
+            [(a.id, a.run_lease), (b.id, b.run_lease)],
+            from_states=["running"],
+            reason="gone",
+            retry_base_delay=0.0,
+            now=later,
+        )
+        assert outcome == RescueOutcome(1, 0, frozenset({"default"}), 1)
+        assert (await store.get_job(a.id)).state is JobState.CANCELLED
+        assert (await store.get_job(b.id)).state is JobState.AVAILABLE
+        assert (await store.get_job(c.id)).state is JobState.RUNNING
     finally:
         await store.close()
 

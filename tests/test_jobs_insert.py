@@ -3,7 +3,7 @@ unique keys, against a real PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -204,6 +204,37 @@ async def test_bulk_insert_with_unique_keys_returns_existing_ids_for_duplicates(
             assert (await client.get_job(ids[position])).args == {"i": position}
     # 1 pre-existing + 4 new rows (two of the six items were duplicates)
     assert await count_jobs(raw) == 5
+
+
+async def test_bulk_copy_stream_writes_the_rows_insert_writes(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """insert_many encodes PostgreSQL's binary COPY format by hand (awa.store.copy_stream):
+    every column it writes must equal what the single-row INSERT writes for the same
+    params, across the shapes that take different encoding paths."""
+    at = datetime(2030, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    eastern = timezone(timedelta(hours=-5))
+    shapes = [
+        awa.InsertParams("plain"),
+        awa.InsertParams("args", {"é": ["ü", 1.5, None, True, 10**30]}, queue="q-ünï"),
+        awa.InsertParams("late", run_at=at + timedelta(days=3), priority=4, max_attempts=1),
+        awa.InsertParams("past", run_at=datetime(2001, 1, 1, 0, 0, 0, 1, tzinfo=eastern)),
+        awa.InsertParams("pre-2000", run_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        awa.InsertParams("tagged", tags=["a", "ß", "c d"], metadata={"tenant": "ü", "n": 7}),
+        awa.InsertParams("timed", timeout=12.25),
+        awa.InsertParams("timed", timeout=timedelta(minutes=2)),
+        awa.InsertParams("tagged", tags=("a", "ß", "c d"), metadata={"tenant": "ü", "n": 7}),
+    ]
+    columns = (
+        "kind, queue, args, state, priority, original_priority, max_attempts, run_at,"
+        " created_at, timeout_s, tags, metadata, attempt, errors, progress, unique_key"
+    )
+    async with awa.Client(database_url) as client:
+        single = [(await client.store.insert(p, now=at)).id for p in shapes]
+        bulk = await client.store.insert_many(shapes, now=at)
+        for one, many in zip(single, bulk, strict=True):
+            query = f"SELECT {columns} FROM awa.jobs WHERE id = $1"
+            assert dict(await raw.fetchrow(query, many)) == dict(await raw.fetchrow(query, one))
 
 
 async def test_insert_many_of_nothing_returns_empty_list(

@@ -236,7 +236,12 @@ async def test_rescue_stale_heartbeats_rescues_stale_and_orphaned_only(world: Wo
         "running_orphan",
         "running_orphan_last",
     }
-    assert result.rows == {"orphaned_retried": 1, "stale_retried": 1, "failed": 2}
+    assert result.rows == {
+        "orphaned_retried": 1,
+        "stale_retried": 1,
+        "failed": 2,
+        "cancelled": 0,
+    }
 
     for name, holder in (("running_stale", LIVE), ("running_orphan", DEAD)):
         row = await world.live(name)
@@ -313,7 +318,7 @@ async def test_presence_lock_on_another_database_does_not_protect_jobs(
 async def test_rescue_expired_deadlines_rescues_only_past_grace(world: World) -> None:
     result, _, _, changed = await world.run(RescueExpiredDeadlines())
     assert changed == {"running_deadline", "running_deadline_last"}
-    assert result.rows == {"retried": 1, "failed": 1}
+    assert result.rows == {"retried": 1, "failed": 1, "cancelled": 0}
     row = await world.live("running_deadline")
     assert row["state"] == "retryable"
     assert row["claimed_by"] is None and row["deadline_at"] is None

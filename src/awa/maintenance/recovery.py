@@ -129,7 +129,8 @@ async def _recover_once(
             failed += outcome.failed
             # A short page is the last one; a page where nothing moved means every row we
             # saw was taken by someone else meanwhile, and asking again would repeat it.
-            if len(page) < policy.page_size or outcome.retried + outcome.failed == 0:
+            moved = outcome.retried + outcome.failed + outcome.cancelled
+            if len(page) < policy.page_size or moved == 0:
                 break
     released = 0
     while True:

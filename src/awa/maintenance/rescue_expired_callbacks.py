@@ -2,8 +2,12 @@
 
 A job waiting for an external result (``waiting_external``) past its callback timeout is
 retried with backoff (1 s × 2^(attempt-1), capped) or failed when no attempts remain; the
-callback id is cleared so a late resolution is rejected. Guarded by run_lease. Every
-``interval`` (default 5 s), ``batch`` 500.
+callback id is cleared so a late resolution is rejected. Guarded by run_lease. A retry is
+announced on ``awa_due``, so promotion makes it available when due. Every ``interval``
+(default 5 s), ``batch`` 500.
+
+No ``cancelled`` row (unlike the other rescue branches): cancelling a parked job cancels it
+at once, so a parked job never carries a pending cancel request for this rescue to honour.
 """
 
 from __future__ import annotations

@@ -3,7 +3,11 @@
 A healthy runtime cancels a handler at its deadline itself; this branch catches attempts
 whose holder did not (it died or hung), ``grace`` (default 5 s) after the deadline. The
 attempt counts as failed: retried with backoff (1 s × 2^(attempt-1), capped) or failed when
-no attempts remain; guarded by run_lease. Every ``interval`` (default 5 s), ``batch`` 500.
+no attempts remain; guarded by run_lease. An attempt an operator asked to cancel ends
+``cancelled`` instead (see ``MaintenanceStore.rescue``). A retry is announced on ``awa_due``,
+so promotion makes it available when due. Every ``interval`` (default 5 s), ``batch`` 500.
+
+Metrics: rows ``retried``, ``failed``, ``cancelled``.
 """
 
 from __future__ import annotations
@@ -35,5 +39,6 @@ class RescueExpiredDeadlines(Branch):
         )
         ctx.count_rescued("deadline", outcome.retried, outcome.failed)
         return BranchResult(
-            {"retried": outcome.retried, "failed": outcome.failed}, more=len(found) >= self.batch
+            {"retried": outcome.retried, "failed": outcome.failed, "cancelled": outcome.cancelled},
+            more=len(found) >= self.batch,
         )

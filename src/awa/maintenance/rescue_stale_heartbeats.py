@@ -11,9 +11,11 @@ costs one transaction per second for this branch):
 
 Rescue = retry now (available at once, the attempt counted) or fail when no attempts remain;
 only the attempt that was seen (same run_lease, still running) is touched, so a completion
-racing the rescue is never overwritten. ``batch`` (default 500) per run.
+racing the rescue is never overwritten. An attempt an operator asked to cancel ends
+``cancelled`` instead (its holder can no longer do it; see ``MaintenanceStore.rescue``).
+``batch`` (default 500) per run.
 
-Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``.
+Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``, ``cancelled``.
 """
 
 from __future__ import annotations
@@ -58,5 +60,6 @@ class RescueStaleHeartbeats(Branch):
             "orphaned_retried": first.retried,
             "stale_retried": second.retried,
             "failed": first.failed + second.failed,
+            "cancelled": first.cancelled + second.cancelled,
         }
         return BranchResult(rows, more=len(orphaned) + len(stale) >= self.batch)

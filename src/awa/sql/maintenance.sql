@@ -51,11 +51,40 @@ SELECT id, run_lease FROM awa.jobs
  ORDER BY callback_timeout_at
  LIMIT $1;
 
+-- name: rescue_cancel_requested
+-- Rescued attempts (id/lease pairs still in a state of $3) an operator asked to cancel end
+-- cancelled with the operator's reason, exactly as if their holder had reported a failure
+-- (finalize_cancel_requested in jobs.sql, which does not check the rescue's states): the
+-- request wins over a retry and over a failed last attempt. Not a rescue: no job.rescued
+-- event, no rescue error record. The stored progress is kept. Returns the ids.
+WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
+gone AS (
+    DELETE FROM awa.jobs j
+     USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
+     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
+       AND j.cancel_requested
+    RETURNING j.*
+)
+INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
+                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
+                           timeout_s, tags, metadata, errors, progress, result, unique_key,
+                           unique_states, run_lease, claimed_by)
+SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
+       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
+       t.now, g.timeout_s, g.tags, g.metadata,
+       g.errors || jsonb_build_array(jsonb_build_object(
+           'at', t.now, 'attempt', g.attempt, 'kind', 'cancelled',
+           'message', coalesce(g.cancel_reason, 'cancelled by operator while running'))),
+       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
+  FROM gone g, t, awa.ring_state r
+RETURNING id;
+
 -- name: rescue_retry
--- Put rescued attempts (id/lease pairs, still in a state of $3) back in line when attempts
--- remain: available now when $5 = 0, else retryable after $5 * 2^(attempt-1) s (capped at
--- an hour, ±10 % jitter). Records why ($4) and writes a job.rescued event per attempt to the
--- outbox in the same statement. Returns (id, queue, state).
+-- Put rescued attempts (id/lease pairs, still in a state of $3, no cancel requested) back in
+-- line when attempts remain: available now when $5 = 0, else retryable after
+-- $5 * 2^(attempt-1) s (capped at an hour, ±10 % jitter). Records why ($4) and writes a
+-- job.rescued event per attempt to the outbox in the same statement. Returns (id, queue,
+-- state, run_at).
 WITH t AS (SELECT coalesce($6::timestamptz, now()) AS now),
 moved AS (
     UPDATE awa.jobs j
@@ -70,7 +99,7 @@ moved AS (
            callback_id = NULL, callback_timeout_at = NULL
       FROM unnest($1::bigint[], $2::bigint[]) AS c(id, lease), t
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
-       AND j.attempt < j.max_attempts
+       AND j.attempt < j.max_attempts AND NOT j.cancel_requested
     RETURNING j.id, j.queue, j.state, j.kind, j.attempt, j.max_attempts, j.run_at,
               j.errors -> -1 ->> 'claimed_by' AS claimed_by
 ),
@@ -83,18 +112,18 @@ rescued_events AS (
                               'outcome', 'retried', 'run_at', m.run_at)
       FROM moved m, t
 )
-SELECT id, queue, state FROM moved;
+SELECT id, queue, state, run_at FROM moved;
 
 -- name: rescue_fail
--- Fail rescued attempts (id/lease pairs still in a state of $3) that have no attempts left,
--- moving them to history with the reason $4; each writes a job.rescued and a job.failed
--- event to the outbox in the same statement. Returns the ids.
+-- Fail rescued attempts (id/lease pairs still in a state of $3, no cancel requested) that
+-- have no attempts left, moving them to history with the reason $4; each writes a
+-- job.rescued and a job.failed event to the outbox in the same statement. Returns the ids.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
-       AND j.attempt >= j.max_attempts
+       AND j.attempt >= j.max_attempts AND NOT j.cancel_requested
     RETURNING j.*
 ),
 failed_events AS (

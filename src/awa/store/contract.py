@@ -208,7 +208,9 @@ class MaintenanceContract(Protocol):
         attempts left, requeue it (``available`` now when ``retry_base_delay`` is 0, else
         ``retryable`` after ``retry_base_delay`` × 2^(attempt-1) s, capped at an hour, ±10 %
         jitter); with none left, fail it. Either way an error record names ``reason``.
-        Returns the counts and the queues of the requeued jobs."""
+        An attempt an operator asked to cancel ends ``cancelled`` instead (the request wins;
+        not counted as a rescue, no ``job.rescued`` event). Returns the counts and the
+        queues of the requeued jobs."""
         ...
 
 

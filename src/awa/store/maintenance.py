@@ -37,9 +37,14 @@ LEADER_LOCK_KEY = 0x6177615F6C656164
 
 @dataclass(frozen=True)
 class RescueOutcome:
+    """What one ``MaintenanceStore.rescue`` did: attempts requeued (``retried``; their
+    queues in ``queues``), failed for good (``failed``), and ended ``cancelled`` because an
+    operator had asked to cancel them (``cancelled``: not rescues, see ``rescue``)."""
+
     retried: int
     failed: int
     queues: frozenset[str]
+    cancelled: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class MaintenanceStore(CronStore, EventStore):
             "find_rescuable_running",
             "find_expired_deadlines",
             "find_expired_callbacks",
+            "rescue_cancel_requested",
             "rescue_retry",
             "rescue_fail",
             "delete_expired_history",
@@ -97,7 +103,7 @@ class MaintenanceStore(CronStore, EventStore):
         of each promoted job."""
 
         async def run() -> list[str]:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 rows = await c.fetch(self.sql("promote_due"), limit, now)
                 queues = sorted({r["queue"] for r in rows})
                 if queues:
@@ -166,7 +172,23 @@ class MaintenanceStore(CronStore, EventStore):
     ) -> RescueOutcome:
         """Retry (attempts left) or fail (none left) each attempt that is still the one seen:
         same id, same run_lease, still in ``from_states``. Anything that moved on meanwhile
-        (completed, re-claimed) is left alone."""
+        (completed, re-claimed) is left alone.
+
+        An attempt an operator asked to cancel (``cancel_job`` on a running job) ends
+        ``cancelled`` instead, with the operator's reason, as it would have had its holder
+        reported any outcome but success (``finalize`` / ``reschedule``): the request wins
+        over a retry and over a failed last attempt. That is not a rescue, so it writes no
+        ``job.rescued`` event and no rescue error record, and is counted apart
+        (``RescueOutcome.cancelled``; neither ``retried`` nor ``failed``, and its queue is
+        not in ``queues``). The cancel runs first, in the same transaction; the retry and
+        fail statements also skip cancel-requested rows, so a request committed between the
+        statements is not lost either: that attempt stays running, and the next rescue pass
+        cancels it.
+
+        Wake-ups, delivered at commit: the queues of jobs requeued ``available`` are
+        notified (dispatchers claim at once), and the earliest ``run_at`` of jobs requeued
+        ``retryable`` is announced on ``awa_due`` (``notify_due``), so the leader promotes
+        them when due instead of at promotion's next backstop run."""
         if not pairs:
             return RescueOutcome(0, 0, frozenset())
         ids = [p[0] for p in pairs]
@@ -174,7 +196,10 @@ class MaintenanceStore(CronStore, EventStore):
         states = list(from_states)
 
         async def run() -> RescueOutcome:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
+                cancelled = await c.fetch(
+                    self.sql("rescue_cancel_requested"), ids, leases, states, now
+                )
                 retried = await c.fetch(
                     self.sql("rescue_retry"), ids, leases, states, reason, retry_base_delay, now
                 )
@@ -182,8 +207,14 @@ class MaintenanceStore(CronStore, EventStore):
                 woken = sorted({r["queue"] for r in retried if r["state"] == "available"})
                 if woken:
                     await c.execute(self.sql("notify_queues"), woken)
+                deferred = [r["run_at"] for r in retried if r["state"] != "available"]
+                if deferred:
+                    await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
                 return RescueOutcome(
-                    len(retried), len(failed), frozenset(str(r["queue"]) for r in retried)
+                    len(retried),
+                    len(failed),
+                    frozenset(str(r["queue"]) for r in retried),
+                    len(cancelled),
                 )
 
         return await self._guard(run)
@@ -244,7 +275,7 @@ class MaintenanceStore(CronStore, EventStore):
         millis = max(1, int(lock_timeout * 1000))
 
         async def run() -> bool:
-            async with self.pool.acquire() as c, c.transaction():
+            async with self.acquire() as c, c.transaction():
                 await c.execute(f"SET LOCAL lock_timeout = '{millis}ms'")
                 try:
                     await c.execute(f"TRUNCATE awa.jobs_done_{int(slot)}")

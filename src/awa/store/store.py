@@ -36,6 +36,7 @@ from awa.errors import (
     ValidationError,
 )
 from awa.model import InsertParams, Job, JobState
+from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder, utf8_session
 from awa.store.dedicated import DedicatedConnection
 from awa.store.queries import Query, load_queries
 from awa.store.rows import job_from_row
@@ -55,22 +56,6 @@ DEFAULT_ACQUIRE_TIMEOUT: Final = 30.0
 #: A connection a caller may pass through (its own transaction) or receive from the pool.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 T = TypeVar("T")
-
-_COPY_COLUMNS = (
-    "id",
-    "kind",
-    "queue",
-    "args",
-    "state",
-    "priority",
-    "original_priority",
-    "max_attempts",
-    "run_at",
-    "created_at",
-    "timeout_s",
-    "tags",
-    "metadata",
-)
 
 
 class _ClearProgress:
@@ -316,45 +301,41 @@ class Store:
 
         async def run(c: Connection) -> list[int]:
             ids: list[int] = [0] * len(params)
-            plain = [i for i, p in enumerate(params) if p.unique_key is None]
+            plain = [p for p in params if p.unique_key is None]
             at = now or utcnow()
-            woken: set[str] = set()
             async with c.transaction():
                 if plain:
                     rows = await c.fetch(self.sql("reserve_job_ids"), len(plain))
-                    records = []
-                    for index, row in zip(plain, rows, strict=True):
-                        p = params[index]
-                        ids[index] = int(row["id"])
-                        run_at = p.run_at or at
-                        due = run_at <= at
-                        if due:
-                            woken.add(p.queue)
-                        records.append(
-                            (
-                                ids[index],
-                                p.kind,
-                                p.queue,
-                                RawJson(p.args_json),
-                                "available" if due else "scheduled",
-                                p.priority,
-                                p.priority,
-                                p.max_attempts,
-                                run_at,
-                                at,
-                                p.timeout_seconds,
-                                list(p.tags),
-                                RawJson(p.metadata_json),
-                            )
+                    plain_ids = [int(row[0]) for row in rows]
+                    if len(plain_ids) != len(plain):
+                        raise ValueError("reserve_job_ids returned the wrong number of ids")
+                    if len(plain) == len(params):
+                        ids = plain_ids
+                    else:
+                        reserved = iter(plain_ids)
+                        ids = [0 if p.unique_key is not None else next(reserved) for p in params]
+                    encoder = CopyEncoder(at)
+                    if utf8_session(c):
+                        await c.copy_to_table(
+                            "jobs",
+                            schema_name="awa",
+                            columns=COPY_COLUMNS,
+                            source=encoder.stream(plain, plain_ids),
+                            format="binary",
                         )
-                    await c.copy_records_to_table(
-                        "jobs", schema_name="awa", columns=_COPY_COLUMNS, records=records
-                    )
-                    if woken:
-                        await c.execute(self.sql("notify_queues"), sorted(woken))
-                    deferred = [r[8] for r in records if r[4] == "scheduled"]
-                    if deferred:
-                        await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
+                    else:  # the driver encodes text in the session's encoding
+                        await c.copy_records_to_table(
+                            "jobs",
+                            schema_name="awa",
+                            columns=COPY_COLUMNS,
+                            records=encoder.records(plain, plain_ids),
+                        )
+                    if encoder.woken:
+                        await c.execute(self.sql("notify_queues"), sorted(encoder.woken))
+                    if encoder.earliest_deferred is not None:
+                        await c.execute(
+                            self.sql("notify_due"), str(encoder.earliest_deferred.timestamp())
+                        )
                 for index, p in enumerate(params):
                     if p.unique_key is not None:
                         ids[index] = (await self.insert(p, conn=c, now=now)).id

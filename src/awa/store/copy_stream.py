@@ -1,0 +1,214 @@
+"""``Store.insert_many``'s rows in PostgreSQL's binary COPY format, encoded by hand.
+
+asyncpg's record path (``copy_records_to_table``) looks up a codec per column and calls a
+Python codec per jsonb value; for a batch of small jobs that was most of the client's
+cost. This module writes the stream directly (about 0.6 µs per row against 3.9 µs), and
+encodes the columns a batch's jobs usually share once per distinct combination. The
+column order and types must match ``COPY_COLUMNS`` and ``awa.jobs``; a mismatch fails the
+COPY loudly (PostgreSQL checks every field's length), and ``tests/test_jobs_insert.py``
+compares rows written this way with rows written by ``insert``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from awa.db.connect import RawJson
+from awa.model import InsertParams
+
+__all__ = ["COPY_COLUMNS", "CopyEncoder", "utf8_session"]
+
+#: ``insert_many``'s COPY columns: those that vary per job first, then those a batch's jobs
+#: usually share (encoded once per distinct combination, see ``CopyEncoder``).
+COPY_COLUMNS = (
+    "id",
+    "args",
+    "run_at",
+    "kind",
+    "queue",
+    "state",
+    "priority",
+    "original_priority",
+    "max_attempts",
+    "created_at",
+    "timeout_s",
+    "tags",
+    "metadata",
+)
+
+_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extension
+_COPY_TRAILER: Final = b"\xff\xff"
+#: Rows per CopyData message: small enough that PostgreSQL works on one chunk while the
+#: next is encoded, large enough that the per-message cost vanishes (~60 KB of no-op jobs).
+_COPY_CHUNK_ROWS: Final = 500
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_TEXT_OID: Final = 25
+_ROW_HEAD = struct.Struct(">hiqib")  # field count; id (bigint); args' length and jsonb version
+_INT8_FIELD = struct.Struct(">iq")
+_LENGTH = struct.Struct(">i")
+_NULL_FIELD: Final = b"\xff\xff\xff\xff"
+#: kind, queue, due, priority, max_attempts, timeout, tags, metadata JSON.
+_SharedKey = tuple[str, str, bool, int, int, float | timedelta | None, tuple[str, ...], str]
+
+
+def utf8_session(c: Any) -> bool:
+    """Whether the session's client_encoding is UTF-8 (always so on awa's connections; a
+    caller's own connection may have changed it), which the binary COPY stream assumes."""
+    encoding = getattr(c.get_settings(), "client_encoding", "UTF8")
+    return str(encoding).upper().replace("-", "").replace("_", "") in ("UTF8", "UNICODE")
+
+
+def _pg_timestamp(value: datetime) -> int:
+    """A timestamptz's binary value (microseconds since 2000-01-01 UTC), as asyncpg encodes
+    it: naive means local time, the extremes of ``datetime`` mean ±infinity."""
+    if value.tzinfo is None:
+        if value == datetime.max:
+            return 0x7FFFFFFFFFFFFFFF
+        if value == datetime.min:
+            return -0x8000000000000000
+        value = value.astimezone(UTC)
+    micros = (value - _PG_EPOCH) // _MICROSECOND
+    if micros == 252455615999999999:  # datetime.max in UTC
+        return 0x7FFFFFFFFFFFFFFF
+    if micros == -63082281600000000:  # datetime.min in UTC
+        return -0x8000000000000000
+    return micros
+
+
+def _text_field(value: str) -> bytes:
+    data = value.encode()
+    return _LENGTH.pack(len(data)) + data
+
+
+def _jsonb_field(text: str) -> bytes:
+    data = text.encode()
+    return _LENGTH.pack(len(data) + 1) + b"\x01" + data
+
+
+def _text_array_field(values: Sequence[str]) -> bytes:
+    if not values:  # no dimensions, no null bitmap, element type text
+        return struct.pack(">iiii", 12, 0, 0, _TEXT_OID)
+    parts = [struct.pack(">iiiii", 1, 0, _TEXT_OID, len(values), 1)]
+    parts.extend(_text_field(v) for v in values)
+    body = b"".join(parts)
+    return _LENGTH.pack(len(body)) + body
+
+
+class CopyEncoder:
+    """Encodes ``insert_many``'s rows (columns as in ``COPY_COLUMNS``) in PostgreSQL's
+    binary COPY format directly: asyncpg's record path calls a Python codec per jsonb value
+    and looks up a codec per column, several times the cost of this. The columns a batch's
+    jobs usually share (kind, queue, state, priorities, max_attempts, created_at, timeout,
+    tags, metadata) are encoded once per distinct combination. Also collects what the
+    notifications need: the queues with due jobs and the earliest deferred run_at."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+        self.woken: set[str] = set()
+        self.earliest_deferred: datetime | None = None
+        self._at_field = _INT8_FIELD.pack(8, _pg_timestamp(at))
+        self._shared: dict[_SharedKey, bytes] = {}
+
+    def _shared_fields(self, p: InsertParams, due: bool, key: _SharedKey) -> bytes:
+        timeout = p.timeout_seconds
+        encoded = b"".join(
+            (
+                _text_field(p.kind),
+                _text_field(p.queue),
+                _text_field("available" if due else "scheduled"),
+                struct.pack(">ihihii", 2, p.priority, 2, p.priority, 4, p.max_attempts),
+                self._at_field,
+                _NULL_FIELD if timeout is None else struct.pack(">id", 8, timeout),
+                _text_array_field(p.tags),
+                _jsonb_field(p.metadata_json),
+            )
+        )
+        self._shared[key] = encoded
+        return encoded
+
+    def encode(self, params: Sequence[InsertParams], ids: Sequence[int]) -> bytes:
+        """The rows of ``params`` (with ``ids``), without the COPY header or trailer."""
+        at = self.at
+        at_field = self._at_field
+        woken = self.woken
+        shared = self._shared
+        head = _ROW_HEAD.pack
+        int8_field = _INT8_FIELD.pack
+        out: list[bytes] = []
+        append = out.append
+        for p, job_id in zip(params, ids, strict=True):
+            run_at = p.run_at
+            if run_at is None:
+                due = True
+                run_at_field = at_field
+            else:
+                due = run_at <= at
+                run_at_field = int8_field(8, _pg_timestamp(run_at))
+                if not due and (self.earliest_deferred is None or run_at < self.earliest_deferred):
+                    self.earliest_deferred = run_at
+            if due:
+                woken.add(p.queue)
+            tags = p.tags
+            key: _SharedKey = (
+                p.kind,
+                p.queue,
+                due,
+                p.priority,
+                p.max_attempts,
+                p.timeout,
+                tags if tags.__class__ is tuple else tuple(tags),
+                p.metadata_json,
+            )
+            fields = shared.get(key)
+            if fields is None:
+                fields = self._shared_fields(p, due, key)
+            args = p.args_json.encode()
+            append(head(13, 8, job_id, len(args) + 1, 1))
+            append(args)
+            append(run_at_field)
+            append(fields)
+        return b"".join(out)
+
+    async def stream(
+        self, params: Sequence[InsertParams], ids: Sequence[int]
+    ) -> AsyncIterator[bytes]:
+        """The whole COPY stream, in chunks of ``_COPY_CHUNK_ROWS`` rows."""
+        step = _COPY_CHUNK_ROWS
+        for start in range(0, len(params), step):
+            rows = self.encode(params[start : start + step], ids[start : start + step])
+            yield _COPY_HEADER + rows if start == 0 else rows
+        yield _COPY_TRAILER
+
+    def records(self, params: Sequence[InsertParams], ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The same rows as tuples, for asyncpg's codecs (a session not in UTF-8)."""
+        at = self.at
+        records = []
+        for p, job_id in zip(params, ids, strict=True):
+            run_at = p.run_at or at
+            due = run_at <= at
+            if due:
+                self.woken.add(p.queue)
+            elif self.earliest_deferred is None or run_at < self.earliest_deferred:
+                self.earliest_deferred = run_at
+            records.append(
+                (
+                    job_id,
+                    RawJson(p.args_json),
+                    run_at,
+                    p.kind,
+                    p.queue,
+                    "available" if due else "scheduled",
+                    p.priority,
+                    p.priority,
+                    p.max_attempts,
+                    at,
+                    p.timeout_seconds,
+                    list(p.tags),
+                    RawJson(p.metadata_json),
+                )
+            )
+        return records
