@@ -167,13 +167,15 @@ RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: finalize_cancel_requested
 -- Attempts (id/lease pairs) an operator asked to cancel while they ran: whatever the
--- attempt's outcome other than success, the job ends cancelled with the operator's reason
--- and the attempt's final progress $4.
+-- attempt's outcome other than success (a reported failure or retry, or a rescue), the job
+-- ends cancelled with the operator's reason and the attempt's final progress $4. Only
+-- attempts still in a state of $5 (NULL: running or waiting_external) are touched.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $4::jsonb[]) AS c(id, lease, progress)
-     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+     WHERE j.id = c.id AND j.run_lease = c.lease
+       AND j.state = ANY (coalesce($5::awa.job_state[], '{running,waiting_external}'))
        AND j.cancel_requested
     RETURNING j.*,
               CASE WHEN c.progress IS NULL THEN j.progress

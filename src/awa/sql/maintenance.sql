@@ -51,34 +51,6 @@ SELECT id, run_lease FROM awa.jobs
  ORDER BY callback_timeout_at
  LIMIT $1;
 
--- name: rescue_cancel_requested
--- Rescued attempts (id/lease pairs still in a state of $3) an operator asked to cancel end
--- cancelled with the operator's reason, exactly as if their holder had reported a failure
--- (finalize_cancel_requested in jobs.sql, which does not check the rescue's states): the
--- request wins over a retry and over a failed last attempt. Not a rescue: no job.rescued
--- event, no rescue error record. The stored progress is kept. Returns the ids.
-WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
-gone AS (
-    DELETE FROM awa.jobs j
-     USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
-     WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
-       AND j.cancel_requested
-    RETURNING j.*
-)
-INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
-                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
-                           timeout_s, tags, metadata, errors, progress, result, unique_key,
-                           unique_states, run_lease, claimed_by)
-SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
-       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
-       t.now, g.timeout_s, g.tags, g.metadata,
-       g.errors || jsonb_build_array(jsonb_build_object(
-           'at', t.now, 'attempt', g.attempt, 'kind', 'cancelled',
-           'message', coalesce(g.cancel_reason, 'cancelled by operator while running'))),
-       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
-  FROM gone g, t, awa.ring_state r
-RETURNING id;
-
 -- name: rescue_retry
 -- Put rescued attempts (id/lease pairs, still in a state of $3, no cancel requested) back in
 -- line when attempts remain: available now when $5 = 0, else retryable after

@@ -183,14 +183,12 @@ class CallbackStore(Store):
                 resolved = [int(r["id"]) for r in rows if r["resolved"]]
                 rest = [i for i in items if i.job_id not in applied]
                 if rest:
-                    cancelled = await c.fetch(
-                        self.sql("finalize_cancel_requested"),
-                        [i.job_id for i in rest],
-                        [i.run_lease for i in rest],
+                    applied |= await self._finalize_cancel_requested(
+                        c,
+                        [(i.job_id, i.run_lease) for i in rest],
                         now,
-                        _progress_param([i.progress for i in rest]),
+                        progress=[i.progress for i in rest],
                     )
-                    applied |= {int(r["id"]) for r in cancelled}
                 if resolved:
                     await self._apply(c, resolved, now, _ALL_MOVES)
                 return applied

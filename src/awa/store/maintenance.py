@@ -78,7 +78,7 @@ class MaintenanceStore(CronStore, EventStore):
             "find_rescuable_running",
             "find_expired_deadlines",
             "find_expired_callbacks",
-            "rescue_cancel_requested",
+            "finalize_cancel_requested",
             "rescue_retry",
             "rescue_fail",
             "delete_expired_history",
@@ -197,8 +197,8 @@ class MaintenanceStore(CronStore, EventStore):
 
         async def run() -> RescueOutcome:
             async with self.acquire() as c, c.transaction():
-                cancelled = await c.fetch(
-                    self.sql("rescue_cancel_requested"), ids, leases, states, now
+                cancelled = await self._finalize_cancel_requested(
+                    c, list(zip(ids, leases, strict=True)), now, states=states
                 )
                 retried = await c.fetch(
                     self.sql("rescue_retry"), ids, leases, states, reason, retry_base_delay, now

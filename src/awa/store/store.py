@@ -193,6 +193,28 @@ class Store:
             # driver exception.
             raise ValidationError("parameter", _first_line(exc), "not storable") from exc
 
+    async def _finalize_cancel_requested(
+        self,
+        c: Connection,
+        pairs: Sequence[tuple[int, int]],
+        now: datetime | None,
+        *,
+        progress: Sequence[Any] = (),
+        states: Sequence[str] | None = None,
+    ) -> set[int]:
+        """End cancelled the attempts (id, run_lease) an operator asked to cancel, when
+        their outcome is anything but success: a reported failure or retry, or a rescue
+        (``states``: the rescue's). Returns the ids that ended so."""
+        rows = await c.fetch(
+            self.sql("finalize_cancel_requested"),
+            [job_id for job_id, _ in pairs],
+            [lease for _, lease in pairs],
+            now,
+            _progress_param(progress),
+            states,
+        )
+        return {int(r["id"]) for r in rows}
+
     @asynccontextmanager
     async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
         """The caller's connection when given, else one from the pool."""
@@ -405,14 +427,12 @@ class Store:
                 # A failed attempt of a job an operator asked to cancel ends cancelled.
                 rest = [i for i in items if i.job_id not in applied]
                 if rest:
-                    cancelled = await c.fetch(
-                        self.sql("finalize_cancel_requested"),
-                        [i.job_id for i in rest],
-                        [i.run_lease for i in rest],
+                    applied |= await self._finalize_cancel_requested(
+                        c,
+                        [(i.job_id, i.run_lease) for i in rest],
                         now,
-                        _progress_param([i.progress for i in rest]),
+                        progress=[i.progress for i in rest],
                     )
-                    applied |= {int(r["id"]) for r in cancelled}
                 return applied
 
         return await self._guard(run)
@@ -442,14 +462,12 @@ class Store:
                 applied = {int(r["id"]) for r in rows}
                 rest = [i for i in items if i.job_id not in applied]
                 if rest:
-                    cancelled = await c.fetch(
-                        self.sql("finalize_cancel_requested"),
-                        [i.job_id for i in rest],
-                        [i.run_lease for i in rest],
+                    applied |= await self._finalize_cancel_requested(
+                        c,
+                        [(i.job_id, i.run_lease) for i in rest],
                         now,
-                        _progress_param([i.progress for i in rest]),
+                        progress=[i.progress for i in rest],
                     )
-                    applied |= {int(r["id"]) for r in cancelled}
                 return applied
 
         return await self._guard(run)
