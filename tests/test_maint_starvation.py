@@ -129,3 +129,73 @@ async def test_slow_hygiene_branch_starves_promotion_only_in_single_mode(
     assert split_p90 < 0.25 * SLOW_BODY
     # One lane: promotion waits behind the slow body.
     assert single_p90 >= 3 * split_p90
+
+
+class Hog(Branch):
+    """A hygiene body that holds its slot until the test lets go (a huge cleanup page)."""
+
+    name = "hog"
+    lane = HYGIENE
+
+    def __init__(self) -> None:
+        super().__init__(interval=0.05, timeout=120)
+        self.holding = anyio.Event()
+        self.release = anyio.Event()
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        self.holding.set()
+        await self.release.wait()
+        return BranchResult({})
+
+
+class Quick(Branch):
+    """A short hygiene body on a short interval (cron_evaluate's shape)."""
+
+    name = "quick"
+    lane = HYGIENE
+    default_interval = 0.05
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+        self.target = math.inf
+        self.reached = anyio.Event()
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        self.runs += 1
+        if self.runs >= self.target:
+            self.reached.set()
+        return BranchResult({})
+
+
+@pytest.mark.parametrize("capacity", [1, 2])
+async def test_one_hogging_hygiene_body_holds_back_its_siblings_only_at_capacity_one(
+    database_url: str, capacity: int
+) -> None:
+    """ADR 010: with the default hygiene capacity (2) a body that holds its slot leaves
+    the other for cron_evaluate and the rest; with capacity 1 everything waits for it.
+    Counts only: the hog never lets go while we count."""
+    hog, quick = Hog(), Quick()
+    assert MaintenanceConfig().hygiene_capacity == 2  # the default this test defends
+    config = MaintenanceConfig(
+        startup_jitter=0,
+        election_interval=0.2,
+        leader_check_interval=0.2,
+        hygiene_capacity=capacity,
+    )
+    async with awa.Client(database_url) as client:
+        runtime = awa.Runtime(
+            client, awa.RuntimeConfig(queues={}), maintenance=config, branches=[hog, quick]
+        )
+        async with runtime:
+            with anyio.fail_after(15):
+                await hog.holding.wait()
+            before = quick.runs
+            if capacity == 1:
+                await anyio.sleep(1.0)  # ~20 intervals of quick
+                assert quick.runs <= before + 1  # at most a body that had its slot already
+            else:
+                quick.target = before + 5
+                with anyio.fail_after(15):
+                    await quick.reached.wait()
+            hog.release.set()

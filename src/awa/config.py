@@ -134,7 +134,9 @@ class MaintenanceConfig:
     - ``leader_check_interval`` / ``leader_check_timeout``: the watchdog's health check of
       the leader connection (default 5 s / 2 s).
     - ``slo_capacity`` / ``hygiene_capacity``: branch bodies that may touch the database at
-      once per lane (default 2 / 1); each lane has a pool of that size.
+      once per lane (default 2 / 2); each lane has a pool of that size. Hygiene gets two
+      so one slow body (a long cleanup, a user branch) cannot hold cron fires back
+      (ADR 010).
     - ``health_interval``: how often per-branch health is persisted (default 5 s).
     - ``heartbeat_staleness``: running jobs whose heartbeat is older are rescued (default
       30 s, ≥ 3 × the worker heartbeat interval).
@@ -152,7 +154,7 @@ class MaintenanceConfig:
     leader_check_interval: float = 5.0
     leader_check_timeout: float = 2.0
     slo_capacity: int = 2
-    hygiene_capacity: int = 1
+    hygiene_capacity: int = 2
     health_interval: float = 5.0
     heartbeat_staleness: float = 30.0
     crash_grace: float = 0.5
