@@ -168,6 +168,35 @@ async def test_sync_mode_completes_with_the_json_response(database_url: str) -> 
     assert SECRET not in repr(binding)
 
 
+async def test_maintenance_only_runtime_never_dispatches_http_workers(database_url: str) -> None:
+    """The maintenance role promotes the job bound to an HTTP worker but never calls the
+    target; a worker runtime then does (the binding was live all along)."""
+    client = awa.Client(database_url)
+    target = Target()
+    maintenance = MaintenanceConfig(
+        startup_jitter=0, election_interval=0.2, intervals={"promote_scheduled": 0.1}
+    )
+    async with served(target) as base:
+        http_worker(client, "remote.echo", f"{base}/echo", secret=SECRET, timeout=5)
+        async with client:
+            job = await client.insert("remote.echo", {"n": 1}, delay=0.2)
+            async with awa.Runtime(
+                client, make_config(), role="maintenance", maintenance=maintenance
+            ) as runtime:
+                assert runtime.dispatchers == []
+                promoted = await wait_job(
+                    client, job.id, lambda j: j.state is awa.JobState.AVAILABLE
+                )
+                await anyio.sleep(0.5)  # several promote intervals: still no call
+                assert target.requests == []
+            assert promoted.attempt == 0
+            assert (await client.get_job(job.id)).state is awa.JobState.AVAILABLE
+            async with awa.Runtime(client, make_config(), run_maintenance=False):
+                done = await wait_job(client, job.id, settled)
+    assert done.state is awa.JobState.COMPLETED
+    assert len(target.requests) == 1
+
+
 async def test_sync_mode_non_2xx_and_timeouts_follow_retry_rules(database_url: str) -> None:
     clock = awa.FakeClock()
     client = awa.Client(database_url, clock=clock)
