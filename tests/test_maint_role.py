@@ -297,6 +297,32 @@ async def test_ready_start_pages_through_jobs_of_dead_runtimes(
         await healthy.close()
 
 
+async def test_ready_start_cancels_orphans_an_operator_asked_to_cancel(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """A dead runtime's attempts with a pending cancel request end cancelled, not re-run,
+    and a page made only of them does not stop recovery's paging."""
+    await raw.execute(
+        "INSERT INTO awa.jobs (kind, queue, state, priority, original_priority, max_attempts,"
+        " run_at, created_at, attempt, run_lease, claimed_by, attempted_at, heartbeat_at,"
+        " cancel_requested, cancel_reason)"
+        " SELECT 'k_orphan', 'default', 'running', 2, 2, 5, now(), now(), 1, 1, 'dead',"
+        " now() - interval '1 min', now(), true, 'operator said stop'"
+        " FROM generate_series(1, 250)"
+    )
+    client = awa.Client(database_url)
+    config = awa.RuntimeConfig(
+        queues={}, startup_recovery=RecoveryPolicy(page_size=100, delay=0.05)
+    )
+    async with client, awa.Runtime(client, config, run_maintenance=False) as runtime:
+        assert runtime.recovery is not None
+        assert (runtime.recovery.cancelled, runtime.recovery.requeued) == (250, 0)
+    assert await raw.fetchval("SELECT count(*) FROM awa.jobs") == 0
+    rows = await raw.fetch("SELECT state::text, errors FROM awa.jobs_done")
+    assert {r["state"] for r in rows} == {"cancelled"} and len(rows) == 250
+    assert all("operator said stop" in r["errors"] for r in rows)
+
+
 async def _hold_jobs_lock(url: str, release: anyio.Event, locked: anyio.Event) -> None:
     conn = await asyncpg.connect(url)
     try:

@@ -18,6 +18,7 @@ What it recovers:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ class RecoveryReport:
     unique_keys_released: int
     pages: int
     attempts: int
+    #: Attempts an operator had asked to cancel: they end cancelled, not requeued.
+    cancelled: int = 0
 
 
 async def recover_at_startup(
@@ -80,15 +83,14 @@ async def recover_at_startup(
             await clock.sleep(delay)
             delay *= 2
             continue
-        report = RecoveryReport(
-            report.requeued, report.failed, report.unique_keys_released, report.pages, attempt
-        )
-        if report.requeued or report.failed or report.unique_keys_released:
+        report = dataclasses.replace(report, attempts=attempt)
+        if report.requeued or report.failed or report.cancelled or report.unique_keys_released:
             log.info(
-                "startup recovery: requeued %d and failed %d attempts of dead runtimes, "
-                "released %d unique keys (%d pages)",
+                "startup recovery: requeued %d, failed %d and cancelled %d (as requested) "
+                "attempts of dead runtimes, released %d unique keys (%d pages)",
                 report.requeued,
                 report.failed,
+                report.cancelled,
                 report.unique_keys_released,
                 report.pages,
             )
@@ -103,7 +105,7 @@ async def _recover_once(
     crash_grace: float,
     liveness_ttl: float,
 ) -> RecoveryReport:
-    requeued = failed = pages = 0
+    requeued = failed = cancelled = pages = 0
     finders: list[tuple[Callable[[], Awaitable[list[tuple[int, int]]]], str]] = [
         (
             lambda: store.find_orphaned_running(crash_grace, policy.page_size, clock.db_now()),
@@ -127,6 +129,7 @@ async def _recover_once(
             )
             requeued += outcome.retried
             failed += outcome.failed
+            cancelled += outcome.cancelled
             # A short page is the last one; a page where nothing moved means every row we
             # saw was taken by someone else meanwhile, and asking again would repeat it.
             moved = outcome.retried + outcome.failed + outcome.cancelled
@@ -139,4 +142,4 @@ async def _recover_once(
         pages += 1
         if count < policy.page_size:
             break
-    return RecoveryReport(requeued, failed, released, pages, 1)
+    return RecoveryReport(requeued, failed, released, pages, 1, cancelled)
