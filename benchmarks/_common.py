@@ -479,13 +479,17 @@ def percentiles(values: Sequence[float], points: Sequence[float]) -> dict[str, f
 
 
 def write_results(
-    payload: dict[str, Any], stem: str, *, directory: Path = RESULTS_DIR
+    payload: dict[str, Any], stem: str, *, directory: Path = RESULTS_DIR, latest: bool = True
 ) -> list[Path]:
-    """Write ``<stem>-<timestamp>.json`` and ``<stem>-latest.json``; return both paths."""
+    """Write ``<stem>-<timestamp>.json`` and, unless ``latest`` is False (a run of only some
+    scenarios must not replace the full run that ``-latest`` stands for),
+    ``<stem>-latest.json``; return the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
-    paths = [directory / f"{stem}-{stamp}.json", directory / f"{stem}-latest.json"]
+    paths = [directory / f"{stem}-{stamp}.json"]
+    if latest:
+        paths.append(directory / f"{stem}-latest.json")
     for path in paths:
         path.write_text(text, encoding="utf-8")
     return paths

@@ -565,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(payload))
     if args.save or not (args.no_save or args.quick):
         stem = "compare-quick" if args.quick else "compare"
-        paths = write_results(payload, stem, directory=args.output_dir)
+        full = set(args.scenario_list) == set(SCENARIOS)
+        paths = write_results(payload, stem, directory=args.output_dir, latest=full)
         print(f"\nwrote {', '.join(str(p) for p in paths)}")
     broken = [
         f"{s}/{sys_}"

@@ -857,7 +857,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(payload))
     if args.save or not (args.no_save or args.quick):
         stem = "throughput-quick" if args.quick else "throughput"
-        paths = write_results(payload, stem, directory=args.output_dir)
+        full = set(args.scenario_list) == set(SCENARIOS)
+        paths = write_results(payload, stem, directory=args.output_dir, latest=full)
         print(f"\nwrote {', '.join(str(p) for p in paths)}")
     failed = [k for k, v in payload["results"].items() if isinstance(v, dict) and not v["ok"]]
     if failed:
