@@ -87,7 +87,7 @@ def _rows(driver: webdriver.Chrome) -> dict[str, tuple[str, str, bool]]:
         "return [...document.querySelectorAll('#branches tbody tr')].map(tr =>"
         " [tr.className, ...[...tr.querySelectorAll('td')].map(td => td.textContent)])"
     )
-    return {c[2]: (c[1], c[10], "delayed" in c[0]) for c in cells if len(c) >= 11}
+    return {c[2]: (c[1], c[11], "delayed" in c[0]) for c in cells if len(c) >= 12}
 
 
 async def _until(predicate: Any, timeout: float = 30.0) -> Any:

@@ -21,7 +21,7 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, SLO, Branch, BranchContext, BranchResult
 from awa.maintenance.catalog import BUILTIN_BRANCHES
-from awa.store.maintenance import LEADER_LOCK_KEY
+from awa.store.maintenance import LEADER_LOCK_KEY, MaintenanceStore
 from awa.telemetry import ELECTIONS, Instruments
 
 T = TypeVar("T")
@@ -419,3 +419,48 @@ async def test_failing_branch_is_counted_logged_retried_and_isolated(
     ]
     assert len(failures) >= 4
     assert all(r.levelno == logging.WARNING for r in failures)
+
+
+class SlowOnce(Branch):
+    """A hygiene branch whose first body holds the lane for ``sleep`` seconds."""
+
+    name = "slow_once"
+    lane = HYGIENE
+
+    def __init__(self, sleep: float) -> None:
+        super().__init__(interval=3600)
+        self.sleep = sleep
+        self.done = anyio.Event()
+
+    async def run_once(self, ctx: BranchContext) -> BranchResult:
+        await anyio.sleep(self.sleep)
+        self.done.set()
+        return BranchResult({})
+
+
+async def test_health_keeps_the_worst_lateness_of_the_window_not_just_the_last(
+    database_url: str,
+) -> None:
+    """A branch starved once and on time since: ``last_lateness_s`` looks healthy, so the
+    health row also carries ``max_lateness_s`` over the window since the previous write,
+    and the next window starts afresh."""
+    slow, ticking = SlowOnce(0.6), HygieneCounting()
+    config = maint_config(hygiene_capacity=1, health_interval=3600)
+    async with maintenance_runtimes(database_url, 1, config, lambda: [slow, ticking]) as [rt]:
+        leader = rt.leader
+        assert leader is not None
+        with anyio.fail_after(15):
+            await slow.done.wait()
+        after = ticking.calls
+        await wait_for(lambda: ticking.calls >= after + 5)
+        store = await MaintenanceStore.open(database_url, max_size=1)
+        try:
+            await leader.write_health(store)
+            first = {r["branch"]: r for r in await store.read_health()}["ticking"]
+            await leader.write_health(store)
+            second = {r["branch"]: r for r in await store.read_health()}["ticking"]
+        finally:
+            await store.close()
+    assert first["max_lateness_s"] >= 0.3  # it waited for most of the slow body
+    assert first["last_lateness_s"] < first["max_lateness_s"] / 2
+    assert second["max_lateness_s"] is None or second["max_lateness_s"] < 0.3

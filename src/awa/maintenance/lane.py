@@ -50,6 +50,9 @@ class BranchStats:
     last_finished_at: datetime | None = None
     last_duration: float | None = None
     last_lateness: float | None = None
+    #: Worst lateness since the health row was last written (``close_window``): one sample
+    #: per window would miss a starved run between two on-time ones.
+    window_max_lateness: float | None = None
     last_error: str | None = None
     last_result: BranchResult | None = None
     requested: float | None = None  # an explicit wake-up time (monotonic), if any
@@ -63,6 +66,12 @@ class BranchStats:
     @classmethod
     def for_branch(cls, branch: Branch) -> BranchStats:
         return cls(branch, OverrunTracker(OverrunPolicy(interval=branch.interval)))
+
+    def close_window(self, written: HealthRow) -> None:
+        """The health row ``written`` is persisted: start a new lateness window, unless a
+        run already raised the maximum after the row was built."""
+        if self.window_max_lateness == written.max_lateness_s:
+            self.window_max_lateness = None
 
     def health(self, lane: str) -> HealthRow:
         return HealthRow(
@@ -79,6 +88,7 @@ class BranchStats:
             delayed=self.tracker.health.value == "delayed",
             rows_touched=self.rows_touched,
             last_error=self.last_error,
+            max_lateness_s=self.window_max_lateness,
         )
 
 
@@ -187,6 +197,8 @@ class Lane:
         stats.last_finished_at = clock.now()
         stats.last_duration = duration
         stats.last_lateness = lateness
+        if stats.window_max_lateness is None or lateness > stats.window_max_lateness:
+            stats.window_max_lateness = lateness
         self.metrics.branch_duration.record(duration, attrs)
         self.metrics.branch_lateness.record(lateness, attrs)
         observation = stats.tracker.observe(duration, lateness)

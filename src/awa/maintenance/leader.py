@@ -291,3 +291,6 @@ class MaintenanceLeader:
             await store.write_health(rows, self.instance_id, self.clock.db_now())
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)
+            return  # keep the lateness windows open: the next write covers them
+        for row in rows:
+            self.stats[row.branch].close_window(row)

@@ -62,6 +62,8 @@ class HealthRow:
     delayed: bool
     rows_touched: int
     last_error: str | None
+    #: Worst lateness since the previous health write; None when the branch did not run.
+    max_lateness_s: float | None = None
 
 
 class MaintenanceStore(CronStore, EventStore):
@@ -339,6 +341,7 @@ class MaintenanceStore(CronStore, EventStore):
                 "delayed",
                 "rows_touched",
                 "last_error",
+                "max_lateness_s",
             )
         ]
         await self._guard(

@@ -33,6 +33,7 @@ def runtime_health(runtime: Runtime) -> dict[str, Any]:
                 "interval_s": row.interval_s,
                 "last_duration_s": row.last_duration_s,
                 "last_lateness_s": row.last_lateness_s,
+                "max_lateness_s": row.max_lateness_s,
                 "runs": row.runs,
                 "errors": row.errors,
                 "overruns": row.overruns,
