@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import awa
 from awa.clock import utcnow
 from awa.db import connect
-from awa.store.store import _COPY_COLUMNS, _COPY_HEADER, _COPY_TRAILER, _CopyEncoder
+from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder
 
 try:
     from benchmarks._common import BenchServer, fresh_database
@@ -84,14 +84,14 @@ async def steps(url: str, chunk: int) -> dict[str, float]:
                     t0 = time.perf_counter()
                     rows = await c.fetch(store.sql("reserve_job_ids"), chunk)
                     t1 = time.perf_counter()
-                    encoder = _CopyEncoder(utcnow())
-                    data = encoder.encode(params, [int(r[0]) for r in rows])
+                    encoder = CopyEncoder(utcnow())
+                    data = encoder.encode_all(params, [int(r[0]) for r in rows])
                     t2 = time.perf_counter()
                     await c.copy_to_table(
                         "jobs",
                         schema_name="awa",
-                        columns=_COPY_COLUMNS,
-                        source=memoryview(_COPY_HEADER + data + _COPY_TRAILER),  # not a path
+                        columns=COPY_COLUMNS,
+                        source=memoryview(data),  # bytes would be taken for a path
                         format="binary",
                     )
                     t3 = time.perf_counter()

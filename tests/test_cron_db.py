@@ -226,6 +226,28 @@ async def test_missed_fire_is_detected_once_even_under_skip(
     assert sum("MISSED" in r.getMessage() for r in caplog.records) == 1
 
 
+async def test_a_failing_on_missed_hook_is_logged_and_changes_nothing_else(
+    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The user's hook raising must not hide the fires already committed, nor be taken for
+    a broken schedule."""
+    clock = awa.FakeClock(T0)
+    await sync(mstore, clock, every_10s(miss_tolerance=5.0))
+
+    def hook(missed: MissedFire) -> None:
+        raise TypeError("the hook's own bug")
+
+    branch = CronEvaluate(on_missed=hook)
+    clock.advance(10.1)
+    await branch.run_once(ctx_for(mstore, clock))
+    clock.advance(6)
+    with caplog.at_level(logging.ERROR, logger="awa.cron"):
+        result = await branch.run_once(ctx_for(mstore, clock))
+    assert result.rows["missed_alert"] == 1 and result.rows["invalid"] == 0
+    assert result.next_due_in is not None  # the schedule still asks for its next fire
+    assert any("on_missed hook failed" in r.getMessage() for r in caplog.records)
+
+
 async def test_concurrent_evaluators_never_fire_an_instant_twice(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

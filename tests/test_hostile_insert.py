@@ -699,3 +699,19 @@ def test_oracle_agrees_with_hand_picked_cases() -> None:
     assert bad_fields("k", None, {"delay": 10**400}) == {"delay"}
     assert bad_fields("k", None, {"run_at": datetime.max.replace(tzinfo=UTC)}) == {"run_at"}
     assert as_json({"x": 1e300}) == as_json({"x": 10**300})
+
+
+def test_dataclass_subclass_of_insert_params_is_validated_too() -> None:
+    """InsertParams.__init__ is hand-written; a dataclass subclass's generated __init__
+    must still validate and encode (through __post_init__)."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Tagged(awa.InsertParams):
+        note: str = ""
+
+    with pytest.raises(awa.ValidationError) as caught:
+        Tagged("k", priority=99)
+    assert caught.value.field == "priority"
+    made = Tagged("k", {"a": (1, 2)}, note="n")
+    assert (made.args_json, made.note) == ('{"a":[1,2]}', "n")

@@ -237,6 +237,23 @@ async def test_bulk_copy_stream_writes_the_rows_insert_writes(
             assert dict(await raw.fetchrow(query, many)) == dict(await raw.fetchrow(query, one))
 
 
+async def test_bulk_copy_stream_splits_large_payloads_into_bounded_messages(
+    database_url: str,
+) -> None:
+    """Chunks are bounded by bytes as well as rows (PostgreSQL refuses a CopyData message
+    of 1 GB): large args go out in several messages and arrive intact, in order."""
+    from awa.store.copy_stream import CopyEncoder
+
+    big = [awa.InsertParams("big", {"i": i, "blob": "x" * 150_000}) for i in range(5)]
+    encoder = CopyEncoder(datetime.now(UTC))
+    assert len(list(encoder.chunks(big, range(1, 6)))) >= 3  # ~150 KB per row, 256 KB cap
+    async with awa.Client(database_url) as client:
+        ids = await client.insert_many([*big, awa.InsertParams("small", {"i": 5})])
+        jobs = [await client.get_job(i) for i in ids]
+    assert [j.args["i"] for j in jobs] == list(range(6))
+    assert all(len(j.args["blob"]) == 150_000 for j in jobs[:5])
+
+
 async def test_insert_many_of_nothing_returns_empty_list(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

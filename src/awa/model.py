@@ -202,7 +202,7 @@ def encode_json(name: str, value: Any) -> str:
     every key into a string, so ``{1: "a", "1": "b"}`` would silently lose a value.
     Keys of one non-string kind (``{1: "a", 2: "b"}``) cannot collide and are stored as
     strings, which is what the returned ``Job`` then shows."""
-    if value == {} and isinstance(value, dict):
+    if isinstance(value, dict) and not value:
         return "{}"  # no metadata, no args: the common case on the bulk path
     if _encode_fast is not None:
         try:
@@ -223,7 +223,10 @@ def encode_json(name: str, value: Any) -> str:
     except TypeError as exc:
         if "not supported between instances" in str(exc):
             raise ValidationError(
-                name, value, "object keys mix strings with other types (they would collide)"
+                name,
+                value,
+                "object keys must be all strings, or all of one other type (JSON turns "
+                "every key into a string, so mixed keys can collide)",
             ) from None
         raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
     except (ValueError, RecursionError) as exc:
@@ -367,6 +370,13 @@ class InsertParams:
             unique_scope=unique_scope,
             _args_json=args_json,
             _metadata_json=metadata_json,
+        )
+
+    def __post_init__(self) -> None:
+        """Only a dataclass *subclass*'s generated ``__init__`` calls this (ours does not):
+        validate and encode the fields it stored, exactly as ``__init__`` would."""
+        InsertParams.__init__(
+            self, **{f.name: self.__dict__[f.name] for f in dataclasses.fields(InsertParams)}
         )
 
     @property

@@ -124,14 +124,19 @@ class CronEvaluate(Branch):
             now = ctx.clock.now()
             try:
                 outcome = await self._evaluate(ctx, row, now)
-                alerted = await self._detect_missed(ctx, row, now)
             except (ValueError, TypeError) as exc:  # ValidationError is a ValueError
                 # A stored row no valid declaration produces (an older deploy's, or edited
-                # by hand). Its transaction rolled back; the other schedules must still fire.
+                # by hand): it failed before its transaction committed anything, and the
+                # other schedules must still fire.
                 self._report_invalid(str(row["name"]), exc)
                 totals["invalid"] += 1
                 continue
             self._invalid.pop(str(row["name"]), None)
+            try:
+                alerted = await self._detect_missed(ctx, row, now)
+            except (ValueError, TypeError) as exc:  # its fires above are committed
+                log.error("cron schedule %r: missed-fire detection failed: %s", row["name"], exc)
+                alerted = False
             for key, value in outcome.items():
                 if key in totals:
                     totals[key] += value
@@ -259,7 +264,10 @@ class CronEvaluate(Branch):
             row["misfire"],
         )
         if self.on_missed is not None:
-            self.on_missed(MissedFire(str(row["name"]), latest, row))
+            try:
+                self.on_missed(MissedFire(str(row["name"]), latest, row))
+            except Exception:  # a user hook must not stop evaluation of the other schedules
+                log.exception("cron on_missed hook failed for schedule %r", row["name"])
         return True
 
 

@@ -50,7 +50,7 @@ class BranchStats:
     last_finished_at: datetime | None = None
     last_duration: float | None = None
     last_lateness: float | None = None
-    #: Worst lateness since the health row was last written (``close_window``): one sample
+    #: Worst lateness since the health row was last written (``take_health``): one sample
     #: per window would miss a starved run between two on-time ones.
     window_max_lateness: float | None = None
     last_error: str | None = None
@@ -67,11 +67,19 @@ class BranchStats:
     def for_branch(cls, branch: Branch) -> BranchStats:
         return cls(branch, OverrunTracker(OverrunPolicy(interval=branch.interval)))
 
-    def close_window(self, written: HealthRow) -> None:
-        """The health row ``written`` is persisted: start a new lateness window, unless a
-        run already raised the maximum after the row was built."""
-        if self.window_max_lateness == written.max_lateness_s:
-            self.window_max_lateness = None
+    def take_health(self, lane: str) -> HealthRow:
+        """The health row to persist, closing the lateness window it reports (call
+        ``reopen_window`` with it if the write fails, so no run is lost)."""
+        row = self.health(lane)
+        self.window_max_lateness = None
+        return row
+
+    def reopen_window(self, unwritten: HealthRow) -> None:
+        """Fold the maximum of a row that could not be written back into the window."""
+        if unwritten.max_lateness_s is not None:
+            current = self.window_max_lateness
+            if current is None or unwritten.max_lateness_s > current:
+                self.window_max_lateness = unwritten.max_lateness_s
 
     def health(self, lane: str) -> HealthRow:
         return HealthRow(

@@ -286,11 +286,12 @@ class MaintenanceLeader:
 
     async def write_health(self, store: MaintenanceStore) -> None:
         lane_of = {name: lane_name for lane_name, lane in self.lanes.items() for name in lane.stats}
-        rows = [s.health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
+        # Built and their windows closed without an await in between: a run finishing
+        # meanwhile lands in the next window, never in neither.
+        rows = [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
         try:
             await store.write_health(rows, self.instance_id, self.clock.db_now())
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)
-            return  # keep the lateness windows open: the next write covers them
-        for row in rows:
-            self.stats[row.branch].close_window(row)
+            for row in rows:  # the next write covers these windows too
+                self.stats[row.branch].reopen_window(row)

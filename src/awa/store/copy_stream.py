@@ -12,7 +12,7 @@ compares rows written this way with rows written by ``insert``.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -44,6 +44,7 @@ _COPY_TRAILER: Final = b"\xff\xff"
 #: Rows per CopyData message: small enough that PostgreSQL works on one chunk while the
 #: next is encoded, large enough that the per-message cost vanishes (~60 KB of no-op jobs).
 _COPY_CHUNK_ROWS: Final = 500
+_COPY_CHUNK_BYTES: Final = 256 * 1024
 _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _TEXT_OID: Final = 25
@@ -130,8 +131,11 @@ class CopyEncoder:
         self._shared[key] = encoded
         return encoded
 
-    def encode(self, params: Sequence[InsertParams], ids: Sequence[int]) -> bytes:
-        """The rows of ``params`` (with ``ids``), without the COPY header or trailer."""
+    def chunks(self, params: Sequence[InsertParams], ids: Sequence[int]) -> Iterator[bytes]:
+        """The rows of ``params`` (with ``ids``), without the COPY header or trailer, in
+        chunks of at most ``_COPY_CHUNK_ROWS`` rows or about ``_COPY_CHUNK_BYTES``: each
+        chunk is one CopyData message, and PostgreSQL refuses a message of 1 GB or more
+        (500 jobs of 2 MB args would be one), besides the memory one big join costs."""
         at = self.at
         at_field = self._at_field
         woken = self.woken
@@ -140,6 +144,7 @@ class CopyEncoder:
         int8_field = _INT8_FIELD.pack
         out: list[bytes] = []
         append = out.append
+        size = 0
         for p, job_id in zip(params, ids, strict=True):
             run_at = p.run_at
             if run_at is None:
@@ -171,16 +176,25 @@ class CopyEncoder:
             append(args)
             append(run_at_field)
             append(fields)
-        return b"".join(out)
+            size += len(args) + len(fields)
+            if len(out) >= 4 * _COPY_CHUNK_ROWS or size >= _COPY_CHUNK_BYTES:
+                yield b"".join(out)
+                out.clear()
+                size = 0
+        if out:
+            yield b"".join(out)
+
+    def encode_all(self, params: Sequence[InsertParams], ids: Sequence[int]) -> bytes:
+        """The whole COPY stream as one bytes object (benchmarks and tests)."""
+        return b"".join([_COPY_HEADER, *self.chunks(params, ids), _COPY_TRAILER])
 
     async def stream(
         self, params: Sequence[InsertParams], ids: Sequence[int]
     ) -> AsyncIterator[bytes]:
-        """The whole COPY stream, in chunks of ``_COPY_CHUNK_ROWS`` rows."""
-        step = _COPY_CHUNK_ROWS
-        for start in range(0, len(params), step):
-            rows = self.encode(params[start : start + step], ids[start : start + step])
-            yield _COPY_HEADER + rows if start == 0 else rows
+        """The whole COPY stream, chunk by chunk (see ``chunks``)."""
+        yield _COPY_HEADER
+        for chunk in self.chunks(params, ids):
+            yield chunk
         yield _COPY_TRAILER
 
     def records(self, params: Sequence[InsertParams], ids: Sequence[int]) -> list[tuple[Any, ...]]:

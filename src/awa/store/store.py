@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Self, TypeVar
 
+import anyio
 import asyncpg
 
 from awa.clock import utcnow
@@ -228,9 +229,14 @@ class Store:
     async def acquire(self) -> AsyncIterator[Connection]:
         """A pooled connection, waiting at most ``acquire_timeout`` for one to free up: a
         pool the application holds entirely must give producers a typed error, not a hang."""
+        started = anyio.current_time()
         try:
             acquired = await self.pool.acquire(timeout=self.acquire_timeout)
-        except TimeoutError:
+        except TimeoutError as exc:
+            waited = anyio.current_time() - started
+            if waited < 0.95 * self.acquire_timeout:
+                # Not the pool's wait: reopening a dropped pooled connection timed out.
+                raise DatabaseUnavailable(f"cannot get a PostgreSQL connection: {exc}") from exc
             raise PoolExhausted(
                 f"no pooled connection became free within {self.acquire_timeout:g}s (pool "
                 f"size {self.pool.get_max_size()}): all are in use, e.g. held by long "
