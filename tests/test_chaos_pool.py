@@ -177,6 +177,10 @@ async def test_producer_on_an_exhausted_pool_gets_a_typed_error_not_a_hang(
                     await client.insert("pool_probe", {"n": 1})
                 with pytest.raises(awa.DatabaseUnavailable):
                     await client.insert_many([client.params("pool_probe", {"n": 2})])
+                with pytest.raises(awa.PoolExhausted):  # reads too, not only writes
+                    await client.get_job(1)
+                with pytest.raises(awa.PoolExhausted):
+                    await client.list_schedules()
             assert isinstance(caught.value, awa.DatabaseUnavailable)
             count = await held[0].fetchval(
                 "SELECT count(*) FROM awa.all_jobs WHERE kind = 'pool_probe'"

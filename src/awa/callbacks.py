@@ -99,7 +99,7 @@ class Callbacks:
 
     def _store(self) -> CallbackStore:
         store = self._client.store
-        return CallbackStore(store.pool, store.url)
+        return store.sibling(CallbackStore)
 
     async def complete(
         self, callback_id: str | uuid.UUID, token: str, payload: Any = None

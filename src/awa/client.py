@@ -250,19 +250,15 @@ class Client:
 
     async def list_schedules(self) -> list[dict[str, Any]]:
         """Every synced schedule with last success, last fire and next fire."""
-        return await CronStore(self.store.pool, self.store.url).list_cron()
+        return await self.store.sibling(CronStore).list_cron()
 
     async def pause_schedule(self, name: str) -> None:
         """Stop firing ``name`` until resumed (survives syncs and restarts)."""
-        await CronStore(self.store.pool, self.store.url).set_cron_paused(
-            name, True, self.clock.db_now()
-        )
+        await self.store.sibling(CronStore).set_cron_paused(name, True, self.clock.db_now())
 
     async def resume_schedule(self, name: str) -> None:
         """Fire ``name`` again from now on (the paused time is not caught up)."""
-        await CronStore(self.store.pool, self.store.url).set_cron_paused(
-            name, False, self.clock.db_now()
-        )
+        await self.store.sibling(CronStore).set_cron_paused(name, False, self.clock.db_now())
 
     # ---------------------------------------------------------------- admin
 

@@ -110,7 +110,7 @@ class DeadLetters:
     @property
     def _store(self) -> DeadLetterStore:
         store = self._host.store
-        return DeadLetterStore(store.pool, store.url)
+        return store.sibling(DeadLetterStore)
 
     # ------------------------------------------------------------- policies
 

@@ -306,11 +306,11 @@ class Runtime:
             clock.db_now(),
         )
         if self.publish_declarations and len(self.client.cron):
-            await CronStore(store.pool, store.url).upsert_cron(
+            await store.sibling(CronStore).upsert_cron(
                 declarations_of(self.client.cron), self.instance_id, clock.db_now()
             )
         if self.publish_declarations:
-            await ObserveStore(store.pool, store.url).publish_declarations(
+            await store.sibling(ObserveStore).publish_declarations(
                 self.client.declarations(), self.instance_id, clock.db_now()
             )
         if self.publish_declarations and len(self.client.dlq.policies):

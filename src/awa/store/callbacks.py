@@ -146,7 +146,7 @@ class CallbackStore(Store):
         timeout, or None when the attempt no longer holds the job."""
 
         async def run() -> datetime | None:
-            value = await self.pool.fetchval(
+            value = await self.db.fetchval(
                 self.sql("register_callback"),
                 job_id,
                 run_lease,
@@ -281,6 +281,6 @@ class CallbackStore(Store):
         that no live job refers to (their answers are only kept to refuse late duplicates
         precisely). For the hygiene lane's cleanup."""
         value = await self._guard(
-            lambda: self.pool.fetchval(self.sql("prune_callbacks"), older_than, batch, now)
+            lambda: self.db.fetchval(self.sql("prune_callbacks"), older_than, batch, now)
         )
         return int(value or 0)

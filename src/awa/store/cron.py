@@ -41,23 +41,21 @@ class CronStore(Store):
         if not declarations:
             return
         payload = RawJson(json.dumps(list(declarations)))
-        await self._guard(
-            lambda: self.pool.execute(self.sql("cron_upsert"), payload, synced_by, now)
-        )
+        await self._guard(lambda: self.db.execute(self.sql("cron_upsert"), payload, synced_by, now))
 
     async def orphan_cron(
         self, declared: Sequence[str], unseen_for: float, now: datetime | None = None
     ) -> list[str]:
         rows = await self._guard(
-            lambda: self.pool.fetch(self.sql("cron_orphan"), list(declared), unseen_for, now)
+            lambda: self.db.fetch(self.sql("cron_orphan"), list(declared), unseen_for, now)
         )
         return [str(r["name"]) for r in rows]
 
     async def refresh_cron_success(self) -> None:
-        await self._guard(lambda: self.pool.execute(self.sql("cron_refresh_success")))
+        await self._guard(lambda: self.db.execute(self.sql("cron_refresh_success")))
 
     async def active_cron(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("cron_active")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("cron_active")))
         return [dict(r) for r in rows]
 
     async def advance_cron(
@@ -112,17 +110,17 @@ class CronStore(Store):
         """Claim the report of ``instant`` as missed (once across leaders); the claim writes
         the ``cron.missed`` outbox event in the same statement. False: already reported."""
         value = await self._guard(
-            lambda: self.pool.fetchval(self.sql("cron_mark_alerted"), name, instant, now)
+            lambda: self.db.fetchval(self.sql("cron_mark_alerted"), name, instant, now)
         )
         return value is not None
 
     async def list_cron(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("cron_list")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("cron_list")))
         return [dict(r) for r in rows]
 
     async def set_cron_paused(self, name: str, paused: bool, now: datetime | None = None) -> None:
         row = await self._guard(
-            lambda: self.pool.fetchrow(self.sql("cron_set_operator_paused"), name, paused, now)
+            lambda: self.db.fetchrow(self.sql("cron_set_operator_paused"), name, paused, now)
         )
         if row is None:
             raise ScheduleNotFound(name)

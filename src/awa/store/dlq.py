@@ -2,7 +2,7 @@
 move of failed jobs out of the history ring, retention, and the operator's list / show /
 retry / purge.
 
-Construct over an existing pool: ``DeadLetterStore(store.pool, store.url)``.
+Construct over an existing pool: ``store.sibling(DeadLetterStore)``.
 """
 
 from __future__ import annotations
@@ -189,21 +189,19 @@ class DeadLetterStore(Store):
             return
         payload = RawJson(json.dumps([p.declaration() for p in policies]))
         await self._guard(
-            lambda: self.pool.execute(self.sql("dlq_upsert_policies"), payload, synced_by, now)
+            lambda: self.db.execute(self.sql("dlq_upsert_policies"), payload, synced_by, now)
         )
 
     async def orphan_policies(
         self, declared: Sequence[str], unseen_for: float, now: datetime | None = None
     ) -> list[str]:
         rows = await self._guard(
-            lambda: self.pool.fetch(
-                self.sql("dlq_orphan_policies"), list(declared), unseen_for, now
-            )
+            lambda: self.db.fetch(self.sql("dlq_orphan_policies"), list(declared), unseen_for, now)
         )
         return [str(r["queue"]) for r in rows]
 
     async def list_policies(self) -> list[PolicyRow]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("dlq_list_policies")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_list_policies")))
         return [
             PolicyRow(
                 queue=r["queue"],
@@ -223,12 +221,12 @@ class DeadLetterStore(Store):
     async def move_failed(self, limit: int, now: datetime | None = None) -> list[tuple[int, str]]:
         """Move up to ``limit`` failed jobs of policy queues into the hold (one statement);
         returns (job id, queue) of each job moved."""
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("dlq_move"), limit, now))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_move"), limit, now))
         return [(int(r["id"]), str(r["queue"])) for r in rows]
 
     async def expire(self, limit: int, now: datetime | None = None) -> int:
         """Delete up to ``limit`` letters held past their queue's retention."""
-        status = await self._guard(lambda: self.pool.execute(self.sql("dlq_expire"), limit, now))
+        status = await self._guard(lambda: self.db.execute(self.sql("dlq_expire"), limit, now))
         return _count(status)
 
     # --------------------------------------------------------------- operator
@@ -245,14 +243,14 @@ class DeadLetterStore(Store):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
         rows = await self._guard(
-            lambda: self.pool.fetch(
+            lambda: self.db.fetch(
                 self.sql("dlq_list"), queue, kind, include_retried, limit, before_id
             )
         )
         return [_letter(r) for r in rows]
 
     async def get_letter(self, letter_id: int) -> DeadLetter:
-        row = await self._guard(lambda: self.pool.fetchrow(self.sql("dlq_get"), letter_id))
+        row = await self._guard(lambda: self.db.fetchrow(self.sql("dlq_get"), letter_id))
         if row is None:
             raise DeadLetterNotFound(letter_id)
         return _letter(row)
@@ -301,15 +299,15 @@ class DeadLetterStore(Store):
         raise DeadLetterConflict(letter_id, f"its unique key {key!r} could not be claimed", None)
 
     async def pending_ids(self, queue: str | None, limit: int) -> list[int]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("dlq_pending_ids"), queue, limit))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_pending_ids"), queue, limit))
         return [int(r["id"]) for r in rows]
 
     async def purge_ids(self, ids: Sequence[int]) -> list[int]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("dlq_purge_ids"), list(ids)))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_purge_ids"), list(ids)))
         return sorted(int(r["id"]) for r in rows)
 
     async def purge_batch(self, queue: str | None, retried_only: bool, limit: int) -> int:
         status = await self._guard(
-            lambda: self.pool.execute(self.sql("dlq_purge_batch"), queue, retried_only, limit)
+            lambda: self.db.execute(self.sql("dlq_purge_batch"), queue, retried_only, limit)
         )
         return _count(status)

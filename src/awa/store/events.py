@@ -135,7 +135,7 @@ class EventStore(Store):
         if not subscriptions:
             return
         payload = _subscriptions_json(subscriptions)
-        await self._guard(lambda: self.pool.execute(self.sql("event_register_sinks"), payload, now))
+        await self._guard(lambda: self.db.execute(self.sql("event_register_sinks"), payload, now))
 
     async def fan_out_events(
         self, subscriptions: Sequence[Subscription], limit: int, now: datetime | None = None
@@ -145,7 +145,7 @@ class EventStore(Store):
         deliveries)."""
         payload = _subscriptions_json(subscriptions)
         row = await self._guard(
-            lambda: self.pool.fetchrow(self.sql("event_fan_out"), payload, limit, now)
+            lambda: self.db.fetchrow(self.sql("event_fan_out"), payload, limit, now)
         )
         assert row is not None
         return int(row["events"]), int(row["deliveries"])
@@ -154,7 +154,7 @@ class EventStore(Store):
         self, sink: str, limit: int, lease_s: float, now: datetime | None = None
     ) -> list[ClaimedDelivery]:
         rows = await self._guard(
-            lambda: self.pool.fetch(self.sql("event_claim"), sink, limit, lease_s, now)
+            lambda: self.db.fetch(self.sql("event_claim"), sink, limit, lease_s, now)
         )
         claimed = [
             ClaimedDelivery(
@@ -187,7 +187,7 @@ class EventStore(Store):
         if not results:
             return []
         rows = await self._guard(
-            lambda: self.pool.fetch(
+            lambda: self.db.fetch(
                 self.sql("event_record"),
                 sink,
                 [r.event_id for r in results],
@@ -227,7 +227,7 @@ class EventStore(Store):
         """Update the sink's health; ``None`` when the sink is not registered (forgotten
         by an operator during the run)."""
         row = await self._guard(
-            lambda: self.pool.fetchrow(
+            lambda: self.db.fetchrow(
                 self.sql("event_sink_report"),
                 sink,
                 delivered,
@@ -247,24 +247,24 @@ class EventStore(Store):
 
     async def sink_failures(self, sink: str) -> int:
         """The sink's current failure streak (drives its backoff)."""
-        value = await self._guard(lambda: self.pool.fetchval(self.sql("event_sink_failures"), sink))
+        value = await self._guard(lambda: self.db.fetchval(self.sql("event_sink_failures"), sink))
         return int(value or 0)
 
     async def expire_events(self, retention: float, limit: int, now: datetime | None = None) -> int:
         status = await self._guard(
-            lambda: self.pool.execute(self.sql("event_expire"), retention, limit, now)
+            lambda: self.db.execute(self.sql("event_expire"), retention, limit, now)
         )
         return _count(status)
 
     async def unknown_sinks(self, known: Sequence[str]) -> list[dict[str, Any]]:
         rows = await self._guard(
-            lambda: self.pool.fetch(self.sql("event_unknown_sinks"), list(known))
+            lambda: self.db.fetch(self.sql("event_unknown_sinks"), list(known))
         )
         return [dict(r) for r in rows]
 
     async def outbox_backlog(self) -> dict[str, int]:
         """Sink name → outstanding deliveries (pending or parked)."""
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("event_backlog")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("event_backlog")))
         return {str(r["sink"]): int(r["waiting"]) for r in rows}
 
     # ------------------------------------------------------------ operators
@@ -276,18 +276,18 @@ class EventStore(Store):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
         rows = await self._guard(
-            lambda: self.pool.fetch(self.sql("event_list"), limit, before_id, kind)
+            lambda: self.db.fetch(self.sql("event_list"), limit, before_id, kind)
         )
         return [dict(r) for r in rows]
 
     async def event_sink_status(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("event_sink_status")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("event_sink_status")))
         return [dict(r) for r in rows]
 
     async def flush_deliveries(self, sink: str | None = None, now: datetime | None = None) -> int:
         """Make outstanding deliveries (of ``sink``, or all) due now, parked ones included,
         and end the sink's backoff; returns the deliveries touched."""
-        status = await self._guard(lambda: self.pool.execute(self.sql("event_flush"), sink, now))
+        status = await self._guard(lambda: self.db.execute(self.sql("event_flush"), sink, now))
         return _count(status)
 
     async def purge_deliveries(
@@ -296,12 +296,12 @@ class EventStore(Store):
         """Delete parked deliveries (of ``sink``, or all; pending ones too when asked);
         returns how many. This is the only way an undelivered event is dropped."""
         status = await self._guard(
-            lambda: self.pool.execute(self.sql("event_purge"), sink, include_pending)
+            lambda: self.db.execute(self.sql("event_purge"), sink, include_pending)
         )
         return _count(status)
 
     async def forget_sink(self, sink: str) -> int:
         """Forget a sink removed from the code: its registration and outstanding deliveries
         are deleted, so events are no longer queued for it. Returns the deliveries dropped."""
-        status = await self._guard(lambda: self.pool.execute(self.sql("event_forget_sink"), sink))
+        status = await self._guard(lambda: self.db.execute(self.sql("event_forget_sink"), sink))
         return _count(status)

@@ -115,11 +115,11 @@ class MaintenanceStore(CronStore, EventStore):
         return await self._guard(run)
 
     async def next_due_at(self) -> datetime | None:
-        value = await self._guard(lambda: self.pool.fetchval(self.sql("next_due_at")))
+        value = await self._guard(lambda: self.db.fetchval(self.sql("next_due_at")))
         return value if isinstance(value, datetime) else None
 
     async def _pairs(self, name: str, *args: Any) -> list[tuple[int, int]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql(name), *args))
+        rows = await self._guard(lambda: self.db.fetch(self.sql(name), *args))
         return [(int(r["id"]), int(r["run_lease"])) for r in rows]
 
     async def find_orphaned_running(
@@ -133,7 +133,7 @@ class MaintenanceStore(CronStore, EventStore):
         """(orphaned, stale) running attempts, in one round trip; an attempt that is both
         is reported as orphaned (the stronger signal)."""
         rows = await self._guard(
-            lambda: self.pool.fetch(
+            lambda: self.db.fetch(
                 self.sql("find_rescuable_running"),
                 grace,
                 staleness,
@@ -225,7 +225,7 @@ class MaintenanceStore(CronStore, EventStore):
         self, state: str, retention: float, limit: int, now: datetime | None = None
     ) -> int:
         status = await self._guard(
-            lambda: self.pool.execute(
+            lambda: self.db.execute(
                 self.sql("delete_expired_history"), state, retention, limit, now
             )
         )
@@ -235,27 +235,27 @@ class MaintenanceStore(CronStore, EventStore):
         self, stopped_for: float, unseen_for: float, now: datetime | None = None
     ) -> int:
         status = await self._guard(
-            lambda: self.pool.execute(self.sql("gc_runtimes"), stopped_for, unseen_for, now)
+            lambda: self.db.execute(self.sql("gc_runtimes"), stopped_for, unseen_for, now)
         )
         return _count(status)
 
     async def gc_unique_keys(self, limit: int) -> int:
-        status = await self._guard(lambda: self.pool.execute(self.sql("gc_unique_keys"), limit))
+        status = await self._guard(lambda: self.db.execute(self.sql("gc_unique_keys"), limit))
         return _count(status)
 
     async def ring_state(self) -> tuple[int, int, datetime]:
-        row = await self._guard(lambda: self.pool.fetchrow(self.sql("ring_state")))
+        row = await self._guard(lambda: self.db.fetchrow(self.sql("ring_state")))
         assert row is not None
         return int(row["current_slot"]), int(row["slot_count"]), row["rotated_at"]
 
     async def slot_is_empty(self, slot: int) -> bool:
-        return bool(await self._guard(lambda: self.pool.fetchval(self.sql("slot_is_empty"), slot)))
+        return bool(await self._guard(lambda: self.db.fetchval(self.sql("slot_is_empty"), slot)))
 
     async def slot_is_expired(
         self, slot: int, retention: dict[str, float], now: datetime | None = None
     ) -> bool:
         value = await self._guard(
-            lambda: self.pool.fetchval(
+            lambda: self.db.fetchval(
                 self.sql("slot_is_expired"),
                 slot,
                 retention["completed"],
@@ -289,35 +289,33 @@ class MaintenanceStore(CronStore, EventStore):
 
     async def advance_ring(self, new_slot: int, old_slot: int, now: datetime | None = None) -> bool:
         value = await self._guard(
-            lambda: self.pool.fetchval(self.sql("advance_ring"), new_slot, old_slot, now)
+            lambda: self.db.fetchval(self.sql("advance_ring"), new_slot, old_slot, now)
         )
         return value is not None
 
     async def refresh_queue_stats(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("queue_stats_refresh"), now))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("queue_stats_refresh"), now))
         return [dict(r) for r in rows]
 
     async def age_priorities(self, step: float, limit: int, now: datetime | None = None) -> int:
         status = await self._guard(
-            lambda: self.pool.execute(self.sql("age_priorities"), step, limit, now)
+            lambda: self.db.execute(self.sql("age_priorities"), step, limit, now)
         )
         return _count(status)
 
     async def refresh_admin_metadata(self, now: datetime | None = None) -> int:
-        status = await self._guard(
-            lambda: self.pool.execute(self.sql("refresh_admin_metadata"), now)
-        )
+        status = await self._guard(lambda: self.db.execute(self.sql("refresh_admin_metadata"), now))
         return _count(status)
 
     async def record_leader(
         self, instance_id: str, mode: str, reason: str | None, now: datetime | None = None
     ) -> None:
         await self._guard(
-            lambda: self.pool.execute(self.sql("record_leader"), instance_id, now, mode, reason)
+            lambda: self.db.execute(self.sql("record_leader"), instance_id, now, mode, reason)
         )
 
     async def get_leader(self) -> dict[str, Any] | None:
-        row = await self._guard(lambda: self.pool.fetchrow(self.sql("get_leader")))
+        row = await self._guard(lambda: self.db.fetchrow(self.sql("get_leader")))
         return None if row is None else dict(row)
 
     async def write_health(
@@ -344,12 +342,10 @@ class MaintenanceStore(CronStore, EventStore):
                 "max_lateness_s",
             )
         ]
-        await self._guard(
-            lambda: self.pool.execute(self.sql("write_health"), *columns, leader, now)
-        )
+        await self._guard(lambda: self.db.execute(self.sql("write_health"), *columns, leader, now))
 
     async def read_health(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("read_health")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("read_health")))
         return [dict(r) for r in rows]
 
 

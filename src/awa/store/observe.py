@@ -27,15 +27,15 @@ class ObserveStore(MaintenanceStore):
             return
         payload = RawJson(json.dumps(rows))
         await self._guard(
-            lambda: self.pool.execute(self.sql("publish_declarations"), payload, declared_by, now)
+            lambda: self.db.execute(self.sql("publish_declarations"), payload, declared_by, now)
         )
 
     async def read_declarations(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("read_declarations")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("read_declarations")))
         return [dict(r) for r in rows]
 
     async def read_queue_stats(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("read_queue_stats")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("read_queue_stats")))
         return [dict(r) for r in rows]
 
     async def snapshot(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ DEFAULT_ACQUIRE_TIMEOUT: Final = 30.0
 #: A connection a caller may pass through (its own transaction) or receive from the pool.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 T = TypeVar("T")
+StoreT = TypeVar("StoreT", bound="Store")
 
 
 class _ClearProgress:
@@ -112,6 +113,33 @@ class Rescheduled:
     progress: Any = None  # None keeps the stored progress; CLEAR_PROGRESS clears it
 
 
+class _PooledQueries:
+    """``pool.fetch`` and friends, but each waits for its connection through
+    ``Store.acquire``: bounded by ``acquire_timeout`` (``PoolExhausted``) instead of
+    asyncpg's unbounded wait, so reads on an exhausted pool fail typed, like inserts."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._store.acquire() as c:
+            return list(await c.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self._store.acquire() as c:
+            return await c.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self._store.acquire() as c:
+            return await c.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self._store.acquire() as c:
+            return str(await c.execute(query, *args))
+
+
 class Store:
     """Owns the connection pool. Create with ``await Store.open(url)``."""
 
@@ -155,6 +183,8 @@ class Store:
         self.pool = pool
         self.url = url
         self.acquire_timeout = acquire_timeout
+        #: One-statement queries on a pooled connection, with the acquire timeout.
+        self.db = _PooledQueries(self)
 
     @classmethod
     async def open(
@@ -171,6 +201,11 @@ class Store:
     async def close(self) -> None:
         await self.pool.close()
 
+    def sibling(self, kind: type[StoreT]) -> StoreT:
+        """A store of another kind (cron, callbacks, DLQ, …) over this one's pool and
+        acquire timeout."""
+        return kind(self.pool, self.url, acquire_timeout=self.acquire_timeout)
+
     def sql(self, name: str) -> str:
         return self.QUERIES[name].sql
 
@@ -180,6 +215,8 @@ class Store:
     async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
         try:
             return await make()
+        except DatabaseUnavailable:
+            raise  # already typed (PoolExhausted is a ConnectionError, hence an OSError)
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"lost PostgreSQL connection: {exc}") from exc
         except (
@@ -383,7 +420,7 @@ class Store:
         now: datetime | None = None,
     ) -> list[Job]:
         async def run() -> list[Job]:
-            rows = await self.pool.fetch(
+            rows = await self.db.fetch(
                 self.sql("claim_batch"), queue, list(kinds), limit, instance_id, now
             )
             return [job_from_row(r) for r in rows]
@@ -403,7 +440,7 @@ class Store:
         returns the ids applied (the rest were stale)."""
 
         async def run() -> set[int]:
-            rows = await self.pool.fetch(
+            rows = await self.db.fetch(
                 self.sql("complete_batch"),
                 list(job_ids),
                 list(leases),
@@ -489,7 +526,7 @@ class Store:
         return (lost ids, cancel-requested id → operator's reason)."""
 
         async def run() -> tuple[set[int], dict[int, str | None]]:
-            rows = await self.pool.fetch(
+            rows = await self.db.fetch(
                 self.sql("heartbeat"), list(job_ids), list(leases), _progress_param(progress), now
             )
             lost = {int(r["id"]) for r in rows if r["lost"]}
@@ -501,7 +538,7 @@ class Store:
     # ------------------------------------------------------------------ admin
 
     async def get_job(self, job_id: int) -> Job:
-        row = await self._guard(lambda: self.pool.fetchrow(self.sql("get_job"), job_id))
+        row = await self._guard(lambda: self.db.fetchrow(self.sql("get_job"), job_id))
         if row is None:
             raise JobNotFound(job_id)
         return job_from_row(row)
@@ -518,7 +555,7 @@ class Store:
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
         rows = await self._guard(
-            lambda: self.pool.fetch(
+            lambda: self.db.fetch(
                 self.sql("list_jobs"), state.value if state else None, queue, kind, limit, before_id
             )
         )
@@ -573,7 +610,7 @@ class Store:
             raise InvalidTransition(job_id, "finished", f"retry: unique key {key!r} is taken")
 
     async def queue_counts(self, now: datetime | None = None) -> list[QueueCount]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("queue_counts"), now))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("queue_counts"), now))
         return [
             QueueCount(r["queue"], r["state"], int(r["count"]), _float(r["lag_s"])) for r in rows
         ]
@@ -582,12 +619,12 @@ class Store:
         self, liveness_window: float, now: datetime | None = None
     ) -> list[tuple[str, str, int]]:
         rows = await self._guard(
-            lambda: self.pool.fetch(self.sql("unhandled_kinds"), now, liveness_window)
+            lambda: self.db.fetch(self.sql("unhandled_kinds"), now, liveness_window)
         )
         return [(r["queue"], r["kind"], int(r["count"])) for r in rows]
 
     async def notify_queues(self, queues: Sequence[str]) -> None:
-        await self._guard(lambda: self.pool.execute(self.sql("notify_queues"), list(queues)))
+        await self._guard(lambda: self.db.execute(self.sql("notify_queues"), list(queues)))
 
     # --------------------------------------------------------------- runtimes
 
@@ -602,7 +639,7 @@ class Store:
         now: datetime | None = None,
     ) -> None:
         await self._guard(
-            lambda: self.pool.execute(
+            lambda: self.db.execute(
                 self.sql("register_runtime"),
                 instance_id,
                 hostname,
@@ -615,13 +652,13 @@ class Store:
         )
 
     async def touch_runtime(self, instance_id: str, now: datetime | None = None) -> None:
-        await self._guard(lambda: self.pool.execute(self.sql("touch_runtime"), instance_id, now))
+        await self._guard(lambda: self.db.execute(self.sql("touch_runtime"), instance_id, now))
 
     async def stop_runtime(self, instance_id: str, now: datetime | None = None) -> None:
-        await self._guard(lambda: self.pool.execute(self.sql("stop_runtime"), instance_id, now))
+        await self._guard(lambda: self.db.execute(self.sql("stop_runtime"), instance_id, now))
 
     async def list_runtimes(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.pool.fetch(self.sql("list_runtimes")))
+        rows = await self._guard(lambda: self.db.fetch(self.sql("list_runtimes")))
         return [dict(r) for r in rows]
 
 

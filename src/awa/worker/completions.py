@@ -67,7 +67,7 @@ class CompletionBuffer:
         batch: int,
     ) -> None:
         self._store = store
-        self._callbacks = CallbackStore(store.pool, store.url)
+        self._callbacks = store.sibling(CallbackStore)
         self._inflight = inflight
         self._clock = clock
         self._metrics = metrics

@@ -58,7 +58,7 @@ class QueueDispatcher:
         self._buffer = buffer
         self._wakeups = wakeups
         self._clock = clock
-        self._callbacks = CallbackStore(store.pool, store.url)
+        self._callbacks = store.sibling(CallbackStore)
         self._config = config
         self._metrics = metrics
         self._active = 0
