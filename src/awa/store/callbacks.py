@@ -179,16 +179,8 @@ class CallbackStore(Store):
                     [i.callback_id for i in items],
                     _progress_param([i.progress for i in items]),
                 )
-                applied = {int(r["id"]) for r in rows}
                 resolved = [int(r["id"]) for r in rows if r["resolved"]]
-                rest = [i for i in items if i.job_id not in applied]
-                if rest:
-                    applied |= await self._finalize_cancel_requested(
-                        c,
-                        [(i.job_id, i.run_lease) for i in rest],
-                        now,
-                        progress=[i.progress for i in rest],
-                    )
+                applied = await self._cancel_the_rest(c, items, {int(r["id"]) for r in rows}, now)
                 if resolved:
                     await self._apply(c, resolved, now, _ALL_MOVES)
                 return applied
@@ -269,12 +261,7 @@ class CallbackStore(Store):
             rows = await c.fetch(self.sql(name), job_ids, now)
             if name in _REQUEUING:
                 moved.extend(rows)
-        woken = sorted({r["queue"] for r in moved if r["state"] == "available"})
-        if woken:
-            await c.execute(self.sql("notify_queues"), woken)
-        deferred = [r["run_at"] for r in moved if r["state"] != "available"]
-        if deferred:
-            await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
+        await self._wake_for(c, moved)
 
     async def prune(self, older_than: float, batch: int, now: datetime | None = None) -> int:
         """Forget up to ``batch`` callbacks registered more than ``older_than`` seconds ago

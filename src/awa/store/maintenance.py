@@ -206,12 +206,7 @@ class MaintenanceStore(CronStore, EventStore):
                     self.sql("rescue_retry"), ids, leases, states, reason, retry_base_delay, now
                 )
                 failed = await c.fetch(self.sql("rescue_fail"), ids, leases, states, reason, now)
-                woken = sorted({r["queue"] for r in retried if r["state"] == "available"})
-                if woken:
-                    await c.execute(self.sql("notify_queues"), woken)
-                deferred = [r["run_at"] for r in retried if r["state"] != "available"]
-                if deferred:
-                    await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
+                await self._wake_for(c, retried)
                 return RescueOutcome(
                     len(retried),
                     len(failed),

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 import anyio
 import asyncpg
@@ -111,6 +111,18 @@ class Rescheduled:
     error: dict[str, Any] | None
     give_back_attempt: bool
     progress: Any = None  # None keeps the stored progress; CLEAR_PROGRESS clears it
+
+
+class _ReportedAttempt(Protocol):
+    """What ``_cancel_the_rest`` needs of a reported outcome (finish, reschedule,
+    callback resolution)."""
+
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def run_lease(self) -> int: ...
+    @property
+    def progress(self) -> Any: ...
 
 
 class _PooledQueries:
@@ -230,6 +242,33 @@ class Store:
             # NUL or a lone surrogate in text. Nothing was written: a typed error, not a
             # driver exception.
             raise ValidationError("parameter", _first_line(exc), "not storable") from exc
+
+    async def _wake_for(self, c: Connection, rows: Sequence[asyncpg.Record]) -> None:
+        """Announce requeued jobs (rows with ``queue``, ``state``, ``run_at``), delivered at
+        commit: their queues' dispatchers for the ones ``available`` now, and the leader's
+        promotion (``awa_due``) with the earliest ``run_at`` of the others."""
+        woken = sorted({r["queue"] for r in rows if r["state"] == "available"})
+        if woken:
+            await c.execute(self.sql("notify_queues"), woken)
+        deferred = [r["run_at"] for r in rows if r["state"] != "available"]
+        if deferred:
+            await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
+
+    async def _cancel_the_rest(
+        self,
+        c: Connection,
+        items: Sequence[_ReportedAttempt],
+        applied: set[int],
+        now: datetime | None,
+    ) -> set[int]:
+        """``applied`` plus those of the other ``items`` that end cancelled because an
+        operator asked (their reported outcome did not apply: the request wins)."""
+        rest = [i for i in items if i.job_id not in applied]
+        if not rest:
+            return applied
+        return applied | await self._finalize_cancel_requested(
+            c, [(i.job_id, i.run_lease) for i in rest], now, progress=[i.progress for i in rest]
+        )
 
     async def _finalize_cancel_requested(
         self,
@@ -466,17 +505,8 @@ class Store:
                     now,
                     _progress_param([i.progress for i in items]),
                 )
-                applied = {int(r["id"]) for r in rows}
                 # A failed attempt of a job an operator asked to cancel ends cancelled.
-                rest = [i for i in items if i.job_id not in applied]
-                if rest:
-                    applied |= await self._finalize_cancel_requested(
-                        c,
-                        [(i.job_id, i.run_lease) for i in rest],
-                        now,
-                        progress=[i.progress for i in rest],
-                    )
-                return applied
+                return await self._cancel_the_rest(c, items, {int(r["id"]) for r in rows}, now)
 
         return await self._guard(run)
 
@@ -496,22 +526,8 @@ class Store:
                     now,
                     _progress_param([i.progress for i in items]),
                 )
-                woken = sorted({r["queue"] for r in rows if r["state"] == "available"})
-                if woken:
-                    await c.execute(self.sql("notify_queues"), woken)
-                deferred = [r["run_at"] for r in rows if r["state"] != "available"]
-                if deferred:
-                    await c.execute(self.sql("notify_due"), str(min(deferred).timestamp()))
-                applied = {int(r["id"]) for r in rows}
-                rest = [i for i in items if i.job_id not in applied]
-                if rest:
-                    applied |= await self._finalize_cancel_requested(
-                        c,
-                        [(i.job_id, i.run_lease) for i in rest],
-                        now,
-                        progress=[i.progress for i in rest],
-                    )
-                return applied
+                await self._wake_for(c, rows)
+                return await self._cancel_the_rest(c, items, {int(r["id"]) for r in rows}, now)
 
         return await self._guard(run)
 
