@@ -57,7 +57,11 @@ class Client:
         self.callbacks = Callbacks(self)
         self.queue_descriptions: dict[str, str] = {}
         self.pool_size = pool_size
-        self.pool_acquire_timeout = to_seconds("pool_acquire_timeout", pool_acquire_timeout)
+        acquire_timeout = to_seconds("pool_acquire_timeout", pool_acquire_timeout)
+        #: How long a call waits for a pooled connection before ``PoolExhausted``.
+        self.pool_acquire_timeout: float = (
+            DEFAULT_ACQUIRE_TIMEOUT if acquire_timeout is None else acquire_timeout
+        )
         self.metrics = metrics or instruments()
         self._store: Store | None = None
 
@@ -79,7 +83,7 @@ class Client:
             store = await Store.open(
                 self.database_url,
                 max_size=self.pool_size,
-                acquire_timeout=self.pool_acquire_timeout or DEFAULT_ACQUIRE_TIMEOUT,
+                acquire_timeout=self.pool_acquire_timeout,
             )
             try:
                 async with store.connection() as conn:
