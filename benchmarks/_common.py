@@ -6,6 +6,7 @@ Kept free of anything scenario-specific so later benchmarks can reuse it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ __all__ = [
     "percentiles",
     "pg_stat_statements_top",
     "reset_pg_stats",
+    "run_and_report",
     "server_cpu_seconds",
     "wait_for_quiet",
     "wal_io_snapshot",
@@ -476,6 +478,32 @@ def percentiles(values: Sequence[float], points: Sequence[float]) -> dict[str, f
         value = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
         out[f"p{p:g}"] = value
     return out
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, BenchServer], Awaitable[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+    stem: str,
+    scenarios: Sequence[str],
+) -> dict[str, Any]:
+    """What every benchmark's ``main`` does: start the embedded server (``--data-dir``,
+    ``--fast``), ``run``, stop it, print ``render``'s text and write the JSON (unless
+    ``--no-save``; ``--quick`` writes ``<stem>-quick`` only with ``--save``). Only a run of
+    every scenario replaces ``<stem>-latest.json``. Returns the payload."""
+    server = BenchServer(args.data_dir, durable=not args.fast)
+    server.start()
+    try:
+        payload = asyncio.run(run(args, server))
+    finally:
+        server.stop()
+    print(render(payload))
+    if args.save or not (args.no_save or args.quick):
+        complete = set(args.scenario_list) == set(scenarios)
+        name = f"{stem}-quick" if args.quick else stem
+        paths = write_results(payload, name, directory=args.output_dir, latest=complete)
+        print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    return payload
 
 
 def write_results(

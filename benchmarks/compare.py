@@ -42,8 +42,8 @@ try:  # ``python -m benchmarks.compare`` from the repo root
         cpu_busy_snapshot,
         fresh_database,
         machine_info,
+        run_and_report,
         server_cpu_seconds,
-        write_results,
     )
 except ImportError:  # ``python benchmarks/compare.py``
     from _common import (  # type: ignore[no-redef]
@@ -54,8 +54,8 @@ except ImportError:  # ``python benchmarks/compare.py``
         cpu_busy_snapshot,
         fresh_database,
         machine_info,
+        run_and_report,
         server_cpu_seconds,
-        write_results,
     )
 
 from awa.db import connect
@@ -556,18 +556,7 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    server = BenchServer(args.data_dir, durable=not args.fast)
-    server.start()
-    try:
-        payload = asyncio.run(run(args, server))
-    finally:
-        server.stop()
-    print(render(payload))
-    if args.save or not (args.no_save or args.quick):
-        stem = "compare-quick" if args.quick else "compare"
-        full = set(args.scenario_list) == set(SCENARIOS)
-        paths = write_results(payload, stem, directory=args.output_dir, latest=full)
-        print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    payload = run_and_report(args, run, render, "compare", SCENARIOS)
     broken = [
         f"{s}/{sys_}"
         for s, pair in payload["results"].items()

@@ -69,8 +69,8 @@ try:  # ``python -m benchmarks.lanes`` from the repo root
         percentiles,
         pg_stat_statements_top,
         reset_pg_stats,
+        run_and_report,
         wait_for_quiet,
-        write_results,
     )
 except ImportError:  # ``python benchmarks/lanes.py``
     from _common import (  # type: ignore[no-redef]
@@ -83,8 +83,8 @@ except ImportError:  # ``python benchmarks/lanes.py``
         percentiles,
         pg_stat_statements_top,
         reset_pg_stats,
+        run_and_report,
         wait_for_quiet,
-        write_results,
     )
 
 log = logging.getLogger("awa.bench.lanes")
@@ -1015,17 +1015,7 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    server = BenchServer(args.data_dir, durable=not args.fast)
-    server.start()
-    try:
-        payload = asyncio.run(run(args, server))
-    finally:
-        server.stop()
-    print(render(payload))
-    if args.save or not (args.no_save or args.quick):
-        stem = "lanes-quick" if args.quick else "lanes"
-        paths = write_results(payload, stem, directory=args.output_dir)
-        print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    payload = run_and_report(args, run, render, "lanes", SCENARIOS)
     failed = []
     for name, value in payload["results"].items():
         groups = value.values() if name in ("lateness", "crash") else [value]

@@ -48,9 +48,9 @@ try:  # ``python -m benchmarks.throughput`` from the repo root
         percentiles,
         pg_stat_statements_top,
         reset_pg_stats,
+        run_and_report,
         wait_for_quiet,
         wal_io_snapshot,
-        write_results,
     )
 except ImportError:  # ``python benchmarks/throughput.py``
     from _common import (  # type: ignore[no-redef]
@@ -62,9 +62,9 @@ except ImportError:  # ``python benchmarks/throughput.py``
         percentiles,
         pg_stat_statements_top,
         reset_pg_stats,
+        run_and_report,
         wait_for_quiet,
         wal_io_snapshot,
-        write_results,
     )
 
 log = logging.getLogger("awa.bench.throughput")
@@ -848,18 +848,7 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    server = BenchServer(args.data_dir, durable=not args.fast)
-    server.start()
-    try:
-        payload = asyncio.run(run(args, server))
-    finally:
-        server.stop()
-    print(render(payload))
-    if args.save or not (args.no_save or args.quick):
-        stem = "throughput-quick" if args.quick else "throughput"
-        full = set(args.scenario_list) == set(SCENARIOS)
-        paths = write_results(payload, stem, directory=args.output_dir, latest=full)
-        print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    payload = run_and_report(args, run, render, "throughput", SCENARIOS)
     failed = [k for k, v in payload["results"].items() if isinstance(v, dict) and not v["ok"]]
     if failed:
         print(f"FAILED scenarios: {failed}", file=sys.stderr)
