@@ -981,6 +981,17 @@ def render_plots(
             if at is not None:
                 ax.axvline(at / 60, color=colors[mode], ls=":", lw=1)
 
+    def save(fig: Any, axes: Any, name: str) -> None:
+        """Mark the pressure start and a grid on every panel, write ``<stem>-<name>.png``."""
+        for ax in axes:
+            mark_pressure(ax)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = directory / f"{stem}-{name}.png"
+        fig.savefig(path, dpi=72)
+        plt.close(fig)
+        paths.append(path)
+
     # 1. Lateness: scheduled jobs (per-second p99 and max) and promote_scheduled's lateness.
     fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     for mode, ss in samples.items():
@@ -1005,14 +1016,7 @@ def render_plots(
     axes[1].set_yscale("symlog", linthresh=10)
     axes[1].set_xlabel("minutes (dotted: hygiene pressure starts)")
     axes[1].legend(loc="upper left", fontsize=8)
-    for ax in axes:
-        mark_pressure(ax)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = directory / f"{stem}-lateness.png"
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    paths.append(path)
+    save(fig, axes, "lateness")
 
     # 2. Overruns: cumulative episodes per branch, and how many branches are delayed.
     fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
@@ -1046,14 +1050,7 @@ def render_plots(
     axes[1].set_title("Branches in DELAYED state")
     axes[1].set_xlabel("minutes (dotted: hygiene pressure starts)")
     axes[1].legend(loc="upper left", fontsize=8)
-    for ax in axes:
-        mark_pressure(ax)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = directory / f"{stem}-overruns.png"
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    paths.append(path)
+    save(fig, axes, "overruns")
 
     # 3. Resources: completed jobs/s, dead tuples, RSS.
     fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True)
@@ -1072,14 +1069,8 @@ def render_plots(
     axes[2].set_title("Benchmark process RSS")
     axes[2].set_xlabel("minutes")
     for ax in axes:
-        mark_pressure(ax)
-        ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path = directory / f"{stem}-resources.png"
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    paths.append(path)
+    save(fig, axes, "resources")
     return paths
 
 
