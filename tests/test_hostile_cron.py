@@ -162,6 +162,8 @@ def unusable(name: Any, kind: Any, options: Mapping[str, Any]) -> str | None:
     except awa.ValidationError as exc:
         return exc.field
     for field in ("catchup_window", "miss_tolerance"):
+        if field in options and options[field] is None:
+            return field
         value = options.get(field)
         if isinstance(value, float) and not math.isfinite(value):
             return field
@@ -252,6 +254,8 @@ UNVALIDATED = [
     ("catchup_window", {"catchup_window": float("inf")}),
     ("catchup_window", {"catchup_window": 10**400}),
     ("miss_tolerance", {"miss_tolerance": float("nan")}),
+    ("miss_tolerance", {"miss_tolerance": None}),
+    ("catchup_window", {"catchup_window": None}),
     ("max_catchup", {"max_catchup": "5"}),
     ("max_catchup", {"max_catchup": 5.5}),
     ("name", {"name": "n\x00"}),

@@ -145,6 +145,8 @@ class CronSchedule:
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
         for name in ("catchup_window", "miss_tolerance"):
             seconds = to_seconds(name, getattr(self, name), allow_zero=True)
+            if seconds is None:  # both have defaults; None would only break evaluation
+                raise ValidationError(name, None, "expected seconds >= 0 or a timedelta")
             object.__setattr__(self, name, seconds)
         catchup = self.max_catchup
         if isinstance(catchup, bool) or not isinstance(catchup, int) or not 1 <= catchup <= 10_000:
