@@ -16,6 +16,7 @@ from awa.errors import DatabaseUnavailable
 from awa.store.cron import CronStore
 from awa.store.dedicated import DedicatedConnection
 from awa.store.events import EventStore
+from awa.store.presence import PRESENCE_LOCK_CLASS, Presence
 from awa.store.queries import load_queries
 
 __all__ = [
@@ -28,9 +29,6 @@ __all__ = [
     "RescueOutcome",
 ]
 
-#: First key of every runtime's presence lock (pg_advisory_lock(int4, int4)); the second
-#: key is hashtext(instance_id). "awa" in ASCII.
-PRESENCE_LOCK_CLASS = 0x617761
 #: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
 LEADER_LOCK_KEY = 0x6177615F6C656164
 
@@ -399,22 +397,3 @@ class LeaderConnection(DedicatedConnection):
             await self._conn.add_listener(channel, deliver)
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
-
-
-class Presence(DedicatedConnection):
-    """A runtime's presence lock: ``pg_advisory_lock(PRESENCE_LOCK_CLASS,
-    hashtext(instance_id))`` held on a dedicated connection for the runtime's whole life.
-    When the process dies, the lock vanishes with its session, which is how
-    ``rescue_stale_heartbeats`` recognises a crashed holder within about a second."""
-
-    @classmethod
-    async def acquire(cls, url: str, instance_id: str) -> Presence:
-        conn = await connect(url)
-        try:
-            await conn.execute(
-                "SELECT pg_advisory_lock($1, hashtext($2))", PRESENCE_LOCK_CLASS, instance_id
-            )
-        except CONNECT_ERRORS as exc:
-            conn.terminate()
-            raise DatabaseUnavailable(f"presence lock failed: {exc}") from exc
-        return cls(conn)
