@@ -10,23 +10,28 @@ its completion).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import logging
+import secrets
 import socket
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import anyio
+import asyncpg
 import httpx
 import pytest
 
 import awa
 from awa.callbacks import SIGNATURE_HEADER, Callbacks, verify_signature
 from awa.config import MaintenanceConfig
-from awa.errors import CallbackExpired, ValidationError
-from awa.http_worker import http_worker, retry_after_seconds
+from awa.errors import CallbackExpired, HttpWorkerError, ValidationError
+from awa.http_worker import http_worker, redact_url, retry_after_seconds
 from awa.ingress import callback_app
 from awa.web import serve
 from awa.web.asgi import Receive, Scope, Send, lifespan
@@ -421,3 +426,180 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     date = "Tue, 01 Jan 2030 00:01:30 GMT"  # FakeClock starts at 2030-01-01T00:00:00Z
     assert retry_after_seconds(date, now) == 90.0
     assert retry_after_seconds("Mon, 31 Dec 2029 00:00:00 GMT", now) == 0.0
+
+
+# ------------------------------------------------------------------ secrets in the URL
+
+URL_PASSWORD = "urlpw-" + secrets.token_hex(8)
+URL_TOKEN = "urltok-" + secrets.token_hex(8)
+URL_KEY = "urlkey-" + secrets.token_hex(8)
+URL_SIG = "urlsig-" + secrets.token_hex(8)
+URL_SECRETS = (URL_PASSWORD, URL_TOKEN, URL_KEY, URL_SIG)
+
+
+def secret_url(host: str, path: str) -> str:
+    """A target URL carrying credentials in every place this test covers: the userinfo and
+    three secret-looking query parameters (mixed case), next to a harmless one."""
+    return (
+        f"http://svc:{URL_PASSWORD}@{host}{path}"
+        f"?Token={URL_TOKEN}&api_key={URL_KEY}&SIG={URL_SIG}&region=eu"
+    )
+
+
+async def leaky_target(scope: Scope, receive: Receive, send: Send) -> None:
+    """A target whose error pages quote the request: its full URL (query included), its
+    Authorization header (httpx sends the userinfo as Basic auth) and the decoded
+    credentials. ``/slow`` never answers in time; ``/huge`` answers too much."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    authorization = headers.get("authorization", "")
+    decoded = base64.b64decode(authorization.removeprefix("Basic ")).decode()
+    query = scope["query_string"].decode()
+    quoted = (
+        f"cannot {scope['method']} http://{headers['host']}{scope['path']}?{query} "
+        f"(authorization: {authorization}; user:password {decoded})"
+    )
+    status, extra, body = 500, [], quoted.encode()
+    if scope["path"] == "/busy":
+        status, extra = 429, [(b"retry-after", b"60")]
+    elif scope["path"] == "/slow":
+        await anyio.sleep(5)
+    elif scope["path"] == "/huge":
+        status, body = 200, quoted.encode() * 50
+    await send({"type": "http.response.start", "status": status, "headers": extra})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def database_text(raw: asyncpg.Connection) -> str:
+    """Every row of every table in schema awa, as text: a secret stored anywhere shows."""
+    tables = await raw.fetch(
+        "SELECT c.oid::regclass::text AS name FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'awa' AND c.relkind IN ('r', 'p')"
+    )
+    rows = []
+    for table in tables:
+        rows += await raw.fetch(f"SELECT t::text AS row FROM {table['name']} t")
+    return "\n".join(r["row"] for r in rows)
+
+
+def assert_no_url_secret(text: str, where: str) -> None:
+    for secret in URL_SECRETS:
+        assert secret not in text, (where, secret)
+
+
+@pytest.mark.parametrize("case", ["error-page", "retry-after", "timeout", "too-large", "refused"])
+async def test_url_secrets_stay_out_of_errors_events_exceptions_and_logs(
+    database_url: str, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """A real runtime runs an HTTP worker bound to a secret-bearing URL, against a real
+    target whose error pages quote the request; each way an attempt can fail ends the job
+    ``failed``. No secret may reach the exception, the stored error record, the
+    ``job.failed`` event (or any other row of the schema), or a log line."""
+    caplog.set_level(logging.DEBUG)
+    client = awa.Client(database_url)
+    raised: list[HttpWorkerError | awa.RetryAfter] = []
+    async with served(leaky_target) as base:
+        host = base.removeprefix("http://")
+        path = {"retry-after": "/busy", "timeout": "/slow", "too-large": "/huge"}.get(case, "/x")
+        if case == "refused":
+            host = f"127.0.0.1:{free_port()}"
+        binding = http_worker(
+            client, "remote.inner", secret_url(host, path), timeout=1.0, max_response=256
+        )
+
+        @client.handler("remote.secret")
+        async def handler(ctx: awa.JobContext) -> Any:
+            try:
+                return await binding(ctx)
+            except (HttpWorkerError, awa.RetryAfter) as exc:
+                raised.append(exc)
+                raise
+
+        async with client, awa.Runtime(client, make_config(), run_maintenance=False):
+            job = await client.insert("remote.secret", {}, max_attempts=1)
+            done = await wait_job(client, job.id, settled)
+            events = await raw.fetch(
+                "SELECT payload::text AS payload FROM awa.events"
+                " WHERE kind = 'job.failed' AND job_id = $1",
+                job.id,
+            )
+            stored = await database_text(raw)
+    assert done.state is awa.JobState.FAILED
+    [error] = done.errors
+    [exc] = raised
+    shown = redact_url(secret_url(host, path))
+    assert "***" in shown and "region=eu" in shown
+    if isinstance(exc, HttpWorkerError):
+        assert exc.url == shown
+        assert str(exc).startswith(f"POST {shown}: ")
+    if case in ("error-page", "retry-after"):
+        assert "HTTP 5" in error["message"] or "HTTP 429" in error["message"]
+        assert "***" in error["message"]  # the quoted request was there, scrubbed
+    assert len(events) == 1
+    assert_no_url_secret(str(exc), "exception message")
+    assert_no_url_secret(repr(exc), "exception repr")
+    assert_no_url_secret("".join(traceback.format_exception(exc)), "exception traceback")
+    assert_no_url_secret(json.dumps(error), "stored error record")
+    assert_no_url_secret(events[0]["payload"], "job.failed event")
+    assert_no_url_secret(stored, "database")
+    assert_no_url_secret(repr(binding), "binding repr")
+    assert_no_url_secret(caplog.text, "logs")
+    if case == "error-page":  # httpx's own request line is logged, redacted
+        assert "HTTP Request: POST http://***@" in caplog.text
+
+
+def test_redact_url_hides_userinfo_and_secret_looking_parameters() -> None:
+    names = ("Access_Token", "APIKEY", "auth", "password", "secret", "sig", "signature")
+    names += ("key", "api_key", "apikey", "token")  # the list of issue 14, mixed case
+    every_listed_name = "&".join(f"{name}=v{i}" for i, name in enumerate(names))
+    cases = [
+        ("https://u:p@h.example/x?token=t&n=1", "https://***@h.example/x?token=***&n=1"),
+        ("https://ghp_abc@h.example/", "https://***@h.example/"),  # a token as the user
+        (f"https://h.example/x?{every_listed_name}", None),
+        (
+            "https://h.example/s?X-Amz-Signature=a&clientSecret=b&keyword=c&page=2",
+            "https://h.example/s?X-Amz-Signature=***&clientSecret=***&keyword=c&page=2",
+        ),
+        (
+            "https://h.example/cb#access_token=a&state=b",
+            "https://h.example/cb#access_token=***&state=b",
+        ),
+        ("https://h.example/x?token", "https://h.example/x?token"),  # no value to hide
+        ("https://h.example/plain", "https://h.example/plain"),
+    ]
+    for url, expected in cases:
+        shown = redact_url(url)
+        if expected is None:
+            assert not any(f"=v{i}" in shown for i in range(11)), shown
+            assert shown.count("=***") == 11, shown
+        else:
+            assert shown == expected, url
+    # Malformed (a password with a "/" makes the port unreadable): not shown at all.
+    assert "hunter2" not in redact_url("https://user:hun/ter2@h.example/")
+    assert "ter2" not in redact_url("https://user:hun/ter2@h.example/")
+
+
+def test_binding_repr_and_validation_errors_hide_url_secrets() -> None:
+    client = awa.Client("postgresql://localhost/unused")
+    binding = http_worker(
+        client,
+        "k-secret",
+        secret_url("h.example", "/x"),
+        mode="async",
+        callback_url=f"https://cb:{URL_PASSWORD}@ingress.example/awa?token={URL_TOKEN}",
+        headers={"authorization": f"Bearer {URL_KEY}"},
+    )
+    assert_no_url_secret(repr(binding), "repr")
+    assert "h.example" in repr(binding) and "authorization" in repr(binding)
+    with pytest.raises(ValidationError) as caught:
+        http_worker(client, "k-ftp", f"ftp://u:{URL_PASSWORD}@h.example/?token={URL_TOKEN}")
+    assert_no_url_secret(str(caught.value), "message")
+    assert_no_url_secret(repr(caught.value.value), "value attribute")
+    with pytest.raises(ValidationError) as caught:
+        http_worker(client, "k-bad", f"http://u:{URL_PASSWORD}/x@h.example/")
+    assert_no_url_secret(str(caught.value), "malformed URL")

@@ -24,6 +24,15 @@ with a ``secret``, ``Awa-Signature: t=<unix seconds>,v1=<HMAC-SHA256>`` over
   answer retries after exactly that delay instead (``awa.RetryAfter``). Redirects are not
   followed (a 3xx is a failure): the signed job goes only where it was bound.
 
+Secrets in the URL (its userinfo, and query parameters named like ``token``, ``key``,
+``secret``, ``password``, ``signature``, ``sig``, ``auth``, ``access_token``, ``api_key``...)
+are shown as ``***`` wherever awa reports the URL: ``HttpWorkerError`` (message and ``url``),
+the job's error records and so its ``job.failed`` event, ``repr`` and binding errors; their
+values are also scrubbed from response snippets and transport error texts. httpx's own
+``HTTP Request: POST <url>`` log line (logger ``httpx``, INFO) gets the same redaction
+through a filter installed on that logger by the first binding. Secrets in the path cannot
+be told apart from ordinary segments: send them as ``headers`` instead.
+
 Responses larger than ``max_response`` bytes (default 1 MiB) fail the attempt. By default
 each attempt uses its own ``httpx.AsyncClient``, closed when the attempt ends (a handler has
 no lifecycle hook to close a shared one); pass ``http_client`` (yours to close) to pool
@@ -32,11 +41,15 @@ connections across attempts.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -47,7 +60,15 @@ from awa.errors import HttpWorkerError, ValidationError
 from awa.handlers import HandlerRegistry, JobContext
 from awa.model import RetryAfter, WaitForCallback, encode_json, to_seconds
 
-__all__ = ["ASYNC", "MODES", "SYNC", "HttpWorker", "http_worker", "retry_after_seconds"]
+__all__ = [
+    "ASYNC",
+    "MODES",
+    "SYNC",
+    "HttpWorker",
+    "http_worker",
+    "redact_url",
+    "retry_after_seconds",
+]
 
 SYNC: Final = "sync"
 ASYNC: Final = "async"
@@ -58,6 +79,22 @@ MAX_RETRY_AFTER: Final = 86400.0
 
 _DEFAULT_MAX_RESPONSE: Final = 1024 * 1024
 _SNIPPET: Final = 500
+
+#: Shown in place of a secret.
+REDACTED: Final = "***"
+
+# Query parameter names (lower-cased, split on non-alphanumerics) that carry secrets: a part
+# equal to one of the words, or ending in one of the suffixes ("accessToken",
+# "X-Amz-Signature", "client_secret", "apiKey"). Over-redacting a harmless parameter costs a
+# less useful error message; under-redacting leaks a credential into every error record.
+_SECRET_WORDS: Final = frozenset(
+    {"sig", "pwd", "passwd", "apikey", "credential", "credentials", "auth", "authorization"}
+)
+_SECRET_SUFFIXES: Final = ("token", "key", "secret", "password", "signature", "auth")
+# Secret values shorter than this are not scrubbed from free text (they would mangle it
+# and are no secret anyway); they are still redacted from the URL itself.
+_MIN_SCRUBBED: Final = 3
+_URL_IN_TEXT: Final = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
 
 
 class SupportsRegistry(Protocol):
@@ -72,7 +109,11 @@ class SupportsRegistry(Protocol):
 
 @dataclass(frozen=True)
 class HttpWorker:
-    """One kind bound to one URL; calling it runs one attempt (it is the kind's handler)."""
+    """One kind bound to one URL; calling it runs one attempt (it is the kind's handler).
+
+    ``repr`` shows the URLs redacted and only the names of the extra headers: a binding is
+    the kind of object that ends up in a log line, and both may carry credentials.
+    """
 
     kind: str
     url: str
@@ -85,6 +126,9 @@ class HttpWorker:
     max_response: int = _DEFAULT_MAX_RESPONSE
     headers: dict[str, str] = field(default_factory=dict)
     http_client: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _install_log_filter()
 
     async def __call__(self, ctx: JobContext) -> Any:
         job = ctx.job
@@ -124,11 +168,31 @@ class HttpWorker:
             if callback is not None:
                 return WaitForCallback(callback)
             return _result(status, data)
-        reason = f"HTTP {status}: {data[:_SNIPPET].decode('utf-8', 'replace')}"
+        # The remote knows the URL's secrets and may echo them (an error page quoting the
+        # request); the snippet goes into the job's error record.
+        reason = self._scrub(f"HTTP {status}: {data[:_SNIPPET].decode('utf-8', 'replace')}")
         delay = retry_after_seconds(response_headers.get("retry-after"), self.clock.now())
         if delay is not None:
             raise RetryAfter(delay, reason)
-        raise HttpWorkerError(self.url, reason, status)
+        raise self._error(reason, status)
+
+    def __repr__(self) -> str:
+        callback = None if self.callback_url is None else redact_url(self.callback_url)
+        return (
+            f"HttpWorker(kind={self.kind!r}, url={redact_url(self.url)!r}, mode={self.mode!r}, "
+            f"timeout={self.timeout!r}, callback_url={callback!r}, "
+            f"callback_timeout={self.callback_timeout!r}, max_response={self.max_response!r}, "
+            f"headers={sorted(self.headers)!r})"
+        )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's secrets (see ``scrub_secrets``)."""
+        return scrub_secrets(text, self.url)
+
+    def _error(self, message: str, status: int | None = None) -> HttpWorkerError:
+        """The attempt's failure, naming the URL redacted (its message becomes the job's
+        error record and the ``job.failed`` event)."""
+        return HttpWorkerError(redact_url(self.url), self._scrub(message), status)
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, httpx.Headers, bytes]:
         """POST and read at most ``max_response`` bytes, all within ``timeout``."""
@@ -139,10 +203,13 @@ class HttpWorker:
                 async with httpx.AsyncClient(timeout=self.timeout) as http:
                     return await self._exchange(http, body, headers)
         except TimeoutError:
-            raise HttpWorkerError(self.url, f"no answer within {self.timeout:g}s") from None
+            raise self._error(f"no answer within {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
+            # Not chained (``from None``): the runtime stores the traceback, and a chained
+            # transport error's text is httpx's to word, URL included or not. Its type and
+            # scrubbed text are in the message.
             detail = str(exc) or type(exc).__name__
-            raise HttpWorkerError(self.url, f"{type(exc).__name__}: {detail}") from exc
+            raise self._error(f"{type(exc).__name__}: {detail}") from None
 
     async def _exchange(
         self, http: httpx.AsyncClient, body: bytes, headers: dict[str, str]
@@ -154,10 +221,8 @@ class HttpWorker:
             async for chunk in response.aiter_bytes():
                 data += chunk
                 if len(data) > self.max_response:
-                    raise HttpWorkerError(
-                        self.url,
-                        f"response larger than {self.max_response} bytes",
-                        response.status_code,
+                    raise self._error(
+                        f"response larger than {self.max_response} bytes", response.status_code
                     )
             return response.status_code, response.headers, bytes(data)
 
@@ -229,13 +294,116 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo and the values of secret-looking query (and fragment)
+    parameters replaced by ``***``, for error messages, records and logs.
+
+    The whole userinfo goes, user name included: tokens are often passed as the user
+    (``https://<token>@host``). Text that does not parse as a URL is not shown at all: a
+    malformed URL's secrets cannot be located reliably.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port: a bad one may be a password misparsed
+    except ValueError:
+        return "<unparseable URL: not shown>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            _redact_params(parts.query),
+            _redact_params(parts.fragment),
+        )
+    )
+
+
+def scrub_secrets(text: str, url: str) -> str:
+    """``text`` with every URL in it redacted and every secret of ``url`` (userinfo parts,
+    secret-looking parameter values, raw and decoded) replaced by ``***``: for texts awa
+    does not word itself (a response body, a transport error)."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m[0]), text)
+    for secret in sorted(_url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class _RedactHttpxUrls(logging.Filter):
+    """Redacts the URL httpx passes to its ``HTTP Request: ...`` log line (an ``httpx.URL``
+    argument, printed in full, userinfo and query included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+_LOG_FILTER: Final = _RedactHttpxUrls()
+
+
+def _install_log_filter() -> None:
+    """Attach the redacting filter to httpx's logger, once (idempotent: ``addFilter``
+    ignores a filter already attached). It redacts every httpx URL logged in the process,
+    not only awa's: a side effect that can only hide secrets."""
+    logging.getLogger("httpx").addFilter(_LOG_FILTER)
+
+
+def _is_secret_name(name: str) -> bool:
+    parts = [p for p in re.split(r"[^a-z0-9]+", unquote_plus(name).lower()) if p]
+    return any(p in _SECRET_WORDS or p.endswith(_SECRET_SUFFIXES) for p in parts)
+
+
+def _redact_params(query: str) -> str:
+    """A ``name=value&...`` string with secret-looking values replaced; other text kept
+    byte for byte (no re-encoding, so the rest of the URL reads as configured)."""
+    if not query:
+        return query
+    pieces = []
+    for piece in re.split(r"([&;])", query):
+        name, eq, _ = piece.partition("=")
+        pieces.append(f"{name}={REDACTED}" if eq and _is_secret_name(name) else piece)
+    return "".join(pieces)
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The secret values in ``url`` as they may appear in other text: raw and decoded."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return set()
+    found: list[str] = []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        user, _, password = userinfo.partition(":")
+        found += [userinfo, user, password]
+        # httpx sends the userinfo as ``Authorization: Basic``; a remote echoing its
+        # request headers would echo this.
+        basic = f"{unquote(user)}:{unquote(password)}".encode()
+        found.append(base64.b64encode(basic).decode())
+    for params in (parts.query, parts.fragment):
+        for piece in re.split(r"[&;]", params):
+            name, eq, value = piece.partition("=")
+            if eq and _is_secret_name(name):
+                found.append(value)
+    decoded = {d for v in found for d in (v, unquote(v), unquote_plus(v))}
+    return {v for v in decoded if len(v) >= _MIN_SCRUBBED}
+
+
 def _check_url(name: str, value: Any) -> None:
     try:
         parsed = httpx.URL(value) if isinstance(value, str) else None
     except httpx.InvalidURL:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValidationError(name, value, "expected an absolute http(s) URL")
+        # The refused value is shown redacted: a URL is refused for its scheme or shape,
+        # credentials and all, and ValidationError keeps ``value`` as an attribute too.
+        shown = redact_url(value) if isinstance(value, str) else value
+        raise ValidationError(name, shown, "expected an absolute http(s) URL")
 
 
 def _result(status: int, data: bytes) -> Any:
