@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -98,16 +100,11 @@ async def test_forwards_and_learns_who_the_connection_is(
     finally:
         await conn.close(timeout=5)
 
-    async def closed() -> bool:
-        return pc.state == "closed"
+    async def gone() -> bool:
+        return pc.state == "closed" and not await backend_exists(direct, pc.backend_pid)
 
-    await eventually(closed, within=5)
+    await eventually(gone, within=5)
     assert pc not in proxy.connections
-    await eventually(lambda: _not(backend_exists(direct, pc.backend_pid)), within=5)
-
-
-async def _not(check: Awaitable[bool]) -> bool:
-    return not await check
 
 
 async def test_blackhole_hangs_the_client_but_keeps_the_session(
@@ -163,6 +160,10 @@ async def test_sever_ends_the_session_but_the_client_is_never_told(
     assert not client.is_closed()
     assert pc in proxy.connections
     assert pc.state == "severed"
+    # asyncpg's close() sends Terminate and waits for the server to hang up, which a
+    # half-open connection never does: without a timeout it would wait forever.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.close(), timeout=0.5)
 
 
 async def test_reset_fails_the_client_at_once(
@@ -208,6 +209,36 @@ async def test_reset_is_an_rst(proxy: FaultProxy) -> None:
         proxy.reset(lambda c: c.client_port == port)
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(1), timeout=5)
+    finally:
+        writer.close()
+
+
+async def test_startup_is_parsed_across_fragments(proxy: FaultProxy, server_url: str) -> None:
+    parts = urlsplit(server_url)
+    params = {"user": parts.username or "postgres", "application_name": "fragmented"}
+    body = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items()) + b"\0"
+    ssl_request = struct.pack("!ii", 8, 80877103)
+    startup = struct.pack("!ii", 8 + len(body), 196608) + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        for fragment in (ssl_request[:3], ssl_request[3:]):
+            writer.write(fragment)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        if await asyncio.wait_for(reader.readexactly(1), timeout=5) != b"N":
+            pytest.skip("the server accepts TLS: the proxy then learns nothing, by design")
+        for cut in range(0, len(startup), 7):
+            writer.write(startup[cut : cut + 7])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(reader.read(1), timeout=5)  # the server answered
+
+        async def learned() -> bool:
+            return any(c.application_name == "fragmented" for c in proxy.connections)
+
+        await eventually(learned, within=5)
+        (pc,) = [c for c in proxy.connections if c.application_name == "fragmented"]
+        assert (pc.user, pc.database) == (params["user"], params["user"])
     finally:
         writer.close()
 
