@@ -34,8 +34,9 @@ import pytest
 from anyio.streams.memory import MemoryObjectSendStream
 
 import awa
+from awa import callbacks as callbacks_module
+from awa import ingress as ingress_module
 from awa.callbacks import Callbacks
-from awa.callbacks import verify_signature as verify_ingress_signature
 from awa.config import MaintenanceConfig
 from awa.events import webhook
 from awa.ingress import callback_app
@@ -527,7 +528,8 @@ async def test_callback_token_is_stored_hashed_and_never_logged_echoed_or_shown(
                 json={"action": "complete"},
                 headers={"authorization": f"Bearer {token[::-1]}"},
             )
-            assert wrong.status_code == 403 and token not in wrong.text
+            # 404, as for an unknown id: the answer does not say that this id exists.
+            assert wrong.status_code == 404 and token not in wrong.text
 
             # The right one resolves it; nothing echoes it.
             ok = await http.post(
@@ -554,12 +556,19 @@ async def test_callback_token_is_stored_hashed_and_never_logged_echoed_or_shown(
 
 def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
     """Static guard: the comparisons that authenticate callers use hmac.compare_digest
-    (a plain == leaks, through its early exit, how many leading bytes matched)."""
+    (a plain == leaks, through its early exit, how many leading bytes matched), and the
+    ingress's unknown-id path does the same comparison (against a decoy) as a wrong token's,
+    so its timing does not say which ids exist."""
     resolve = inspect.getsource(CallbackStore.resolve)
     assert "hmac.compare_digest(" in resolve
     assert not re.search(r"token_hash\"\]\)?\s*[!=]=", resolve)
-    assert "hmac.compare_digest(" in inspect.getsource(verify_ingress_signature)
+    assert "hmac.compare_digest(" in inspect.getsource(callbacks_module._any_match)
+    for verify in (callbacks_module.verify_signature, callbacks_module.verify_callback_signature):
+        assert "_any_match(" in inspect.getsource(verify)
     assert "hmac.compare_digest(" in inspect.getsource(webhook.verify_signature)
+    refusal = inspect.getsource(ingress_module.CallbackIngress._resolve)
+    assert "hmac.compare_digest(hash_callback_token(token), _DECOY_HASH)" in refusal
+    assert "verify_callback_signature(" in inspect.getsource(ingress_module.CallbackIngress)
 
 
 # --------------------------------------------------------------------- webhook secrets

@@ -19,10 +19,19 @@ A refused call raises a ``CallbackError`` and changes nothing: ``CallbackNotFoun
 ``CallbackExpired`` (timed out, or the job moved on). Protocol and threat model:
 ``adr/008-callbacks-and-http-workers.md``.
 
-Signatures (``sign_body`` / ``verify_signature``): header ``Awa-Signature:
-t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>``, the scheme Stripe popularised.
-The timestamp bounds replays to a tolerance window; several ``v1`` entries, or several
-secrets on the verifying side, allow a secret to be rotated without downtime.
+Signatures: header ``Awa-Signature: t=<unix seconds>,<scheme>=<hex HMAC-SHA256>``, the
+layout Stripe popularised. Two schemes:
+
+- ``v1`` over ``"<t>." + body`` (``sign_body`` / ``verify_signature``): what HTTP workers
+  send to their targets (the body names the job and the callback);
+- ``v2`` over ``"<t>.<callback id>." + body`` (``sign_callback`` /
+  ``verify_callback_signature``): what the ingress requires. The callback id travels in the
+  URL, not the body, so a body-only signature for one callback would be accepted on any
+  other: a captured signed request could be replayed onto another id whose token the
+  attacker holds. The ingress refuses ``v1``.
+
+The timestamp bounds replays to a tolerance window; several entries, or several secrets on
+the verifying side, allow a secret to be rotated without downtime.
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ __all__ = [
     "Callbacks",
     "Secret",
     "sign_body",
+    "sign_callback",
+    "verify_callback_signature",
     "verify_signature",
 ]
 
@@ -195,10 +206,19 @@ def _keys(secret: Secret) -> list[bytes]:
 
 
 def sign_body(secret: str | bytes, body: bytes, timestamp: int) -> str:
-    """The ``Awa-Signature`` header value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    key = _keys(secret)[0]
-    mac = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+    """The ``Awa-Signature`` header value (``v1``) for ``body`` sent at ``timestamp`` (unix
+    seconds): what HTTP workers send. Not accepted by the ingress (see ``sign_callback``)."""
+    message = str(timestamp).encode() + b"." + body
+    return f"t={timestamp},v1={_mac(_keys(secret)[0], message)}"
+
+
+def sign_callback(
+    secret: str | bytes, callback_id: str | uuid.UUID, body: bytes, timestamp: int
+) -> str:
+    """The ``Awa-Signature`` header value (``v2``) for a request to the ingress that resolves
+    ``callback_id`` with ``body``, sent at ``timestamp`` (unix seconds)."""
+    parsed = parse_callback_id(callback_id)
+    return f"t={timestamp},v2={_mac(_keys(secret)[0], _callback_message(timestamp, parsed, body))}"
 
 
 def verify_signature(
@@ -208,10 +228,53 @@ def verify_signature(
     now: float,
     tolerance: float = SIGNATURE_TOLERANCE,
 ) -> bool:
-    """True when ``header`` signs ``body`` with one of the secrets, within ``tolerance``
-    seconds of ``now``. Compares in constant time; a malformed header is simply False."""
-    if not header:
+    """True when ``header`` signs ``body`` (``v1``) with one of the secrets, within
+    ``tolerance`` seconds of ``now``. Compares in constant time; a malformed header is
+    simply False."""
+    timestamp, macs = _parse_header(header, "v1", now, tolerance)
+    if timestamp is None:
         return False
+    return _any_match(secret, str(timestamp).encode() + b"." + body, macs)
+
+
+def verify_callback_signature(
+    secret: Secret,
+    callback_id: str | uuid.UUID,
+    body: bytes,
+    header: str | None,
+    now: float,
+    tolerance: float = SIGNATURE_TOLERANCE,
+) -> bool:
+    """True when ``header`` signs ``body`` *for* ``callback_id`` (``v2``) with one of the
+    secrets, within ``tolerance`` seconds of ``now``. Compares in constant time; a malformed
+    header or id is simply False."""
+    try:
+        parsed = parse_callback_id(callback_id)
+    except (CallbackNotFound, ValidationError):
+        return False
+    timestamp, macs = _parse_header(header, "v2", now, tolerance)
+    if timestamp is None:
+        return False
+    return _any_match(secret, _callback_message(timestamp, parsed, body), macs)
+
+
+def _callback_message(timestamp: int, callback_id: uuid.UUID, body: bytes) -> bytes:
+    # The canonical (lower-case, hyphenated) id: signer and verifier agree however the id
+    # was spelled in the URL.
+    return f"{timestamp}.{callback_id}.".encode() + body
+
+
+def _mac(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _parse_header(
+    header: str | None, scheme: str, now: float, tolerance: float
+) -> tuple[int | None, list[str]]:
+    """The timestamp and the ``scheme`` MACs of ``header``; the timestamp is None when the
+    header is malformed, has no such MAC, or is outside the tolerance window."""
+    if not header:
+        return None, []
     timestamp: int | None = None
     macs: list[str] = []
     for part in header.split(","):
@@ -220,12 +283,17 @@ def verify_signature(
         # Unix time: a 5,000-digit value would make int() and the subtraction below raise.
         if name == "t" and value.isascii() and value.isdecimal() and len(value) <= 12:
             timestamp = int(value)
-        elif name == "v1" and value:
+        elif name == scheme and value and value.isascii():
+            # hmac.compare_digest raises TypeError on non-ASCII text: such a MAC is simply
+            # wrong, not a server error (the ingress decodes headers as latin-1).
             macs.append(value)
     if timestamp is None or not macs or abs(now - timestamp) > tolerance:
-        return False
-    signed = str(timestamp).encode() + b"." + body
-    expected = [hmac.new(k, signed, hashlib.sha256).hexdigest() for k in _keys(secret)]
+        return None, []
+    return timestamp, macs
+
+
+def _any_match(secret: Secret, message: bytes, macs: list[str]) -> bool:
+    expected = [_mac(k, message) for k in _keys(secret)]
     # Evaluate every pair (no early exit) so timing does not say which entry matched.
     matches = [hmac.compare_digest(e, m) for e in expected for m in macs]
     return any(matches)

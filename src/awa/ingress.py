@@ -5,7 +5,10 @@ or serve it alone (``awa.web.serve(ingress, host, port)``, uvicorn). No web fram
 
 ``POST /<callback_id>`` (relative to where it is mounted), headers
 ``Authorization: Bearer <token>`` and, when a secret is configured,
-``Awa-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>``; JSON body::
+``Awa-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256 of "<t>.<callback id>." + body>``
+(``awa.callbacks.sign_callback``; the id in its canonical lower-case form). The id is signed
+so that a captured signed request cannot be replayed onto another callback; body-only
+``v1`` signatures are refused. JSON body::
 
     {"action": "complete", "payload": <any JSON>}
     {"action": "fail", "error": "why", "payload": <any JSON, optional>}
@@ -16,19 +19,24 @@ Answers (JSON ``{"error": code, "message": ...}`` on refusal; a refusal changes 
 
 - 200 ``{"callback_id", "state"}`` (and ``timeout_at`` after a heartbeat);
 - 400 body is not JSON, or not one of the shapes above; 401 no bearer token, or the
-  signature is missing, wrong or outside the tolerance window; 403 wrong token;
-- 404 unknown callback (or a path that is not ``/<uuid>``); 405 not POST;
+  signature is missing, wrong, for another callback or outside the tolerance window;
+- 404 ``not_found``: no callback with this id *and* this token (an unknown id and a wrong
+  token get the same answer, byte for byte, so the ingress does not say which ids exist;
+  RFC 9110 15.5.5 allows 404 for exactly this), or a path that is not ``/<uuid>``;
+- 405 not POST;
 - 409 already resolved; 410 expired (timed out, or the job no longer waits for it);
 - 413 body larger than ``max_body`` (checked on the declared length and while reading);
 - 503 the database is unreachable (retry later).
 
-What it never does: list or describe jobs, say which job a callback belongs to, or echo a
-token. Order of checks: method, path, size, signature (cheap, before any database work),
-JSON shape, then the database (existence, token, state, expiry) in one transaction.
+What it never does: list or describe jobs, say which job a callback belongs to, say
+whether a callback exists to a caller without its token, or echo a token. Order of checks:
+method, path, size, signature (cheap, before any database work), JSON shape, then the
+database (existence, token, state, expiry) in one transaction.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -42,7 +50,7 @@ from awa.callbacks import (
     SIGNATURE_TOLERANCE,
     Callbacks,
     Secret,
-    verify_signature,
+    verify_callback_signature,
 )
 from awa.errors import (
     CallbackAlreadyResolved,
@@ -52,6 +60,7 @@ from awa.errors import (
     DatabaseUnavailable,
     ValidationError,
 )
+from awa.model import hash_callback_token
 from awa.web.asgi import Receive, Scope, Send, lifespan, to_json
 
 __all__ = ["DEFAULT_MAX_BODY", "CallbackIngress", "callback_app"]
@@ -60,6 +69,12 @@ log = logging.getLogger("awa.ingress")
 
 #: Default request body limit: 1 MiB.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
+
+# Compared against on an unknown id, so that path does the same hashing and constant-time
+# comparison as a wrong token's (the store stops at the missing row).
+_DECOY_HASH: Final = hash_callback_token("awa-ingress-decoy")
+# The one answer for "no such callback" and "not its token" (see the module docstring).
+_NOT_FOUND: Final = ("not_found", "no callback with this id and token")
 
 _PATH = re.compile(r"^/?([0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})/?$")
 _FIELDS: Final = {
@@ -123,14 +138,16 @@ class CallbackIngress:
         callback_id = match[1].lower()
         headers = _headers(scope)
         raw = await self._read_body(headers, receive)
-        if self.secret is not None and not verify_signature(
+        signature = headers.get(SIGNATURE_HEADER.lower())
+        if self.secret is not None and not verify_callback_signature(
             self.secret,
+            callback_id,
             raw,
-            headers.get(SIGNATURE_HEADER.lower()),
+            signature,
             self.callbacks.clock.now().timestamp(),
             self.signature_tolerance,
         ):
-            raise _Refused(401, "invalid_signature", f"missing or invalid {SIGNATURE_HEADER}")
+            raise _Refused(401, "invalid_signature", _signature_problem(signature))
         token = _bearer(headers.get("authorization"))
         request = _parse(raw)
         return await self._resolve(callback_id, token, request)
@@ -182,11 +199,16 @@ class CallbackIngress:
                 log.info("callback %s extended to %s", callback_id, timeout_at.isoformat())
                 body = {"callback_id": callback_id, "state": "pending"}
                 return 200, {**body, "timeout_at": timeout_at.isoformat()}
-        except CallbackNotFound:
-            raise _Refused(404, "not_found", "no such callback") from None
-        except CallbackTokenInvalid:
-            log.warning("callback %s: wrong token presented", callback_id)
-            raise _Refused(403, "forbidden", "wrong token for this callback") from None
+        except (CallbackNotFound, CallbackTokenInvalid) as exc:
+            # One answer for both, and the same work on both paths: the store compares the
+            # token only when the row exists, so an unknown id compares against a decoy.
+            if isinstance(exc, CallbackNotFound):
+                hmac.compare_digest(hash_callback_token(token), _DECOY_HASH)
+                why = "unknown id"
+            else:
+                why = "wrong token"
+            log.warning("callback %s refused: %s", callback_id, why)  # operators may know
+            raise _Refused(404, *_NOT_FOUND) from None
         except CallbackAlreadyResolved as exc:
             raise _Refused(409, "already_resolved", f"already {exc.state}") from None
         except CallbackExpired as exc:
@@ -232,6 +254,18 @@ def _headers(scope: Scope) -> dict[str, str]:
         name.decode("latin-1").lower(): value.decode("latin-1")
         for name, value in scope.get("headers", [])
     }
+
+
+def _signature_problem(header: str | None) -> str:
+    """Why a signature was refused, as far as the header's shape tells: a caller still
+    sending body-only ``v1`` signatures is told what changed."""
+    entries = {part.strip().partition("=")[0] for part in (header or "").split(",")}
+    if "v1" in entries and "v2" not in entries:
+        return (
+            f"{SIGNATURE_HEADER} must sign the callback id: "
+            'v2=HMAC-SHA256 of "<t>.<callback id>." + body (v1 is not accepted here)'
+        )
+    return f"missing or invalid {SIGNATURE_HEADER}"
 
 
 def _bearer(value: str | None) -> str:
