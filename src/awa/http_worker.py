@@ -18,6 +18,8 @@ with a ``secret``, ``Awa-Signature: t=<unix seconds>,v1=<HMAC-SHA256>`` over
   where the callback ingress is mounted), and a 2xx answer parks the job until the remote
   function resolves the callback (or it times out and maintenance retries or fails the job).
   The remote may call back before it answers: the resolution is then applied at once.
+  An ingress with a secret wants the resolution signed for its callback id
+  (``awa.callbacks.sign_callback``, ``v2``), not the ``v1`` body signature awa sends here.
 - Any other answer, a connection failure, or no complete answer within ``timeout`` seconds
   fails the attempt with ``HttpWorkerError``: the runtime's backoff and ``max_attempts``
   apply. A ``Retry-After`` header (seconds or HTTP date, capped at a day) on a non-2xx

@@ -22,7 +22,7 @@ Answers (JSON ``{"error": code, "message": ...}`` on refusal; a refusal changes 
   signature is missing, wrong, for another callback or outside the tolerance window;
 - 404 ``not_found``: no callback with this id *and* this token (an unknown id and a wrong
   token get the same answer, byte for byte, so the ingress does not say which ids exist;
-  RFC 9110 15.5.5 allows 404 for exactly this), or a path that is not ``/<uuid>``;
+  RFC 9110 15.5.4 allows 404 for exactly this), or a path that is not ``/<uuid>``;
 - 405 not POST;
 - 409 already resolved; 410 expired (timed out, or the job no longer waits for it);
 - 413 body larger than ``max_body`` (checked on the declared length and while reading);
