@@ -1,9 +1,15 @@
 -- Callbacks (external waits): registration by a running attempt, parking in the batched
 -- completion flush, resolution by the API or the HTTP ingress, retention.
 --
--- Lock order, for every writer: callback rows (by id) before job rows. The resolver locks
--- one callback then its job; the park flush locks its callbacks in id order, then updates its
--- jobs. Rescue, cancel and heartbeats lock only jobs. So no two of them can deadlock.
+-- Lock order, for every writer: callback rows before job rows, and within each table rows
+-- in id order. The resolver locks one callback, then its job; the park flush locks its
+-- callbacks in id order (lock_callbacks), then its jobs in id order (park_jobs locks its
+-- whole batch first, which covers every job the transaction touches later). Rescue, cancel,
+-- heartbeats and the completion flush lock only jobs, each batch in id order (see jobs.sql).
+-- Row order is what keeps two multi-row writers apart: without it a park and a heartbeat
+-- (or two flushes) listing the same jobs in different orders could each hold a row the
+-- other waits for, and PostgreSQL would abort one as a deadlock. tests/test_lock_order.py
+-- races such writers in opposite orders.
 --
 -- A resolution that arrives while its attempt still runs (the external system answered
 -- before the handler returned WaitForCallback) is recorded on the callback row only; the park
@@ -36,6 +42,7 @@ SELECT id FROM awa.callbacks WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE;
 -- Park running attempts (id/lease pairs) that registered callback $3 and were not asked to
 -- cancel: state waiting_external, heartbeat and deadline cleared, final progress $4 kept.
 -- Returns (id, resolved): resolved means the callback was answered before the park.
+WITH locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE)
 UPDATE awa.jobs j
    SET state = 'waiting_external', heartbeat_at = NULL, deadline_at = NULL,
        progress = CASE WHEN c.progress IS NULL THEN j.progress
@@ -45,6 +52,7 @@ UPDATE awa.jobs j
   JOIN awa.callbacks cb ON cb.id = c.callback_id
  WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = 'running'
    AND j.callback_id = c.callback_id AND NOT j.cancel_requested
+   AND (SELECT count(*) FROM locked) >= 0  -- the batch, locked in id order first (see jobs.sql)
 RETURNING j.id, (cb.state <> 'pending') AS resolved;
 
 -- name: lock_callback
@@ -95,10 +103,12 @@ SELECT cb.timeout_at FROM cb;
 -- Parked jobs among $1 whose callback completed without resume: move them to history as
 -- completed with the callback's payload as result. Returns the ids.
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 done AS (
     DELETE FROM awa.jobs j
      USING awa.callbacks cb
      WHERE j.id = ANY ($1::bigint[]) AND j.state = 'waiting_external'
+       AND (SELECT count(*) FROM locked) >= 0
        AND cb.id = j.callback_id AND cb.run_lease = j.run_lease
        AND cb.state = 'completed' AND NOT cb.resume
     RETURNING j.*, cb.payload AS c_result
@@ -119,10 +129,12 @@ RETURNING id;
 -- move them to history as failed, appending an error record (message, callback id, action,
 -- payload), and write a job.failed event for each. Returns the ids.
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 gone AS (
     DELETE FROM awa.jobs j
      USING awa.callbacks cb
      WHERE j.id = ANY ($1::bigint[]) AND j.state = 'waiting_external'
+       AND (SELECT count(*) FROM locked) >= 0
        AND cb.id = j.callback_id AND cb.run_lease = j.run_lease
        AND (cb.state = 'failed' OR (cb.state = 'retried' AND j.attempt >= j.max_attempts))
     RETURNING j.*, cb.id AS cb_id, cb.state AS cb_state, cb.error AS cb_error,
@@ -162,6 +174,7 @@ RETURNING id;
 -- at an hour, +-10 % jitter), available at once when the delay is 0. Returns (id, queue,
 -- state, run_at).
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 due AS (
     SELECT j.id, cb.id AS cb_id, cb.error AS cb_error, cb.payload AS cb_payload,
            coalesce(cb.retry_delay_s,
@@ -185,7 +198,8 @@ UPDATE awa.jobs j
        callback_id = NULL, callback_timeout_at = NULL, heartbeat_at = NULL, deadline_at = NULL,
        claimed_by = NULL, cancel_requested = false
   FROM due, t
- WHERE j.id = due.id
+ WHERE j.id = due.id AND j.state = 'waiting_external' AND j.callback_id = due.cb_id
+   AND (SELECT count(*) FROM locked) >= 0
 RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: callback_resume_jobs
@@ -194,6 +208,7 @@ RETURNING j.id, j.queue, j.state, j.run_at;
 -- metadata 'awa.callback' with that attempt's number for the handler's ctx.callback.
 -- Returns (id, queue, state, run_at).
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 due AS (
     SELECT j.id, cb.id AS cb_id, cb.payload AS cb_payload, cb.resolved_at
       FROM awa.jobs j
@@ -209,7 +224,8 @@ UPDATE awa.jobs j
        callback_id = NULL, callback_timeout_at = NULL, heartbeat_at = NULL, deadline_at = NULL,
        claimed_by = NULL
   FROM due, t
- WHERE j.id = due.id
+ WHERE j.id = due.id AND j.state = 'waiting_external' AND j.callback_id = due.cb_id
+   AND (SELECT count(*) FROM locked) >= 0
 RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: prune_callbacks

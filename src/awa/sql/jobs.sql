@@ -5,6 +5,23 @@
 -- NULL element keeps the stored progress, the JSON value null clears it, anything else
 -- replaces it. A NULL array keeps every job's progress (unnest pads it with NULLs), so the
 -- common case of no progress at all costs nothing on the wire.
+--
+-- Lock order: every statement that writes several job rows (heartbeat, the completion
+-- flush's complete/finalize/reschedule batches, finalize_cancel_requested, rescue, the
+-- callback park) first locks every row of its batch, in id order, and only then writes:
+--
+--     locked AS (SELECT id FROM awa.jobs WHERE id = ANY (...) ORDER BY id FOR UPDATE)
+--     ... WHERE ... AND (SELECT count(*) FROM locked) >= 0
+--
+-- The condition is always true; it is there because it makes the lock step run, to the
+-- end, before the statement reads its first row: PostgreSQL evaluates a condition that does
+-- not depend on any row once, up front (a "One-Time Filter"), whereas a CTE joined like a
+-- table may be read lazily, or not at all when nothing else matches. So the whole batch is
+-- locked even when no row qualifies, and the later statements of the same transaction
+-- (rescue's retry and fail, the flush's cancel step) touch only rows it already holds. Two
+-- such writers over the same jobs wait for each other at most once, never in a cycle,
+-- whatever order their batches list the ids in. Claims, promotion and aging use SKIP
+-- LOCKED and never wait.
 
 -- name: insert_job
 -- Insert one job; state is scheduled when run_at is in the future, else available. In the
@@ -85,11 +102,13 @@ RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, 
 -- their final progress $5. Returns the ids applied; the rest were stale (rescued, cancelled
 -- or already finished).
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 done AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $3::jsonb[], $5::jsonb[])
            AS c(id, lease, result, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = 'running'
+       AND (SELECT count(*) FROM locked) >= 0
     RETURNING j.*, c.result AS c_result,
               CASE WHEN c.progress IS NULL THEN j.progress
                    ELSE nullif(c.progress, 'null'::jsonb) END AS c_progress
@@ -111,11 +130,13 @@ RETURNING id;
 -- became failed writes a job.failed event to the outbox in the same statement. Returns the
 -- ids applied.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[], $6::jsonb[])
            AS c(id, lease, new_state, error, progress)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
+       AND (SELECT count(*) FROM locked) >= 0
        -- an operator's cancel request wins over a failed last attempt (the caller sends
        -- those to finalize_cancel_requested)
        AND NOT (j.cancel_requested AND c.new_state = 'failed')
@@ -149,7 +170,8 @@ RETURNING id;
 -- scheduled (a snooze, which gives the attempt back), due at run_at; straight to available
 -- when already due. Appends error $5 when given and keeps the attempt's final progress $8 for
 -- the next attempt. Returns (id, queue, state) applied.
-WITH t AS (SELECT coalesce($7::timestamptz, now()) AS now)
+WITH t AS (SELECT coalesce($7::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE)
 UPDATE awa.jobs j
    SET state = CASE WHEN c.run_at <= t.now THEN 'available'::awa.job_state ELSE c.new_state END,
        run_at = c.run_at,
@@ -162,7 +184,7 @@ UPDATE awa.jobs j
               $6::boolean[], $8::jsonb[]) AS c(id, lease, new_state, run_at, error, give_back,
                                                progress), t
  WHERE j.id = c.id AND j.run_lease = c.lease AND j.state IN ('running', 'waiting_external')
-   AND NOT j.cancel_requested
+   AND NOT j.cancel_requested AND (SELECT count(*) FROM locked) >= 0
 RETURNING j.id, j.queue, j.state, j.run_at;
 
 -- name: finalize_cancel_requested
@@ -171,10 +193,11 @@ RETURNING j.id, j.queue, j.state, j.run_at;
 -- ends cancelled with the operator's reason and the attempt's final progress $4. Only
 -- attempts still in a state of $5 (NULL: running or waiting_external) are touched.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $4::jsonb[]) AS c(id, lease, progress)
-     WHERE j.id = c.id AND j.run_lease = c.lease
+     WHERE j.id = c.id AND j.run_lease = c.lease AND (SELECT count(*) FROM locked) >= 0
        AND j.state = ANY (coalesce($5::awa.job_state[], '{running,waiting_external}'))
        AND j.cancel_requested
     RETURNING j.*,
@@ -200,6 +223,7 @@ RETURNING id;
 -- jobs it holds (progress $3: see the convention at the top). Returns the ids the runtime
 -- must stop: lost (lease no longer matches, or no longer running) or asked to cancel.
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
+locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
 beat AS (
     UPDATE awa.jobs j
        SET heartbeat_at = t.now,
@@ -207,6 +231,7 @@ beat AS (
                            ELSE nullif(h.progress, 'null'::jsonb) END
       FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS h(id, lease, progress), t
      WHERE j.id = h.id AND j.run_lease = h.lease AND j.state = 'running'
+       AND (SELECT count(*) FROM locked) >= 0
     RETURNING j.id, j.cancel_requested, j.cancel_reason
 )
 SELECT h.id, (b.id IS NULL) AS lost, b.cancel_reason
