@@ -23,6 +23,7 @@ __all__ = [
     "DeadLetterNotFound",
     "InvalidTransition",
     "JobNotFound",
+    "LeadershipLost",
     "MigrationError",
     "RuntimeStateError",
     "ValidationError",
@@ -83,6 +84,18 @@ class DatabaseConflict(DatabaseUnavailable):
     """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict;
     nothing was written and the call may be retried (callers that retry on
     ``DatabaseUnavailable`` retry this too)."""
+
+
+class LeadershipLost(AwaError):
+    """A maintenance transaction was refused because a newer leadership term began: this
+    process no longer leads (its leader lock was lost and another process took over, ADR
+    012). Nothing was written. Not a ``DatabaseUnavailable`` on purpose: callers that retry
+    on that must not retry this; the leader stops leading instead. ``term`` is the term the
+    refused transaction was fenced by."""
+
+    def __init__(self, term: int) -> None:
+        self.term = term
+        super().__init__(f"leadership term {term} is over: a newer maintenance leader took over")
 
 
 class MigrationError(AwaError):

@@ -43,9 +43,7 @@ class Cleanup(Branch):
                 deleted += await ctx.store.delete_expired_history(state, keep, self.batch, ctx.now)
         forgotten = await ctx.store.gc_runtimes(3600.0, 86400.0, ctx.now)
         released = await ctx.store.gc_unique_keys(self.batch)
-        callbacks = await CallbackStore(ctx.store.pool, ctx.store.url).prune(
-            longest, self.batch, ctx.now
-        )
+        callbacks = await ctx.store.sibling(CallbackStore).prune(longest, self.batch, ctx.now)
         for hook in self.hooks:
             await hook(ctx)
         rows = {

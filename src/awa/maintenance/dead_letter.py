@@ -74,7 +74,7 @@ class DeadLetterHold(Branch):
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        store = DeadLetterStore(ctx.store.pool, ctx.store.url)
+        store = ctx.store.sibling(DeadLetterStore)
         declared = orphaned = 0
         if self.policies is not None:
             policies = list(self.policies)

@@ -4,7 +4,9 @@ Each branch runs as its own periodic task in the lane's task group. A capacity l
 bounds how many branch bodies touch the database at once; waiting for it counts as
 *lateness*, which is exactly how a slow neighbour starving a branch becomes visible. Each
 run feeds the branch's ``OverrunTracker``; a body that raises or times out is logged,
-counted and retried with capped backoff, and never kills the lane.
+counted and retried with capped backoff, and never kills the lane. The one exception is
+``LeadershipLost`` (a newer leadership term fenced the body's transaction out): it ends the
+lane, and with it this leadership.
 
 Scheduling per branch: next due = max(due + interval, finished + min_rest), sooner when the
 page was full (``more``) or the branch knows its next work time (``next_due_in``), or when
@@ -23,12 +25,13 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.backoff import Backoff
+from awa.errors import LeadershipLost
 from awa.maintenance.branch import Branch, BranchContext, BranchResult
 from awa.maintenance.overrun import Observation, OverrunPolicy, OverrunTracker, Transition
 from awa.store.maintenance import HealthRow
 from awa.telemetry import Instruments
 
-__all__ = ["BranchStats", "Lane"]
+__all__ = ["BranchStats", "Lane", "deposed"]
 
 log = logging.getLogger("awa.maintenance")
 
@@ -101,6 +104,13 @@ class BranchStats:
 
 
 ObservationHook = Callable[[str, BranchStats, Observation], None]
+
+
+def deposed(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or (from a task group) contains, ``LeadershipLost``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(LeadershipLost) is not None
+    return isinstance(exc, LeadershipLost)
 
 
 class Lane:
@@ -188,6 +198,10 @@ class Lane:
                 ):
                     result = await branch.run_once(self.ctx)
             except Exception as exc:
+                if deposed(exc):
+                    # Not this branch's failure: a newer term began, so the leader must stop
+                    # leading (ADR 012); counting and retrying would only repeat the refusal.
+                    raise
                 stats.errors += 1
                 stats.failures += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"[:2000]

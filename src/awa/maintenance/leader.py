@@ -1,11 +1,22 @@
 """The maintenance leader: election, watchdog, and the lanes it supervises.
 
-State machine (ADR 003): *follower* --lock won--> *leader* --(connection lost | health check
-failed | resign | shutdown)--> *follower*. As follower, the process retries
-``pg_try_advisory_lock`` every ``election_interval`` (±20 % jitter) on a dedicated
-connection. As leader, one task group holds the watchdog, the due-time listener, the health
-writer and the lanes; any exit from leadership cancels that whole group, so every branch
-body stops (its transaction rolls back) before the lock is released.
+State machine (ADR 003, ADR 012): *follower* --lock won, term begun--> *leader*
+--(connection lost | health check failed | deposed | resign | shutdown)--> *follower*. As
+follower, the process retries ``pg_try_advisory_lock`` every ``election_interval`` (±20 %
+jitter) on a dedicated connection. Having won the lock, it starts a new leadership *term*
+in the database (which waits for any transaction of an older term still in flight) and
+opens its stores fenced by that term, so every maintenance write commits only while the
+term is current. As leader, one task group holds the watchdog, the due-time listener, the
+health writer and the lanes; any exit from leadership cancels that whole group. A write
+refused by the fence (``LeadershipLost``: a newer leader took over, e.g. after this
+process's connections were partitioned away) ends the leadership like a failed health check,
+and the leader connection is dropped so the next campaign starts from a fresh session.
+
+Stepping down is bounded: the lock release and the closing of both pools run side by side,
+each giving up (and dropping its connections) after ``CLOSE_TIMEOUT``, so even a process
+whose every connection is blackholed stops within a few seconds. Branch transactions that
+are still in flight then need no ordering against the release: they are fenced, and the next
+term cannot begin until they end.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from anyio.abc import TaskStatus
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
-from awa.errors import DatabaseUnavailable
+from awa.errors import DatabaseUnavailable, LeadershipLost
 from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation, Transition
@@ -38,6 +49,10 @@ CRON_CHANGED = "cron"
 #: the cap is roughly how long the SLO lane stays without a leader once PostgreSQL is back,
 #: and one connection attempt every few seconds per worker costs the server nothing.
 _RECONNECT = Backoff(base=0.5, factor=2.0, cap=5.0, jitter=0.2)
+#: How long a new leader waits for the transactions of older terms still in flight before it
+#: gives the lock back and campaigns again. Longer than the fence's idle bound (5 s), so a
+#: vanished predecessor's open transactions are ended by the server before this runs out.
+TERM_WAIT = 10.0
 
 
 class MaintenanceLeader:
@@ -66,7 +81,10 @@ class MaintenanceLeader:
         self.mode_reason: str | None = None
         self.lanes: dict[str, Lane] = {}
         self.stats: dict[str, BranchStats] = {}
+        #: Leaderships this process won (since it started).
         self.terms = 0
+        #: The database's leadership term this process leads in now (None: it does not).
+        self.term: int | None = None
         self._resign = anyio.Event()
         self._switch = anyio.Event()
         self._became_leader = anyio.Event()
@@ -102,7 +120,7 @@ class MaintenanceLeader:
 
     async def _campaign(self, conn: LeaderConnection) -> None:
         while conn.alive:
-            if await conn.try_acquire():
+            if await conn.try_acquire(self.config.leader_check_timeout):
                 await self._lead(conn)
                 if not conn.alive:
                     return
@@ -119,16 +137,26 @@ class MaintenanceLeader:
     # ---------------------------------------------------------- leadership
 
     async def _lead(self, conn: LeaderConnection) -> None:
+        term = await conn.begin_term(self.instance_id, TERM_WAIT, self.clock.db_now())
+        if term is None:
+            log.warning(
+                "maintenance leader %s: transactions of the previous term still run after "
+                "%gs; giving the lock back",
+                self.instance_id,
+                TERM_WAIT,
+            )
+            await conn.release()
+            return
         self.terms += 1
         self._resign = anyio.Event()
         mode = "single" if self.config.mode in ("single", "auto") else "split"
         reason: str | None = "configured" if self.config.mode != "auto" else "auto: start single"
         slo_store = await MaintenanceStore.open(
-            self.url, min_size=1, max_size=self.config.slo_capacity
+            self.url, min_size=1, max_size=self.config.slo_capacity, term=term
         )
         try:
             hygiene_store = await MaintenanceStore.open(
-                self.url, min_size=1, max_size=self.config.hygiene_capacity
+                self.url, min_size=1, max_size=self.config.hygiene_capacity, term=term
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -136,48 +164,71 @@ class MaintenanceLeader:
             raise
         self.stats = {b.name: BranchStats.for_branch(b) for b in self.branches}
         self.mode, self.mode_reason = mode, reason
+        self.term = term
         self.is_leader = True
         self.metrics.elections.add(1)
         self.metrics.leader.add(1)
         log.info(
-            "maintenance leadership won by %s (term %d, mode %s)",
-            self.instance_id,
-            self.terms,
-            mode,
+            "maintenance leadership won by %s (term %d, mode %s)", self.instance_id, term, mode
         )
+        deposed = False
         try:
-            await slo_store.record_leader(self.instance_id, mode, reason, self.clock.db_now())
-            # Before the task group: a connection lost here must surface as the plain
-            # DatabaseUnavailable handled below, not inside an exception group.
-            await conn.listen(DUE_CHANNEL, self._on_due)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watchdog, conn, tg.cancel_scope)
-                tg.start_soon(self._health_writer, hygiene_store)
-                self._became_leader.set()
-                while True:
-                    self._switch = anyio.Event()
-                    await self._run_lanes(mode, reason, slo_store, hygiene_store)
-                    mode = "split"
-                    reason = self.mode_reason
-                    try:
-                        await slo_store.record_leader(
-                            self.instance_id, mode, reason, self.clock.db_now()
-                        )
-                    except DatabaseUnavailable as exc:
-                        log.warning("recording the lane-mode switch failed: %s", exc)
-        except DatabaseUnavailable as exc:
-            log.warning("maintenance leader %s lost the database: %s", self.instance_id, exc)
+            await self._lead_term(conn, mode, reason, slo_store, hygiene_store)
+        except* LeadershipLost as lost:
+            deposed = True
+            log.warning(
+                "maintenance leader %s deposed: %s; stopping lanes",
+                self.instance_id,
+                lost.exceptions[0],
+            )
+        except* DatabaseUnavailable as lost:
+            log.warning(
+                "maintenance leader %s lost the database: %s",
+                self.instance_id,
+                lost.exceptions[0],
+            )
         finally:
             self.is_leader = False
+            self.term = None
             self.lanes = {}
             self._became_leader = anyio.Event()
             self.metrics.leader.add(-1)
             self.metrics.clear_leader_gauges()
             with anyio.CancelScope(shield=True):
-                await conn.release()
-                await slo_store.close()
-                await hygiene_store.close()
+                async with anyio.create_task_group() as tg:
+                    # Deposed: this session may be a stale one; start the next campaign on
+                    # a fresh connection.
+                    tg.start_soon(conn.close if deposed else conn.release)
+                    tg.start_soon(slo_store.close)
+                    tg.start_soon(hygiene_store.close)
             log.info("maintenance leadership of %s ended", self.instance_id)
+
+    async def _lead_term(
+        self,
+        conn: LeaderConnection,
+        mode: str,
+        reason: str | None,
+        slo_store: MaintenanceStore,
+        hygiene_store: MaintenanceStore,
+    ) -> None:
+        """Lead until the watchdog, a resignation or a fenced write ends it."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watchdog, conn, tg.cancel_scope)
+            await slo_store.record_leader(self.instance_id, mode, reason, self.clock.db_now())
+            await conn.listen(DUE_CHANNEL, self._on_due)
+            tg.start_soon(self._health_writer, hygiene_store)
+            self._became_leader.set()
+            while True:
+                self._switch = anyio.Event()
+                await self._run_lanes(mode, reason, slo_store, hygiene_store)
+                mode = "split"
+                reason = self.mode_reason
+                try:
+                    await slo_store.record_leader(
+                        self.instance_id, mode, reason, self.clock.db_now()
+                    )
+                except DatabaseUnavailable as exc:
+                    log.warning("recording the lane-mode switch failed: %s", exc)
 
     async def _run_lanes(
         self,
@@ -265,9 +316,8 @@ class MaintenanceLeader:
             healthy = False
             if conn.alive and not self._resign.is_set():
                 try:
-                    with anyio.fail_after(self.config.leader_check_timeout):
-                        healthy = await conn.check()
-                except (TimeoutError, DatabaseUnavailable) as exc:
+                    healthy = await conn.check(self.config.leader_check_timeout)
+                except DatabaseUnavailable as exc:
                     log.warning("maintenance leader health check failed: %s", exc)
             if self._resign.is_set():
                 log.info("maintenance leader %s resigning", self.instance_id)

@@ -7,6 +7,10 @@ Otherwise it runs, one after another, every branch whose persisted health says i
 (never run, or started at least one interval ago; ``force`` runs all), with the same
 accounting as the lanes (metrics, overrun tracking, persisted health, counters accumulated
 onto the persisted ones), and releases the lock before returning.
+
+Like a leader, a tick that wins the lock starts a new leadership term and runs every branch
+on a store fenced by it (ADR 012): should the lock be lost and another process lead
+meanwhile, the tick's remaining writes change nothing and it raises ``LeadershipLost``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable
 from awa.maintenance.branch import Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
+from awa.maintenance.leader import TERM_WAIT
 from awa.store.maintenance import HealthRow, LeaderConnection, MaintenanceStore
 from awa.telemetry import Instruments
 
@@ -83,7 +88,11 @@ async def tick(
     conn = await LeaderConnection.open(url)
     try:
         won = await _acquire_within(conn, wait, clock)
-        if not won:
+        term = await conn.begin_term(instance_id, TERM_WAIT, clock.db_now()) if won else None
+        if term is None:
+            if won:  # a previous term's transactions outlived TERM_WAIT
+                with anyio.CancelScope(shield=True):
+                    await conn.release()
             store = await MaintenanceStore.open(url, min_size=1, max_size=1)
             try:
                 leader = await store.get_leader()
@@ -93,7 +102,7 @@ async def tick(
             log.info("maintenance tick skipped: leadership is held by %s", held_by)
             return TickReport(instance_id, False, held_by, [])
         try:
-            return await _run_due(url, instance_id, branches, config, clock, metrics, force)
+            return await _run_due(url, instance_id, branches, config, clock, metrics, force, term)
         finally:
             with anyio.CancelScope(shield=True):
                 await conn.release()
@@ -120,8 +129,9 @@ async def _run_due(
     clock: Clock,
     metrics: Instruments,
     force: bool,
+    term: int,
 ) -> TickReport:
-    store = await MaintenanceStore.open(url, min_size=1, max_size=1)
+    store = await MaintenanceStore.open(url, min_size=1, max_size=1, term=term)
     try:
         await store.record_leader(instance_id, "tick", "bounded tick()", clock.db_now())
         persisted = {row["branch"]: row for row in await store.read_health()}
@@ -156,7 +166,8 @@ async def _run_due(
             log.warning("writing maintenance health after tick failed: %s", exc)
         return TickReport(instance_id, True, instance_id, reports)
     finally:
-        await store.close()
+        with anyio.CancelScope(shield=True):
+            await store.close()
 
 
 def _accumulate(row: HealthRow, before: dict[str, Any] | None) -> HealthRow:

@@ -154,9 +154,13 @@ DELETE FROM awa.job_unique u
         AND NOT EXISTS (SELECT 1 FROM awa.jobs_done d WHERE d.id = x.job_id)
       LIMIT $1);
 
--- name: ring_state
--- The terminal-history ring: current slot, slot count, when it last rotated.
-SELECT current_slot, slot_count, rotated_at FROM awa.ring_state;
+-- name: ring_lock
+-- The terminal-history ring, row-locked for one rotate pass (no row: another pass holds it):
+-- current slot, slot count, and seconds since it last rotated by the database clock (or $1).
+SELECT current_slot, slot_count,
+       extract(epoch FROM coalesce($1::timestamptz, now()) - rotated_at)::float8 AS age_s
+  FROM awa.ring_state
+   FOR UPDATE SKIP LOCKED;
 
 -- name: slot_is_empty
 -- True when ring slot $1 holds no rows.
@@ -172,11 +176,19 @@ SELECT NOT EXISTS (
        AND d.finalized_at >= t.now - make_interval(secs => CASE d.state
                 WHEN 'completed' THEN $2::float8 WHEN 'failed' THEN $3::float8 ELSE $4::float8 END));
 
+-- name: truncate_slot
+-- TRUNCATE ring partition {slot} (a template: the slot number is formatted in, validated).
+TRUNCATE awa.jobs_done_{slot};
+
 -- name: advance_ring
 -- Move the current slot to $1 (compare-and-set on the old slot $2).
 UPDATE awa.ring_state SET current_slot = $1, rotated_at = coalesce($3::timestamptz, now())
  WHERE current_slot = $2
 RETURNING current_slot;
+
+-- name: local_lock_timeout
+-- Bound every lock wait of the rest of this transaction to $1 (a duration such as '200ms').
+SELECT set_config('lock_timeout', $1::text, true);
 
 -- name: queue_stats_refresh
 -- Recompute depth and lag per queue and live state into awa.queue_stats.
@@ -240,16 +252,53 @@ ON CONFLICT (queue, kind) DO UPDATE
    SET handled_by = EXCLUDED.handled_by, live_jobs = EXCLUDED.live_jobs, last_seen = EXCLUDED.last_seen;
 
 -- name: record_leader
--- Record this process as the maintenance leader (won at $2, lane mode $3).
-INSERT INTO awa.maintenance_leader (instance_id, won_at, mode, mode_reason, updated_at)
-VALUES ($1, coalesce($2::timestamptz, now()), $3, $4, coalesce($2::timestamptz, now()))
+-- Record this process as the maintenance leader of term $5 (won at $2, lane mode $3).
+INSERT INTO awa.maintenance_leader (instance_id, won_at, mode, mode_reason, updated_at, term)
+VALUES ($1, coalesce($2::timestamptz, now()), $3, $4, coalesce($2::timestamptz, now()), $5)
 ON CONFLICT (singleton) DO UPDATE
    SET instance_id = EXCLUDED.instance_id, won_at = EXCLUDED.won_at, mode = EXCLUDED.mode,
-       mode_reason = EXCLUDED.mode_reason, updated_at = EXCLUDED.updated_at;
+       mode_reason = EXCLUDED.mode_reason, updated_at = EXCLUDED.updated_at,
+       term = EXCLUDED.term;
 
 -- name: get_leader
 -- The recorded maintenance leader, if any.
-SELECT instance_id, won_at, mode, mode_reason, updated_at FROM awa.maintenance_leader;
+SELECT instance_id, won_at, mode, mode_reason, updated_at, term FROM awa.maintenance_leader;
+
+-- name: leader_try_lock
+-- Try to take the session-scoped maintenance leader lock $1 (true: this session leads).
+SELECT pg_try_advisory_lock($1);
+
+-- name: leader_holds_lock
+-- True while this session still holds the leader lock $1 (the watchdog's health check).
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND pid = pg_backend_pid() AND objsubid = 1
+                  AND ((classid::bigint << 32) | objid::bigint) = $1);
+
+-- name: leader_unlock
+-- Give up the maintenance leader lock $1.
+SELECT pg_advisory_unlock($1);
+
+-- name: term_begin
+-- Start the next leadership term for holder $1 (the caller holds the leader lock). As an
+-- UPDATE of the term row it waits for every fenced transaction of older terms still in
+-- flight (they share-lock the row); later ones see the new term. Returns the new term.
+UPDATE awa.leader_term
+   SET term = term + 1, holder = $1, started_at = coalesce($2::timestamptz, now())
+RETURNING term;
+
+-- name: term_fence
+-- Open a maintenance transaction of term $1: share-lock the term row while $1 is current.
+-- No row: a newer term began and the caller is deposed. Also bounds how long this
+-- transaction may sit idle ($2, e.g. '5s'), so a vanished client cannot hold the row, and
+-- with it the next term's start, for longer than that.
+SELECT term, set_config('idle_in_transaction_session_timeout', $2::text, true) AS idle_limit
+  FROM awa.leader_term
+ WHERE term = $1
+   FOR SHARE;
+
+-- name: current_term
+-- The current leadership term, its holder and when it began.
+SELECT term, holder, started_at FROM awa.leader_term;
 
 -- name: write_health
 -- Upsert per-branch health rows (parallel arrays, one element per branch). max_lateness_s is

@@ -13,10 +13,13 @@ import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS
 
-__all__ = ["CLOSE_ERRORS", "DedicatedConnection"]
+__all__ = ["CLOSE_ERRORS", "CLOSE_TIMEOUT", "DedicatedConnection"]
 
 #: Errors a close may meet when the server or the socket is already gone.
 CLOSE_ERRORS: tuple[type[BaseException], ...] = (*CONNECT_ERRORS, asyncpg.PostgresError)
+#: Seconds a polite close (or unlock) may take before the connection is simply dropped: a
+#: half-open peer never answers, and shutdown must not wait for TCP to give up.
+CLOSE_TIMEOUT = 2.0
 
 
 class DedicatedConnection:
@@ -30,10 +33,17 @@ class DedicatedConnection:
         return not self._conn.is_closed() and not self.terminated.is_set()
 
     async def close(self) -> None:
-        """Close (terminate if a clean close fails); safe to call twice."""
+        """Close (terminate if a clean close fails within ``CLOSE_TIMEOUT``); safe to call
+        twice."""
         self.terminated.set()
         if not self._conn.is_closed():
             try:
-                await self._conn.close(timeout=2)
+                await self._conn.close(timeout=CLOSE_TIMEOUT)
             except CLOSE_ERRORS:
                 self._conn.terminate()
+
+    def terminate(self) -> None:
+        """Drop the connection at once, without a word to the server. For a peer that no
+        longer answers: the server ends the session (and its locks) when it notices."""
+        self.terminated.set()
+        self._conn.terminate()

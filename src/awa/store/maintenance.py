@@ -1,23 +1,24 @@
 """Store methods used only by maintenance branches and the leader (kept apart from the hot
-path so each file stays readable)."""
+path so each file stays readable).
+
+The leader opens its stores with its leadership ``term``: every transaction they run is then
+fenced by it (``awa.store.fencing``, ADR 012), so a deposed leader's late write changes
+nothing and raises ``LeadershipLost``."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import asyncpg
-
-from awa.db.connect import CONNECT_ERRORS, connect
-from awa.errors import DatabaseUnavailable
 from awa.store.cron import CronStore
-from awa.store.dedicated import DedicatedConnection
 from awa.store.events import EventStore
+from awa.store.fencing import FencedStore
+from awa.store.leadership import LEADER_LOCK_KEY, LeaderConnection
 from awa.store.presence import PRESENCE_LOCK_CLASS, Presence
 from awa.store.queries import load_queries
+from awa.store.ring import RingPass
 
 __all__ = [
     "LEADER_LOCK_KEY",
@@ -27,10 +28,10 @@ __all__ = [
     "MaintenanceStore",
     "Presence",
     "RescueOutcome",
+    "RingPass",
 ]
 
-#: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
-LEADER_LOCK_KEY = 0x6177615F6C656164
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ class HealthRow:
     max_lateness_s: float | None = None
 
 
-class MaintenanceStore(CronStore, EventStore):
-    """``Store`` plus the maintenance (cron evaluation, event outbox) queries."""
+class MaintenanceStore(FencedStore, CronStore, EventStore):
+    """``Store`` plus the maintenance (cron evaluation, event outbox) queries; fenced by
+    its ``term`` when opened with one."""
 
     QUERIES = load_queries(
         frozenset(CronStore.QUERIES)
@@ -84,15 +86,18 @@ class MaintenanceStore(CronStore, EventStore):
             "delete_expired_history",
             "gc_runtimes",
             "gc_unique_keys",
-            "ring_state",
+            "ring_lock",
             "slot_is_empty",
             "slot_is_expired",
+            "truncate_slot",
             "advance_ring",
+            "local_lock_timeout",
             "queue_stats_refresh",
             "age_priorities",
             "refresh_admin_metadata",
             "record_leader",
             "get_leader",
+            "current_term",
             "write_health",
             "read_health",
         }
@@ -236,55 +241,21 @@ class MaintenanceStore(CronStore, EventStore):
         status = await self._guard(lambda: self.db.execute(self.sql("gc_unique_keys"), limit))
         return _count(status)
 
-    async def ring_state(self) -> tuple[int, int, datetime]:
-        row = await self._guard(lambda: self.db.fetchrow(self.sql("ring_state")))
-        assert row is not None
-        return int(row["current_slot"]), int(row["slot_count"]), row["rotated_at"]
+    async def ring_pass(self, body: Callable[[RingPass], Awaitable[T]]) -> T:
+        """Run ``body`` as one pass over the history ring: one connection, one transaction
+        (fenced like every other of this store), the ring row-locked first (see
+        ``awa.store.ring``). ``body`` returns what the pass did."""
 
-    async def slot_is_empty(self, slot: int) -> bool:
-        return bool(await self._guard(lambda: self.db.fetchval(self.sql("slot_is_empty"), slot)))
-
-    async def slot_is_expired(
-        self, slot: int, retention: dict[str, float], now: datetime | None = None
-    ) -> bool:
-        value = await self._guard(
-            lambda: self.db.fetchval(
-                self.sql("slot_is_expired"),
-                slot,
-                retention["completed"],
-                retention["failed"],
-                retention["cancelled"],
-                now,
-            )
-        )
-        return bool(value)
-
-    async def truncate_slot(self, slot: int, lock_timeout: float = 0.2) -> bool:
-        """TRUNCATE one ring partition: constant time however many rows it holds.
-
-        Gives up (returns False) when its lock is not granted within ``lock_timeout``: a
-        TRUNCATE queued behind a long reader of the history would make every later reader
-        (``get_job``, duplicate unique-key lookups) queue behind *it*."""
-        if not 0 <= slot < 64:
-            raise ValueError(f"slot {slot} out of range")
-        millis = max(1, int(lock_timeout * 1000))
-
-        async def run() -> bool:
+        async def run() -> T:
             async with self.acquire() as c, c.transaction():
-                await c.execute(f"SET LOCAL lock_timeout = '{millis}ms'")
-                try:
-                    await c.execute(f"TRUNCATE awa.jobs_done_{int(slot)}")
-                except asyncpg.exceptions.LockNotAvailableError:
-                    return False
-                return True
+                return await body(RingPass(self.QUERIES, c))
 
         return await self._guard(run)
 
-    async def advance_ring(self, new_slot: int, old_slot: int, now: datetime | None = None) -> bool:
-        value = await self._guard(
-            lambda: self.db.fetchval(self.sql("advance_ring"), new_slot, old_slot, now)
-        )
-        return value is not None
+    async def truncate_slot(self, slot: int, lock_timeout: float = 0.2) -> bool:
+        """TRUNCATE one ring partition on its own (``RingPass.truncate``); False when its
+        lock was not granted within ``lock_timeout``."""
+        return await self.ring_pass(lambda ring: ring.truncate(slot, lock_timeout))
 
     async def refresh_queue_stats(self, now: datetime | None = None) -> list[dict[str, Any]]:
         rows = await self._guard(lambda: self.db.fetch(self.sql("queue_stats_refresh"), now))
@@ -303,13 +274,21 @@ class MaintenanceStore(CronStore, EventStore):
     async def record_leader(
         self, instance_id: str, mode: str, reason: str | None, now: datetime | None = None
     ) -> None:
+        """Record ``instance_id`` as the leader, in lane ``mode``, of this store's term."""
         await self._guard(
-            lambda: self.db.execute(self.sql("record_leader"), instance_id, now, mode, reason)
+            lambda: self.db.execute(
+                self.sql("record_leader"), instance_id, now, mode, reason, self.term
+            )
         )
 
     async def get_leader(self) -> dict[str, Any] | None:
         row = await self._guard(lambda: self.db.fetchrow(self.sql("get_leader")))
         return None if row is None else dict(row)
+
+    async def current_term(self) -> dict[str, Any]:
+        """The current leadership term: ``term``, ``holder``, ``started_at``."""
+        row = await self._guard(lambda: self.db.fetchrow(self.sql("current_term")))
+        return {} if row is None else dict(row)
 
     async def write_health(
         self, rows: Sequence[HealthRow], leader: str, now: datetime | None = None
@@ -348,52 +327,3 @@ def _count(status: str) -> int:
         return int(status.rsplit(" ", 1)[-1])
     except (ValueError, AttributeError):
         return 0
-
-
-class LeaderConnection(DedicatedConnection):
-    """The leader's dedicated connection (outside every pool): holds the session-scoped
-    leadership lock, answers the watchdog's health check, and LISTENs for due times.
-
-    Session scope is the point: if the process or this connection dies, PostgreSQL releases
-    the lock and a follower can take over at its next election attempt.
-    """
-
-    @classmethod
-    async def open(cls, url: str) -> LeaderConnection:
-        return cls(await connect(url))
-
-    async def try_acquire(self) -> bool:
-        try:
-            return bool(
-                await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY)
-            )
-        except CONNECT_ERRORS as exc:
-            raise DatabaseUnavailable(f"leader election failed: {exc}") from exc
-
-    async def check(self) -> bool:
-        """True while this session still holds the leadership lock."""
-        try:
-            return bool(
-                await self._conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND pid = pg_backend_pid() AND objsubid = 1"
-                    " AND ((classid::bigint << 32) | objid::bigint) = $1)",
-                    LEADER_LOCK_KEY,
-                )
-            )
-        except CONNECT_ERRORS as exc:
-            raise DatabaseUnavailable(f"leader health check failed: {exc}") from exc
-
-    async def release(self) -> None:
-        if self.alive:
-            with contextlib.suppress(*CONNECT_ERRORS):
-                await self._conn.execute("SELECT pg_advisory_unlock($1)", LEADER_LOCK_KEY)
-
-    async def listen(self, channel: str, on_payload: Callable[[str], None]) -> None:
-        def deliver(_c: object, _pid: int, _channel: str, payload: object) -> None:
-            on_payload(str(payload))
-
-        try:
-            await self._conn.add_listener(channel, deliver)
-        except CONNECT_ERRORS as exc:
-            raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc

@@ -1,0 +1,128 @@
+"""The maintenance leader's dedicated connection: the leader lock and the leadership term.
+
+Leadership is a session-scoped advisory lock (``LEADER_LOCK_KEY``) on a connection outside
+every pool: if the process or this connection dies, PostgreSQL releases the lock and a
+follower takes over at its next election attempt. The lock alone cannot stop a deposed
+leader whose writes are still in flight (a half-open connection keeps a session "alive" for
+the client long after the server dropped it), so each leadership also starts a new *term*
+(``begin_term``): a number in ``awa.leader_term`` that every maintenance transaction of the
+leader checks first (``awa.store.fencing``), so a write of an older term changes nothing
+(ADR 012).
+
+Every call here is bounded: a peer that stopped answering costs at most ``CLOSE_TIMEOUT``
+on the way out, and ``release`` drops the connection rather than wait for TCP to give up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+import asyncpg
+
+from awa.db.connect import CONNECT_ERRORS, connect
+from awa.errors import DatabaseUnavailable
+from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT, DedicatedConnection
+from awa.store.queries import load_queries
+
+__all__ = ["LEADER_LOCK_KEY", "LeaderConnection"]
+
+#: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
+LEADER_LOCK_KEY = 0x6177615F6C656164
+
+_QUERIES = load_queries(
+    frozenset(
+        {
+            "leader_try_lock",
+            "leader_holds_lock",
+            "leader_unlock",
+            "term_begin",
+            "local_lock_timeout",
+        }
+    )
+)
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
+
+
+class LeaderConnection(DedicatedConnection):
+    """The leader's dedicated connection (outside every pool): holds the session-scoped
+    leadership lock, starts leadership terms, answers the watchdog's health check, and
+    LISTENs for due times."""
+
+    @classmethod
+    async def open(cls, url: str) -> LeaderConnection:
+        return cls(await connect(url))
+
+    async def try_acquire(self, timeout: float = 5.0) -> bool:
+        """One election attempt; ``DatabaseUnavailable`` if the server does not answer
+        within ``timeout`` (a half-open connection would otherwise hang the campaign)."""
+        return bool(await self._ask("leader election", timeout, _sql("leader_try_lock")))
+
+    async def check(self, timeout: float = 5.0) -> bool:
+        """True while this session still holds the leadership lock."""
+        return bool(await self._ask("leader health check", timeout, _sql("leader_holds_lock")))
+
+    async def begin_term(self, holder: str, wait: float, now: datetime | None = None) -> int | None:
+        """Start the next leadership term (call with the lock held); returns it.
+
+        The bump waits for every fenced transaction of older terms still in flight, at most
+        ``wait`` seconds (``None``: they did not end in time; the caller should give the
+        lock back and try again later rather than lead without a term). A deposed leader's
+        transaction cannot hold it longer than the idle bound its fence set, unless its
+        backend is busy in a statement."""
+        millis = f"{max(1, int(wait * 1000))}ms"
+
+        async def bump() -> int:
+            async with self._conn.transaction():
+                await self._conn.execute(_sql("local_lock_timeout"), millis)
+                return int(await self._conn.fetchval(_sql("term_begin"), holder, now))
+
+        try:
+            with anyio.fail_after(wait + CLOSE_TIMEOUT):
+                return await bump()
+        except asyncpg.exceptions.LockNotAvailableError:
+            return None
+        except TimeoutError as exc:
+            self.terminate()  # the server did not even answer with a lock timeout
+            raise DatabaseUnavailable(f"starting a leadership term timed out: {exc}") from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"starting a leadership term failed: {exc}") from exc
+
+    async def release(self) -> None:
+        """Give the lock back, within ``CLOSE_TIMEOUT``. A connection that does not answer
+        in time is dropped instead: the server then frees the lock with the session, and
+        nothing of this process waits for that."""
+        if not self.alive:
+            return
+        released = False
+        with anyio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await self._conn.execute(_sql("leader_unlock"), LEADER_LOCK_KEY)
+                released = True
+            except CLOSE_ERRORS:
+                pass
+        if not released:
+            self.terminate()
+
+    async def listen(self, channel: str, on_payload: Callable[[str], None]) -> None:
+        def deliver(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            on_payload(str(payload))
+
+        try:
+            await self._conn.add_listener(channel, deliver)
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
+
+    async def _ask(self, what: str, timeout: float, query: str) -> object:
+        try:
+            with anyio.fail_after(timeout):
+                return await self._conn.fetchval(query, LEADER_LOCK_KEY)
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"{what} failed: {exc}") from exc
