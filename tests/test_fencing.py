@@ -224,6 +224,48 @@ async def test_a_term_bump_waits_for_the_fenced_transaction_in_flight(
         await b_conn.close()
 
 
+async def test_a_fence_queued_behind_a_term_bump_sees_the_new_term(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """The other interleaving: A's transaction starts while B's bump is uncommitted. It
+    waits for the bump, then finds the newer term, and writes nothing."""
+    await raw.execute(PROBE_TABLE)
+    a_conn, a_term = await new_term(database_url, "A")
+    store = await MaintenanceStore.open(database_url, max_size=1, term=a_term)
+    await a_conn.close()
+    refused: list[BaseException] = []
+
+    async def a_writes() -> None:
+        try:
+            async with store.acquire() as c:
+                await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
+        except LeadershipLost as exc:
+            refused.append(exc)
+
+    try:
+        bump = raw.transaction()
+        await bump.start()
+        await raw.execute("UPDATE awa.leader_term SET term = term + 1, holder = 'B'")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a_writes)
+            await wait_for(lambda: fence_waits(raw))
+            assert refused == []
+            await bump.commit()
+        assert len(refused) == 1
+        assert await raw.fetchval("SELECT count(*) FROM public.fence_probe") == 0
+    finally:
+        await store.close()
+
+
+async def fence_waits(raw: asyncpg.Connection) -> bool:
+    return bool(
+        await raw.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE '%FOR SHARE%')"
+        )
+    )
+
+
 async def test_a_new_term_gives_up_when_older_transactions_outlive_its_wait(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

@@ -31,7 +31,7 @@ from awa.maintenance.overrun import Observation, OverrunPolicy, OverrunTracker, 
 from awa.store.maintenance import HealthRow
 from awa.telemetry import Instruments
 
-__all__ = ["BranchStats", "Lane", "deposed"]
+__all__ = ["BranchStats", "Lane"]
 
 log = logging.getLogger("awa.maintenance")
 
@@ -106,7 +106,7 @@ class BranchStats:
 ObservationHook = Callable[[str, BranchStats, Observation], None]
 
 
-def deposed(exc: BaseException) -> bool:
+def _deposed(exc: BaseException) -> bool:
     """Whether ``exc`` is, or (from a task group) contains, ``LeadershipLost``."""
     if isinstance(exc, BaseExceptionGroup):
         return exc.subgroup(LeadershipLost) is not None
@@ -198,7 +198,7 @@ class Lane:
                 ):
                     result = await branch.run_once(self.ctx)
             except Exception as exc:
-                if deposed(exc):
+                if _deposed(exc):
                     # Not this branch's failure: a newer term began, so the leader must stop
                     # leading (ADR 012); counting and retrying would only repeat the refusal.
                     raise

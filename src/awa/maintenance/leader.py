@@ -13,10 +13,10 @@ process's connections were partitioned away) ends the leadership like a failed h
 and the leader connection is dropped so the next campaign starts from a fresh session.
 
 Stepping down is bounded: the lock release and the closing of both pools run side by side,
-each giving up (and dropping its connections) after ``CLOSE_TIMEOUT``, so even a process
-whose every connection is blackholed stops within a few seconds. Branch transactions that
-are still in flight then need no ordering against the release: they are fenced, and the next
-term cannot begin until they end.
+each giving up (and dropping its connections) after ``awa.store.dedicated.CLOSE_TIMEOUT``
+(2 s), so even a process whose every connection is blackholed stops within a few seconds.
+Branch transactions still in flight then need no ordering against the release: they are
+fenced, and the next term cannot begin until they end.
 """
 
 from __future__ import annotations
@@ -151,13 +151,9 @@ class MaintenanceLeader:
         self._resign = anyio.Event()
         mode = "single" if self.config.mode in ("single", "auto") else "split"
         reason: str | None = "configured" if self.config.mode != "auto" else "auto: start single"
-        slo_store = await MaintenanceStore.open(
-            self.url, min_size=1, max_size=self.config.slo_capacity, term=term
-        )
+        slo_store = await self._open_store(self.config.slo_capacity, term)
         try:
-            hygiene_store = await MaintenanceStore.open(
-                self.url, min_size=1, max_size=self.config.hygiene_capacity, term=term
-            )
+            hygiene_store = await self._open_store(self.config.hygiene_capacity, term)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await slo_store.close()
@@ -202,6 +198,12 @@ class MaintenanceLeader:
                     tg.start_soon(slo_store.close)
                     tg.start_soon(hygiene_store.close)
             log.info("maintenance leadership of %s ended", self.instance_id)
+
+    async def _open_store(self, size: int, term: int) -> MaintenanceStore:
+        """A lane's pool, every transaction of which is fenced by ``term``."""
+        store = await MaintenanceStore.open(self.url, min_size=1, max_size=size)
+        store.term = term
+        return store
 
     async def _lead_term(
         self,

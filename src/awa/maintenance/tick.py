@@ -90,7 +90,11 @@ async def tick(
         won = await _acquire_within(conn, wait, clock)
         term = await conn.begin_term(instance_id, TERM_WAIT, clock.db_now()) if won else None
         if term is None:
-            if won:  # a previous term's transactions outlived TERM_WAIT
+            if won:
+                log.warning(
+                    "maintenance tick: transactions of the previous term still run after %gs",
+                    TERM_WAIT,
+                )
                 with anyio.CancelScope(shield=True):
                     await conn.release()
             store = await MaintenanceStore.open(url, min_size=1, max_size=1)

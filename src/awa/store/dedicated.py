@@ -33,14 +33,19 @@ class DedicatedConnection:
         return not self._conn.is_closed() and not self.terminated.is_set()
 
     async def close(self) -> None:
-        """Close (terminate if a clean close fails within ``CLOSE_TIMEOUT``); safe to call
-        twice."""
+        """Close (terminate if a clean close fails, or does not end within
+        ``CLOSE_TIMEOUT``: asyncpg's own timeout does not cover waiting for the cancel of a
+        query still running); safe to call twice."""
         self.terminated.set()
-        if not self._conn.is_closed():
+        if self._conn.is_closed():
+            return
+        with anyio.move_on_after(CLOSE_TIMEOUT):
             try:
                 await self._conn.close(timeout=CLOSE_TIMEOUT)
+                return
             except CLOSE_ERRORS:
-                self._conn.terminate()
+                pass
+        self._conn.terminate()
 
     def terminate(self) -> None:
         """Drop the connection at once, without a word to the server. For a peer that no

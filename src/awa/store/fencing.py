@@ -47,7 +47,8 @@ StoreT = TypeVar("StoreT", bound=Store)
 class FencedStore(Store):
     """A ``Store`` whose pooled connections are fenced by ``term`` when it is set."""
 
-    #: The leadership term this store writes in; ``None``: not fenced.
+    #: The leadership term this store writes in; ``None``: not fenced. Set by ``open`` or
+    #: right after it, before the store's first use.
     term: int | None = None
 
     @classmethod
