@@ -25,6 +25,7 @@ from awa.config import MaintenanceConfig
 from awa.errors import LeadershipLost
 from awa.maintenance import SLO, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.cleanup import Cleanup
+from awa.maintenance.promote_scheduled import PromoteScheduled
 from awa.maintenance.rotate import Rotate
 from awa.maintenance.tick import tick
 from awa.store.callbacks import CallbackStore
@@ -445,3 +446,50 @@ async def test_a_leader_whose_every_connection_is_blackholed_shuts_down_within_5
     print(f"shutdown of a fully blackholed leader: {elapsed:.2f}s")
     assert elapsed < 5.0
     assert not a.is_leader
+
+
+async def test_a_blackholed_leader_is_replaced_and_a_due_job_promoted_within_15s(
+    database_url: str, proxy: FaultProxy, raw: asyncpg.Connection
+) -> None:
+    """Default intervals. A's every connection goes silent both ways (the proxy's kernel
+    still answers TCP, as middleboxes do): the server ends A's idle leader session after
+    its idle limit, B takes over and promotes; A steps down on its own watchdog."""
+    await raw.execute(PROBE_TABLE)
+    defaults = MaintenanceConfig(startup_jitter=0)
+
+    def with_promotion(url: str, name: str) -> MaintenanceLeader:
+        branches = [Probe(name, interval=0.5), PromoteScheduled()]
+        return MaintenanceLeader(url, name, branches, defaults, SystemClock(), instruments())
+
+    a = with_promotion(proxy.url(database_url), "A")
+    b = with_promotion(database_url, "B")
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        with anyio.fail_after(10):
+            await a.wait_until_leader()
+        await tg.start(b.run)
+        await wait_for(lambda: raw.fetchval("SELECT count(*) FROM public.fence_probe"))
+        proxy.blackhole()
+        blackholed = time.monotonic()
+        job = await raw.fetchval(
+            "INSERT INTO awa.jobs (kind, queue, state, priority, original_priority,"
+            " max_attempts, run_at, created_at) VALUES ('k', 'default', 'scheduled', 2, 2, 3,"
+            " now() + interval '2 s', now()) RETURNING id"
+        )
+
+        async def promoted() -> bool:
+            state = await raw.fetchval("SELECT state FROM awa.jobs WHERE id = $1", job)
+            return bool(state == "available")
+
+        await wait_for(promoted, timeout=20.0)
+        elapsed = time.monotonic() - blackholed
+        print(f"blackholed leader replaced, due job promoted {elapsed:.1f}s after the fault")
+        assert b.is_leader and not a.is_leader
+        assert elapsed < 15.0
+        assert b.term == await raw.fetchval("SELECT term FROM awa.leader_term")
+        count_a = "SELECT count(*) FROM public.fence_probe WHERE instance = 'A'"
+        a_rows = await raw.fetchval(count_a)
+        proxy.resume()  # the partition heals: nothing A held back may land now
+        await anyio.sleep(1.0)
+        assert await raw.fetchval(count_a) == a_rows
+        tg.cancel_scope.cancel()

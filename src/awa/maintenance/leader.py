@@ -97,7 +97,7 @@ class MaintenanceLeader:
         failures = 0
         while True:
             try:
-                conn = await LeaderConnection.open(self.url)
+                conn = await LeaderConnection.open(self.url, idle_limit=self.session_idle_limit)
             except DatabaseUnavailable as exc:
                 failures += 1
                 delay = _RECONNECT.delay(min(failures, 20))
@@ -126,6 +126,17 @@ class MaintenanceLeader:
                     return
             jitter = random.uniform(0.8, 1.2)
             await self.clock.sleep(self.config.election_interval * jitter)
+
+    @property
+    def session_idle_limit(self) -> float:
+        """How long the server lets the leader connection sit idle before it ends the
+        session (and frees the lock): half as long again as the longest gap this process
+        leaves between two uses of it (an election attempt, with jitter, or a watchdog
+        check), plus the check's timeout. A process that vanished is replaced that much
+        later, plus a follower's election interval; one that merely stalls for longer than
+        the slack loses the lock and campaigns again."""
+        gap = max(self.config.leader_check_interval, 1.2 * self.config.election_interval)
+        return 1.5 * gap + self.config.leader_check_timeout
 
     async def wait_until_leader(self) -> None:
         await self._became_leader.wait()

@@ -54,8 +54,23 @@ class LeaderConnection(DedicatedConnection):
     LISTENs for due times."""
 
     @classmethod
-    async def open(cls, url: str) -> LeaderConnection:
-        return cls(await connect(url))
+    async def open(cls, url: str, idle_limit: float | None = None) -> LeaderConnection:
+        """Connect. With ``idle_limit`` (seconds; the caller promises to use the connection
+        more often than that: election attempts, watchdog checks), the server ends the
+        session once it sits idle longer. A leader that vanished without a word (host
+        crash, partition) then loses the lock within that bound instead of when TCP gives
+        up, which a NAT, load balancer or proxy answering keepalives can put off forever.
+        (PostgreSQL 14 and later; older servers keep only TCP's own detection.)"""
+        conn = await connect(url)
+        if idle_limit is not None and conn.get_server_version().major >= 14:
+            try:
+                await conn.execute(
+                    _sql("session_idle_limit"), f"{max(1, int(idle_limit * 1000))}ms"
+                )
+            except CONNECT_ERRORS as exc:
+                conn.terminate()
+                raise DatabaseUnavailable(f"leader connection setup failed: {exc}") from exc
+        return cls(conn)
 
     async def try_acquire(self, timeout: float = 5.0) -> bool:
         """One election attempt; ``DatabaseUnavailable`` if the server does not answer
