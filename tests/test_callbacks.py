@@ -23,7 +23,7 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import awa
-from awa.callbacks import SIGNATURE_HEADER, Callbacks, sign_body, verify_signature
+from awa.callbacks import SIGNATURE_HEADER, Callbacks, sign_body, sign_callback, verify_signature
 from awa.config import MaintenanceConfig
 from awa.errors import (
     CallbackExpired,
@@ -513,8 +513,8 @@ async def test_refusals_over_http_have_the_right_status_and_change_nothing(
             (
                 "wrong token",
                 lambda: post(http, cb.id, "not-the-token", complete),
-                403,
-                "forbidden",
+                404,  # as an unknown id: existence is not disclosed
+                "not_found",
             ),
             ("no token", lambda: post(http, cb.id, None, complete), 401, "unauthorized"),
             (
@@ -587,7 +587,7 @@ async def test_refusals_over_http_have_the_right_status_and_change_nothing(
         again = await post(http, cb.id, cb.token, {"action": "fail", "error": "late"})
         assert again.status_code == 409 and again.json()["error"] == "already_resolved"
         wrong_again = await post(http, cb.id, "guess", {"action": "fail"})
-        assert wrong_again.status_code == 403  # the token is checked before the state
+        assert wrong_again.status_code == 404  # the token is checked before the state
         assert await rows(raw, job.id, cb.id) == after
     assert done.state is awa.JobState.COMPLETED and done.result == {"ok": True}
 
@@ -662,9 +662,11 @@ async def test_signed_ingress_requires_a_valid_fresh_signature(
         now = int(client.clock.now().timestamp())
         refused = {
             "unsigned": {},
-            "wrong secret": {SIGNATURE_HEADER: sign_body("other", body, now)},
-            "stale": {SIGNATURE_HEADER: sign_body(secret, body, now - 3600)},
-            "other body": {SIGNATURE_HEADER: sign_body(secret, body + b" ", now)},
+            "wrong secret": {SIGNATURE_HEADER: sign_callback("other", cb.id, body, now)},
+            "stale": {SIGNATURE_HEADER: sign_callback(secret, cb.id, body, now - 3600)},
+            "other body": {SIGNATURE_HEADER: sign_callback(secret, cb.id, body + b" ", now)},
+            "other id": {SIGNATURE_HEADER: sign_callback(secret, uuid.uuid4(), body, now)},
+            "body only (v1)": {SIGNATURE_HEADER: sign_body(secret, body, now)},
             "garbage": {SIGNATURE_HEADER: "v1=deadbeef"},
         }
         for name, headers in refused.items():
@@ -672,7 +674,7 @@ async def test_signed_ingress_requires_a_valid_fresh_signature(
             assert answer.status_code == 401, name
             assert answer.json()["error"] == "invalid_signature", name
             assert await rows(raw, job.id, cb.id) == before, name
-        good = {SIGNATURE_HEADER: sign_body(secret, body, now)}
+        good = {SIGNATURE_HEADER: sign_callback(secret, cb.id, body, now)}
         answer = await post(http, cb.id, cb.token, None, raw=body, headers=good)
         assert answer.status_code == 200, answer.text
         done = await wait_job(client, job.id, DONE)
