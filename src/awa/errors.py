@@ -17,7 +17,9 @@ __all__ = [
     "CallbackNotFound",
     "CallbackTokenInvalid",
     "ConfigError",
+    "DatabaseBusy",
     "DatabaseConflict",
+    "DatabaseError",
     "DatabaseUnavailable",
     "DeadLetterConflict",
     "DeadLetterNotFound",
@@ -96,6 +98,26 @@ class LeadershipLost(AwaError):
     def __init__(self, term: int) -> None:
         self.term = term
         super().__init__(f"leadership term {term} is over: a newer maintenance leader took over")
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """PostgreSQL interrupted the statement but the connection is fine: a statement or lock
+    timeout, ``pg_cancel_backend``, a read-only transaction right after a failover, the
+    server out of resources. Nothing was written; the call may be retried with backoff.
+    ``sqlstate`` is the server's code."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class DatabaseError(AwaError):
+    """PostgreSQL refused a statement for a reason retrying will not fix (a bug or a
+    misconfiguration, e.g. a permission); ``sqlstate`` is the server's code."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
 
 
 class MigrationError(AwaError):

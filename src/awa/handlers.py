@@ -7,6 +7,7 @@ layering forbids those two from importing each other.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -87,9 +88,12 @@ class JobContext:
         return self._progress
 
     def set_progress(self, progress: Any) -> None:
-        """Record progress (any JSON value); persisted with the next heartbeat."""
-        encode_json("progress", progress)
-        self._progress = progress
+        """Record progress (any JSON value); persisted with the next heartbeat.
+
+        The value is snapshotted now (serialised, and a copy kept): mutating the object
+        afterwards changes nothing, and an object that only later becomes unserialisable
+        cannot break the heartbeat of every job this runtime holds."""
+        self._progress = json.loads(encode_json("progress", progress))
         self._progress_dirty = True
 
     def take_progress(self) -> tuple[bool, Any]:

@@ -14,7 +14,7 @@ one implicit transaction, so the number of transactions does not change (ADR 012
 it). Stores opened without a term (the CLI, tests, ``tick()`` before it leads) are not
 fenced and behave exactly as before.
 
-Closing is bounded: a pool whose connections no longer answer is terminated after
+Closing is bounded (``Store.close``): a pool whose connections no longer answer is terminated after
 ``CLOSE_TIMEOUT`` rather than awaited until TCP gives up, so a deposed leader's shutdown
 cannot hang on its own pools.
 """
@@ -25,10 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Self, TypeVar, cast
 
-import anyio
-
 from awa.errors import LeadershipLost
-from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT
 from awa.store.queries import load_queries
 from awa.store.store import DEFAULT_ACQUIRE_TIMEOUT, Connection, Store
 
@@ -87,18 +84,6 @@ class FencedStore(Store):
         store = _fenced(kind)(self.pool, self.url, acquire_timeout=self.acquire_timeout)
         store.term = self.term
         return cast(StoreT, store)
-
-    async def close(self) -> None:
-        """Close the pool; terminate it if that does not finish within ``CLOSE_TIMEOUT``."""
-        closed = False
-        with anyio.move_on_after(CLOSE_TIMEOUT):
-            try:
-                await self.pool.close()
-                closed = True
-            except CLOSE_ERRORS:
-                pass
-        if not closed:
-            self.pool.terminate()
 
 
 def _fenced(kind: type[Store]) -> type[FencedStore]:

@@ -28,8 +28,8 @@ from awa.db.connect import (
     create_pool,
     decode_json,
 )
+from awa.db.errors import translate_database_error
 from awa.errors import (
-    DatabaseConflict,
     DatabaseUnavailable,
     InvalidTransition,
     JobNotFound,
@@ -38,7 +38,7 @@ from awa.errors import (
 )
 from awa.model import InsertParams, Job, JobState
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder, utf8_session
-from awa.store.dedicated import DedicatedConnection
+from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT, DedicatedConnection
 from awa.store.queries import Query, load_queries
 from awa.store.rows import job_from_row
 
@@ -211,7 +211,18 @@ class Store:
         return cls(pool, url, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
-        await self.pool.close()
+        """Close the pool; terminate it if that does not finish within ``CLOSE_TIMEOUT``
+        (asyncpg waits for the server's goodbye, which a half-open connection never sends,
+        so an unbounded close would hang a shutdown forever)."""
+        closed = False
+        with anyio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await self.pool.close()
+                closed = True
+            except CLOSE_ERRORS:
+                pass
+        if not closed:
+            self.pool.terminate()
 
     def sibling(self, kind: type[StoreT]) -> StoreT:
         """A store of another kind (cron, callbacks, DLQ, …) over this one's pool and
@@ -225,23 +236,16 @@ class Store:
         return self.QUERIES[name]
 
     async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make``; every driver or server error leaves as a typed awa error with a
+        defined outcome (``awa.db.errors``: reconnect, retry, or the caller's to handle)."""
         try:
             return await make()
         except DatabaseUnavailable:
             raise  # already typed (PoolExhausted is a ConnectionError, hence an OSError)
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"lost PostgreSQL connection: {exc}") from exc
-        except (
-            asyncpg.exceptions.DeadlockDetectedError,
-            asyncpg.exceptions.SerializationError,
-        ) as exc:
-            # Nothing was written; callers that retry on DatabaseUnavailable retry this.
-            raise DatabaseConflict(f"transaction aborted by PostgreSQL: {exc}") from exc
-        except asyncpg.exceptions.DataError as exc:
-            # A value PostgreSQL (or the driver) cannot represent: an id beyond bigint, a
-            # NUL or a lone surrogate in text. Nothing was written: a typed error, not a
-            # driver exception.
-            raise ValidationError("parameter", _first_line(exc), "not storable") from exc
+        except asyncpg.PostgresError as exc:
+            raise translate_database_error(exc) from exc
 
     async def _wake_for(self, c: Connection, rows: Sequence[asyncpg.Record]) -> None:
         """Announce requeued jobs (rows with ``queue``, ``state``, ``run_at``), delivered at
@@ -707,7 +711,3 @@ async def open_listener(url: str, channel: str, on_payload: Callable[[str], None
         conn.terminate()
         raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
     return Listener(conn, channel)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -43,6 +43,7 @@ from awa.telemetry.catalogue import JOBS_INSERTED as JOBS_INSERTED
 from awa.telemetry.catalogue import JOBS_RESCUED as JOBS_RESCUED
 from awa.telemetry.catalogue import JOBS_STALE_RESULTS as JOBS_STALE_RESULTS
 from awa.telemetry.catalogue import LEADER as LEADER
+from awa.telemetry.catalogue import LOOP_ERRORS as LOOP_ERRORS
 from awa.telemetry.catalogue import OUTBOX_BACKLOG as OUTBOX_BACKLOG
 from awa.telemetry.catalogue import PICKUP_LATENCY as PICKUP_LATENCY
 from awa.telemetry.catalogue import QUEUE_DEPTH as QUEUE_DEPTH
@@ -94,6 +95,7 @@ __all__ = (
     "JOBS_RESCUED",
     "JOBS_STALE_RESULTS",
     "LEADER",
+    "LOOP_ERRORS",
     "OUTBOX_BACKLOG",
     "PICKUP_LATENCY",
     "QUEUE_DEPTH",

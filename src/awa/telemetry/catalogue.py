@@ -54,6 +54,7 @@ __all__ = [
     "JOBS_RESCUED",
     "JOBS_STALE_RESULTS",
     "LEADER",
+    "LOOP_ERRORS",
     "OUTBOX_BACKLOG",
     "PICKUP_LATENCY",
     "QUEUE_DEPTH",
@@ -86,6 +87,7 @@ ATTR_BRANCH: Final = "awa.maintenance.branch"
 ATTR_ACTION: Final = "awa.maintenance.action"
 ATTR_CRON_SCHEDULE: Final = "awa.cron.schedule"
 ATTR_OUTBOX_SINK: Final = "awa.outbox.sink"
+ATTR_LOOP: Final = "awa.runtime.loop"
 
 # ----------------------------------------------------------------------------------- names
 
@@ -97,6 +99,7 @@ JOBS_STALE_RESULTS: Final = "awa.jobs.stale_results"
 HANDLER_DURATION: Final = "awa.handler.duration"
 PICKUP_LATENCY: Final = "awa.jobs.pickup_latency"
 FLUSH_ERRORS: Final = "awa.flush.errors"
+LOOP_ERRORS: Final = "awa.runtime.loop.errors"
 QUEUE_DEPTH: Final = "awa.queue.depth"
 QUEUE_LAG: Final = "awa.queue.lag"
 BRANCH_DURATION: Final = "awa.maintenance.branch.duration"
@@ -246,6 +249,12 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
     InstrumentSpec(
         FLUSH_ERRORS, _C, "{error}", (ATTR_ERROR_TYPE,),
         "Failed completion flushes (the batch is kept and retried).",
+        "worker",
+    ),
+    InstrumentSpec(
+        LOOP_ERRORS, _C, "{error}", (ATTR_LOOP, ATTR_ERROR_TYPE),
+        "Errors a runtime background loop (heartbeat, flush, claim, liveness, presence, "
+        "listener) met and survived: it logged, backed off and went on.",
         "worker",
     ),
     InstrumentSpec(

@@ -37,6 +37,7 @@ from awa.telemetry.catalogue import (
     JOBS_RESCUED,
     JOBS_STALE_RESULTS,
     LEADER,
+    LOOP_ERRORS,
     OUTBOX_BACKLOG,
     PICKUP_LATENCY,
     QUEUE_DEPTH,
@@ -122,6 +123,7 @@ class Instruments:
         self.handler_duration = histogram(HANDLER_DURATION)
         self.pickup_latency = histogram(PICKUP_LATENCY)
         self.flush_errors = counter(FLUSH_ERRORS)
+        self.loop_errors = counter(LOOP_ERRORS)
         self.branch_duration = histogram(BRANCH_DURATION)
         self.branch_lateness = histogram(BRANCH_LATENESS)
         self.branch_overrun = counter(BRANCH_OVERRUN)

@@ -31,12 +31,12 @@ from anyio.abc import TaskStatus
 
 from awa.backoff import Backoff
 from awa.clock import Clock
-from awa.errors import DatabaseUnavailable
 from awa.model import JobState
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
 from awa.store.callbacks import CallbackStore, ParkedAttempt
 from awa.telemetry import Instruments
 from awa.worker.inflight import InFlight
+from awa.worker.loop_errors import LoopErrors
 from awa.worker.outcomes import Decision
 
 __all__ = ["CompletionBuffer", "PendingResult"]
@@ -98,7 +98,7 @@ class CompletionBuffer:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Flush loop; returns after ``close()`` once everything buffered is written."""
         task_status.started()
-        failures = 0
+        errors = LoopErrors("flush", self._clock, self._metrics, _RETRY_BACKOFF)
         while True:
             await self._has_items.wait()
             if not self._closing and len(self._pending) < self._batch:
@@ -106,18 +106,10 @@ class CompletionBuffer:
                     await self._full.wait()
             try:
                 await self.flush()
-                failures = 0
-            except DatabaseUnavailable as exc:
-                failures += 1
+                errors.succeeded()
+            except Exception as exc:  # every class: the results stay buffered and retry
                 self._metrics.flush_errors.add(1, {"error.type": type(exc).__name__})
-                delay = _RETRY_BACKOFF.delay(min(failures, 20))
-                log.warning(
-                    "flushing %d results failed (%s); retrying in %.2fs",
-                    len(self._pending),
-                    exc,
-                    delay,
-                )
-                await self._clock.sleep(delay)
+                await errors.failed(exc, f"flushing {len(self._pending)} results")
             if self._closing and not self._pending:
                 return
 
@@ -195,12 +187,19 @@ class CompletionBuffer:
         )
 
     def _account(self, group: list[PendingResult], applied: set[int]) -> None:
+        # The store answers with job ids. When one flush holds two attempts of a job (the
+        # first rescued, the second claimed here again), only the newest lease can have
+        # applied: count per attempt, not per id.
+        newest: dict[int, int] = {}
+        for item in group:
+            if item.job_id in applied:
+                newest[item.job_id] = max(item.run_lease, newest.get(item.job_id, item.run_lease))
         for item in group:
             # Only this attempt's entry: once the write committed, the job may already run
             # again here under a newer lease (a retry due at once, a resumed callback), and
             # dropping that entry would stop its heartbeat.
             self._inflight.discard(item.job_id, item.run_lease)
-            if item.job_id in applied:
+            if newest.get(item.job_id) == item.run_lease:
                 self.applied += 1
                 self._metrics.finished.add(
                     1, {"awa.queue": item.queue, "awa.outcome": item.decision.outcome}

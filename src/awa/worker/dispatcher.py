@@ -7,6 +7,7 @@ back, briefly coalescing so the next claim takes several jobs instead of one at 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import anyio
@@ -15,14 +16,15 @@ from anyio.abc import TaskGroup, TaskStatus
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import RuntimeConfig
-from awa.errors import DatabaseUnavailable
 from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
 from awa.store.callbacks import CallbackStore
 from awa.telemetry import Instruments, SpanHandle
+from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
+from awa.worker.loop_errors import LoopErrors
 from awa.worker.outcomes import Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
 
@@ -48,6 +50,7 @@ class QueueDispatcher:
         clock: Clock,
         config: RuntimeConfig,
         metrics: Instruments,
+        gate: ClaimGate | None = None,
     ) -> None:
         self.queue = queue
         self.concurrency = concurrency
@@ -66,7 +69,8 @@ class QueueDispatcher:
         self._idle = anyio.Event()
         self._idle.set()
         self._stopping = False
-        self._claim_failures = 0
+        self._claim_errors = LoopErrors(f"claim:{queue}", clock, metrics, _CLAIM_RETRY)
+        self._gate = gate or ClaimGate()
         self.claimed = 0
 
     @property
@@ -102,17 +106,16 @@ class QueueDispatcher:
             if free <= 0:
                 await self._wait_capacity()
                 continue
+            if not self._gate.is_open:
+                return  # self-fenced: no presence, no claims (the runtime wakes us)
             want = min(free, self._config.claim_batch)
             try:
                 jobs = await self._store.claim(
                     self.queue, self._kinds, want, self._config.instance_id, self._clock.db_now()
                 )
-                self._claim_failures = 0
-            except DatabaseUnavailable as exc:
-                self._claim_failures += 1
-                delay = _CLAIM_RETRY.delay(min(self._claim_failures, 20))
-                log.warning("claim on queue %r failed (%s); retry in %.2fs", self.queue, exc, delay)
-                await self._clock.sleep(delay)
+                self._claim_errors.succeeded()
+            except Exception as exc:  # every class: log, count, back off, claim again
+                await self._claim_errors.failed(exc, f"claim on queue {self.queue!r}")
                 return
             if jobs:
                 self.claimed += len(jobs)
@@ -197,6 +200,13 @@ class QueueDispatcher:
                 returned = await spec.fn(entry.context)
             except Exception as exc:
                 raised = exc
+            except BaseException as exc:
+                if _cancelled_by_awa(exc):
+                    raise  # the deadline, an operator's cancel, shutdown or abort
+                # A handler leaking CancelledError, or raising SystemExit/KeyboardInterrupt,
+                # must not end the runtime (nor, when retried, the next one): this attempt
+                # fails as retryable, with a clear error.
+                raised = HandlerEscaped(exc)
         self._metrics.handler_duration.record(
             self._clock.monotonic() - started, {"awa.queue": self.queue, "awa.job.kind": job.kind}
         )
@@ -234,3 +244,27 @@ class QueueDispatcher:
             timed_out=timed_out,
             timeout=limit,
         )
+
+
+class HandlerEscaped(Exception):
+    """A handler raised a ``BaseException`` that is not awa's own cancellation: a leaked
+    ``CancelledError`` (e.g. from a future cancelled elsewhere), ``SystemExit`` or
+    ``KeyboardInterrupt``. The attempt fails (retryable); the runtime goes on."""
+
+    def __init__(self, escaped: BaseException) -> None:
+        self.escaped = escaped
+        what = type(escaped).__name__
+        detail = f": {escaped}" if str(escaped) else ""
+        super().__init__(
+            f"handler raised {what}{detail} without being cancelled by awa; "
+            "the attempt is failed (retryable) and the runtime goes on"
+        )
+
+
+def _cancelled_by_awa(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation this task was asked for (a cancel scope of ours or
+    of the host cancelled it): ``Task.cancelling()`` counts requests not yet uncancelled."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

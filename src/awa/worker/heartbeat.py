@@ -19,9 +19,10 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.clock import Clock
-from awa.errors import DatabaseUnavailable
 from awa.store import CLEAR_PROGRESS, Store
+from awa.telemetry import Instruments, instruments
 from awa.worker.inflight import InFlight, StopReason
+from awa.worker.loop_errors import LoopErrors
 
 __all__ = ["Heartbeat"]
 
@@ -29,11 +30,19 @@ log = logging.getLogger("awa.worker.heartbeat")
 
 
 class Heartbeat:
-    def __init__(self, store: Store, inflight: InFlight, clock: Clock, interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        inflight: InFlight,
+        clock: Clock,
+        interval: float,
+        metrics: Instruments | None = None,
+    ) -> None:
         self._store = store
         self._inflight = inflight
         self._clock = clock
         self._interval = interval
+        self._errors = LoopErrors("heartbeat", clock, metrics or instruments())
         self.beats = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -60,9 +69,10 @@ class Heartbeat:
                 progress,
                 self._clock.db_now(),
             )
-        except DatabaseUnavailable as exc:
-            log.warning("heartbeat for %d jobs failed: %s", len(entries), exc)
+        except Exception as exc:  # every error class: log, count, beat again next interval
+            self._errors.record(exc, f"heartbeat for {len(entries)} jobs")
             return
+        self._errors.succeeded()
         self.beats += 1
         # Look attempts up in what we beat for, not in the live in-flight set: a newer
         # attempt of the same job may have started since, and must not be stopped.
