@@ -490,6 +490,7 @@ SOURCE_OF = {
     "register_runtime": "runtime start",
     "promote_due": "branch promote_scheduled",
     "next_due_at": "branch promote_scheduled",
+    "next_due_in": "branch promote_scheduled",
     "find_orphaned_running": "branch rescue_stale_heartbeats",
     "find_stale_heartbeats": "branch rescue_stale_heartbeats",
     "find_rescuable_running": "branch rescue_stale_heartbeats",

@@ -71,6 +71,15 @@ class RuntimeConfig:
       written together after at most this delay (default 2 ms) or this many (default 500).
     - ``shutdown_grace``: how long ``shutdown()`` lets handlers finish (default 30 s).
     - ``liveness_interval``: refresh of the runtime's liveness row (default 10 s).
+    - ``presence_beat_interval``: while it holds jobs, the runtime also beats its liveness
+      row this often (default 0.5 s): the positive evidence of life that keeps a live
+      runtime's jobs from being rescued when only its presence connection failed
+      (``MaintenanceConfig.holder_silence``; ADR 014).
+    - ``presence_check_interval``: the presence connection is checked this often, with the
+      same timeout (default 1 s); a failed check pauses claiming until presence is back.
+    - ``instance_id``: this runtime's identity; ``None`` (default) gives every runtime built
+      from this config a fresh one. An id a live runtime already holds is refused with
+      ``RuntimeStateError`` at ``start()``.
     - ``backoff``: retry delays for failed attempts.
     - ``startup_recovery``: how ``start()`` recovers work held by dead runtimes before it
       reports ready (``RecoveryPolicy``).
@@ -86,8 +95,10 @@ class RuntimeConfig:
     completion_batch: int = 500
     shutdown_grace: float = 30.0
     liveness_interval: float = 10.0
+    presence_beat_interval: float = 0.5
+    presence_check_interval: float = 1.0
     backoff: Backoff = DEFAULT_BACKOFF
-    instance_id: str = field(default_factory=new_instance_id)
+    instance_id: str | None = None
     pool_size: int = 10
     startup_recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
 
@@ -99,6 +110,10 @@ class RuntimeConfig:
                 raise ValidationError("queues", name, "queue names must be non-empty strings")
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
                 raise ValidationError(f"queues[{name!r}]", limit, "concurrency must be 1..10000")
+        if self.instance_id is not None and (
+            not isinstance(self.instance_id, str) or not self.instance_id.strip()
+        ):
+            raise ValidationError("instance_id", self.instance_id, "expected a non-empty string")
         for name in (
             "poll_interval",
             "poll_interval_without_notify",
@@ -106,6 +121,8 @@ class RuntimeConfig:
             "completion_flush_interval",
             "shutdown_grace",
             "liveness_interval",
+            "presence_beat_interval",
+            "presence_check_interval",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
@@ -141,7 +158,9 @@ class MaintenanceConfig:
     - ``heartbeat_staleness``: running jobs whose heartbeat is older are rescued (default
       30 s, ≥ 3 × the worker heartbeat interval).
     - ``crash_grace``: a running job whose runtime's presence lock vanished is rescued once
-      it was claimed at least this long ago (default 0.5 s).
+      it was claimed at least this long ago (default 0.5 s) and its runtime has not beaten
+      its liveness row for ``holder_silence`` (default 2 s, > 3 × the runtimes'
+      ``presence_beat_interval``): a missing lock alone is not proof of death (ADR 014).
     - ``retention``: seconds finished jobs are kept, per state (default 1 day completed,
       7 days failed and cancelled).
     - ``startup_jitter``: spread branch first runs over up to this many seconds (default
@@ -158,6 +177,7 @@ class MaintenanceConfig:
     health_interval: float = 5.0
     heartbeat_staleness: float = 30.0
     crash_grace: float = 0.5
+    holder_silence: float = 2.0
     retention: dict[str, float] = field(
         default_factory=lambda: {
             "completed": 86400.0,
@@ -177,6 +197,7 @@ class MaintenanceConfig:
             "leader_check_timeout",
             "health_interval",
             "heartbeat_staleness",
+            "holder_silence",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:

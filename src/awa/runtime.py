@@ -29,14 +29,15 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 
 from awa.client import Client
-from awa.config import MaintenanceConfig, RuntimeConfig
+from awa.config import MaintenanceConfig, RuntimeConfig, new_instance_id
 from awa.errors import ConfigError, DatabaseUnavailable, RuntimeStateError
 from awa.events import Sink
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
@@ -46,9 +47,10 @@ from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
 from awa.store import Store
 from awa.store.cron import CronStore
-from awa.store.maintenance import Presence
 from awa.store.observe import ObserveStore
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
+from awa.worker.claim_gate import ClaimGate
+from awa.worker.presence_keeper import PresenceKeeper
 
 __all__ = ["ROLES", "Runtime"]
 
@@ -103,8 +105,12 @@ class Runtime:
         self.publish_declarations = publish_declarations
         self.sinks = list(sinks)
         self.leader: MaintenanceLeader | None = None
-        self._presence: Presence | None = None
-        self.instance_id = self.config.instance_id
+        self.instance_id = self.config.instance_id or new_instance_id()
+        if self.config.instance_id != self.instance_id:
+            # Every runtime built from one config gets its own identity (ADR 014).
+            self.config = replace(self.config, instance_id=self.instance_id)
+        self.gate = ClaimGate()
+        self.presence: PresenceKeeper | None = None
         self.inflight = InFlight()
         self._host: asyncio.Task[None] | None = None
         self._ready = anyio.Event()
@@ -280,7 +286,9 @@ class Runtime:
             flush_interval=config.completion_flush_interval,
             batch=config.completion_batch,
         )
-        self.heartbeat = Heartbeat(store, self.inflight, clock, config.heartbeat_interval)
+        self.heartbeat = Heartbeat(
+            store, self.inflight, clock, config.heartbeat_interval, metrics
+        )
         self.dispatchers = [
             QueueDispatcher(
                 queue,
@@ -293,6 +301,7 @@ class Runtime:
                 clock=clock,
                 config=config,
                 metrics=metrics,
+                gate=self.gate,
             )
             for queue, limit in self.queues.items()
         ]
@@ -316,15 +325,28 @@ class Runtime:
         if self.publish_declarations and len(self.client.dlq.policies):
             await self.client.dlq.publish(self.instance_id)
         flushed = anyio.Event()
-        self._presence = await Presence.acquire(store.url, self.instance_id)
+        wakeups = self.wakeups
+        self.presence = PresenceKeeper(
+            store,
+            self.instance_id,
+            self.inflight,
+            self.gate,
+            wakeups.notify_all,
+            clock,
+            metrics,
+            check_interval=config.presence_check_interval,
+            beat_interval=config.presence_beat_interval,
+            liveness_interval=config.liveness_interval,
+            holder_silence=self.maintenance_config.holder_silence,
+        )
+        await self.presence.acquire()  # RuntimeStateError: the instance id is in use
         try:
             self.recovery = await self._recover()
             async with anyio.create_task_group() as services:
                 await self._services(services, flushed)
         finally:
             with anyio.CancelScope(shield=True):
-                if self._presence is not None:
-                    await self._presence.close()
+                await self.presence.close()
         try:
             await store.stop_runtime(self.instance_id, clock.db_now())
         except DatabaseUnavailable as exc:
@@ -335,7 +357,8 @@ class Runtime:
         store = self._runtime_store()
         config = self.config
         assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
-        services.start_soon(self._watch_presence)
+        assert self.presence is not None
+        await services.start(self.presence.run)
         if self.run_maintenance:
             self.leader = MaintenanceLeader(
                 store.url,
@@ -350,7 +373,6 @@ class Runtime:
             await services.start(self.wakeups.listen, store.url)
         services.start_soon(self._run_buffer, flushed)
         await services.start(self.heartbeat.run)
-        await services.start(self._liveness)
         async with anyio.create_task_group() as executions:
             async with anyio.create_task_group() as dispatch:
                 for dispatcher in self.dispatchers:
@@ -388,23 +410,8 @@ class Runtime:
             # Conservative: rescuing a live runtime's jobs would run them twice; the presence
             # lock is the precise signal, this is only the backstop for hung processes.
             liveness_ttl=max(120.0, 6 * self.config.liveness_interval),
+            holder_silence=self.maintenance_config.holder_silence,
         )
-
-    async def _watch_presence(self) -> None:
-        """Keep the presence lock; if its connection dies, take it again (our running jobs
-        may have been rescued meanwhile: their results will be rejected as stale)."""
-        while True:
-            assert self._presence is not None
-            await self._presence.terminated.wait()
-            log.warning("presence connection of %s lost; re-acquiring", self.instance_id)
-            while True:
-                try:
-                    self._presence = await Presence.acquire(
-                        self._runtime_store().url, self.instance_id
-                    )
-                    break
-                except DatabaseUnavailable:
-                    await self.client.clock.sleep(1.0)
 
     async def _drain_executions(self) -> None:
         grace = self._grace if self._grace is not None else self.config.shutdown_grace
@@ -423,13 +430,3 @@ class Runtime:
             await self.buffer.run()
         finally:
             flushed.set()
-
-    async def _liveness(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        clock = self.client.clock
-        while True:
-            await clock.sleep(self.config.liveness_interval)
-            try:
-                await self._runtime_store().touch_runtime(self.instance_id, clock.db_now())
-            except DatabaseUnavailable as exc:
-                log.warning("liveness refresh failed: %s", exc)

@@ -31,8 +31,9 @@ class PromoteScheduled(Branch):
         promoted = await ctx.store.promote_due(self.batch, ctx.now)
         if len(promoted) >= self.batch:
             return BranchResult({"promoted": len(promoted)}, more=True)
-        next_due = await ctx.store.next_due_at()
-        next_in = None
-        if next_due is not None:
-            next_in = max(0.0, (next_due - ctx.clock.now()).total_seconds())
+        # By the database clock: promote_due judges "due" by it, so a wake-up computed
+        # from a skewed app clock would spin (ahead) or sleep past due times (behind).
+        next_in = await ctx.store.next_due_in(ctx.now)
+        if next_in is not None:
+            next_in = max(0.0, next_in)
         return BranchResult({"promoted": len(promoted)}, next_due_in=next_in)

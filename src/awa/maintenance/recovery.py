@@ -56,6 +56,7 @@ async def recover_at_startup(
     *,
     crash_grace: float,
     liveness_ttl: float,
+    holder_silence: float | None = None,
 ) -> RecoveryReport:
     """Run recovery (on its own short-lived connection) until it succeeds once, retrying
     per ``policy``; connecting is part of an attempt."""
@@ -65,7 +66,9 @@ async def recover_at_startup(
             with anyio.fail_after(policy.timeout):
                 store = await MaintenanceStore.open(url, min_size=1, max_size=1)
                 try:
-                    report = await _recover_once(store, policy, clock, crash_grace, liveness_ttl)
+                    report = await _recover_once(
+                        store, policy, clock, crash_grace, liveness_ttl, holder_silence
+                    )
                 finally:
                     with anyio.CancelScope(shield=True):
                         await store.close()
@@ -104,11 +107,14 @@ async def _recover_once(
     clock: Clock,
     crash_grace: float,
     liveness_ttl: float,
+    holder_silence: float | None,
 ) -> RecoveryReport:
     requeued = failed = cancelled = pages = 0
     finders: list[tuple[Callable[[], Awaitable[list[tuple[int, int]]]], str]] = [
         (
-            lambda: store.find_orphaned_running(crash_grace, policy.page_size, clock.db_now()),
+            lambda: store.find_orphaned_running(
+                crash_grace, policy.page_size, clock.db_now(), silence=holder_silence
+            ),
             _REASON_ORPHANED,
         ),
         (

@@ -4,8 +4,11 @@ Two signals, checked every ``interval`` (default 1 s) by one statement (an idle 
 costs one transaction per second for this branch):
 
 1. *Crashed holders, fast*: every runtime holds a session advisory lock keyed by its
-   instance id for its whole life. A running job whose runtime's lock is gone (the process
-   died or its connection dropped) is rescued at once, after ``crash_grace`` (0.5 s).
+   instance id for its whole life, and beats its liveness row every 0.5 s while it holds
+   jobs. A running job whose runtime's lock is gone *and* whose runtime has been silent
+   for ``holder_silence`` (2 s) is rescued (claimed at least ``crash_grace`` ago): a live
+   runtime whose presence connection merely half-opened keeps beating through its pool
+   and keeps its jobs (ADR 014). Both conditions are re-checked in the final write.
 2. *Hung holders, backstop*: a running job whose heartbeat is older than
    ``heartbeat_staleness`` (default 30 s) is rescued even if its runtime still holds a lock.
 
@@ -21,6 +24,7 @@ Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``, ``cancelled``
 from __future__ import annotations
 
 from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+from awa.store.maintenance import RescueRecheck
 
 __all__ = ["RescueStaleHeartbeats"]
 
@@ -38,14 +42,22 @@ class RescueStaleHeartbeats(Branch):
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         cfg = ctx.config
         orphaned, stale = await ctx.store.find_rescuable_running(
-            cfg.crash_grace, cfg.heartbeat_staleness, self.batch, ctx.now
+            cfg.crash_grace,
+            cfg.heartbeat_staleness,
+            self.batch,
+            ctx.now,
+            silence=cfg.holder_silence,
         )
         first = await ctx.store.rescue(
             orphaned,
             from_states=["running"],
-            reason="holder runtime is gone (presence lock released)",
+            reason=(
+                "holder runtime is gone (presence lock released, "
+                f"silent for {cfg.holder_silence:g}s)"
+            ),
             retry_base_delay=0.0,
             now=ctx.now,
+            recheck=RescueRecheck(holder_silent_for=cfg.holder_silence),
         )
         second = await ctx.store.rescue(
             stale,
@@ -53,6 +65,7 @@ class RescueStaleHeartbeats(Branch):
             reason=f"heartbeat older than {cfg.heartbeat_staleness:g}s",
             retry_base_delay=0.0,
             now=ctx.now,
+            recheck=RescueRecheck(heartbeat_older_than=cfg.heartbeat_staleness),
         )
         ctx.count_rescued("orphaned", first.retried, first.failed)
         ctx.count_rescued("heartbeat", second.retried, second.failed)

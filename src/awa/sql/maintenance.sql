@@ -19,10 +19,20 @@ RETURNING j.queue;
 -- When the earliest scheduled/retryable job becomes due (NULL if none).
 SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
 
+-- name: next_due_in
+-- Seconds until the earliest scheduled/retryable job becomes due by the database clock
+-- ($1, default now()), NULL if none: the app clock may be skewed, and a wake-up computed
+-- from it made promotion spin while the database still saw nothing due.
+SELECT extract(epoch FROM min(run_at) - coalesce($1::timestamptz, now()))::double precision
+  FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
+
 -- name: find_orphaned_running
 -- Running attempts whose runtime's presence lock is gone (process or connection died),
--- claimed more than $1 seconds ago. Presence locks are advisory (key1 = $3, key2 =
--- hashtext(instance_id)), visible in pg_locks as classid/objid with objsubid 2.
+-- claimed more than $1 seconds ago, and (unless $5 is NULL) whose runtime has not beaten
+-- its liveness row for $5 seconds: a live runtime whose presence connection merely
+-- half-opened keeps beating through its pool, and is not rescued. Presence locks are
+-- advisory (key1 = $3, key2 = hashtext(instance_id)), visible in pg_locks as classid/objid
+-- with objsubid 2.
 SELECT j.id, j.run_lease FROM awa.jobs j
  WHERE j.state IN ('running')
    AND j.attempted_at < coalesce($4::timestamptz, now()) - make_interval(secs => $1)
@@ -32,6 +42,10 @@ SELECT j.id, j.run_lease FROM awa.jobs j
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND l.classid::bigint = $3::bigint
           AND l.objid::bigint = (hashtext(j.claimed_by)::bigint & 4294967295))
+   AND ($5::double precision IS NULL OR NOT EXISTS (
+       SELECT 1 FROM awa.runtimes r
+        WHERE r.instance_id = j.claimed_by AND r.stopped_at IS NULL
+          AND r.last_seen_at >= coalesce($4::timestamptz, now()) - make_interval(secs => $5)))
  LIMIT $2;
 
 -- name: find_expired_deadlines
@@ -52,7 +66,8 @@ SELECT id, run_lease FROM awa.jobs
  LIMIT $1;
 
 -- name: rescue_retry
--- Put rescued attempts (id/lease pairs, still in a state of $3, no cancel requested) back in
+-- Put rescued attempts (id/lease pairs, still in a state of $3, no cancel requested, the
+-- reason re-checked: $7 heartbeat staleness, $8 holder silence, NULL skips) back in
 -- line when attempts remain: available now when $5 = 0, else retryable after
 -- $5 * 2^(attempt-1) s (capped at an hour, ±10 % jitter). Records why ($4) and writes a
 -- job.rescued event per attempt to the outbox in the same statement. Returns (id, queue,
@@ -72,6 +87,14 @@ moved AS (
       FROM unnest($1::bigint[], $2::bigint[]) AS c(id, lease), t
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
        AND j.attempt < j.max_attempts AND NOT j.cancel_requested
+       -- The reason still holds at the write: no heartbeat landed meanwhile ($7 s), the
+       -- holder is still silent ($8 s); NULL skips a check.
+       AND ($7::double precision IS NULL
+            OR j.heartbeat_at < t.now - make_interval(secs => $7))
+       AND ($8::double precision IS NULL OR NOT EXISTS (
+            SELECT 1 FROM awa.runtimes r
+             WHERE r.instance_id = j.claimed_by AND r.stopped_at IS NULL
+               AND r.last_seen_at >= t.now - make_interval(secs => $8)))
     RETURNING j.id, j.queue, j.state, j.kind, j.attempt, j.max_attempts, j.run_at,
               j.errors -> -1 ->> 'claimed_by' AS claimed_by
 ),
@@ -87,7 +110,8 @@ rescued_events AS (
 SELECT id, queue, state, run_at FROM moved;
 
 -- name: rescue_fail
--- Fail rescued attempts (id/lease pairs still in a state of $3, no cancel requested) that
+-- Fail rescued attempts (id/lease pairs still in a state of $3, no cancel requested, the
+-- reason re-checked: $6 heartbeat staleness, $7 holder silence, NULL skips) that
 -- have no attempts left, moving them to history with the reason $4; each writes a
 -- job.rescued and a job.failed event to the outbox in the same statement. Returns the ids.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
@@ -96,6 +120,14 @@ gone AS (
      USING unnest($1::bigint[], $2::bigint[]) AS c(id, lease)
      WHERE j.id = c.id AND j.run_lease = c.lease AND j.state = ANY ($3::awa.job_state[])
        AND j.attempt >= j.max_attempts AND NOT j.cancel_requested
+       -- The reason still holds at the write (as in rescue_retry: $6 heartbeat, $7 holder).
+       AND ($6::double precision IS NULL
+            OR j.heartbeat_at < coalesce($5::timestamptz, now()) - make_interval(secs => $6))
+       AND ($7::double precision IS NULL OR NOT EXISTS (
+            SELECT 1 FROM awa.runtimes r
+             WHERE r.instance_id = j.claimed_by AND r.stopped_at IS NULL
+               AND r.last_seen_at >= coalesce($5::timestamptz, now())
+                                     - make_interval(secs => $7)))
     RETURNING j.*
 ),
 failed_events AS (

@@ -12,6 +12,7 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS
+from awa.errors import DatabaseUnavailable
 
 __all__ = ["CLOSE_ERRORS", "CLOSE_TIMEOUT", "DedicatedConnection"]
 
@@ -31,6 +32,22 @@ class DedicatedConnection:
     @property
     def alive(self) -> bool:
         return not self._conn.is_closed() and not self.terminated.is_set()
+
+    async def ping(self, what: str, timeout: float) -> None:
+        """An active check for a connection that is otherwise idle (presence, LISTEN): a
+        half-open one never says it died, so ask it something. ``DatabaseUnavailable``
+        (and the connection dropped) when it does not answer within ``timeout``."""
+        if not self.alive:
+            raise DatabaseUnavailable(f"{what}: the connection is closed")
+        try:
+            with anyio.fail_after(timeout):
+                await self._conn.fetchval("SELECT 1")
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
+        except CLOSE_ERRORS as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"{what} failed: {exc}") from exc
 
     async def close(self) -> None:
         """Close (terminate if a clean close fails, or does not end within

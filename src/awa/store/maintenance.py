@@ -28,6 +28,7 @@ __all__ = [
     "MaintenanceStore",
     "Presence",
     "RescueOutcome",
+    "RescueRecheck",
     "RingPass",
 ]
 
@@ -44,6 +45,16 @@ class RescueOutcome:
     failed: int
     queues: frozenset[str]
     cancelled: int = 0
+
+
+@dataclass(frozen=True)
+class RescueRecheck:
+    """What a rescue's final write re-checks besides (id, run_lease, state): the heartbeat
+    is still older than ``heartbeat_older_than`` seconds, the holder has still not beaten
+    its liveness row for ``holder_silent_for`` seconds (``None`` skips a check)."""
+
+    heartbeat_older_than: float | None = None
+    holder_silent_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
         | {
             "promote_due",
             "next_due_at",
+            "next_due_in",
             "find_orphaned_running",
             "find_abandoned_running",
             "find_rescuable_running",
@@ -121,20 +133,42 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
         value = await self._guard(lambda: self.db.fetchval(self.sql("next_due_at")))
         return value if isinstance(value, datetime) else None
 
+    async def next_due_in(self, now: datetime | None = None) -> float | None:
+        """Seconds until the earliest deferred job is due, by the database clock (None:
+        nothing deferred)."""
+        value = await self._guard(lambda: self.db.fetchval(self.sql("next_due_in"), now))
+        return None if value is None else float(value)
+
     async def _pairs(self, name: str, *args: Any) -> list[tuple[int, int]]:
         rows = await self._guard(lambda: self.db.fetch(self.sql(name), *args))
         return [(int(r["id"]), int(r["run_lease"])) for r in rows]
 
     async def find_orphaned_running(
-        self, grace: float, limit: int, now: datetime | None = None
+        self,
+        grace: float,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        silence: float | None = None,
     ) -> list[tuple[int, int]]:
-        return await self._pairs("find_orphaned_running", grace, limit, PRESENCE_LOCK_CLASS, now)
+        """Running attempts whose holder's presence lock is gone and, with ``silence``,
+        whose holder has not beaten its liveness row for that many seconds (ADR 014)."""
+        return await self._pairs(
+            "find_orphaned_running", grace, limit, PRESENCE_LOCK_CLASS, now, silence
+        )
 
     async def find_rescuable_running(
-        self, grace: float, staleness: float, limit: int, now: datetime | None = None
+        self,
+        grace: float,
+        staleness: float,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        silence: float | None = None,
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(orphaned, stale) running attempts, in one round trip; an attempt that is both
-        is reported as orphaned (the stronger signal)."""
+        is reported as orphaned (the stronger signal). Orphaned needs the presence lock
+        gone and, with ``silence``, no liveness beat of the holder for that long."""
         rows = await self._guard(
             lambda: self.db.fetch(
                 self.sql("find_rescuable_running"),
@@ -143,6 +177,7 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
                 PRESENCE_LOCK_CLASS,
                 limit,
                 now,
+                silence,
             )
         )
         orphaned = [(int(r["id"]), int(r["run_lease"])) for r in rows if r["orphaned"]]
@@ -174,6 +209,7 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
         reason: str,
         retry_base_delay: float,
         now: datetime | None = None,
+        recheck: RescueRecheck | None = None,
     ) -> RescueOutcome:
         """Retry (attempts left) or fail (none left) each attempt that is still the one seen:
         same id, same run_lease, still in ``from_states``. Anything that moved on meanwhile
@@ -193,12 +229,16 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
         Wake-ups, delivered at commit: the queues of jobs requeued ``available`` are
         notified (dispatchers claim at once), and the earliest ``run_at`` of jobs requeued
         ``retryable`` is announced on ``awa_due`` (``notify_due``), so the leader promotes
-        them when due instead of at promotion's next backstop run."""
+        them when due instead of at promotion's next backstop run.
+
+        ``recheck`` repeats the reason's own test in the final write, so a heartbeat or a
+        liveness beat landing between the find and the write saves the attempt."""
         if not pairs:
             return RescueOutcome(0, 0, frozenset())
         ids = [p[0] for p in pairs]
         leases = [p[1] for p in pairs]
         states = list(from_states)
+        check = recheck or RescueRecheck()
 
         async def run() -> RescueOutcome:
             async with self.acquire() as c, c.transaction():
@@ -206,9 +246,26 @@ class MaintenanceStore(FencedStore, CronStore, EventStore):
                     c, list(zip(ids, leases, strict=True)), now, states=states
                 )
                 retried = await c.fetch(
-                    self.sql("rescue_retry"), ids, leases, states, reason, retry_base_delay, now
+                    self.sql("rescue_retry"),
+                    ids,
+                    leases,
+                    states,
+                    reason,
+                    retry_base_delay,
+                    now,
+                    check.heartbeat_older_than,
+                    check.holder_silent_for,
                 )
-                failed = await c.fetch(self.sql("rescue_fail"), ids, leases, states, reason, now)
+                failed = await c.fetch(
+                    self.sql("rescue_fail"),
+                    ids,
+                    leases,
+                    states,
+                    reason,
+                    now,
+                    check.heartbeat_older_than,
+                    check.holder_silent_for,
+                )
                 await self._wake_for(c, retried)
                 return RescueOutcome(
                     len(retried),

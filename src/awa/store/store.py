@@ -698,9 +698,16 @@ class Listener(DedicatedConnection):
         self.channel = channel
 
 
-async def open_listener(url: str, channel: str, on_payload: Callable[[str], None]) -> Listener:
-    """LISTEN on ``channel`` over a connection of its own."""
-    conn = await connect(url)
+async def open_listener(
+    url: str,
+    channel: str,
+    on_payload: Callable[[str], None],
+    *,
+    idle_limit: float | None = None,
+) -> Listener:
+    """LISTEN on ``channel`` over a connection of its own (``idle_limit``: see ``connect``;
+    the owner must then ping it more often than that)."""
+    conn = await connect(url, idle_limit=idle_limit)
 
     def deliver(_c: object, _pid: int, _channel: str, payload: object) -> None:
         on_payload(str(payload))

@@ -71,6 +71,8 @@ class QueueDispatcher:
         self._stopping = False
         self._claim_errors = LoopErrors(f"claim:{queue}", clock, metrics, _CLAIM_RETRY)
         self._gate = gate or ClaimGate()
+        assert config.instance_id is not None, "the runtime gives every config an instance id"
+        self._instance_id = config.instance_id
         self.claimed = 0
 
     @property
@@ -111,7 +113,7 @@ class QueueDispatcher:
             want = min(free, self._config.claim_batch)
             try:
                 jobs = await self._store.claim(
-                    self.queue, self._kinds, want, self._config.instance_id, self._clock.db_now()
+                    self.queue, self._kinds, want, self._instance_id, self._clock.db_now()
                 )
                 self._claim_errors.succeeded()
             except Exception as exc:  # every class: log, count, back off, claim again

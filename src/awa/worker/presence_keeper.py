@@ -1,0 +1,166 @@
+"""Keeping a runtime's presence: the lock, the liveness beat, and self-fencing (ADR 014).
+
+The leader rescues a running job as orphaned only on two pieces of evidence together: its
+runtime's presence lock is gone, *and* the runtime has not beaten its liveness row for
+``MaintenanceConfig.holder_silence``. This module keeps both for one runtime:
+
+- **The lock**, on a dedicated connection that the server ends once idle past
+  ``PRESENCE_IDLE_LIMIT``, checked actively every ``presence_check_interval`` (a half-open
+  connection never reports its death). When a check fails, claims pause (``ClaimGate``)
+  and the lock is taken again on a new connection (retried until our own old session is
+  gone); then claims resume and every dispatcher is woken.
+- **The beat**: every ``presence_beat_interval`` while the runtime holds jobs (else every
+  ``liveness_interval``), through the runtime's pool, not the presence connection, so the
+  two pieces of evidence fail independently.
+- **Self-fencing**: when the lock is lost *and* no beat has landed for half the holder
+  silence, the leader is about to rescue our jobs: their handlers are stopped here (as
+  lost: no result is written) so an attempt never runs on in parallel with its rescue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from awa.clock import Clock
+from awa.errors import DatabaseUnavailable, RuntimeStateError
+from awa.store import Store
+from awa.store.presence import Presence
+from awa.telemetry import Instruments
+from awa.worker.claim_gate import ClaimGate
+from awa.worker.inflight import InFlight, StopReason
+from awa.worker.loop_errors import LoopErrors
+
+__all__ = ["PresenceKeeper"]
+
+log = logging.getLogger("awa.runtime")
+
+
+class PresenceKeeper:
+    def __init__(
+        self,
+        store: Store,
+        instance_id: str,
+        inflight: InFlight,
+        gate: ClaimGate,
+        wake_all: Callable[[], None],
+        clock: Clock,
+        metrics: Instruments,
+        *,
+        check_interval: float,
+        beat_interval: float,
+        liveness_interval: float,
+        holder_silence: float,
+    ) -> None:
+        self._store = store
+        self.instance_id = instance_id
+        self._inflight = inflight
+        self._gate = gate
+        self._wake_all = wake_all
+        self._clock = clock
+        self._metrics = metrics
+        self._check_interval = max(0.05, check_interval)
+        self._beat_interval = max(0.05, beat_interval)
+        self._liveness_interval = liveness_interval
+        self._fence_after = holder_silence / 2
+        self._presence: Presence | None = None
+        self._last_beat = clock.monotonic()
+        self.losses = 0  #: presence lost and re-acquired
+        self.fenced = 0  #: handlers stopped by self-fencing
+
+    async def acquire(self) -> None:
+        """Take the lock at start; ``RuntimeStateError`` if a live runtime holds this id."""
+        self._presence = await Presence.acquire(self._store.url, self.instance_id)
+        self._last_beat = self._clock.monotonic()
+
+    async def close(self) -> None:
+        if self._presence is not None:
+            await self._presence.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch)
+            tg.start_soon(self._beat)
+            task_status.started()
+
+    # -------------------------------------------------------------------- the lock
+
+    async def _watch(self) -> None:
+        errors = LoopErrors("presence", self._clock, self._metrics)
+        while True:
+            presence = self._presence
+            assert presence is not None, "acquire() first"
+            with anyio.move_on_after(self._check_interval):
+                await presence.terminated.wait()
+            try:
+                await presence.ping("presence check", self._check_interval)
+                continue
+            except DatabaseUnavailable as exc:
+                errors.record(exc, f"presence of runtime {self.instance_id}")
+                reason = str(exc)
+            self.losses += 1
+            self._gate.close(f"presence lost: {reason}")
+            log.warning(
+                "runtime %s lost its presence lock (%s): claims paused until it is back",
+                self.instance_id,
+                reason,
+            )
+            presence.terminate()
+            self._presence = await self._reacquire(errors)
+            self._gate.open()
+            self._wake_all()
+            log.warning("runtime %s has its presence lock again; claims resume", self.instance_id)
+
+    async def _reacquire(self, errors: LoopErrors) -> Presence:
+        while True:
+            try:
+                presence = await Presence.acquire(self._store.url, self.instance_id)
+            except (DatabaseUnavailable, RuntimeStateError) as exc:
+                # RuntimeStateError: our previous session still holds the lock until the
+                # server ends it (idle limit); keep trying.
+                await errors.failed(exc, "re-acquiring the presence lock")
+                continue
+            errors.succeeded()
+            return presence
+
+    # -------------------------------------------------------------------- the beat
+
+    async def _beat(self) -> None:
+        errors = LoopErrors("liveness", self._clock, self._metrics)
+        last_touch = self._clock.monotonic()
+        while True:
+            await self._clock.sleep(self._beat_interval)
+            now = self._clock.monotonic()
+            if len(self._inflight) or now - last_touch >= self._liveness_interval:
+                try:
+                    await self._store.touch_runtime(self.instance_id, self._clock.db_now())
+                except Exception as exc:  # every class: log, count, beat again
+                    errors.record(exc, f"liveness beat of runtime {self.instance_id}")
+                else:
+                    errors.succeeded()
+                    last_touch = self._last_beat = self._clock.monotonic()
+            self._fence_if_orphaned()
+
+    def _fence_if_orphaned(self) -> None:
+        """Stop our handlers when the leader is about to rescue their jobs: no presence
+        lock and no beat for half the holder silence (ADR 014)."""
+        silent = self._clock.monotonic() - self._last_beat
+        if self._gate.is_open or silent < self._fence_after:
+            return
+        running = [e for e in self._inflight.snapshot() if not e.result_buffered]
+        running = [e for e in running if e.stop_reason is None]
+        if not running:
+            return
+        self.fenced += len(running)
+        log.error(
+            "runtime %s has neither its presence lock nor a liveness beat for %.1fs: "
+            "stopping %d handlers, their jobs will be rescued elsewhere",
+            self.instance_id,
+            silent,
+            len(running),
+        )
+        for entry in running:
+            entry.stop(StopReason.LOST)
