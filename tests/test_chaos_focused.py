@@ -18,6 +18,7 @@ import awa.maintenance.leader as leader_module
 from awa.errors import DatabaseUnavailable
 from awa.store import Store
 from awa.store.maintenance import MaintenanceStore
+from awa.worker.heartbeat import Heartbeat
 from chaos_support import Crew, fast_maintenance, leader_lock_holders, wait_for
 
 ROUNDS = 40
@@ -91,24 +92,34 @@ class Boom(BaseException):
     """Not an ``Exception``: no handler-level ``except Exception`` stops it."""
 
 
-async def test_a_runtime_whose_host_task_died_does_not_report_running(database_url: str) -> None:
+async def test_a_runtime_whose_host_task_died_does_not_report_running(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handlers can no longer kill their runtime (a BaseException from one fails only its
+    # attempt: tests/test_faults_errors.py), so the host is killed from inside a service.
+    async def beat(self: Heartbeat) -> None:
+        raise Boom("escapes a background loop")
+
+    monkeypatch.setattr(Heartbeat, "beat", beat)
     client = awa.Client(database_url)
 
-    @client.handler("explode")
-    async def explode(ctx: awa.JobContext) -> None:
-        raise Boom("escapes the handler")
+    @client.handler("noop")
+    async def noop(ctx: awa.JobContext) -> None:
+        return None
 
     async with client:
         runtime = awa.Runtime(
-            client, awa.RuntimeConfig(queues={"default": 1}), run_maintenance=False
+            client,
+            awa.RuntimeConfig(queues={"default": 1}, heartbeat_interval=0.05),
+            run_maintenance=False,
         )
         await runtime.start()
         try:
-            await client.insert("explode")
             host = runtime._host
             assert host is not None
             await wait_for(host.done, 15, what="the host task to end")
             assert runtime.state != "running"
+            assert runtime.failure is not None
         finally:
             with anyio.CancelScope(shield=True):
                 try:
