@@ -263,9 +263,11 @@ UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 live AS (SELECT queue, kind, count(*) AS n FROM awa.jobs GROUP BY queue, kind),
 handled AS (
+    -- Live runtimes only: a process killed with SIGKILL never marks itself stopped, but it
+    -- stops beating its row (every 10 s at most); a minute of silence is death.
     SELECT q.key AS queue, k AS kind, count(*) AS runtimes
-      FROM awa.runtimes r, jsonb_each(r.queues) q, unnest(r.kinds) k
-     WHERE r.stopped_at IS NULL
+      FROM t, awa.runtimes r, jsonb_each(r.queues) q, unnest(r.kinds) k
+     WHERE r.stopped_at IS NULL AND r.last_seen_at >= t.now - interval '60 seconds'
      GROUP BY 1, 2
 ),
 pairs AS (
