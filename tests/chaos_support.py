@@ -331,7 +331,8 @@ SELECT a.pid,
          WHEN EXISTS (SELECT 1 FROM pg_locks l
                        WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
                          AND l.objsubid = 2 AND l.classid::bigint = $2) THEN 'presence'
-         WHEN a.query LIKE 'LISTEN%' THEN 'listen'
+         WHEN a.query LIKE 'LISTEN%' OR a.query LIKE '%awa: LISTEN connection check%'
+           THEN 'listen'
          ELSE 'pool'
        END AS part
   FROM pg_stat_activity a

@@ -1037,7 +1037,15 @@ async def test_deadlock_between_a_flush_and_a_rescue_is_a_retryable_error(
         tx = rescuer.transaction()
         await tx.start()
         retried = await rescuer.fetch(
-            store.sql("rescue_retry"), [x.id], [x.run_lease], ["running"], "gone", 0.0, START
+            store.sql("rescue_retry"),
+            [x.id],
+            [x.run_lease],
+            ["running"],
+            "gone",
+            0.0,
+            START,
+            None,
+            None,
         )
         assert len(retried) == 1  # the rescue holds x
 
@@ -1048,7 +1056,14 @@ async def test_deadlock_between_a_flush_and_a_rescue_is_a_retryable_error(
                     "SELECT 1 FROM awa.jobs WHERE id = $1 FOR UPDATE NOWAIT", y.id
                 )
             await rescuer.fetch(
-                store.sql("rescue_fail"), [y.id], [y.run_lease], ["running"], "gone", START
+                store.sql("rescue_fail"),
+                [y.id],
+                [y.run_lease],
+                ["running"],
+                "gone",
+                START,
+                None,
+                None,
             )
             await tx.commit()
 

@@ -41,7 +41,8 @@ class DedicatedConnection:
             raise DatabaseUnavailable(f"{what}: the connection is closed")
         try:
             with anyio.fail_after(timeout):
-                await self._conn.fetchval("SELECT 1")
+                # Tagged, so an operator (or pg_stat_activity) can tell what the connection is.
+                await self._conn.fetchval(f"SELECT 1 /* awa: {what} */")
         except TimeoutError as exc:
             self.terminate()
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
