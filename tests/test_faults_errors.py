@@ -50,9 +50,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 import awa
 from awa.clock import SystemClock
 from awa.config import MaintenanceConfig
-from awa.errors import RuntimeStateError, ValidationError
+from awa.errors import DatabaseUnavailable, RuntimeStateError, ValidationError
 from awa.handlers import Handler
 from awa.maintenance.catalog import BUILTIN_BRANCHES
+from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import Instruments
 
 # ------------------------------------------------------------------------- fault plumbing
@@ -827,3 +828,31 @@ async def test_refused_instance_id_leaves_the_holders_liveness_row_alone(
     assert before is not None and after is not None
     print(f"\n[instance id] holder's row before {dict(before)}, after the refusal {dict(after)}")
     assert (json.loads(after["q"]), list(after["kinds"])) == ({"default": 2}, ["mine"])
+
+
+async def test_terminated_transaction_reports_its_real_cause(database_url: str) -> None:
+    """A statement inside a transaction whose backend is terminated (57P01): the typed error
+    names that cause, not asyncpg's failure to leave the transaction on the dead connection
+    ("cannot call Transaction.__aexit__(): the underlying connection is closed"), which is
+    what every maintenance branch logs today (they all run in a fenced transaction)."""
+    setup = await asyncpg.connect(database_url)
+    try:
+        await setup.execute(FAULT_SQL)
+    finally:
+        await setup.close()
+    client = awa.Client(database_url)
+    async with client:
+        await client.insert("quick", delay=0.05)
+        await anyio.sleep(0.2)  # due, still scheduled: nobody promotes here
+        store = await MaintenanceStore.open(database_url, min_size=1, max_size=1)
+        faults = await Faults.open(database_url, "admin_shutdown")
+        try:
+            async with faults.inject("promote_scheduled"):
+                with anyio.fail_after(10), pytest.raises(DatabaseUnavailable) as caught:
+                    await store.promote_due(10)
+        finally:
+            await faults.close()
+            await store.close()
+    print(f"\n[terminate in a transaction] {caught.value!r}")
+    assert faults.kills >= 1
+    assert "administrator command" in str(caught.value), caught.value
