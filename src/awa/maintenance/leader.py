@@ -88,6 +88,9 @@ class MaintenanceLeader:
         self._resign = anyio.Event()
         self._switch = anyio.Event()
         self._became_leader = anyio.Event()
+        #: Database clock minus this process's clock, in seconds (learned while leading):
+        #: due times on ``awa_due`` are database-clock epochs.
+        self.db_offset = 0.0
 
     # ------------------------------------------------------------ election
 
@@ -158,6 +161,7 @@ class MaintenanceLeader:
             )
             await conn.release()
             return
+        await self._learn_clock(conn)
         self.terms += 1
         self._resign = anyio.Event()
         mode = "single" if self.config.mode in ("single", "auto") else "split"
@@ -315,7 +319,7 @@ class MaintenanceLeader:
                 lane.wake("cron_evaluate", 0.0)
             return
         try:
-            seconds = float(payload) - self.clock.now().timestamp()
+            seconds = float(payload) - self.clock.now().timestamp() - self.db_offset
         except ValueError:
             return
         for lane in self.lanes.values():
@@ -332,6 +336,8 @@ class MaintenanceLeader:
                     healthy = await conn.check(self.config.leader_check_timeout)
                 except DatabaseUnavailable as exc:
                     log.warning("maintenance leader health check failed: %s", exc)
+                if healthy:
+                    await self._learn_clock(conn)
             if self._resign.is_set():
                 log.info("maintenance leader %s resigning", self.instance_id)
             elif not healthy:
@@ -341,6 +347,21 @@ class MaintenanceLeader:
             if not healthy or self._resign.is_set():
                 scope.cancel()
                 return
+
+    async def _learn_clock(self, conn: LeaderConnection) -> None:
+        """Learn ``db_offset`` from one round trip on the leader connection (its midpoint).
+        Under pinned time (``db_now()`` set) both clocks are the same one."""
+        if self.clock.db_now() is not None:
+            self.db_offset = 0.0
+            return
+        try:
+            before = self.clock.now().timestamp()
+            db = await conn.db_epoch(self.config.leader_check_timeout)
+            after = self.clock.now().timestamp()
+        except DatabaseUnavailable as exc:
+            log.warning("maintenance leader could not read the database clock: %s", exc)
+            return
+        self.db_offset = db - (before + after) / 2
 
     async def _health_writer(self, store: MaintenanceStore) -> None:
         while True:

@@ -312,6 +312,10 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                   AND pid = pg_backend_pid() AND objsubid = 1
                   AND ((classid::bigint << 32) | objid::bigint) = $1);
 
+-- name: db_epoch
+-- The database clock now, as a Unix epoch (the leader learns its offset from the app clock).
+SELECT extract(epoch FROM clock_timestamp())::float8;
+
 -- name: leader_unlock
 -- Give up the maintenance leader lock $1.
 SELECT pg_advisory_unlock($1);

@@ -39,6 +39,7 @@ _QUERIES = load_queries(
             "leader_unlock",
             "term_begin",
             "local_lock_timeout",
+            "db_epoch",
         }
     )
 )
@@ -70,6 +71,9 @@ class LeaderConnection(DedicatedConnection):
             except CONNECT_ERRORS as exc:
                 conn.terminate()
                 raise DatabaseUnavailable(f"leader connection setup failed: {exc}") from exc
+            except BaseException:  # cancelled mid-setup (shutdown): do not leak the session
+                conn.terminate()
+                raise
         return cls(conn)
 
     async def try_acquire(self, timeout: float = 5.0) -> bool:
@@ -80,6 +84,17 @@ class LeaderConnection(DedicatedConnection):
     async def check(self, timeout: float = 5.0) -> bool:
         """True while this session still holds the leadership lock."""
         return bool(await self._ask("leader health check", timeout, _sql("leader_holds_lock")))
+
+    async def db_epoch(self, timeout: float = 5.0) -> float:
+        """The database clock now (``clock_timestamp()``), as a Unix epoch."""
+        try:
+            with anyio.fail_after(timeout):
+                return float(await self._conn.fetchval(_sql("db_epoch")))
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"database clock: no answer within {timeout:g}s") from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"database clock read failed: {exc}") from exc
 
     async def begin_term(self, holder: str, wait: float, now: datetime | None = None) -> int | None:
         """Start the next leadership term (call with the lock held); returns it.

@@ -243,7 +243,8 @@ class Store:
         except DatabaseUnavailable:
             raise  # already typed (PoolExhausted is a ConnectionError, hence an OSError)
         except CONNECT_ERRORS as exc:
-            raise DatabaseUnavailable(f"lost PostgreSQL connection: {exc}") from exc
+            cause = _breaking_error(exc)
+            raise DatabaseUnavailable(f"lost PostgreSQL connection: {cause}") from exc
         except asyncpg.PostgresError as exc:
             raise translate_database_error(exc) from exc
 
@@ -718,3 +719,16 @@ async def open_listener(
         conn.terminate()
         raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
     return Listener(conn, channel)
+
+
+def _breaking_error(exc: BaseException) -> BaseException:
+    """The error that broke the connection, not asyncpg's complaint about it afterwards:
+    leaving ``c.transaction()`` on a connection that died mid-statement raises
+    ``InterfaceError`` ("cannot call Transaction.__aexit__(): the underlying connection is
+    closed") with the real cause (a terminate, 57P01; a reset) as its ``__context__``."""
+    while isinstance(exc, asyncpg.InterfaceError):
+        context = exc.__context__
+        if context is None or not isinstance(context, (*CONNECT_ERRORS, asyncpg.PostgresError)):
+            break
+        exc = context
+    return exc
