@@ -166,6 +166,10 @@ class MaintenanceConfig:
     - ``startup_jitter``: spread branch first runs over up to this many seconds (default
       0.2; tests set 0).
     - ``intervals``: per-branch interval overrides, ``{"cleanup": 10.0}``.
+    - ``isolate``: run the leader and its lanes on a thread of their own, with their own
+      event loop, so a handler blocking the runtime's loop cannot delay them (default True;
+      ADR 013). Only with the real clock: under a ``FakeClock`` the leader stays in the
+      runtime's loop.
     """
 
     mode: str = "split"
@@ -187,6 +191,7 @@ class MaintenanceConfig:
     )
     startup_jitter: float = 0.2
     intervals: dict[str, float] = field(default_factory=dict)
+    isolate: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in LANE_MODES:

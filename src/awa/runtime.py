@@ -43,6 +43,7 @@ from awa.events import Sink
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
 from awa.maintenance.cron_sync import declarations_of
+from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
 from awa.store import Store
@@ -50,6 +51,7 @@ from awa.store.cron import CronStore
 from awa.store.observe import ObserveStore
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 from awa.worker.claim_gate import ClaimGate
+from awa.worker.loop_monitor import LoopMonitor
 from awa.worker.presence_keeper import PresenceKeeper
 
 __all__ = ["ROLES", "Runtime"]
@@ -104,7 +106,8 @@ class Runtime:
         self._cleanup_hooks = list(cleanup_hooks or [])
         self.publish_declarations = publish_declarations
         self.sinks = list(sinks)
-        self.leader: MaintenanceLeader | None = None
+        #: The leader, on its own thread and loop (``LeaderThread``, ADR 013) by default.
+        self.leader: MaintenanceLeader | LeaderThread | None = None
         self.instance_id = self.config.instance_id or new_instance_id()
         if self.config.instance_id != self.instance_id:
             # Every runtime built from one config gets its own identity (ADR 014).
@@ -359,8 +362,9 @@ class Runtime:
         assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
         assert self.presence is not None
         await services.start(self.presence.run)
+        await services.start(LoopMonitor(self.client.metrics, name=self.instance_id).run)
         if self.run_maintenance:
-            self.leader = MaintenanceLeader(
+            leader = MaintenanceLeader(
                 store.url,
                 self.instance_id,
                 self._branches(),
@@ -368,6 +372,7 @@ class Runtime:
                 self.client.clock,
                 self.client.metrics,
             )
+            self.leader = isolated(leader, isolate=self.maintenance_config.isolate)
             await services.start(self.leader.run)
         if config.notify and self.queues:
             await services.start(self.wakeups.listen, store.url)

@@ -35,6 +35,7 @@ from awa.telemetry.catalogue import CATALOGUE as CATALOGUE
 from awa.telemetry.catalogue import CRON_FIRED as CRON_FIRED
 from awa.telemetry.catalogue import CRON_MISSED as CRON_MISSED
 from awa.telemetry.catalogue import ELECTIONS as ELECTIONS
+from awa.telemetry.catalogue import EVENT_LOOP_LAG as EVENT_LOOP_LAG
 from awa.telemetry.catalogue import FLUSH_ERRORS as FLUSH_ERRORS
 from awa.telemetry.catalogue import HANDLER_DURATION as HANDLER_DURATION
 from awa.telemetry.catalogue import JOBS_CLAIMED as JOBS_CLAIMED
@@ -87,6 +88,7 @@ __all__ = (
     "CRON_FIRED",
     "CRON_MISSED",
     "ELECTIONS",
+    "EVENT_LOOP_LAG",
     "FLUSH_ERRORS",
     "HANDLER_DURATION",
     "JOBS_CLAIMED",

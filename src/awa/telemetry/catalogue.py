@@ -46,6 +46,7 @@ __all__ = [
     "CRON_FIRED",
     "CRON_MISSED",
     "ELECTIONS",
+    "EVENT_LOOP_LAG",
     "FLUSH_ERRORS",
     "HANDLER_DURATION",
     "JOBS_CLAIMED",
@@ -100,6 +101,7 @@ HANDLER_DURATION: Final = "awa.handler.duration"
 PICKUP_LATENCY: Final = "awa.jobs.pickup_latency"
 FLUSH_ERRORS: Final = "awa.flush.errors"
 LOOP_ERRORS: Final = "awa.runtime.loop.errors"
+EVENT_LOOP_LAG: Final = "awa.runtime.event_loop.lag"
 QUEUE_DEPTH: Final = "awa.queue.depth"
 QUEUE_LAG: Final = "awa.queue.lag"
 BRANCH_DURATION: Final = "awa.maintenance.branch.duration"
@@ -255,6 +257,13 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
         LOOP_ERRORS, _C, "{error}", (ATTR_LOOP, ATTR_ERROR_TYPE),
         "Errors a runtime background loop (heartbeat, flush, claim, liveness, presence, "
         "listener) met and survived: it logged, backed off and went on.",
+        "worker",
+    ),
+    InstrumentSpec(
+        EVENT_LOOP_LAG, _H, "s", (),
+        "How late the runtime's event loop woke from a 0.1 s sleep: time it could run "
+        "nothing, because a handler (named in a warning log) or other synchronous code "
+        "blocked it. Maintenance has its own loop and is not measured (ADR 013).",
         "worker",
     ),
     InstrumentSpec(

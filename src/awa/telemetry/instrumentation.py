@@ -29,6 +29,7 @@ from awa.telemetry.catalogue import (
     CRON_FIRED,
     CRON_MISSED,
     ELECTIONS,
+    EVENT_LOOP_LAG,
     FLUSH_ERRORS,
     HANDLER_DURATION,
     JOBS_CLAIMED,
@@ -124,6 +125,7 @@ class Instruments:
         self.pickup_latency = histogram(PICKUP_LATENCY)
         self.flush_errors = counter(FLUSH_ERRORS)
         self.loop_errors = counter(LOOP_ERRORS)
+        self.event_loop_lag = histogram(EVENT_LOOP_LAG)
         self.branch_duration = histogram(BRANCH_DURATION)
         self.branch_lateness = histogram(BRANCH_LATENESS)
         self.branch_overrun = counter(BRANCH_OVERRUN)

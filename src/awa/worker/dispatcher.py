@@ -25,6 +25,7 @@ from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
 from awa.worker.loop_errors import LoopErrors
+from awa.worker.loop_monitor import traced
 from awa.worker.outcomes import Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
 
@@ -199,7 +200,7 @@ class QueueDispatcher:
         started = self._clock.monotonic()
         with entry.scope, deadline:
             try:
-                returned = await spec.fn(entry.context)
+                returned = await traced(spec.fn(entry.context), job.kind, job.id)
             except Exception as exc:
                 raised = exc
             except BaseException as exc:
