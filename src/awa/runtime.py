@@ -38,7 +38,7 @@ from anyio.abc import TaskGroup
 
 from awa.client import Client
 from awa.config import MaintenanceConfig, RuntimeConfig, new_instance_id
-from awa.errors import ConfigError, DatabaseUnavailable, RuntimeStateError
+from awa.errors import ConfigError, RuntimeStateError
 from awa.events import Sink
 from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
@@ -289,9 +289,7 @@ class Runtime:
             flush_interval=config.completion_flush_interval,
             batch=config.completion_batch,
         )
-        self.heartbeat = Heartbeat(
-            store, self.inflight, clock, config.heartbeat_interval, metrics
-        )
+        self.heartbeat = Heartbeat(store, self.inflight, clock, config.heartbeat_interval, metrics)
         self.dispatchers = [
             QueueDispatcher(
                 queue,
@@ -308,25 +306,6 @@ class Runtime:
             )
             for queue, limit in self.queues.items()
         ]
-        await store.register_runtime(
-            self.instance_id,
-            socket.gethostname(),
-            os.getpid(),
-            self.role,
-            dict(self.queues),
-            self.client.registry.kinds() if self.queues else [],
-            clock.db_now(),
-        )
-        if self.publish_declarations and len(self.client.cron):
-            await store.sibling(CronStore).upsert_cron(
-                declarations_of(self.client.cron), self.instance_id, clock.db_now()
-            )
-        if self.publish_declarations:
-            await store.sibling(ObserveStore).publish_declarations(
-                self.client.declarations(), self.instance_id, clock.db_now()
-            )
-        if self.publish_declarations and len(self.client.dlq.policies):
-            await self.client.dlq.publish(self.instance_id)
         flushed = anyio.Event()
         wakeups = self.wakeups
         self.presence = PresenceKeeper(
@@ -344,16 +323,41 @@ class Runtime:
         )
         await self.presence.acquire()  # RuntimeStateError: the instance id is in use
         try:
+            # Only once the instance id is ours: a runtime refused for a colliding id must
+            # not have rewritten the live holder's liveness row and declarations first.
+            await store.register_runtime(
+                self.instance_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.role,
+                dict(self.queues),
+                self.client.registry.kinds() if self.queues else [],
+                clock.db_now(),
+            )
+            if self.publish_declarations and len(self.client.cron):
+                await store.sibling(CronStore).upsert_cron(
+                    declarations_of(self.client.cron), self.instance_id, clock.db_now()
+                )
+            if self.publish_declarations:
+                await store.sibling(ObserveStore).publish_declarations(
+                    self.client.declarations(), self.instance_id, clock.db_now()
+                )
+            if self.publish_declarations and len(self.client.dlq.policies):
+                await self.client.dlq.publish(self.instance_id)
             self.recovery = await self._recover()
             async with anyio.create_task_group() as services:
                 await self._services(services, flushed)
         finally:
+            # Also after abort(): a runtime that no longer runs its jobs says so (stopped
+            # row, lock released), so rescue and the next start's recovery need not wait
+            # for its silence (ADR 014). Bounded: the database may be what failed.
             with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(2.0):
+                    try:
+                        await store.stop_runtime(self.instance_id, clock.db_now())
+                    except Exception as exc:  # any class: the row ages out instead
+                        log.warning("could not mark runtime %s stopped: %s", self.instance_id, exc)
                 await self.presence.close()
-        try:
-            await store.stop_runtime(self.instance_id, clock.db_now())
-        except DatabaseUnavailable as exc:
-            log.warning("could not mark runtime %s stopped: %s", self.instance_id, exc)
         log.info("runtime %s stopped", self.instance_id)
 
     async def _services(self, services: TaskGroup, flushed: anyio.Event) -> None:
