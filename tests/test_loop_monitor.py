@@ -68,6 +68,8 @@ async def test_traced_is_transparent_for_values_and_exceptions() -> None:
     future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().call_soon(future.set_result, "not a coroutine")
     assert await traced(future, "k", 3) == "not a coroutine"
+    with pytest.raises(TypeError, match="object NoneType can't be used in 'await' expression"):
+        await traced(None, "k", 4)  # type: ignore[arg-type]
 
 
 async def test_traced_passes_cancellation_through_and_lets_the_handler_clean_up() -> None:

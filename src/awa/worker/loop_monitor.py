@@ -104,7 +104,13 @@ class _Traced(Generic[_T]):
     __slots__ = ("_it", "_slot", "job_id", "kind")
 
     def __init__(self, awaitable: Awaitable[_T], kind: str, job_id: int) -> None:
-        self._it: Any = awaitable if isinstance(awaitable, CoroutineType) else awaitable.__await__()
+        if isinstance(awaitable, CoroutineType):
+            self._it: Any = awaitable
+        elif hasattr(awaitable, "__await__"):
+            self._it = awaitable.__await__()
+        else:  # what ``await`` itself would say (a handler that is not async, say)
+            name = type(awaitable).__name__
+            raise TypeError(f"object {name} can't be used in 'await' expression")
         self._slot = step_slot()
         self.kind = kind
         self.job_id = job_id
