@@ -38,6 +38,9 @@ __all__ = ["PresenceKeeper"]
 
 log = logging.getLogger("awa.runtime")
 
+#: How often self-fencing looks at the evidence (no I/O).
+_FENCE_CHECK = 0.1
+
 
 class PresenceKeeper:
     def __init__(
@@ -66,15 +69,19 @@ class PresenceKeeper:
         self._beat_interval = max(0.05, beat_interval)
         self._liveness_interval = liveness_interval
         self._fence_after = holder_silence / 2
+        # A healthy presence is proven every check interval; 0.6 x the silence (> one
+        # interval at the defaults) without proof means it is not (or not provably) held.
+        self._presence_doubt = max(holder_silence * 0.6, self._check_interval * 1.2)
         self._presence: Presence | None = None
         self._last_beat = clock.monotonic()
+        self._last_presence = clock.monotonic()
         self.losses = 0  #: presence lost and re-acquired
         self.fenced = 0  #: handlers stopped by self-fencing
 
     async def acquire(self) -> None:
         """Take the lock at start; ``RuntimeStateError`` if a live runtime holds this id."""
         self._presence = await Presence.acquire(self._store.url, self.instance_id)
-        self._last_beat = self._clock.monotonic()
+        self._last_beat = self._last_presence = self._clock.monotonic()
 
     async def close(self) -> None:
         if self._presence is not None:
@@ -84,6 +91,7 @@ class PresenceKeeper:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
             tg.start_soon(self._beat)
+            tg.start_soon(self._fence)
             task_status.started()
 
     # -------------------------------------------------------------------- the lock
@@ -97,6 +105,7 @@ class PresenceKeeper:
                 await presence.terminated.wait()
             try:
                 await presence.ping("presence check", self._check_interval)
+                self._last_presence = self._clock.monotonic()
                 continue
             except DatabaseUnavailable as exc:
                 errors.record(exc, f"presence of runtime {self.instance_id}")
@@ -124,6 +133,7 @@ class PresenceKeeper:
                 await errors.failed(exc, "re-acquiring the presence lock")
                 continue
             errors.succeeded()
+            self._last_presence = self._clock.monotonic()
             return presence
 
     # -------------------------------------------------------------------- the beat
@@ -136,19 +146,28 @@ class PresenceKeeper:
             now = self._clock.monotonic()
             if len(self._inflight) or now - last_touch >= self._liveness_interval:
                 try:
-                    await self._store.touch_runtime(self.instance_id, self._clock.db_now())
+                    # Bounded: on a partitioned pool the statement would hang, and the beat
+                    # must fail visibly for self-fencing to see it.
+                    with anyio.fail_after(max(1.0, 2 * self._beat_interval)):
+                        await self._store.touch_runtime(self.instance_id, self._clock.db_now())
                 except Exception as exc:  # every class: log, count, beat again
                     errors.record(exc, f"liveness beat of runtime {self.instance_id}")
                 else:
                     errors.succeeded()
                     last_touch = self._last_beat = self._clock.monotonic()
+
+    async def _fence(self) -> None:
+        """Its own loop: the beat and the presence check may both hang on a partition."""
+        while True:
+            await self._clock.sleep(_FENCE_CHECK)
             self._fence_if_orphaned()
 
     def _fence_if_orphaned(self) -> None:
-        """Stop our handlers when the leader is about to rescue their jobs: no presence
-        lock and no beat for half the holder silence (ADR 014)."""
-        silent = self._clock.monotonic() - self._last_beat
-        if self._gate.is_open or silent < self._fence_after:
+        """Stop our handlers when the leader may be about to rescue their jobs: no beat for
+        half the holder silence and no proof of the presence lock either (ADR 014)."""
+        now = self._clock.monotonic()
+        silent = now - self._last_beat
+        if silent < self._fence_after or now - self._last_presence < self._presence_doubt:
             return
         running = [e for e in self._inflight.snapshot() if not e.result_buffered]
         running = [e for e in running if e.stop_reason is None]
