@@ -12,8 +12,9 @@ Roles (side by side in the README):
 - ``tick()``: one bounded maintenance pass, no long-lived tasks (scale-to-zero).
 
 Structure: one host task owns an anyio task group with three tiers: *services* (listener,
-completion flusher, heartbeat, liveness, leader), *executions* (handlers) and *dispatch*
-(claim loops). Shutdown unwinds them in order: stop claiming, let handlers finish within the
+completion flusher, heartbeat, liveness, event-loop lag monitor, and the leader, which runs
+on a thread and loop of its own: ADR 013), *executions* (handlers) and *dispatch* (claim
+loops). Shutdown unwinds them in order: stop claiming, let handlers finish within the
 grace period (then stop the rest and requeue them), flush results, cancel services, mark the
 liveness row stopped. ``abort()`` cancels everything at once; unfinished jobs stay
 ``running`` in the database and are recovered by rescue.
@@ -44,6 +45,7 @@ from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
 from awa.maintenance.cron_sync import declarations_of
 from awa.maintenance.leader_thread import LeaderThread, isolated
+from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
 from awa.store import Store
@@ -51,6 +53,7 @@ from awa.store.cron import CronStore
 from awa.store.observe import ObserveStore
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 from awa.worker.claim_gate import ClaimGate
+from awa.worker.loop_monitor import LoopMonitor
 from awa.worker.loop_monitor import LoopMonitor
 from awa.worker.presence_keeper import PresenceKeeper
 
