@@ -45,7 +45,6 @@ from awa.maintenance import Branch, MaintenanceLeader, default_branches
 from awa.maintenance.cleanup import CleanupHook
 from awa.maintenance.cron_sync import declarations_of
 from awa.maintenance.leader_thread import LeaderThread, isolated
-from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick
 from awa.store import Store
@@ -53,7 +52,6 @@ from awa.store.cron import CronStore
 from awa.store.observe import ObserveStore
 from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
 from awa.worker.claim_gate import ClaimGate
-from awa.worker.loop_monitor import LoopMonitor
 from awa.worker.loop_monitor import LoopMonitor
 from awa.worker.presence_keeper import PresenceKeeper
 
