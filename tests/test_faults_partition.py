@@ -59,6 +59,11 @@ FAULT_WINDOW = scale(15.0, 30.0)
 #: How long jobs are streamed from the moment a LISTEN fault is injected.
 STREAM = scale(3.0, 10.0)
 STREAM_PAUSE = 0.02
+#: A partition long enough for self-fencing, shorter than the presence idle limit (10 s).
+SHORT_PARTITION = 4.0
+#: After a short partition heals, the jobs its runtime fenced must have run again within
+#: this (the heartbeat backstop would take heartbeat_staleness, 30 s).
+HANDBACK_BOUND = 5.0
 
 
 # --------------------------------------------------------------------------- ledger
@@ -82,17 +87,18 @@ class Ledger:
     executions: list[Execution] = field(default_factory=list)
 
     def register(self, client: awa.Client, runtime: str) -> None:
-        """``partition`` jobs: sleep ``args["sleep"]`` (``args["first_sleep"]`` on attempt 1
-        when given), recording start and end."""
+        """``partition`` jobs: sleep ``args["sleep"]`` (``args["first_sleep"]`` on the job's
+        first execution when given, whatever its attempt number), recording start and end."""
 
         @client.handler(KIND, queue=QUEUE)
         async def partition(ctx: awa.JobContext) -> None:
             job = ctx.job
             entry = Execution(job.id, job.run_lease, job.attempt, runtime, time.monotonic())
+            first = all(e.job_id != job.id for e in self.executions)
             self.executions.append(entry)
             args: dict[str, Any] = ctx.args
             seconds = args.get("sleep", 0.0)
-            if job.attempt == 1 and "first_sleep" in args:
+            if first and "first_sleep" in args:
                 seconds = args["first_sleep"]
             try:
                 await anyio.sleep(float(seconds))
@@ -534,6 +540,74 @@ async def presence_check_answered(
     conn = next(c for c in proxy.connections if c.backend_pid == pid)
     seen = conn.bytes_down
     await wait_for(lambda: conn.bytes_down != seen, 5, interval=0.001, what="a presence check")
+
+
+@pytest.mark.timeout(120)
+async def test_jobs_a_runtime_fenced_during_a_short_partition_run_again_when_it_heals(
+    database_url: str,
+    proxy: FaultProxy,
+    raw: asyncpg.Connection,
+    request: pytest.FixtureRequest,
+) -> None:
+    """W1 holds 10 jobs (first execution 20 s) when all its connections go silent for
+    SHORT_PARTITION seconds: long enough for W1 to fence itself, too short for the server to
+    end W1's presence session (idle limit 10 s), so the leader rescues nothing meanwhile.
+    When the network heals W1 gets its lock back and beats again, so its fenced attempts are
+    not orphaned: unless W1 hands them back, they wait for the heartbeat backstop
+    (heartbeat_staleness, 30 s). Every job must run again within HANDBACK_BOUND of the heal,
+    exactly once in the database, never two executions at once."""
+    jobs = 10
+    ledger = Ledger()
+    cluster = Cluster(ledger)
+    producer = awa.Client(database_url)
+    await producer.connect()
+    try:
+        leader = await cluster.start(database_url, "L", role="maintenance")
+        assert leader.leader is not None
+        with anyio.fail_after(10):
+            await leader.leader.wait_until_leader()
+        w1 = await cluster.start(proxy.url(database_url), "W1", concurrency=50)
+        assert w1.presence is not None
+        ids = {await insert(producer, first_sleep=20.0, sleep=0.2) for _ in range(jobs)}
+        await wait_for(lambda: len(w1.inflight) == jobs, 10, what="W1 to hold every job")
+        await cluster.start(database_url, "W2", concurrency=50)
+        proxy.blackhole()
+        faulted_at = time.monotonic()
+        await anyio.sleep(SHORT_PARTITION)
+        fenced = w1.presence.fenced
+        proxy.resume()
+        healed_at = time.monotonic()
+        await wait_for(lambda: all_finished(raw), 60, what="every job to finish")
+        done_s = time.monotonic() - healed_at
+        overlapping, longest = ledger.overlaps()
+        reruns = [e.started - healed_at for e in ledger.executions if e.started > faulted_at]
+        result = await fate(raw)
+        emit(
+            request,
+            "runtime partitioned briefly",
+            jobs=jobs,
+            partition_s=SHORT_PARTITION,
+            w1_fenced_during=fenced,
+            completed=result.completed,
+            history_rows=result.history_rows,
+            overlapping=overlapping,
+            rerun_after_heal_s_max=max(reruns, default=float("nan")),
+            all_done_after_heal_s=done_s,
+            heartbeat_staleness_s=maintenance().heartbeat_staleness,
+        )
+        assert crashed(w1) is None and crashed(leader) is None, (crashed(w1), crashed(leader))
+        assert fenced >= 1, "W1 did not fence itself during the partition"
+        assert overlapping == 0, f"{overlapping} jobs executed twice at once ({longest:.1f}s)"
+        assert result.completed == jobs and result.history_rows == jobs, result
+        assert len(ids) == jobs and result.failed == 0 and result.live == 0, result
+        assert done_s <= HANDBACK_BOUND, (
+            f"the jobs W1 fenced ran again {done_s:.1f}s after the partition healed"
+            f" (bound {HANDBACK_BOUND:g}s; the heartbeat backstop is"
+            f" {maintenance().heartbeat_staleness:g}s): fenced attempts are not handed back"
+        )
+    finally:
+        await cluster.close()
+        await producer.close()
 
 
 # --------------------------------------------------------------- 4: LISTEN faults
