@@ -12,6 +12,8 @@ What is promised, and shown here:
   completes them exactly once in the database, the partitioned runtime stops its own
   handlers (self-fencing) before the leader rescues their jobs, so no two executions of
   one job overlap in time.
+- A runtime partitioned only briefly (fenced, but healed before the leader could rescue):
+  the jobs it fenced run again as soon as the network heals, not at the heartbeat backstop.
 - The LISTEN connection half-open, or killed: jobs inserted from the moment of the fault
   are picked up within the fallback poll interval + 50 ms (p99), and none is lost.
 
