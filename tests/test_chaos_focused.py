@@ -76,6 +76,8 @@ async def test_leader_losing_its_connection_while_taking_office_is_not_fatal(
         assert runtime.leader is not None
         # The lock is won, the lanes' pools are still opening: terminate the lock's session.
         (pid,) = await wait_for(lambda: leader_lock_holders(raw), 15, what="the lock")
+        # And the term begun: the leader runs on its own thread, racing this test (ADR 013).
+        await wait_for(lambda: raw.fetchval("SELECT term >= 1 FROM awa.leader_term"), 15)
         assert not runtime.leader.is_leader
         assert await raw.fetchval("SELECT pg_terminate_backend($1)", pid)
         monkeypatch.setattr(SlowToTakeOffice, "delay", 0.0)
