@@ -12,8 +12,10 @@ loses the lock within that bound instead of hours later.
 from __future__ import annotations
 
 import anyio
+import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
+from awa.db.errors import translate_database_error
 from awa.errors import DatabaseUnavailable, RuntimeStateError
 from awa.store.dedicated import DedicatedConnection
 
@@ -61,4 +63,10 @@ class Presence(DedicatedConnection):
         except CONNECT_ERRORS as exc:  # TimeoutError included
             conn.terminate()
             raise DatabaseUnavailable(f"presence lock failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            conn.terminate()
+            raise translate_database_error(exc) from exc
+        except BaseException:  # cancelled, or refused: never leak a session holding the lock
+            conn.terminate()
+            raise
         return cls(conn)

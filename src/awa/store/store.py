@@ -718,6 +718,12 @@ async def open_listener(
     except CONNECT_ERRORS as exc:
         conn.terminate()
         raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
+    except asyncpg.PostgresError as exc:  # e.g. read-only: a standby right after failover
+        conn.terminate()
+        raise translate_database_error(exc) from exc
+    except BaseException:
+        conn.terminate()
+        raise
     return Listener(conn, channel)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -234,7 +235,7 @@ class QueueDispatcher:
                 "message": entry.stop_detail or "cancelled by operator while running",
             }
             return Decision(JobState.CANCELLED, "cancelled", error=error)
-        if entry.stop_reason is StopReason.SHUTDOWN:
+        if entry.stop_reason in (StopReason.SHUTDOWN, StopReason.FENCED):
             return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
         spec = self._registry.get(job.kind)
         limit = job.timeout if job.timeout is not None else (spec.timeout if spec else None)
@@ -265,9 +266,11 @@ class HandlerEscaped(Exception):
 
 
 def _cancelled_by_awa(exc: BaseException) -> bool:
-    """Whether ``exc`` is a cancellation this task was asked for (a cancel scope of ours or
-    of the host cancelled it): ``Task.cancelling()`` counts requests not yet uncancelled."""
-    if not isinstance(exc, asyncio.CancelledError):
-        return False
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    """Whether ``exc`` is a cancellation awa asked for. Every cancellation awa sends a
+    handler comes through an anyio cancel scope (the deadline, the attempt's scope, the
+    executions group), and then the effective deadline here is -inf. ``Task.cancelling()``
+    is not enough: a handler or library that cancels its own task and never uncancels it
+    would make a later leaked ``CancelledError`` look like ours. Call inside the scopes."""
+    return (
+        isinstance(exc, asyncio.CancelledError) and anyio.current_effective_deadline() == -math.inf
+    )

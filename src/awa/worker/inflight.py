@@ -29,6 +29,11 @@ class StopReason(enum.Enum):
     LOST = "lost"  # the run_lease moved on: rescued elsewhere; our result would be stale
     CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled the running job
     SHUTDOWN = "shutdown"  # the grace period ran out
+    #: Self-fenced (ADR 014): neither presence nor beat, the leader may rescue the job.
+    #: The attempt is handed back (requeued, lease-guarded): if the rescue came first the
+    #: write is stale and ignored; if the partition healed first, the job runs again now
+    #: instead of waiting for the heartbeat-staleness backstop.
+    FENCED = "fenced"
 
 
 @dataclass

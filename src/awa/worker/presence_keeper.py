@@ -12,9 +12,11 @@ runtime's presence lock is gone, *and* the runtime has not beaten its liveness r
 - **The beat**: every ``presence_beat_interval`` while the runtime holds jobs (else every
   ``liveness_interval``), through the runtime's pool, not the presence connection, so the
   two pieces of evidence fail independently.
-- **Self-fencing**: when the lock is lost *and* no beat has landed for half the holder
-  silence, the leader is about to rescue our jobs: their handlers are stopped here (as
-  lost: no result is written) so an attempt never runs on in parallel with its rescue.
+- **Self-fencing**: when no beat has landed for half the holder silence and the lock has
+  not been proven meanwhile either, the leader may be about to rescue our jobs: their
+  handlers are stopped here so an attempt never runs on in parallel with its rescue, and
+  each attempt is handed back (requeued, guarded by its lease: stale if the rescue came
+  first, else the job runs again as soon as the partition heals).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.clock import Clock
-from awa.errors import DatabaseUnavailable, RuntimeStateError
+from awa.errors import DatabaseUnavailable
 from awa.store import Store
 from awa.store.presence import Presence
 from awa.telemetry import Instruments
@@ -88,6 +90,9 @@ class PresenceKeeper:
             await self._presence.close()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # Evidence ages start with the loops that refresh them (acquire() may be seconds
+        # ago: registration, recovery and the leader's start came in between).
+        self._last_beat = self._last_presence = self._clock.monotonic()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch)
             tg.start_soon(self._beat)
@@ -127,7 +132,7 @@ class PresenceKeeper:
         while True:
             try:
                 presence = await Presence.acquire(self._store.url, self.instance_id)
-            except (DatabaseUnavailable, RuntimeStateError) as exc:
+            except Exception as exc:  # every class (ADR 014): log, count, try again
                 # RuntimeStateError: our previous session still holds the lock until the
                 # server ends it (idle limit); keep trying.
                 await errors.failed(exc, "re-acquiring the presence lock")
@@ -141,10 +146,17 @@ class PresenceKeeper:
     async def _beat(self) -> None:
         errors = LoopErrors("liveness", self._clock, self._metrics)
         last_touch = self._clock.monotonic()
+        was_busy = False
         while True:
             await self._clock.sleep(self._beat_interval)
             now = self._clock.monotonic()
-            if len(self._inflight) or now - last_touch >= self._liveness_interval:
+            busy = len(self._inflight) > 0
+            if busy and not was_busy:
+                # Silence only counts while beating is required: an idle runtime beats
+                # every liveness interval, and its first job must not look fenced at once.
+                self._last_beat = max(self._last_beat, now - self._beat_interval)
+            was_busy = busy
+            if busy or now - last_touch >= self._liveness_interval:
                 try:
                     # Bounded: on a partitioned pool the statement would hang, and the beat
                     # must fail visibly for self-fencing to see it.
@@ -158,8 +170,18 @@ class PresenceKeeper:
 
     async def _fence(self) -> None:
         """Its own loop: the beat and the presence check may both hang on a partition."""
+        last = self._clock.monotonic()
         while True:
             await self._clock.sleep(_FENCE_CHECK)
+            now = self._clock.monotonic()
+            stalled, last = now - last - _FENCE_CHECK, now
+            if stalled > _FENCE_CHECK:
+                # Our own event loop did not run (a handler blocked it), so neither could
+                # the beat nor the check: that says nothing about the database. Credit the
+                # stall and judge on fresh evidence.
+                self._last_beat = min(now, self._last_beat + stalled)
+                self._last_presence = min(now, self._last_presence + stalled)
+                continue
             self._fence_if_orphaned()
 
     def _fence_if_orphaned(self) -> None:
@@ -182,4 +204,4 @@ class PresenceKeeper:
             len(running),
         )
         for entry in running:
-            entry.stop(StopReason.LOST)
+            entry.stop(StopReason.FENCED)

@@ -86,9 +86,11 @@ class Wakeups:
                     )
                     failures = 0
                     self.notify_all()
-                except DatabaseUnavailable as exc:
+                except Exception as exc:  # every class (ADR 014): poll meanwhile, retry
                     failures += 1
-                    log.warning("LISTEN unavailable (%s); polling meanwhile", exc)
+                    log.warning(
+                        "LISTEN unavailable (%s: %s); polling meanwhile", type(exc).__name__, exc
+                    )
                 if not started:
                     task_status.started()
                     started = True
