@@ -7,11 +7,10 @@ later. A trigger records, by the database clock, the moment each job is promoted
 promotion lateness (promoted minus ``run_at``) is measured where it happens, not through
 the blocked loop. With the leader in its thread every job due during the block is promoted
 during the block; with ``isolate=False`` (the control: the old design) none is. Counts are
-asserted; the lateness figures (p50/p99/max, both ways) are printed. A third run blocks
-with CPU-bound Python instead, which holds the GIL: the thread then runs only at the
-interpreter's switch intervals, slower but still during the block. The same run checks
-that the loop monitor named the blocking job in a WARNING and recorded the lag in the
-``awa.runtime.event_loop.lag`` histogram, read back through the SDK's in-memory reader.
+asserted; lateness figures printed. A third run blocks with CPU-bound Python, which holds
+the GIL: the thread runs only at switch intervals, slower but still during the block. Each
+run checks that the loop monitor named the blocking job in a WARNING and recorded the lag
+in ``awa.runtime.event_loop.lag``, read back through the SDK's in-memory reader.
 
 Also here: the leader runs on the maintenance thread (user branches and event sinks with
 it, a webhook included); shutdown stops the thread and releases the lock, so another
@@ -24,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -48,7 +46,7 @@ from awa.events import CallableSink, Event, EventKind, WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
-from chaos_support import fast_maintenance, leader_lock_holders, wait_for
+from chaos_support import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
 
 BLOCK = 3.0
 JOBS = 50
@@ -71,24 +69,6 @@ CREATE TRIGGER note_promotion AFTER UPDATE OF state ON awa.jobs FOR EACH ROW
     WHEN (OLD.state = 'scheduled' AND NEW.state = 'available')
     EXECUTE FUNCTION public.note_promotion();
 """
-
-
-def report(request: pytest.FixtureRequest, line: str) -> None:
-    """One line of figures past pytest's output capture (as ``chaos_support.emit``)."""
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:  # pragma: no cover - pytest without a terminal
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def db_offset(raw: asyncpg.Connection) -> float:
@@ -227,13 +207,14 @@ async def test_a_handler_blocking_the_loop_does_not_delay_promotion(
     caplog.set_level(logging.WARNING, logger="awa.runtime")
     result = await run_blocked_workload(database_url, raw, isolate=isolate, how=how)
     late = result.lateness
-    report(
+    emit(
         request,
-        f"promotion lateness with a {BLOCK:g}s blocking handler ({how}, "
-        f"{'leader thread' if isolate else 'leader in the handlers loop'}): "
-        f"p50 {quantile(late, 0.5) * 1000:.1f} ms, p99 {quantile(late, 0.99) * 1000:.1f} ms, "
-        f"max {max(late) * 1000:.1f} ms; promoted during the block "
-        f"{result.promoted_in_block}/{result.due_in_block}",
+        f"promotion, {BLOCK:g}s blocking handler ({how}, "
+        f"{'leader thread' if isolate else 'leader in the handlers loop'})",
+        p50_ms=percentile(late, 0.5) * 1000,
+        p99_ms=percentile(late, 0.99) * 1000,
+        max_ms=max(late) * 1000,
+        promoted_during_block=f"{result.promoted_in_block}/{result.due_in_block}",
     )
     # Most jobs fell due inside the block: the measurement means something.
     assert result.due_in_block >= JOBS // 3
@@ -272,16 +253,13 @@ class WhereAmI(Branch):
 
 @dataclass
 class Receiver:
-    server: ThreadingHTTPServer
+    url: str
     bodies: list[dict[str, Any]]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    """A webhook endpoint on loopback that records every body it is posted."""
     bodies: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -296,7 +274,7 @@ def receiver() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Receiver(server, bodies)
+    yield Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook", bodies)
     server.shutdown()
     server.server_close()
     thread.join(5)
@@ -370,10 +348,11 @@ async def test_shutdown_stops_the_thread_and_hands_leadership_over_at_once(
             handed_over = time.monotonic() - started
             assert len(await leader_lock_holders(raw)) == 1
             assert follower.terms == 1 and leader.terms == 1
-    report(
+    emit(
         request,
-        f"leader thread: shutdown {stopped * 1000:.0f} ms, "
-        f"next leader {handed_over * 1000:.0f} ms after it began",
+        "leader thread shutdown",
+        stopped_ms=stopped * 1000,
+        next_leader_after_ms=handed_over * 1000,
     )
 
 
