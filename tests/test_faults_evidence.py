@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import asyncpg
 import pytest
 
 import awa
 from awa.store.maintenance import MaintenanceStore, RescueRecheck
 from awa.store.presence import Presence
+from chaos_support import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -135,3 +137,35 @@ async def test_admin_metadata_does_not_count_a_runtime_killed_with_sigkill(
         "SELECT handled_by FROM awa.admin_metadata WHERE queue = 'q' AND kind = 'k'"
     )
     assert handled == 1
+
+
+async def test_a_runtime_whose_row_was_collected_registers_again(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """A runtime unseen long enough (a partition) loses its liveness row to ``gc_runtimes``;
+    beating zero rows, it would look silent forever. It writes the row again."""
+    client = awa.Client(database_url)
+    release = anyio.Event()
+
+    @client.handler("hold")
+    async def hold(ctx: awa.JobContext) -> None:
+        await release.wait()
+
+    async with client:
+        runtime = awa.Runtime(
+            client, awa.RuntimeConfig(queues={"default": 1}), run_maintenance=False
+        )
+        async with runtime:
+            await client.insert("hold", {})
+            await raw.execute(
+                "DELETE FROM awa.runtimes WHERE instance_id = $1", runtime.instance_id
+            )
+            back = await wait_for(
+                lambda: raw.fetchval(
+                    "SELECT count(*) FROM awa.runtimes WHERE instance_id = $1", runtime.instance_id
+                ),
+                10,
+                what="the liveness row to be written again",
+            )
+            assert back == 1
+            release.set()

@@ -321,20 +321,13 @@ class Runtime:
             beat_interval=config.presence_beat_interval,
             liveness_interval=config.liveness_interval,
             holder_silence=self.maintenance_config.holder_silence,
+            register=self._register,
         )
         await self.presence.acquire()  # RuntimeStateError: the instance id is in use
         try:
             # Only once the instance id is ours: a runtime refused for a colliding id must
             # not have rewritten the live holder's liveness row and declarations first.
-            await store.register_runtime(
-                self.instance_id,
-                socket.gethostname(),
-                os.getpid(),
-                self.role,
-                dict(self.queues),
-                self.client.registry.kinds() if self.queues else [],
-                clock.db_now(),
-            )
+            await self._register()
             if self.publish_declarations and len(self.client.cron):
                 await store.sibling(CronStore).upsert_cron(
                     declarations_of(self.client.cron), self.instance_id, clock.db_now()
@@ -360,6 +353,18 @@ class Runtime:
                         log.warning("could not mark runtime %s stopped: %s", self.instance_id, exc)
                 await self.presence.close()
         log.info("runtime %s stopped", self.instance_id)
+
+    async def _register(self) -> None:
+        """Write this runtime's liveness row (at start, and again if it was collected)."""
+        await self._runtime_store().register_runtime(
+            self.instance_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.role,
+            dict(self.queues),
+            self.client.registry.kinds() if self.queues else [],
+            self.client.clock.db_now(),
+        )
 
     async def _services(self, services: TaskGroup, flushed: anyio.Event) -> None:
         store = self._runtime_store()

@@ -672,8 +672,13 @@ class Store:
             )
         )
 
-    async def touch_runtime(self, instance_id: str, now: datetime | None = None) -> None:
-        await self._guard(lambda: self.db.execute(self.sql("touch_runtime"), instance_id, now))
+    async def touch_runtime(self, instance_id: str, now: datetime | None = None) -> bool:
+        """Refresh the liveness row; False when there is none (garbage-collected while the
+        runtime was unseen, e.g. partitioned: the caller registers again)."""
+        status = await self._guard(
+            lambda: self.db.execute(self.sql("touch_runtime"), instance_id, now)
+        )
+        return status.rsplit(" ", 1)[-1] != "0"
 
     async def stop_runtime(self, instance_id: str, now: datetime | None = None) -> None:
         await self._guard(lambda: self.db.execute(self.sql("stop_runtime"), instance_id, now))

@@ -22,7 +22,7 @@ runtime's presence lock is gone, *and* the runtime has not beaten its liveness r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -59,6 +59,7 @@ class PresenceKeeper:
         beat_interval: float,
         liveness_interval: float,
         holder_silence: float,
+        register: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self.instance_id = instance_id
@@ -74,6 +75,7 @@ class PresenceKeeper:
         # A healthy presence is proven every check interval; 0.6 x the silence (> one
         # interval at the defaults) without proof means it is not (or not provably) held.
         self._presence_doubt = max(holder_silence * 0.6, self._check_interval * 1.2)
+        self._register = register
         self._presence: Presence | None = None
         self._last_beat = clock.monotonic()
         self._last_presence = clock.monotonic()
@@ -161,7 +163,16 @@ class PresenceKeeper:
                     # Bounded: on a partitioned pool the statement would hang, and the beat
                     # must fail visibly for self-fencing to see it.
                     with anyio.fail_after(max(1.0, 2 * self._beat_interval)):
-                        await self._store.touch_runtime(self.instance_id, self._clock.db_now())
+                        found = await self._store.touch_runtime(
+                            self.instance_id, self._clock.db_now()
+                        )
+                        if not found and self._register is not None:
+                            # Our row was garbage-collected while we were unseen: without
+                            # it we would look silent however often we beat.
+                            log.warning(
+                                "runtime %s re-registers its liveness row", self.instance_id
+                            )
+                            await self._register()
                 except Exception as exc:  # every class: log, count, beat again
                     errors.record(exc, f"liveness beat of runtime {self.instance_id}")
                 else:
