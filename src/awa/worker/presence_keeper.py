@@ -28,7 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.clock import Clock
-from awa.errors import DatabaseUnavailable
+from awa.errors import DatabaseUnavailable, RuntimeStateError
 from awa.store import Store
 from awa.store.presence import Presence
 from awa.telemetry import Instruments
@@ -134,9 +134,12 @@ class PresenceKeeper:
         while True:
             try:
                 presence = await Presence.acquire(self._store.url, self.instance_id)
+            except RuntimeStateError as exc:
+                # Expected: our previous session still holds the lock until the server
+                # ends it (idle limit). A warning, not an error; keep trying.
+                await errors.failed(DatabaseUnavailable(str(exc)), "re-acquiring presence")
+                continue
             except Exception as exc:  # every class (ADR 014): log, count, try again
-                # RuntimeStateError: our previous session still holds the lock until the
-                # server ends it (idle limit); keep trying.
                 await errors.failed(exc, "re-acquiring the presence lock")
                 continue
             errors.succeeded()
@@ -159,6 +162,7 @@ class PresenceKeeper:
                 self._last_beat = max(self._last_beat, now - self._beat_interval)
             was_busy = busy
             if busy or now - last_touch >= self._liveness_interval:
+                sent = self._clock.monotonic()  # last_seen_at records the send time
                 try:
                     # Bounded: on a partitioned pool the statement would hang, and the beat
                     # must fail visibly for self-fencing to see it.
@@ -173,11 +177,16 @@ class PresenceKeeper:
                                 "runtime %s re-registers its liveness row", self.instance_id
                             )
                             await self._register()
+                except TimeoutError:
+                    errors.record(
+                        DatabaseUnavailable("no answer within the beat's bound"),
+                        f"liveness beat of runtime {self.instance_id}",
+                    )
                 except Exception as exc:  # every class: log, count, beat again
                     errors.record(exc, f"liveness beat of runtime {self.instance_id}")
                 else:
                     errors.succeeded()
-                    last_touch = self._last_beat = self._clock.monotonic()
+                    last_touch = self._last_beat = sent
 
     async def _fence(self) -> None:
         """Its own loop: the beat and the presence check may both hang on a partition."""
