@@ -271,12 +271,15 @@ async def chaos_done(conn: asyncpg.Connection) -> int:
 # --------------------------------------------------------------------------- figures
 
 
-def emit(request: pytest.FixtureRequest, scenario: str, **figures: object) -> None:
-    """One line of figures, written past pytest's output capture."""
+def emit(
+    request: pytest.FixtureRequest, scenario: str, *, suite: str = "chaos", **figures: object
+) -> None:
+    """One line of figures (``<suite> <scenario>: k=v ...``), written past pytest's output
+    capture."""
     shown = " ".join(
         f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
     )
-    line = f"chaos {scenario}{' [long]' if LONG else ''}: {shown}"
+    line = f"{suite} {scenario}{' [long]' if LONG else ''}: {shown}"
     plugins = request.config.pluginmanager
     reporter = plugins.get_plugin("terminalreporter")
     capture = plugins.get_plugin("capturemanager")
@@ -290,7 +293,7 @@ def emit(request: pytest.FixtureRequest, scenario: str, **figures: object) -> No
 
 async def wait_for(
     predicate: Callable[[], Awaitable[T]] | Callable[[], T],
-    timeout: float,
+    timeout: float = 15.0,
     *,
     interval: float = 0.02,
     what: str = "condition",

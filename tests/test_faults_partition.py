@@ -30,7 +30,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ import pytest
 import awa
 from awa.config import MaintenanceConfig
 from awa.store.presence import PRESENCE_LOCK_CLASS
+from chaos_support import emit as chaos_emit
+from chaos_support import wait_for
 from fault_proxy import FaultProxy
 
 T = TypeVar("T")
@@ -166,25 +168,9 @@ def runtime_config(queues: dict[str, int], **overrides: Any) -> awa.RuntimeConfi
     return awa.RuntimeConfig(**options)
 
 
-async def wait_for(
-    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float,
-    *,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> None:
-    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                value = predicate()
-                if not isinstance(value, bool):
-                    value = await value
-                if value:
-                    return
-                await anyio.sleep(interval)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+def emit(request: pytest.FixtureRequest, scenario: str, **figures: object) -> None:
+    """A ``partition ...`` figures line (the chaos suite's reporter)."""
+    chaos_emit(request, scenario, suite="partition", **figures)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,23 +178,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def emit(request: pytest.FixtureRequest, scenario: str, **figures: object) -> None:
-    """One line of figures, written past pytest's output capture (as the chaos suite)."""
-    shown = " ".join(
-        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
-    )
-    line = f"partition {scenario}{' [long]' if LONG else ''}: {shown}"
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:  # pragma: no cover - pytest without a terminal
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
 
 
 class Cluster:

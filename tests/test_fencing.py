@@ -32,23 +32,12 @@ from awa.maintenance.tick import tick
 from awa.store.callbacks import CallbackStore
 from awa.store.maintenance import LEADER_LOCK_KEY, HealthRow, LeaderConnection, MaintenanceStore
 from awa.telemetry import instruments
+from chaos_support import wait_for
 from fault_proxy import FaultProxy
 
 T = TypeVar("T")
 
 PROBE_TABLE = "CREATE TABLE public.fence_probe (instance text NOT NULL, term bigint NOT NULL)"
-
-
-async def wait_for(predicate: Callable[[], T | Awaitable[T]], timeout: float = 15.0) -> T:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    with anyio.fail_after(timeout):
-        while True:
-            value = predicate()
-            if isinstance(value, Awaitable):
-                value = await value
-            if value:
-                return value  # type: ignore[return-value]
-            await anyio.sleep(0.02)
 
 
 class Probe(Branch):
