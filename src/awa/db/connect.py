@@ -264,8 +264,8 @@ async def connect(
         try:
             await _init_connection(conn)
             if idle_limit is not None and conn.get_server_version().major >= 14:
-                millis = max(1, int(idle_limit * 1000))
-                await conn.execute(f"SET idle_session_timeout = {millis}")
+                millis = f"{max(1, int(idle_limit * 1000))}ms"
+                await conn.execute("SELECT set_config('idle_session_timeout', $1, false)", millis)
         except BaseException:
             conn.terminate()
             raise

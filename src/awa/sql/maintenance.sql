@@ -298,10 +298,6 @@ ON CONFLICT (singleton) DO UPDATE
 -- The recorded maintenance leader, if any.
 SELECT instance_id, won_at, mode, mode_reason, updated_at, term FROM awa.maintenance_leader;
 
--- name: session_idle_limit
--- End this session when it sits idle (outside a transaction) longer than $1, e.g. '9500ms'.
-SELECT set_config('idle_session_timeout', $1::text, false);
-
 -- name: leader_try_lock
 -- Try to take the session-scoped maintenance leader lock $1 (true: this session leads).
 SELECT pg_try_advisory_lock($1);

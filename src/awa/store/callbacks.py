@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
-
-import asyncpg
+from typing import Any, Final
 
 from awa.db.connect import RawJson
 from awa.errors import (
@@ -25,7 +23,6 @@ from awa.errors import (
     CallbackExpired,
     CallbackNotFound,
     CallbackTokenInvalid,
-    DatabaseConflict,
 )
 from awa.model import hash_callback_token
 from awa.store.queries import load_queries
@@ -40,14 +37,6 @@ __all__ = [
     "CallbackStore",
     "ParkedAttempt",
 ]
-
-T = TypeVar("T")
-
-#: Aborts PostgreSQL may inflict on a correct transaction under concurrency; retry-safe.
-_CONFLICTS: Final = (
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-)
 
 COMPLETE: Final = "complete"
 FAIL: Final = "fail"
@@ -122,15 +111,6 @@ class CallbackResolution:
 
 class CallbackStore(Store):
     QUERIES = load_queries(frozenset(Store.QUERIES) | CALLBACK_QUERIES)
-
-    async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
-        """As ``Store._guard``, and a deadlock or serialization abort becomes the retryable
-        ``DatabaseConflict``: the park's multi-row update can meet the heartbeat's, and the
-        completion buffer retries ``DatabaseUnavailable`` (a raw driver error would end it)."""
-        try:
-            return await super()._guard(make)
-        except _CONFLICTS as exc:
-            raise DatabaseConflict(f"transaction aborted, retry: {exc}") from exc
 
     async def register_callback(
         self,

@@ -62,18 +62,7 @@ class LeaderConnection(DedicatedConnection):
         crash, partition) then loses the lock within that bound instead of when TCP gives
         up, which a NAT, load balancer or proxy answering keepalives can put off forever.
         (PostgreSQL 14 and later; older servers keep only TCP's own detection.)"""
-        conn = await connect(url)
-        if idle_limit is not None and conn.get_server_version().major >= 14:
-            try:
-                await conn.execute(
-                    _sql("session_idle_limit"), f"{max(1, int(idle_limit * 1000))}ms"
-                )
-            except CONNECT_ERRORS as exc:
-                conn.terminate()
-                raise DatabaseUnavailable(f"leader connection setup failed: {exc}") from exc
-            except BaseException:  # cancelled mid-setup (shutdown): do not leak the session
-                conn.terminate()
-                raise
+        conn = await connect(url, idle_limit=idle_limit)
         return cls(conn)
 
     async def try_acquire(self, timeout: float = 5.0) -> bool:
