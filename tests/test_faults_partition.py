@@ -588,18 +588,7 @@ async def test_jobs_a_runtime_fenced_during_a_short_partition_run_again_when_it_
 @pytest.mark.parametrize(
     "fault",
     [
-        pytest.param(
-            "half_open",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "known gap (issue 14): a half-open LISTEN connection is only found by its "
-                    "1 s ping (1 s timeout), so jobs inserted right after the fault wait up to "
-                    "~2 s (p99 ~1.97 s), not the fallback 0.25 s + 50 ms; meeting it needs a "
-                    "liveness proof of the listener every ~0.2 s without a transaction each"
-                ),
-            ),
-        ),
+        "half_open",
         "killed",
     ],
 )
@@ -650,10 +639,13 @@ async def test_jobs_inserted_after_a_listen_fault_are_picked_up_at_the_fallback_
         else:
             await raw.execute("SELECT pg_terminate_backend($1)", pid)
         faulted_at = time.monotonic()
+        doubted: list[float] = []
         detected: list[float] = []
         relistening: list[float] = []
 
         async def watch() -> None:
+            await wait_for(lambda: not wakeups.listening, 30, interval=0.005)
+            doubted.append(time.monotonic() - faulted_at)
             await wait_for(lambda: wakeups.losses > losses, 30, interval=0.005)
             detected.append(time.monotonic() - faulted_at)
             await wait_for(lambda: wakeups.listening, 30, interval=0.005)
@@ -679,6 +671,7 @@ async def test_jobs_inserted_after_a_listen_fault_are_picked_up_at_the_fallback_
             max_ms=max(latency) * 1000,
             over_bound=sum(1 for x in latency if x > bound),
             bound_ms=bound * 1000,
+            polling_from_s=doubted[0] if doubted else float("nan"),
             detected_s=detected[0] if detected else float("nan"),
             listening_again_s=relistening[0] if relistening else float("nan"),
         )
@@ -694,3 +687,31 @@ async def test_jobs_inserted_after_a_listen_fault_are_picked_up_at_the_fallback_
     finally:
         await cluster.close()
         await producer.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_slow_listen_connection_is_doubted_not_dropped(
+    database_url: str, proxy: FaultProxy, request: pytest.FixtureRequest
+) -> None:
+    """A LISTEN connection that answers its probes late (0.3 s each way: a busy network, not
+    a dead peer) puts the listener in doubt, so dispatchers poll meanwhile, but it is not
+    dropped and reconnected; once the delay ends it is trusted again."""
+    cluster = Cluster(Ledger())
+    try:
+        w = await cluster.start(proxy.url(database_url), "W", concurrency=5)
+        assert w.wakeups is not None
+        wakeups = w.wakeups
+        await wait_for(lambda: wakeups.listening, 10, what="W to listen")
+        pid = listener_pid(w)
+        assert pid is not None
+        doubts, losses = wakeups.doubts, wakeups.losses
+        proxy.delay(0.3, lambda c: c.backend_pid == pid)
+        await wait_for(lambda: wakeups.doubts >= doubts + 3, 10, what="probes to answer late")
+        doubted = wakeups.doubts - doubts
+        proxy.resume(lambda c: c.backend_pid == pid)
+        await wait_for(lambda: wakeups.listening, 5, what="the listener to be trusted again")
+        emit(request, "LISTEN slow", doubts=doubted, reconnects=wakeups.losses - losses)
+        assert wakeups.losses == losses, "a slow LISTEN connection was dropped as dead"
+        assert listener_pid(w) == pid
+    finally:
+        await cluster.close()

@@ -12,6 +12,7 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS
+from awa.db.probe import probe
 from awa.errors import DatabaseUnavailable
 
 __all__ = ["CLOSE_ERRORS", "CLOSE_TIMEOUT", "DedicatedConnection"]
@@ -35,14 +36,14 @@ class DedicatedConnection:
 
     async def ping(self, what: str, timeout: float) -> None:
         """An active check for a connection that is otherwise idle (presence, LISTEN): a
-        half-open one never says it died, so ask it something. ``DatabaseUnavailable``
-        (and the connection dropped) when it does not answer within ``timeout``."""
+        half-open one never says it died, so ask it something (a transaction-free probe,
+        ``awa.db.probe``). ``DatabaseUnavailable`` (and the connection dropped) when it does
+        not answer within ``timeout``."""
         if not self.alive:
             raise DatabaseUnavailable(f"{what}: the connection is closed")
         try:
             with anyio.fail_after(timeout):
-                # Tagged, so an operator (or pg_stat_activity) can tell what the connection is.
-                await self._conn.fetchval(f"SELECT 1 /* awa: {what} */")
+                await probe(self._conn, what)
         except TimeoutError as exc:
             self.terminate()
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
