@@ -31,7 +31,7 @@ from awa.errors import (
     CallbackTokenInvalid,
     InvalidTransition,
 )
-from awa.ingress import callback_app
+from awa.web.ingress import callback_app
 from awa.maintenance import BranchContext
 from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
 from awa.model import Callback, WaitForCallback

@@ -1,4 +1,4 @@
-"""Hostile HTTP against the callback ingress (``awa.ingress``), served by uvicorn on
+"""Hostile HTTP against the callback ingress (``awa.web.ingress``), served by uvicorn on
 loopback, in front of a runtime whose jobs are parked on real callbacks.
 
 Hypothesis drives requests from a worker thread (a blocking ``httpx.Client``) while the
@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 import awa
 from awa.callbacks import SIGNATURE_HEADER, Callbacks, sign_body, sign_callback
-from awa.ingress import callback_app
+from awa.web.ingress import callback_app
 from awa.model import Callback, WaitForCallback
 from awa.web import serve
 

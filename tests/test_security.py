@@ -35,11 +35,11 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 import awa
 from awa import callbacks as callbacks_module
-from awa import ingress as ingress_module
+from awa.web import ingress as ingress_module
 from awa.callbacks import Callbacks
 from awa.config import MaintenanceConfig
 from awa.events import webhook
-from awa.ingress import callback_app
+from awa.web.ingress import callback_app
 from awa.maintenance import BranchContext
 from awa.maintenance.deliver_events import DeliverEvents
 from awa.maintenance.tick import BranchReport

@@ -4,7 +4,7 @@ awa's HTTP surfaces use.
 A handler parks its job on a callback (``ctx.register_callback`` then
 ``return awa.WaitForCallback(callback)``) and hands the callback's id and token to an
 external system. That system answers through ``Callbacks`` (here) or the HTTP ingress
-(``awa.ingress``, which calls this):
+(``awa.web.ingress``, which calls this):
 
 - ``complete(id, token, payload)``: the job completes with ``payload`` as its result, or,
   for a callback registered with ``resume=True``, runs again with ``ctx.callback.payload``;

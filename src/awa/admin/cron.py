@@ -1,0 +1,36 @@
+"""Cron schedules as an operator sees them: list with last and next fire, pause, resume.
+
+A pause here is the operator's (``operator_paused``): it survives the leader's syncs of the
+schedules declared in code and restarts, until resumed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awa.admin.host import AdminHost
+from awa.store.cron import CronStore
+
+__all__ = ["Schedules"]
+
+
+class Schedules:
+    """``admin.cron``."""
+
+    def __init__(self, host: AdminHost) -> None:
+        self._host = host
+
+    def _store(self) -> CronStore:
+        return self._host.store.sibling(CronStore)
+
+    async def all(self) -> list[dict[str, Any]]:
+        """Every synced schedule with policies, last success, last fire, next fire, misses."""
+        return await self._store().list_cron()
+
+    async def pause(self, name: str) -> None:
+        """Stop firing ``name`` until resumed."""
+        await self._store().set_cron_paused(name, True, self._host.clock.db_now())
+
+    async def resume(self, name: str) -> None:
+        """Fire ``name`` again from now on (the paused time is not caught up)."""
+        await self._store().set_cron_paused(name, False, self._host.clock.db_now())
