@@ -31,7 +31,6 @@ from awa.errors import (
     CallbackTokenInvalid,
     InvalidTransition,
 )
-from awa.web.ingress import callback_app
 from awa.maintenance import BranchContext
 from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
 from awa.model import Callback, WaitForCallback
@@ -39,6 +38,7 @@ from awa.store.callbacks import CallbackStore, ParkedAttempt
 from awa.store.maintenance import MaintenanceStore
 from awa.web import serve
 from awa.web.asgi import Receive, Scope, Send, lifespan, send_text
+from awa.web.ingress import callback_app
 
 Channel = tuple[MemoryObjectSendStream[Callback], MemoryObjectReceiveStream[Callback]]
 

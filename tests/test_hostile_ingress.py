@@ -41,9 +41,9 @@ from hypothesis import strategies as st
 
 import awa
 from awa.callbacks import SIGNATURE_HEADER, Callbacks, sign_body, sign_callback
-from awa.web.ingress import callback_app
 from awa.model import Callback, WaitForCallback
 from awa.web import serve
+from awa.web.ingress import callback_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 STATUSES = {200, 400, 401, 404, 405, 409, 410, 413}

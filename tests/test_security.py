@@ -35,11 +35,9 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 import awa
 from awa import callbacks as callbacks_module
-from awa.web import ingress as ingress_module
 from awa.callbacks import Callbacks
 from awa.config import MaintenanceConfig
 from awa.events import webhook
-from awa.web.ingress import callback_app
 from awa.maintenance import BranchContext
 from awa.maintenance.deliver_events import DeliverEvents
 from awa.maintenance.tick import BranchReport
@@ -47,7 +45,9 @@ from awa.model import Callback, InsertParams, JobState, WaitForCallback
 from awa.store import FinishedAttempt
 from awa.store.callbacks import CallbackStore
 from awa.store.maintenance import MaintenanceStore
+from awa.web import ingress as ingress_module
 from awa.web import serve
+from awa.web.ingress import callback_app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 

@@ -7,17 +7,32 @@ inserts a steady trickle; every second a line shows what happened.
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 
 import anyio
 
+from awa.cli.args import Verbs, reporter
+from awa.cli.output import emit
 from awa.client import Client
 from awa.config import RuntimeConfig
 from awa.handlers import JobContext
 from awa.runtime import Runtime
 
-__all__ = ["build_demo_client", "run_demo"]
+__all__ = ["add_demo_parser", "build_demo_client", "run_demo", "run_demo_command"]
+
+
+def add_demo_parser(sub: Verbs) -> None:
+    demo = reporter(sub, "demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
+    demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
+
+
+async def run_demo_command(args: argparse.Namespace, url: str) -> int:
+    summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)
+    emit(summary, as_json=args.json, text="demo finished")
+    return 0
 
 
 def build_demo_client(url: str) -> Client:

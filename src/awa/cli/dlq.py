@@ -15,9 +15,10 @@ from typing import Any
 
 import anyio
 
+from awa.admin import Admin
+from awa.admin.dlq import DeadLetter, RetryOutcome
 from awa.cli.output import emit, table
 from awa.client import Client
-from awa.dlq import DeadLetter, DeadLetters, RetryOutcome
 from awa.errors import AwaError, ConfigError
 
 __all__ = ["add_dlq_parser", "main", "run_dlq"]
@@ -118,7 +119,7 @@ def _one_target(ids: Sequence[int], queue: str | None, every: bool, verb: str) -
 async def run_dlq(args: argparse.Namespace, url: str) -> int:
     """Execute one ``awa dlq`` verb against ``url``; the exit code."""
     async with Client(url) as client:
-        dlq = DeadLetters(client)
+        dlq = Admin.of(client).dlq
         command = args.dlq_command
         if command == "list":
             letters = await dlq.list_letters(

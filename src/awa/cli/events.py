@@ -1,13 +1,14 @@
 """``awa events``: the lifecycle-event outbox for operators (list, sink status, flush,
-purge, forget). Delivery itself is the ``deliver_events`` maintenance branch's job."""
+purge, forget), through ``awa.admin``. Delivery itself is the ``deliver_events`` maintenance
+branch's job."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from awa.admin import Admin
 from awa.cli.output import emit, table
-from awa.store.maintenance import MaintenanceStore
 
 __all__ = ["add_events_parser", "run_events"]
 
@@ -31,28 +32,26 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 async def run_events(args: argparse.Namespace, url: str) -> int:
-    store = await MaintenanceStore.open(url, min_size=1, max_size=1)
-    try:
+    async with await Admin.open(url) as admin:
+        events = admin.events
         command = args.events_command
         if command == "list":
-            rows = await store.list_events(limit=args.limit, kind=args.kind)
+            rows = await events.recent(limit=args.limit, kind=args.kind)
             emit(rows, as_json=args.json, text=_events_text(rows))
         elif command == "sinks":
-            rows = await store.event_sink_status()
+            rows = await events.sinks()
             headers = list(rows[0]) if rows else []
             text = table([list(r.values()) for r in rows], headers) if rows else "no sinks"
             emit(rows, as_json=args.json, text=text)
         else:
             if command == "flush":
-                count = await store.flush_deliveries(args.sink)
+                count = await events.flush(args.sink)
             elif command == "purge":
-                count = await store.purge_deliveries(args.sink, include_pending=args.all)
+                count = await events.purge(args.sink, include_pending=args.all)
             else:
-                count = await store.forget_sink(args.sink)
+                count = await events.forget(args.sink)
             emit({command: count}, as_json=args.json, text=f"{command}: {count} deliveries")
         return 0
-    finally:
-        await store.close()
 
 
 def _events_text(rows: list[dict[str, Any]]) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from awa.admin import Admin
 from awa.errors import AwaError
-from awa.store.observe import ObserveStore
 from awa.web.asgi import ASGIApp, Receive, Scope, Send, lifespan, send_json, send_text
 
 __all__ = ["dashboard_app"]
@@ -22,14 +22,14 @@ PAGE = resources.files("awa.web").joinpath("dashboard.html").read_bytes()
 def dashboard_app(url: str, *, pool_size: int = 2) -> ASGIApp:
     """An ASGI app serving the dashboard for the database at ``url`` (pool opened lazily on
     the first request, closed at lifespan shutdown)."""
-    store: ObserveStore | None = None
+    admin: Admin | None = None
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal store
+        nonlocal admin
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
-            if store is not None:
-                await store.close()
+            if admin is not None:
+                await admin.close()
             return
         if scope["type"] != "http":
             return
@@ -41,9 +41,9 @@ def dashboard_app(url: str, *, pool_size: int = 2) -> ASGIApp:
             await send_text(send, 404, b"not found")
             return
         try:
-            if store is None:
-                store = await ObserveStore.open(url, min_size=1, max_size=pool_size)
-            await send_json(send, 200, await store.snapshot())
+            if admin is None:
+                admin = await Admin.open(url, pool_size=pool_size)
+            await send_json(send, 200, await admin.maintenance.snapshot())
         except AwaError as exc:
             await send_json(send, 503, {"error": str(exc)})
 

@@ -1,0 +1,44 @@
+"""Loading the user's application (``--app module:attribute``) for the verbs that run it.
+
+Every way the spec can be wrong is a ``ConfigError`` (one ``awa: error:`` line), never an
+import traceback: the hostile CLI tests feed it garbage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from awa.client import Client
+from awa.errors import ConfigError
+
+__all__ = ["load_app", "maintenance_client"]
+
+
+def load_app(spec: str) -> Client:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--app expects module:attribute, got {spec!r}")
+    if module_name.startswith("."):
+        raise ConfigError(
+            f"--app {spec!r}: relative module names have no package to resolve against; "
+            "give the absolute module path (package.module:attribute)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, Client):
+        raise ConfigError(f"--app {spec!r}: {attribute!r} is not an awa.Client")
+    return app
+
+
+def maintenance_client(args: argparse.Namespace, url: str) -> Client:
+    """The application's client when ``--app`` is given (its declarations get published),
+    else a bare client (pool only)."""
+    if args.app:
+        client = load_app(args.app)
+        client.set_database_url(url)
+        return client
+    return Client(url)
