@@ -25,7 +25,7 @@ from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
 from awa.maintenance.catalog import BUILTIN_BRANCHES
 from awa.web import dashboard_app, serve
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / ".awa" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".awa" / "artifacts"
 
 
 def _install_chromium() -> None:

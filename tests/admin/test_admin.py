@@ -1,0 +1,88 @@
+"""``awa.admin``, the operator layer the CLI and the dashboard share, against a real
+database: each area does what the client's own method (or the store query it wraps) does,
+and the two ways in (``Admin.of`` a client, ``Admin.open`` a URL) own their pools as
+documented."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import awa
+from awa.admin import Admin
+from awa.config import MaintenanceConfig
+from awa.errors import ScheduleNotFound
+
+
+async def test_jobs_area_matches_the_client(database_url: str) -> None:
+    async with awa.Client(database_url) as client:
+        admin = Admin.of(client)
+        first = await client.insert("send", {"n": 1})
+        later = await client.insert("send", {"n": 2}, delay=3600)
+        listed = await admin.jobs.find()
+        assert [j.id for j in listed] == [j.id for j in await client.list_jobs()]
+        assert [j.id for j in await admin.jobs.find(state="scheduled")] == [later.id]
+        assert (await admin.jobs.get(first.id)).args == {"n": 1}
+        stats = {(c.queue, c.state): c.count for c in await admin.jobs.queue_stats()}
+        assert stats == {("default", "available"): 1, ("default", "scheduled"): 1}
+        cancelled = await admin.jobs.cancel(later.id)
+        assert cancelled.state is awa.JobState.CANCELLED
+        retried = await admin.jobs.retry(later.id)
+        assert retried.state is awa.JobState.AVAILABLE
+        with pytest.raises(awa.JobNotFound):
+            await admin.jobs.get(10**9)
+        # Borrowed pool: closing the admin leaves the client connected.
+        await admin.close()
+        assert (await client.get_job(first.id)).id == first.id
+
+
+async def test_open_owns_a_small_pool_and_reads_what_the_leader_persisted(
+    database_url: str,
+) -> None:
+    async with await Admin.open(database_url) as admin:
+        assert await admin.maintenance.leader() is None
+        assert await admin.maintenance.health() == []
+        assert await admin.maintenance.catalog() == []
+        assert await admin.maintenance.snapshot() == {"leader": None, "branches": [], "queues": []}
+        assert await admin.events.recent() == []
+        assert await admin.events.sinks() == []
+        assert await admin.events.flush() == 0
+        assert await admin.events.purge(include_pending=True) == 0
+        assert await admin.events.forget("gone") == 0
+        pool = admin.maintenance._host.store.pool  # type: ignore[attr-defined]
+        assert pool.get_max_size() == 1
+    assert pool.is_closing()
+
+    client = awa.Client(database_url)
+    client.describe_queue("default", "the default queue")
+    config = MaintenanceConfig(startup_jitter=0, health_interval=0.1)
+    async with (
+        client,
+        awa.Runtime(client, maintenance=config),
+        await Admin.open(database_url) as admin,
+    ):
+        with anyio.fail_after(15):
+            while True:
+                if await admin.maintenance.leader() and await admin.maintenance.health():
+                    break
+                await anyio.sleep(0.05)
+        catalog = await admin.maintenance.catalog()
+    assert {"type": "queue", "name": "default"}.items() <= catalog[0].items()
+
+
+async def test_cron_and_dlq_areas(database_url: str) -> None:
+    client = awa.Client(database_url)
+    client.schedule("nightly", "0 3 * * *", "report")
+    client.dlq.declare("emails")
+    async with client:
+        await awa.Runtime(client, role="maintenance").tick(force=True)
+        admin = Admin.of(client)
+        assert [s["name"] for s in await admin.cron.all()] == ["nightly"]
+        await admin.cron.pause("nightly")
+        assert (await admin.cron.all())[0]["operator_paused"] is True
+        await admin.cron.resume("nightly")
+        assert (await admin.cron.all())[0]["operator_paused"] is False
+        with pytest.raises(ScheduleNotFound):
+            await admin.cron.pause("nope")
+        assert [p.queue for p in await admin.dlq.list_policies()] == ["emails"]
+        assert await admin.dlq.list_letters() == []
