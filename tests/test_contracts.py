@@ -45,9 +45,7 @@ def _contract_names() -> list[str]:
 def _lint_copy(tmp_path: Path, scratch: tuple[str, str] | None) -> str:
     """Run ``lint-imports`` over a copy of ``src/awa`` (plus ``scratch``); its output."""
     src = tmp_path / "src"
-    shutil.copytree(
-        ROOT / "src" / "awa", src / "awa", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(ROOT / "src" / "awa", src / "awa", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PYPROJECT, tmp_path / "pyproject.toml")
     if scratch is not None:
         relative, source = scratch
