@@ -1,4 +1,5 @@
-"""Loading the user's application (``--app module:attribute``) for the verbs that run it.
+"""Loading the user's application (``--app module:attribute``) for the verbs that run it,
+and the client-backed ``Admin`` the verbs that steer jobs run over.
 
 Every way the spec can be wrong is a ``ConfigError`` (one ``awa: error:`` line), never an
 import traceback: the hostile CLI tests feed it garbage.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Awaitable, Callable
 
+from awa.admin import Admin
 from awa.client import Client
 from awa.errors import ConfigError
 
-__all__ = ["load_app", "maintenance_client"]
+__all__ = ["load_app", "maintenance_client", "with_admin"]
 
 
 def load_app(spec: str) -> Client:
@@ -42,3 +45,9 @@ def maintenance_client(args: argparse.Namespace, url: str) -> Client:
         client.set_database_url(url)
         return client
     return Client(url)
+
+
+async def with_admin(url: str, body: Callable[[Admin], Awaitable[int]]) -> int:
+    """Run ``body`` over a connected client's pool (schema version checked)."""
+    async with Client(url) as client:
+        return await body(Admin.of(client))

@@ -50,7 +50,7 @@ def serving_args(p: argparse.ArgumentParser) -> None:
 
 
 def watch_arg(p: argparse.ArgumentParser) -> None:
-    """``--watch [SECONDS]`` on a status view (see ``awa.cli.inspect.watching``)."""
+    """``--watch [SECONDS]`` on a status view (see ``awa.cli.output.watching``)."""
     p.add_argument(
         "--watch",
         type=float,

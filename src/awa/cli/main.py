@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from awa.cli import database, demo, dlq, events, inspect, run, serve
+from awa.cli import cron, database, demo, dlq, events, jobs, run, serve, status
 from awa.errors import AwaError, ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -36,17 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     database.add_migrate_parser(sub)
     run.add_worker_parser(sub)
-    inspect.add_jobs_parser(sub)
-    inspect.add_queues_parser(sub)
+    jobs.add_jobs_parser(sub)
+    jobs.add_queues_parser(sub)
     serve.add_dashboard_parser(sub)
     maint = sub.add_parser("maintenance", help="maintenance leader and lane health")
     maint_sub = maint.add_subparsers(dest="maintenance_command", required=True)
-    inspect.add_status_parser(maint_sub)
+    status.add_status_parser(maint_sub)
     run.add_maintenance_run_parser(maint_sub)
     run.add_tick_parser(maint_sub)
-    inspect.add_cron_parser(sub)
+    cron.add_cron_parser(sub)
     dlq.add_dlq_parser(sub)
-    inspect.add_catalog_parser(sub)
+    status.add_catalog_parser(sub)
     serve.add_callbacks_parser(sub)
     events.add_events_parser(sub)
     demo.add_demo_parser(sub)
@@ -61,9 +61,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if command == "worker":
             return await run.run_worker(args, url, embedded)
         if command == "jobs":
-            return await inspect.run_jobs(args, url)
+            return await jobs.run_jobs(args, url)
         if command == "queues":
-            return await inspect.run_queues(args, url)
+            return await jobs.run_queues(args, url)
         if command == "dashboard":
             return await serve.run_dashboard(args, url)
         if command == "maintenance":
@@ -71,17 +71,17 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 return await run.run_maintenance(args, url, embedded)
             if args.maintenance_command == "tick":
                 return await run.run_tick(args, url, embedded)
-            return await inspect.run_status(args, url)
+            return await status.run_status(args, url)
         if command == "events":
             return await events.run_events(args, url)
         if command == "catalog":
-            return await inspect.run_catalog(args, url)
+            return await status.run_catalog(args, url)
         if command == "callbacks":
             return await serve.run_callbacks(args, url)
         if command == "dlq":
             return await dlq.run_dlq(args, url)
         if command == "cron":
-            return await inspect.run_cron(args, url)
+            return await cron.run_cron(args, url)
         if command == "demo":
             return await demo.run_demo_command(args, url)
     raise ConfigError(f"unknown command {args.command!r}")

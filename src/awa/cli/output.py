@@ -1,15 +1,19 @@
-"""Printing results: aligned tables for people, JSON for scripts (``--json``)."""
+"""Printing results: aligned tables for people, JSON for scripts (``--json``), and the
+``--watch`` loop that reprints a status view."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-__all__ = ["emit", "table"]
+import anyio
+
+__all__ = ["emit", "table", "watching"]
 
 
 def _default(value: Any) -> Any:
@@ -49,3 +53,16 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+async def watching(args: argparse.Namespace, show: Callable[[], Awaitable[int]]) -> int:
+    """Run ``show`` once, or every ``--watch`` seconds (clearing the screen) until Ctrl-C."""
+    interval = getattr(args, "watch", None)
+    if interval is None:
+        return await show()
+    while True:
+        if not args.json:
+            print("\x1b[2J\x1b[H", end="")
+        await show()
+        sys.stdout.flush()
+        await anyio.sleep(max(0.2, interval))
