@@ -25,7 +25,7 @@ from awa.admin.maintenance import Maintenance
 from awa.clock import Clock, SystemClock
 from awa.store import Store
 
-__all__ = ["Admin", "AdminHost"]
+__all__ = ["Admin"]
 
 
 @dataclass
