@@ -1,6 +1,6 @@
 """awa: a pure-Python, asyncio-native, Postgres-native background job runtime.
 
-The public surface is what this module exports; ``tests/test_public_api.py`` keeps the list
+The public surface is what this module exports; ``tests/test_quality.py`` keeps the list
 honest.
 """
 

@@ -12,7 +12,7 @@ server's ``idle_session_timeout``. Measured: 0 transactions and ~20 µs per prob
 asyncpg has no public call for a bare Close; its protocol's ``close_statement`` sends
 exactly Close + Sync for a statement state it is given, so the probe hands it the state of a
 name nobody prepares. Should a future asyncpg change that internal API, the probe falls back
-to ``SELECT 1`` (one warning in the log); ``tests/test_db_probe.py`` pins the free path on the
+to ``SELECT 1`` (one warning in the log); ``tests/db/test_probe.py`` pins the free path on the
 version awa ships with.
 """
 

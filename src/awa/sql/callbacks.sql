@@ -8,7 +8,7 @@
 -- heartbeats and the completion flush lock only jobs, each batch in id order (see jobs.sql).
 -- Row order is what keeps two multi-row writers apart: without it a park and a heartbeat
 -- (or two flushes) listing the same jobs in different orders could each hold a row the
--- other waits for, and PostgreSQL would abort one as a deadlock. tests/test_lock_order.py
+-- other waits for, and PostgreSQL would abort one as a deadlock. tests/store/test_lock_order.py
 -- races such writers in opposite orders.
 --
 -- A resolution that arrives while its attempt still runs (the external system answered

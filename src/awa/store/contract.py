@@ -3,7 +3,7 @@
 Why a contract separate from ``Store``: the operations below are the ones the runtime's
 guarantees rest on (a job is never lost, a stale result is never applied, only dispatchable
 work is claimed). Writing them down as a protocol lets a small pure reference model
-(``tests/reference_model.py``) implement the same surface, so a property test can run one
+(``tests/support/reference_model.py``) implement the same surface, so a property test can run one
 random operation sequence against PostgreSQL and the model and compare every job's state.
 The docstrings here are the contract; the SQL in ``src/awa/sql`` is one implementation.
 

@@ -5,7 +5,7 @@ Python codec per jsonb value; for a batch of small jobs that was most of the cli
 cost. This module writes the stream directly (about 0.6 µs per row against 3.9 µs), and
 encodes the columns a batch's jobs usually share once per distinct combination. The
 column order and types must match ``COPY_COLUMNS`` and ``awa.jobs``; a mismatch fails the
-COPY loudly (PostgreSQL checks every field's length), and ``tests/test_jobs_insert.py``
+COPY loudly (PostgreSQL checks every field's length), and ``tests/client/test_insert.py``
 compares rows written this way with rows written by ``insert``.
 """
 

@@ -14,7 +14,7 @@ _HEADER = """\
 # Metrics and spans
 
 <!-- Generated from awa.telemetry.catalogue by `python docs/generate_metrics.py`; do not
-edit by hand (tests/test_telemetry_catalogue.py fails when this file is stale). -->
+edit by hand (tests/unit/test_telemetry_catalogue.py fails when this file is stale). -->
 
 awa records through the OpenTelemetry API; nothing is exported until the application (or
 the CLI) calls `awa.telemetry.configure(...)`, which sets up OTLP (from the standard

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
 from awa.worker.loop_monitor import LONG_STEP, LoopMonitor, step_slot, traced
-from chaos_support import wait_for
+from support.chaos import wait_for
 
 BLOCK = 0.5
 

@@ -46,7 +46,7 @@ from awa.events import CallableSink, Event, EventKind, WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
-from chaos_support import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
+from support.chaos import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
 
 BLOCK = 3.0
 JOBS = 50

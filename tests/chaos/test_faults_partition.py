@@ -21,7 +21,7 @@ Executions are recorded in-process (every runtime of a test lives in this proces
 monotonic clock orders them): job, lease, runtime, start, end (return or cancellation).
 Each test prints one line of figures through the terminal reporter (``chaos_support.emit``).
 Short forms for CI; ``AWA_CHAOS_LONG=1`` runs the sustained faults for 30 s and streams
-longer. kill -9 rescue time is measured by ``tests/test_chaos_kill.py`` (``recover_s_*``).
+longer. kill -9 rescue time is measured by ``tests/chaos/test_kill.py`` (``recover_s_*``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import pytest
 import awa
 from awa.config import MaintenanceConfig
 from awa.store.presence import PRESENCE_LOCK_CLASS
-from chaos_support import emit as chaos_emit
-from chaos_support import wait_for
-from fault_proxy import FaultProxy
+from support.chaos import emit as chaos_emit
+from support.chaos import wait_for
+from support.fault_proxy import FaultProxy
 
 T = TypeVar("T")
 

@@ -58,7 +58,7 @@ from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled
 from awa.store.contract import JobStoreContract, list_dispatchable
 from awa.store.maintenance import PRESENCE_LOCK_CLASS, MaintenanceStore, RescueOutcome
 from awa.worker.outcomes import Decision, decide
-from reference_model import ModelJob, Quirks, ReferenceStore
+from support.reference_model import ModelJob, Quirks, ReferenceStore
 
 # ------------------------------------------------------------------------------ budget
 

@@ -19,7 +19,7 @@ import anyio
 import asyncpg
 import pytest
 
-from chaos_support import (
+from support.chaos import (
     Crew,
     ProducerTally,
     assert_nothing_lost_or_redone,

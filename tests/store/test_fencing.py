@@ -32,8 +32,8 @@ from awa.maintenance.tick import tick
 from awa.store.callbacks import CallbackStore
 from awa.store.maintenance import LEADER_LOCK_KEY, HealthRow, LeaderConnection, MaintenanceStore
 from awa.telemetry import instruments
-from chaos_support import wait_for
-from fault_proxy import FaultProxy
+from support.chaos import wait_for
+from support.fault_proxy import FaultProxy
 
 T = TypeVar("T")
 

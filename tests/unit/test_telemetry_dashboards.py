@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from awa.telemetry import CATALOGUE, InstrumentKind, configure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "dashboards" / "awa-lanes.json"
 ALERTS = ROOT / "dashboards" / "awa-alerts.yml"
 SCOPE_LABELS = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}

@@ -1,8 +1,8 @@
 """A chaos worker: a real awa runtime in a process of its own, for the chaos suite to kill.
 
-    python tests/chaos_worker.py URL [--queue NAME=N ...] [--no-maintenance]
+    PYTHONPATH=tests python -m support.chaos_worker URL [--queue NAME=N ...] [--no-maintenance]
 
-It runs the ``chaos`` handler of ``chaos_support`` (record the invocation in the side table,
+It runs the ``chaos`` handler of ``support.chaos`` (record the invocation in the side table,
 sleep, return) with fast maintenance settings, and runs until it is killed: the suite ends it
 with SIGKILL, which is the point.
 """
@@ -16,7 +16,7 @@ import sys
 import anyio
 
 import awa
-from chaos_support import Probe, fast_maintenance, register_chaos_handler, runtime_config
+from support.chaos import Probe, fast_maintenance, register_chaos_handler, runtime_config
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

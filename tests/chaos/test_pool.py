@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 import awa
-from chaos_support import (
+from support.chaos import (
     KIND,
     QUEUE,
     Crew,

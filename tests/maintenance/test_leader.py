@@ -7,7 +7,7 @@ Every wait is a poll under a generous ``fail_after``; no wall-clock duration is 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,38 +21,12 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, SLO, Branch, BranchContext, BranchResult
 from awa.maintenance.catalog import BUILTIN_BRANCHES
-from awa.store.maintenance import LEADER_LOCK_KEY, MaintenanceStore
+from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import ELECTIONS, Instruments
+from support.chaos import wait_for
+from support.maintenance import lock_holders, maint_config
 
 T = TypeVar("T")
-
-LOCK_CLASSID = LEADER_LOCK_KEY >> 32
-LOCK_OBJID = LEADER_LOCK_KEY & 0xFFFFFFFF
-
-
-def maint_config(**overrides: Any) -> MaintenanceConfig:
-    options: dict[str, Any] = {
-        "startup_jitter": 0,
-        "election_interval": 0.2,
-        "leader_check_interval": 0.2,
-        "health_interval": 0.2,
-    }
-    options.update(overrides)
-    return MaintenanceConfig(**options)
-
-
-async def wait_for(
-    predicate: Callable[[], T] | Callable[[], Awaitable[T]], timeout: float = 15.0
-) -> T:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    with anyio.fail_after(timeout):
-        while True:
-            value = predicate()
-            if isinstance(value, Awaitable):
-                value = await value
-            if value:
-                return value  # type: ignore[return-value]
-            await anyio.sleep(0.02)
 
 
 class Counting(Branch):
@@ -163,18 +137,6 @@ async def maintenance_runtimes(
 
 def leaders(runtimes: Sequence[awa.Runtime]) -> list[awa.Runtime]:
     return [r for r in runtimes if r.leader is not None and r.leader.is_leader]
-
-
-async def lock_holders(raw: asyncpg.Connection) -> list[int]:
-    """Backend pids holding the leadership advisory lock in this database."""
-    rows = await raw.fetch(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-        " AND classid = $1::bigint::oid AND objid = $2::bigint::oid"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        LOCK_CLASSID,
-        LOCK_OBJID,
-    )
-    return [int(r["pid"]) for r in rows]
 
 
 # ------------------------------------------------------------------------------ election

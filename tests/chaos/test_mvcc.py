@@ -25,7 +25,7 @@ import pytest
 
 import awa
 from awa.maintenance.branch import SLO
-from chaos_support import KIND, QUEUE, Crew, emit, fast_maintenance, percentile, scale, settle
+from support.chaos import KIND, QUEUE, Crew, emit, fast_maintenance, percentile, scale, settle
 
 PHASE_SECONDS = scale(4.0, 30.0)
 BACKLOG = 2000

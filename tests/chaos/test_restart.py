@@ -29,7 +29,7 @@ import pytest
 
 from awa.db import migrate
 from awa.db.embedded import EmbeddedPostgres
-from chaos_support import (
+from support.chaos import (
     Crew,
     ProducerTally,
     assert_nothing_lost_or_redone,

@@ -26,7 +26,7 @@ from awa.telemetry import CATALOGUE, SPANS, InstrumentKind, Instruments, configu
 from awa.telemetry.catalogue import prometheus_label
 from awa.telemetry.reference import render_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCOPE_LABELS = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
 
 

@@ -25,7 +25,8 @@ import awa.maintenance
 from awa.config import RecoveryPolicy
 from awa.errors import StartupRecoveryError
 from awa.store.maintenance import Presence
-from test_maint_leader import lock_holders, maint_config, wait_for
+from support.chaos import wait_for
+from support.maintenance import lock_holders, maint_config
 
 KINDS = ("k_available", "k_scheduled", "k_retryable", "k_stale", "k_orphan", "k_waiting")
 

@@ -19,7 +19,7 @@ from awa.errors import DatabaseUnavailable
 from awa.store import Store
 from awa.store.maintenance import MaintenanceStore
 from awa.worker.heartbeat import Heartbeat
-from chaos_support import Crew, fast_maintenance, leader_lock_holders, wait_for
+from support.chaos import Crew, fast_maintenance, leader_lock_holders, wait_for
 
 ROUNDS = 40
 
@@ -103,7 +103,7 @@ async def test_a_runtime_whose_host_task_died_does_not_report_running(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Handlers can no longer kill their runtime (a BaseException from one fails only its
-    # attempt: tests/test_faults_errors.py), so the host is killed from inside a service.
+    # attempt: tests/chaos/test_faults_errors.py), so the host is killed from inside a service.
     async def beat(self: Heartbeat) -> None:
         raise Boom("escapes a background loop")
 

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 import awa
-from chaos_support import (
+from support.chaos import (
     KIND,
     QUEUE,
     WorkerFleet,

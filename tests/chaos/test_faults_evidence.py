@@ -17,7 +17,7 @@ import pytest
 import awa
 from awa.store.maintenance import MaintenanceStore, RescueRecheck
 from awa.store.presence import Presence
-from chaos_support import wait_for
+from support.chaos import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from fault_proxy import FaultProxy, ProxiedConnection
+from support.fault_proxy import FaultProxy, ProxiedConnection
 
 pytestmark = pytest.mark.timeout(30)
 

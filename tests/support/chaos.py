@@ -1,5 +1,5 @@
-"""Shared pieces of the chaos suite (``tests/test_chaos_*.py``) and of its worker process
-(``tests/chaos_worker.py``).
+"""Shared pieces of the chaos suite (``tests/chaos/``) and of its worker process
+(``tests/support/chaos_worker.py``).
 
 Why a side table: the guarantee under test is "every job completes, and no handler starts
 after the job's completion was committed". The database alone cannot tell how often a
@@ -50,7 +50,16 @@ PROBE_APPLICATION = "awa-chaos-probe"
 CRON_NAME = "chaos-every-second"
 KIND = "chaos"
 QUEUE = "chaos"
-WORKER_SCRIPT = Path(__file__).with_name("chaos_worker.py")
+#: ``tests/``: the worker runs as ``python -m support.chaos_worker`` with this on its path.
+TESTS_DIR = Path(__file__).resolve().parents[1]
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment with ``tests/`` first on ``PYTHONPATH`` (for ``support``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
+    return env
+
 
 EXECUTIONS_DDL = """
 CREATE TABLE IF NOT EXISTS public.chaos_executions (
@@ -359,7 +368,7 @@ async def leader_lock_holders(conn: asyncpg.Connection) -> list[int]:
 
 
 class WorkerProcess:
-    """One ``tests/chaos_worker.py`` process (a real awa runtime in its own interpreter)."""
+    """One ``tests/support/chaos_worker.py`` process (a real awa runtime in its own interpreter)."""
 
     def __init__(self, proc: anyio.abc.Process, log: Path) -> None:
         self.proc = proc
@@ -417,13 +426,15 @@ class WorkerFleet:
     ) -> WorkerProcess:
         """Start a worker and wait until its runtime row is registered."""
         log = self.log_dir / f"worker-{len(self.workers)}.log"
-        argv = [sys.executable, str(WORKER_SCRIPT), self.url]
+        argv = [sys.executable, "-m", "support.chaos_worker", self.url]
         for name, limit in queues.items():
             argv += ["--queue", f"{name}={limit}"]
         if not maintenance:
             argv.append("--no-maintenance")
         with log.open("wb") as sink:
-            proc = await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=sink)
+            proc = await anyio.open_process(
+                argv, stdout=subprocess.DEVNULL, stderr=sink, env=worker_environment()
+            )
         worker = WorkerProcess(proc, log)
         self.workers.append(worker)
         assert self._conn is not None
@@ -602,7 +613,7 @@ def _describe(error: BaseException | None) -> str:
 
 # ----------------------------------------------------------------------- known bugs
 
-#: Signatures of bugs the chaos suite found and reproduces in ``tests/test_chaos_focused.py``
+#: Signatures of bugs the chaos suite found and reproduces in ``tests/chaos/test_focused.py``
 #: (where each is a strict xfail). A scenario that dies of one of them *only* is reported as
 #: xfailed with the reason; anything else still fails it. Remove an entry with its fix.
 KNOWN_BUGS: dict[str, str] = {}
