@@ -258,6 +258,10 @@ async def test_a_fence_queued_behind_a_term_bump_sees_the_new_term(
 
 
 async def fence_waits(raw: asyncpg.Connection) -> bool:
+    """Whether a fence waits on a lock. ``raw`` may be inside a transaction, where
+    pg_stat_activity is a snapshot taken at its first read: clear it, or a wait that began
+    after that read is never seen."""
+    await raw.execute("SELECT pg_stat_clear_snapshot()")
     return bool(
         await raw.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
