@@ -11,7 +11,7 @@ from awa.cli.app import with_admin
 from awa.cli.args import Verbs
 from awa.cli.output import emit, table
 
-__all__ = ["add_cron_parser", "run_cron"]
+__all__ = ["add_parser", "run"]
 
 _CRON_HEADERS = [
     "name",
@@ -27,7 +27,7 @@ _CRON_HEADERS = [
 ]
 
 
-def add_cron_parser(sub: Verbs) -> None:
+def add_parser(sub: Verbs) -> None:
     cron = sub.add_parser("cron", help="list, pause or resume cron schedules")
     cron_sub = cron.add_subparsers(dest="cron_command", required=True)
     cron_list = cron_sub.add_parser(
@@ -50,7 +50,7 @@ def _cron_status(s: dict[str, Any]) -> str:
     return "paused" if s["paused"] or s["operator_paused"] else "active"
 
 
-async def run_cron(args: argparse.Namespace, url: str) -> int:
+async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     async def body(admin: Admin) -> int:
         if args.cron_command == "pause":
             await admin.cron.pause(args.name)

@@ -20,16 +20,16 @@ from awa.config import RuntimeConfig
 from awa.handlers import JobContext
 from awa.runtime import Runtime
 
-__all__ = ["add_demo_parser", "build_demo_client", "run_demo", "run_demo_command"]
+__all__ = ["add_parser", "build_demo_client", "run", "run_demo"]
 
 
-def add_demo_parser(sub: Verbs) -> None:
+def add_parser(sub: Verbs) -> None:
     demo = reporter(sub, "demo", "run a demo app: embedded PostgreSQL, a worker, jobs flowing")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 runs until Ctrl-C")
     demo.add_argument("--rate", type=float, default=40.0, help="jobs per second to insert")
 
 
-async def run_demo_command(args: argparse.Namespace, url: str) -> int:
+async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     summary = await run_demo(url, duration=args.duration, rate=args.rate, as_json=args.json)
     emit(summary, as_json=args.json, text="demo finished")
     return 0

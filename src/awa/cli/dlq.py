@@ -1,6 +1,6 @@
 """``awa dlq``: list, show, retry and purge dead letters; list dead-letter policies.
 
-``add_dlq_parser`` adds the verbs to the ``awa`` parser and ``run_dlq`` executes them. The
+``add_parser`` adds the verbs to the ``awa`` parser and ``run`` executes them. The
 module also runs on its own (``python -m awa.cli.dlq --database-url URL dlq list``) with
 the same verbs and output.
 """
@@ -17,16 +17,17 @@ import anyio
 
 from awa.admin import Admin
 from awa.admin.dlq import DeadLetter, RetryOutcome
+from awa.cli.args import Verbs
 from awa.cli.output import emit, table
 from awa.client import Client
 from awa.errors import AwaError, ConfigError
 
-__all__ = ["add_dlq_parser", "main", "run_dlq"]
+__all__ = ["add_parser", "main", "run"]
 
 _REASON_WIDTH = 60
 
 
-def add_dlq_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Verbs) -> None:
     """Add ``dlq list|show|retry|purge|policies`` (each with ``--json``)."""
     dlq = subparsers.add_parser(
         "dlq",
@@ -116,7 +117,7 @@ def _one_target(ids: Sequence[int], queue: str | None, every: bool, verb: str) -
         raise ConfigError(f"awa dlq {verb}: give ids, or --queue NAME, or --all (exactly one)")
 
 
-async def run_dlq(args: argparse.Namespace, url: str) -> int:
+async def run(args: argparse.Namespace, url: str, embedded: bool = False) -> int:
     """Execute one ``awa dlq`` verb against ``url``; the exit code."""
     async with Client(url) as client:
         dlq = Admin.of(client).dlq
@@ -203,10 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m awa.cli.dlq --database-url URL dlq VERB …`` (same as ``awa dlq``)."""
     parser = argparse.ArgumentParser(prog="awa-dlq", description=__doc__)
     parser.add_argument("--database-url", required=True, help="PostgreSQL URL")
-    add_dlq_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        return anyio.run(run_dlq, args, args.database_url)
+        return anyio.run(run, args, args.database_url)
     except AwaError as exc:
         print(f"awa: error: {exc}", file=sys.stderr)
         return 2

@@ -8,30 +8,31 @@ import argparse
 from typing import Any
 
 from awa.admin import Admin
+from awa.cli.args import Verbs
 from awa.cli.output import emit, table
 
-__all__ = ["add_events_parser", "run_events"]
+__all__ = ["add_parser", "run"]
 
 
-def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    events = subparsers.add_parser("events", help="lifecycle events and their delivery to sinks")
-    sub = events.add_subparsers(dest="events_command", required=True)
-    listing = sub.add_parser("list", help="newest events first, with per-sink delivery state")
+def add_parser(sub: Verbs) -> None:
+    events = sub.add_parser("events", help="lifecycle events and their delivery to sinks")
+    verbs = events.add_subparsers(dest="events_command", required=True)
+    listing = verbs.add_parser("list", help="newest events first, with per-sink delivery state")
     listing.add_argument("--kind", help="job.failed, job.rescued, cron.fired or cron.missed")
     listing.add_argument("--limit", type=int, default=50)
-    sinks = sub.add_parser("sinks", help="each sink: backlog, parked, backoff, last error")
-    flush = sub.add_parser("flush", help="make outstanding deliveries (parked too) due now")
+    sinks = verbs.add_parser("sinks", help="each sink: backlog, parked, backoff, last error")
+    flush = verbs.add_parser("flush", help="make outstanding deliveries (parked too) due now")
     flush.add_argument("--sink")
-    purge = sub.add_parser("purge", help="drop parked deliveries (the only way to drop one)")
+    purge = verbs.add_parser("purge", help="drop parked deliveries (the only way to drop one)")
     purge.add_argument("--sink")
     purge.add_argument("--all", action="store_true", help="pending deliveries too")
-    forget = sub.add_parser("forget", help="forget a sink removed from the code")
+    forget = verbs.add_parser("forget", help="forget a sink removed from the code")
     forget.add_argument("sink")
     for p in (listing, sinks, flush, purge, forget):
         p.add_argument("--json", action="store_true")
 
 
-async def run_events(args: argparse.Namespace, url: str) -> int:
+async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     async with await Admin.open(url) as admin:
         events = admin.events
         command = args.events_command

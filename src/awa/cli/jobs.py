@@ -1,6 +1,5 @@
-"""``awa jobs`` (list, show, cancel, retry) and ``awa queues`` (depth and lag), through
-``awa.admin``. They borrow a connected client's pool (``Admin.of``), so an unmigrated
-database is refused with "run `awa migrate`"."""
+"""``awa jobs`` (list, show, cancel, retry), through ``awa.admin``. It borrows a connected
+client's pool (``Admin.of``), so an unmigrated database is refused with "run `awa migrate`"."""
 
 from __future__ import annotations
 
@@ -8,13 +7,13 @@ import argparse
 
 from awa.admin import Admin
 from awa.cli.app import with_admin
-from awa.cli.args import Verbs, reporter, watch_arg
-from awa.cli.output import emit, table, watching
+from awa.cli.args import Verbs
+from awa.cli.output import emit, table
 
-__all__ = ["add_jobs_parser", "add_queues_parser", "run_jobs", "run_queues"]
+__all__ = ["add_parser", "run"]
 
 
-def add_jobs_parser(sub: Verbs) -> None:
+def add_parser(sub: Verbs) -> None:
     jobs = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_sub.add_parser("list", help="list jobs, newest first")
@@ -29,11 +28,7 @@ def add_jobs_parser(sub: Verbs) -> None:
         p.add_argument("--json", action="store_true")
 
 
-def add_queues_parser(sub: Verbs) -> None:
-    watch_arg(reporter(sub, "queues", "depth and lag per queue and state"))
-
-
-async def run_jobs(args: argparse.Namespace, url: str) -> int:
+async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     async def body(admin: Admin) -> int:
         if args.jobs_command == "list":
             jobs = await admin.jobs.find(
@@ -64,19 +59,3 @@ async def run_jobs(args: argparse.Namespace, url: str) -> int:
         return 0
 
     return await with_admin(url, body)
-
-
-async def run_queues(args: argparse.Namespace, url: str) -> int:
-    async def body(admin: Admin) -> int:
-        counts = await admin.jobs.queue_stats()
-        rows = [
-            (c.queue, c.state, c.count, "" if c.lag_s is None else f"{c.lag_s:.3f}") for c in counts
-        ]
-        emit(
-            [c.__dict__ for c in counts],
-            as_json=args.json,
-            text=table(rows, ["queue", "state", "count", "lag_s"]) if rows else "no jobs",
-        )
-        return 0
-
-    return await watching(args, lambda: with_admin(url, body))

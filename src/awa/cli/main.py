@@ -11,16 +11,55 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 import anyio
 
-from awa.cli import cron, database, demo, dlq, events, jobs, run, serve, status
+from awa.cli import (
+    callbacks,
+    catalog,
+    cron,
+    dashboard,
+    demo,
+    dlq,
+    events,
+    jobs,
+    maintenance,
+    migrate,
+    queues,
+    worker,
+)
+from awa.cli.args import Verbs
+from awa.cli.database import resolve_database
 from awa.errors import AwaError, ConfigError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["VERBS", "build_parser", "main"]
 
-# This module is the parser and the dispatch only; each verb lives in the module named in
-# ``_dispatch`` (ADR 018).
+
+class Verb(Protocol):
+    """A verb module: ``cli/<verb>.py`` adds its parser and runs it (ADR 018)."""
+
+    def add_parser(self, sub: Verbs) -> None: ...
+
+    async def run(self, args: argparse.Namespace, url: str, embedded: bool) -> int: ...
+
+
+#: Every top-level verb, by name; the module of verb ``x`` is ``awa/cli/x.py``. Help lists
+#: them in this order.
+VERBS: dict[str, Verb] = {
+    "migrate": migrate,
+    "worker": worker,
+    "jobs": jobs,
+    "queues": queues,
+    "dashboard": dashboard,
+    "maintenance": maintenance,
+    "cron": cron,
+    "dlq": dlq,
+    "catalog": catalog,
+    "callbacks": callbacks,
+    "events": events,
+    "demo": demo,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,58 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    database.add_migrate_parser(sub)
-    run.add_worker_parser(sub)
-    jobs.add_jobs_parser(sub)
-    jobs.add_queues_parser(sub)
-    serve.add_dashboard_parser(sub)
-    maint = sub.add_parser("maintenance", help="maintenance leader and lane health")
-    maint_sub = maint.add_subparsers(dest="maintenance_command", required=True)
-    status.add_status_parser(maint_sub)
-    run.add_maintenance_run_parser(maint_sub)
-    run.add_tick_parser(maint_sub)
-    cron.add_cron_parser(sub)
-    dlq.add_dlq_parser(sub)
-    status.add_catalog_parser(sub)
-    serve.add_callbacks_parser(sub)
-    events.add_events_parser(sub)
-    demo.add_demo_parser(sub)
+    for verb in VERBS.values():
+        verb.add_parser(sub)
     return parser
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    with database.resolve_database(args.database_url, args.data_dir) as (url, embedded):
-        command = args.command
-        if command == "migrate":
-            return await database.run_migrate(args, url)
-        if command == "worker":
-            return await run.run_worker(args, url, embedded)
-        if command == "jobs":
-            return await jobs.run_jobs(args, url)
-        if command == "queues":
-            return await jobs.run_queues(args, url)
-        if command == "dashboard":
-            return await serve.run_dashboard(args, url)
-        if command == "maintenance":
-            if args.maintenance_command == "run":
-                return await run.run_maintenance(args, url, embedded)
-            if args.maintenance_command == "tick":
-                return await run.run_tick(args, url, embedded)
-            return await status.run_status(args, url)
-        if command == "events":
-            return await events.run_events(args, url)
-        if command == "catalog":
-            return await status.run_catalog(args, url)
-        if command == "callbacks":
-            return await serve.run_callbacks(args, url)
-        if command == "dlq":
-            return await dlq.run_dlq(args, url)
-        if command == "cron":
-            return await cron.run_cron(args, url)
-        if command == "demo":
-            return await demo.run_demo_command(args, url)
-    raise ConfigError(f"unknown command {args.command!r}")
+    verb = VERBS.get(args.command)
+    if verb is None:
+        raise ConfigError(f"unknown command {args.command!r}")
+    with resolve_database(args.database_url, args.data_dir) as (url, embedded):
+        return await verb.run(args, url, embedded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

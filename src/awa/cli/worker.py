@@ -1,0 +1,63 @@
+"""``awa worker``: run an application's handlers (and, unless ``--no-maintenance``, campaign
+for maintenance leadership) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+from awa.cli.app import load_app
+from awa.cli.args import Verbs, lanes_arg, queue_arg, serving_args
+from awa.cli.serving import run_until_signal
+from awa.config import MaintenanceConfig, RuntimeConfig
+from awa.runtime import Runtime
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Verbs) -> None:
+    worker = sub.add_parser(
+        "worker",
+        help="run a worker for an application's handlers",
+        description="Run a worker: claim and execute jobs for the handlers "
+        "registered on the client object given by --app.",
+    )
+    worker.add_argument("--app", required=True, help="module:attribute of an awa.Client")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        type=queue_arg,
+        default=[],
+        help="queue to serve, NAME[=CONCURRENCY] (repeatable; default default=50)",
+    )
+    worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    worker.add_argument("--shutdown-grace", type=float, default=30.0)
+    worker.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="do not campaign for maintenance leadership (run `awa maintenance run` elsewhere)",
+    )
+    lanes_arg(worker)
+    serving_args(worker)
+
+
+async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    client = load_app(args.app)
+    client.set_database_url(url)
+    if args.migrate or embedded:
+        await client.migrate()
+    queues = dict(args.queue) or {"default": 50}
+    runtime = Runtime(
+        client,
+        RuntimeConfig(queues=queues, shutdown_grace=args.shutdown_grace),
+        maintenance=MaintenanceConfig(mode=args.lanes),
+        run_maintenance=not args.no_maintenance,
+    )
+    banner = (
+        f"worker {runtime.instance_id} running queues {queues} for kinds "
+        f"{client.registry.kinds()}"
+        + ("" if args.no_maintenance else f", maintenance lanes {args.lanes}")
+        + " (Ctrl-C to stop)"
+    )
+    async with client:
+        await run_until_signal(runtime, banner, args)
+    return 0
