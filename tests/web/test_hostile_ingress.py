@@ -546,6 +546,11 @@ def _shape(answer: httpx.Response) -> tuple[int, tuple[tuple[str, str], ...], by
     return answer.status_code, headers, answer.content
 
 
+def fast_decile(samples: list[float]) -> float:
+    """The 10th percentile: the request's cost with the least interference from the load."""
+    return statistics.quantiles(samples, n=10)[0]
+
+
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["token-only", "signed"])
 async def test_unknown_id_and_wrong_token_answers_are_indistinguishable(
     database_url: str, raw: asyncpg.Connection, secret: str | None
@@ -593,11 +598,12 @@ async def test_unknown_id_and_wrong_token_answers_are_indistinguishable(
                     answer = await post(http, callback_id, wrong)
                     timings[name].append(time.perf_counter() - started)
                     assert answer.status_code == 404
-        unknown = statistics.median(timings["unknown"])
-        known = statistics.median(timings["wrong"])
+        unknown = fast_decile(timings["unknown"])
+        known = fast_decile(timings["wrong"])
         # Coarse by design (a loaded machine must not make it flaky): both paths take the
         # same transaction; an unknown id answered without the database would save about
-        # half of the whole request on loopback (measured: 0.9 vs 1.8 ms), while the two
-        # medians of interleaved samples have measured within 3% of each other.
+        # half of the whole request on loopback (measured: 0.9 vs 1.8 ms). The fastest tenth
+        # of each series is compared: load only ever adds time, so medians of a machine
+        # busy with other suites drifted 40 % apart while the fast tails stay close.
         assert abs(unknown - known) < max(0.0004, 0.25 * min(unknown, known)), timings
         assert await svc.rows(pending.id) == before
