@@ -41,9 +41,8 @@ from awa.client import Client
 from awa.config import MaintenanceConfig, RuntimeConfig, new_instance_id
 from awa.errors import ConfigError, RuntimeStateError
 from awa.events import Sink
-from awa.maintenance import Branch, MaintenanceLeader, default_branches
-from awa.maintenance.cleanup import CleanupHook
-from awa.maintenance.cron_sync import declarations_of
+from awa.maintenance import Branch, CleanupHook, MaintenanceLeader, default_branches
+from awa.maintenance.branches.cron_sync import declarations_of
 from awa.maintenance.leader_thread import LeaderThread, isolated
 from awa.maintenance.recovery import RecoveryReport, recover_at_startup
 from awa.maintenance.tick import TickReport, tick

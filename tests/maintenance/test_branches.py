@@ -22,15 +22,15 @@ import pytest
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import Branch, BranchContext
-from awa.maintenance.cleanup import Cleanup
-from awa.maintenance.priority_aging import PriorityAging
-from awa.maintenance.promote_scheduled import PromoteScheduled
-from awa.maintenance.queue_stats import QueueStats
-from awa.maintenance.refresh_admin_metadata import RefreshAdminMetadata
-from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
-from awa.maintenance.rescue_expired_deadlines import RescueExpiredDeadlines
-from awa.maintenance.rescue_stale_heartbeats import RescueStaleHeartbeats
-from awa.maintenance.rotate import Rotate
+from awa.maintenance.branches.cleanup import Cleanup
+from awa.maintenance.branches.priority_aging import PriorityAging
+from awa.maintenance.branches.promote_scheduled import PromoteScheduled
+from awa.maintenance.branches.queue_stats import QueueStats
+from awa.maintenance.branches.refresh_admin_metadata import RefreshAdminMetadata
+from awa.maintenance.branches.rescue_expired_callbacks import RescueExpiredCallbacks
+from awa.maintenance.branches.rescue_expired_deadlines import RescueExpiredDeadlines
+from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbeats
+from awa.maintenance.branches.rotate import Rotate
 from awa.store import FinishedAttempt
 from awa.store.maintenance import MaintenanceStore, Presence
 

@@ -32,7 +32,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, LeadershipLost
-from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
+from awa.maintenance.branch import CRON_CHANGED, DUE, HYGIENE, SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation, Transition
 from awa.store.maintenance import LeaderConnection, MaintenanceStore
@@ -44,7 +44,7 @@ log = logging.getLogger("awa.maintenance")
 
 DUE_CHANNEL = "awa_due"
 #: Payload on ``DUE_CHANNEL`` when cron schedules were (re)declared (see ``cron_upsert``).
-CRON_CHANGED = "cron"
+_CRON_PAYLOAD = "cron"
 #: Between failed connection attempts of the election. Capped low: after a database outage,
 #: the cap is roughly how long the SLO lane stays without a leader once PostgreSQL is back,
 #: and one connection attempt every few seconds per worker costs the server nothing.
@@ -312,18 +312,19 @@ class MaintenanceLeader:
             self._switch.set()
 
     def _on_due(self, payload: str) -> None:
-        """An insert or retry announced a job due at epoch ``payload``; ``cron``: schedules
-        were (re)declared."""
-        if payload == CRON_CHANGED:
+        """An insert or retry announced a job due at epoch ``payload`` (topic ``DUE``);
+        ``cron``: schedules were (re)declared (topic ``CRON_CHANGED``). The lanes wake the
+        branches that listen to the topic; the leader names none."""
+        if payload == _CRON_PAYLOAD:
             for lane in self.lanes.values():
-                lane.wake("cron_evaluate", 0.0)
+                lane.wake(CRON_CHANGED, 0.0)
             return
         try:
             seconds = float(payload) - self.clock.now().timestamp() - self.db_offset
         except ValueError:
             return
         for lane in self.lanes.values():
-            lane.wake("promote_scheduled", seconds)
+            lane.wake(DUE, seconds)
 
     async def _watchdog(self, conn: LeaderConnection, scope: anyio.CancelScope) -> None:
         interval = self.config.leader_check_interval
