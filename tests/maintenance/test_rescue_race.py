@@ -9,7 +9,7 @@ import asyncpg
 
 import awa
 from awa.store.maintenance import MaintenanceStore
-from support.branch_world import DEAD, LIVE, decode, rescued_records
+from support.branch_world import DEAD, LIVE, decode, one, rescued_records
 
 
 async def test_completion_before_rescue_is_never_overwritten(
@@ -27,7 +27,7 @@ async def test_completion_before_rescue_is_never_overwritten(
         )
         assert (outcome.retried, outcome.failed) == (0, 0)
         assert await raw.fetchval("SELECT count(*) FROM awa.jobs") == 0
-        row = await raw.fetchrow("SELECT * FROM awa.jobs_done WHERE id = $1", job.id)
+        row = await one(raw, "SELECT * FROM awa.jobs_done WHERE id = $1", job.id)
         assert row["state"] == "completed"
         assert decode(row["result"]) == {"done": True}
         assert rescued_records(decode(row["errors"])) == []
@@ -50,7 +50,7 @@ async def test_completion_after_rescue_is_rejected_as_stale(
         )
         assert (outcome.retried, outcome.failed) == (1, 0)
         assert await store.complete([claimed.id], [claimed.run_lease], [{"late": True}]) == set()
-        row = await raw.fetchrow("SELECT * FROM awa.jobs WHERE id = $1", job.id)
+        row = await one(raw, "SELECT * FROM awa.jobs WHERE id = $1", job.id)
         assert row["state"] == "available"
         assert await raw.fetchval("SELECT count(*) FROM awa.jobs_done") == 0
         # Re-claimed by someone else: the old holder's completion is still stale.
@@ -58,7 +58,7 @@ async def test_completion_after_rescue_is_rejected_as_stale(
         assert again.run_lease > claimed.run_lease
         assert await store.complete([claimed.id], [claimed.run_lease], [None]) == set()
         assert await store.complete([again.id], [again.run_lease], [{"ok": 1}]) == {job.id}
-        done = await raw.fetchrow("SELECT * FROM awa.jobs_done WHERE id = $1", job.id)
+        done = await one(raw, "SELECT * FROM awa.jobs_done WHERE id = $1", job.id)
         assert done["state"] == "completed"
         assert done["attempt"] == 2
         assert len(rescued_records(decode(done["errors"]))) == 1

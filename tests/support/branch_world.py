@@ -162,7 +162,7 @@ async def seeded_world(database_url: str, raw: asyncpg.Connection) -> AsyncItera
             )
             ids[name] = job.id
             await raw.execute(f"UPDATE awa.jobs SET {assignment} WHERE id = $1", job.id)
-        states = dict(await raw.fetch("SELECT id, state::text FROM awa.jobs"))
+        states = pairs(await raw.fetch("SELECT id, state::text FROM awa.jobs"))
         assert len(states) == len(SEEDS)
         yield World(database_url, raw, store, ids)
     finally:
@@ -196,3 +196,15 @@ async def place(world: World, slot: int, age: str, state: str = "completed") -> 
             world.ids["done_completed"],
         )
     )
+
+
+async def one(conn: asyncpg.Connection, query: str, *args: Any) -> asyncpg.Record:
+    """The one row ``query`` returns (typed: a missing row fails here, by name)."""
+    row = await conn.fetchrow(query, *args)
+    assert row is not None, f"no row for {query!r}"
+    return row
+
+
+def pairs(rows: list[asyncpg.Record]) -> dict[Any, Any]:
+    """``{first column: second column}`` of ``rows``."""
+    return {row[0]: row[1] for row in rows}

@@ -10,7 +10,7 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import BranchContext
 from awa.maintenance.branches.cleanup import Cleanup
-from support.branch_world import CONFIG, World, place
+from support.branch_world import CONFIG, World, pairs, place
 
 
 async def test_cleanup_deletes_only_expired_shorter_retention_history(world: World) -> None:
@@ -60,7 +60,7 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
     assert result.more is False
     runtimes = {r["instance_id"] for r in await raw.fetch("SELECT * FROM awa.runtimes")}
     assert runtimes == {"stopped-recently", "alive"}
-    keys = dict(await raw.fetch("SELECT unique_key, job_id FROM awa.job_unique"))
+    keys = pairs(await raw.fetch("SELECT unique_key, job_id FROM awa.job_unique"))
     assert keys == {"kept-key": kept.id}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import awa
 from awa.maintenance.branches.refresh_admin_metadata import RefreshAdminMetadata
-from support.branch_world import LIVE, SEEDS, World
+from support.branch_world import LIVE, SEEDS, World, one
 
 
 async def test_refresh_admin_metadata_upserts_live_and_handled_pairs(world: World) -> None:
@@ -32,11 +32,11 @@ async def test_refresh_admin_metadata_upserts_live_and_handled_pairs(world: Worl
 async def test_refresh_admin_metadata_forgets_counts_of_drained_pairs(world: World) -> None:
     await world.store.insert(awa.InsertParams("orphan_kind", queue="lost"))
     await RefreshAdminMetadata().run_once(world.ctx())
-    row = await world.raw.fetchrow("SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
+    row = await one(world.raw, "SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
     assert (row["handled_by"], row["live_jobs"]) == (0, 1)
     await world.raw.execute("DELETE FROM awa.jobs WHERE queue = 'lost'")
     await RefreshAdminMetadata().run_once(world.ctx())
-    row = await world.raw.fetchrow("SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
+    row = await one(world.raw, "SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
     assert row["live_jobs"] == 0
 
 
@@ -47,8 +47,8 @@ async def test_refresh_admin_metadata_zeroes_pairs_no_runtime_handles_any_more(
     await store.register_runtime("old", "h", 2, "worker", {"reports": 1}, ["monthly"])
     first = await RefreshAdminMetadata().run_once(world.ctx())
     assert first.rows == {"pairs": 2}  # (default, work) from the seeds and (reports, monthly)
-    seen = await world.raw.fetchrow(
-        "SELECT * FROM awa.admin_metadata WHERE queue = 'reports' AND kind = 'monthly'"
+    seen = await one(
+        world.raw, "SELECT * FROM awa.admin_metadata WHERE queue = 'reports' AND kind = 'monthly'"
     )
     assert seen is not None
     assert (seen["handled_by"], seen["live_jobs"]) == (1, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from awa.config import MaintenanceConfig
 from awa.maintenance.branches.rotate import Rotate
-from support.branch_world import SEEDS, World, place
+from support.branch_world import SEEDS, World, one, place
 
 SHORT = MaintenanceConfig(
     startup_jitter=0, retention={"completed": 60.0, "failed": 60.0, "cancelled": 60.0}
@@ -35,7 +35,7 @@ async def test_rotate_truncates_expired_non_current_slots_and_advances(world: Wo
     assert result.rows == {"slots_pruned": 1, "slots_deferred": 0, "rotated": 1}
     assert await slot_counts(world) == {0: 3, 5: 2}
     assert not any(name in SEEDS for name in changed)
-    ring = await raw.fetchrow("SELECT * FROM awa.ring_state")
+    ring = await one(raw, "SELECT * FROM awa.ring_state")
     assert ring["current_slot"] == 1
     assert ring["rotated_at"] > await raw.fetchval("SELECT now() - interval '1 min'")
 
@@ -44,7 +44,7 @@ async def test_rotate_truncates_expired_non_current_slots_and_advances(world: Wo
     result, _, _, _ = await world.run(Rotate(), SHORT)
     assert result.rows == {"slots_pruned": 1, "slots_deferred": 0, "rotated": 0}
     assert await slot_counts(world) == {5: 2}
-    assert (await raw.fetchrow("SELECT * FROM awa.ring_state"))["current_slot"] == 1
+    assert (await one(raw, "SELECT * FROM awa.ring_state"))["current_slot"] == 1
     assert await raw.fetchval("SELECT slot FROM awa.jobs_done WHERE id = $1", fresh) == 5
 
 
@@ -57,7 +57,7 @@ async def test_rotate_waits_when_the_next_slot_still_holds_live_history(world: W
     result, _, _, changed = await world.run(Rotate(), SHORT)
     assert result.rows == {"slots_pruned": 0, "slots_deferred": 0, "rotated": 0}
     assert changed == set()
-    assert (await raw.fetchrow("SELECT * FROM awa.ring_state"))["current_slot"] == 4
+    assert (await one(raw, "SELECT * FROM awa.ring_state"))["current_slot"] == 4
 
 
 async def test_rotate_wraps_around_the_ring(world: World) -> None:
@@ -68,4 +68,4 @@ async def test_rotate_wraps_around_the_ring(world: World) -> None:
     )
     result, _, _, _ = await world.run(Rotate(), SHORT)
     assert result.rows["rotated"] == 1
-    assert (await raw.fetchrow("SELECT * FROM awa.ring_state"))["current_slot"] == 0
+    assert (await one(raw, "SELECT * FROM awa.ring_state"))["current_slot"] == 0
