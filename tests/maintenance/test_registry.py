@@ -2,8 +2,8 @@
 
 Database-free. Each built-in branch lives in ``awa/maintenance/branches/<name>.py`` and has
 its tests in ``tests/maintenance/branches/test_<name>.py`` (or, for the branches of a
-feature, in that feature's folder); every branch builds itself from ``BranchOptions``; the
-leader wakes branches by topic, and only the branches that declare a topic listen to it.
+feature, in that feature's folder); every branch builds itself from ``BranchOptions``; only
+the branches that declare a wake-up topic listen to it (routing: ``test_supervisor.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from awa.maintenance import (
     BUILTIN_BRANCHES,
     CRON_CHANGED,
     DUE,
-    Branch,
     BranchContext,
     BranchOptions,
     build_branches,
@@ -30,10 +29,6 @@ from awa.maintenance.branches.cleanup import Cleanup
 from awa.maintenance.branches.cron_sync import CronSync
 from awa.maintenance.branches.dead_letter import DeadLetterHold
 from awa.maintenance.branches.deliver_events import DeliverEvents
-from awa.maintenance.lane import BranchStats, Lane
-from awa.maintenance.supervisor import CRON_PAYLOAD, route_due
-from awa.store.maintenance import MaintenanceStore
-from awa.telemetry import instruments
 
 BRANCHES_DIR = Path(awa.__file__).parent / "maintenance" / "branches"
 TESTS_DIR = Path(__file__).parent / "branches"
@@ -105,36 +100,3 @@ def test_only_the_branches_that_declare_a_topic_listen_to_it() -> None:
         for topic in (DUE, CRON_CHANGED)
     }
     assert listeners == {DUE: {"promote_scheduled"}, CRON_CHANGED: {"cron_evaluate"}}
-
-
-class _Quiet(Branch):
-    name = "quiet"
-
-
-class _Due(Branch):
-    name = "due_listener"
-    wakes_on = frozenset({DUE})
-
-
-def _lane(*branches: Branch) -> Lane:
-    # The store is never reached: waking a branch only touches the lane's bookkeeping.
-    ctx = BranchContext(
-        store=cast(MaintenanceStore, None), clock=awa.SystemClock(), config=MaintenanceConfig()
-    )
-    return Lane("test", [BranchStats.for_branch(b) for b in branches], 1, ctx, instruments())
-
-
-def test_a_topic_wakes_its_listeners_and_no_one_else() -> None:
-    lane = _lane(_Quiet(), _Due())
-    route_due("0", {"test": lane}, now_epoch=0.0, db_offset=0.0)
-    assert lane.stats["due_listener"].wake.is_set()
-    assert lane.stats["due_listener"].requested is not None
-    assert not lane.stats["quiet"].wake.is_set()
-    route_due(CRON_PAYLOAD, {"test": lane}, now_epoch=0.0, db_offset=0.0)
-    assert not lane.stats["quiet"].wake.is_set()
-
-
-def test_an_unreadable_due_payload_wakes_nothing() -> None:
-    lane = _lane(_Due())
-    route_due("not a number", {"test": lane}, now_epoch=0.0, db_offset=0.0)
-    assert not lane.stats["due_listener"].wake.is_set()
