@@ -55,7 +55,7 @@ import awa
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.db import connect
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
-from awa.maintenance.rescue_stale_heartbeats import RescueStaleHeartbeats
+from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbeats
 from awa.store.queries import load_queries
 
 try:  # ``python -m benchmarks.lanes`` from the repo root

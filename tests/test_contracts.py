@@ -34,6 +34,14 @@ BREAKING_EDGES: dict[str, tuple[str, str]] = {
         "maintenance/_scratch.py",
         "import awa.worker\n",
     ),
+    "No maintenance branch imports another": (
+        "maintenance/branches/_scratch.py",
+        "import awa.maintenance.branches.rotate\n",
+    ),
+    "Branches do not import the machinery that schedules them": (
+        "maintenance/branches/_scratch.py",
+        "import awa.maintenance.lane\n",
+    ),
 }
 
 

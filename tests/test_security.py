@@ -39,7 +39,7 @@ from awa.callbacks import Callbacks
 from awa.config import MaintenanceConfig
 from awa.events import webhook
 from awa.maintenance import BranchContext
-from awa.maintenance.deliver_events import DeliverEvents
+from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.maintenance.tick import BranchReport
 from awa.model import Callback, InsertParams, JobState, WaitForCallback
 from awa.store import FinishedAttempt

@@ -32,7 +32,7 @@ from awa.errors import (
     InvalidTransition,
 )
 from awa.maintenance import BranchContext
-from awa.maintenance.rescue_expired_callbacks import RescueExpiredCallbacks
+from awa.maintenance.branches.rescue_expired_callbacks import RescueExpiredCallbacks
 from awa.model import Callback, WaitForCallback
 from awa.store.callbacks import CallbackStore, ParkedAttempt
 from awa.store.maintenance import MaintenanceStore

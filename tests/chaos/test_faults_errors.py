@@ -52,7 +52,7 @@ from awa.clock import SystemClock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, RuntimeStateError, ValidationError
 from awa.handlers import Handler
-from awa.maintenance.catalog import BUILTIN_BRANCHES
+from awa.maintenance.builtin import BUILTIN_BRANCHES
 from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import Instruments
 

@@ -21,8 +21,8 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.cron import CronTable
 from awa.maintenance import BranchContext
-from awa.maintenance.cron_evaluate import CronEvaluate, MissedFire
-from awa.maintenance.cron_sync import CronSync
+from awa.maintenance.branches.cron_evaluate import CronEvaluate, MissedFire
+from awa.maintenance.branches.cron_sync import CronSync
 from awa.store.maintenance import MaintenanceStore
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)

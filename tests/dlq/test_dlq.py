@@ -24,9 +24,9 @@ from awa.config import MaintenanceConfig
 from awa.dlq import DeadLetter, DeadLetterPolicies, DeadLetterPolicy, DeadLetters
 from awa.errors import DeadLetterConflict, DeadLetterNotFound
 from awa.maintenance import BranchContext
-from awa.maintenance.cleanup import Cleanup
-from awa.maintenance.dead_letter import DeadLetterHold
-from awa.maintenance.rotate import Rotate
+from awa.maintenance.branches.cleanup import Cleanup
+from awa.maintenance.branches.dead_letter import DeadLetterHold
+from awa.maintenance.branches.rotate import Rotate
 from awa.store import FinishedAttempt, Rescheduled, Store
 from awa.store.dlq import DeadLetterStore
 from awa.store.maintenance import MaintenanceStore

@@ -39,9 +39,9 @@ from awa.events import (
     verify_signature,
 )
 from awa.maintenance import BranchContext
-from awa.maintenance.cron_evaluate import CronEvaluate
-from awa.maintenance.cron_sync import CronSync
-from awa.maintenance.deliver_events import DeliverEvents
+from awa.maintenance.branches.cron_evaluate import CronEvaluate
+from awa.maintenance.branches.cron_sync import CronSync
+from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.model import InsertParams, JobState
 from awa.store import FinishedAttempt, Rescheduled
 from awa.store.events import DeliveryResult

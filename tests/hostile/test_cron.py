@@ -31,8 +31,8 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.cron import CronTable
 from awa.maintenance import BranchContext
-from awa.maintenance.cron_evaluate import CronEvaluate
-from awa.maintenance.cron_sync import CronSync, declarations_of
+from awa.maintenance.branches.cron_evaluate import CronEvaluate
+from awa.maintenance.branches.cron_sync import CronSync, declarations_of
 from awa.model import InsertParams, encode_json
 from awa.store.maintenance import MaintenanceStore
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, SLO, Branch, BranchContext, BranchResult
-from awa.maintenance.catalog import BUILTIN_BRANCHES
+from awa.maintenance.builtin import BUILTIN_BRANCHES
 from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import ELECTIONS, Instruments
 from support.chaos import wait_for

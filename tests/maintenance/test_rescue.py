@@ -27,9 +27,9 @@ import pytest
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import BranchContext, MaintenanceLeader
-from awa.maintenance.promote_scheduled import PromoteScheduled
-from awa.maintenance.rescue_expired_deadlines import RescueExpiredDeadlines
-from awa.maintenance.rescue_stale_heartbeats import RescueStaleHeartbeats
+from awa.maintenance.branches.promote_scheduled import PromoteScheduled
+from awa.maintenance.branches.rescue_expired_deadlines import RescueExpiredDeadlines
+from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbeats
 from awa.store.maintenance import MaintenanceStore, RescueOutcome
 from awa.telemetry import instruments
 

@@ -25,9 +25,9 @@ from awa.clock import SystemClock
 from awa.config import MaintenanceConfig
 from awa.errors import LeadershipLost
 from awa.maintenance import SLO, Branch, BranchContext, BranchResult, MaintenanceLeader
-from awa.maintenance.cleanup import Cleanup
-from awa.maintenance.promote_scheduled import PromoteScheduled
-from awa.maintenance.rotate import Rotate
+from awa.maintenance.branches.cleanup import Cleanup
+from awa.maintenance.branches.promote_scheduled import PromoteScheduled
+from awa.maintenance.branches.rotate import Rotate
 from awa.maintenance.tick import tick
 from awa.store.callbacks import CallbackStore
 from awa.store.maintenance import LEADER_LOCK_KEY, HealthRow, LeaderConnection, MaintenanceStore

@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
-from awa.maintenance.catalog import BUILTIN_BRANCHES
+from awa.maintenance.builtin import BUILTIN_BRANCHES
 from awa.web import dashboard_app, serve
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".awa" / "artifacts"

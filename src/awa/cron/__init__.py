@@ -1,7 +1,7 @@
 """Cron: periodic jobs declared in code, with explicit misfire and overlap policies.
 
 Pure logic only (expressions, declarations, the misfire decision); syncing and evaluation
-run as branches of the maintenance leader's hygiene lane (``awa.maintenance.cron_*``).
+run as branches of the maintenance leader's hygiene lane (``awa.maintenance.branches.cron_*``).
 """
 
 from awa.cron.expression import CronExpression

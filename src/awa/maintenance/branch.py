@@ -4,24 +4,44 @@ A branch is one periodic, bounded, idempotent database task. It declares its ``n
 ``lane`` (``slo`` or ``hygiene``), ``interval`` and ``timeout``, and implements
 ``run_once(ctx) -> BranchResult``. The lane owns scheduling, capacity, timeouts, retries,
 telemetry and overrun tracking, so a branch body is only its query logic. No branch imports
-another.
+another (an import-linter contract, ADR 017).
+
+A branch is built by the registry through ``from_options`` (override it when the branch
+needs more than its interval), and says which *topics* wake it early (``wakes_on``): the
+leader announces a topic (``DUE``: a job became due; ``CRON_CHANGED``: schedules were
+redeclared) and every branch listening to it runs no later than asked. The leader never
+names a branch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
+from awa.maintenance.options import BranchOptions
 from awa.store.maintenance import MaintenanceStore
 from awa.telemetry import ATTR_OUTCOME, ATTR_RESCUE_REASON, Instruments, instruments
 
-__all__ = ["HYGIENE", "SLO", "Branch", "BranchContext", "BranchResult"]
+__all__ = [
+    "CRON_CHANGED",
+    "DUE",
+    "HYGIENE",
+    "SLO",
+    "Branch",
+    "BranchContext",
+    "BranchResult",
+]
 
 SLO = "slo"
 HYGIENE = "hygiene"
+
+#: Wake-up topics. ``DUE``: an insert or retry announced a job due at some instant.
+DUE = "due"
+#: ``CRON_CHANGED``: cron schedules were (re)declared.
+CRON_CHANGED = "cron_changed"
 
 
 @dataclass(frozen=True)
@@ -68,12 +88,19 @@ class Branch:
     lane: ClassVar[str] = HYGIENE
     default_interval: ClassVar[float] = 60.0
     default_timeout: ClassVar[float] = 30.0
+    #: Topics that wake this branch before its interval is up (see ``Lane.wake``).
+    wakes_on: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, interval: float | None = None, timeout: float | None = None) -> None:
         self.interval = float(interval if interval is not None else self.default_interval)
         self.timeout = float(timeout if timeout is not None else self.default_timeout)
         if self.interval <= 0 or self.timeout <= 0:
             raise ValueError(f"{self.name}: interval and timeout must be > 0")
+
+    @classmethod
+    def from_options(cls, options: BranchOptions) -> Self | None:
+        """Build this branch for the registry; ``None`` leaves it out of this process."""
+        return cls(interval=options.interval(cls.name))
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         raise NotImplementedError

@@ -10,7 +10,8 @@ lane, and with it this leadership.
 
 Scheduling per branch: next due = max(due + interval, finished + min_rest), sooner when the
 page was full (``more``) or the branch knows its next work time (``next_due_in``), or when
-``wake()`` is called (due times announced by inserts).
+``wake(topic)`` names a topic the branch ``wakes_on`` (a due time announced by an insert,
+redeclared cron schedules).
 """
 
 from __future__ import annotations
@@ -141,14 +142,14 @@ class Lane:
                 tg.start_soon(self._loop, stats, name=f"awa maintenance {stats.branch.name}")
             task_status.started()
 
-    def wake(self, branch: str, in_seconds: float) -> None:
-        """Run ``branch`` no later than ``in_seconds`` from now (if this lane has it)."""
-        stats = self.stats.get(branch)
-        if stats is None:
-            return
+    def wake(self, topic: str, in_seconds: float) -> None:
+        """Run every branch of this lane that ``wakes_on`` ``topic`` no later than
+        ``in_seconds`` from now (none listening: nothing happens)."""
         at = self.ctx.clock.monotonic() + max(0.0, in_seconds)
-        stats.requested = at if stats.requested is None else min(stats.requested, at)
-        stats.wake.set()
+        for stats in self.stats.values():
+            if topic in stats.branch.wakes_on:
+                stats.requested = at if stats.requested is None else min(stats.requested, at)
+                stats.wake.set()
 
     async def drive(self, branch: str) -> BranchResult | None:
         """Run one branch body once now, with full accounting (tests and ``tick()``)."""

@@ -1,4 +1,7 @@
-"""The maintenance leader: election, watchdog, and the lanes it supervises.
+"""The maintenance leader: election, watchdog, term, and running the lanes while it leads.
+
+How the lanes are arranged (modes, the auto split) and which branches a due-time
+announcement wakes are the supervisor's (``awa.maintenance.supervisor``).
 
 State machine (ADR 003, ADR 012): *follower* --lock won, term begun--> *leader*
 --(connection lost | health check failed | deposed | resign | shutdown)--> *follower*. As
@@ -32,9 +35,16 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, LeadershipLost
-from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
+from awa.maintenance.branch import Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
-from awa.maintenance.overrun import Observation, Transition
+from awa.maintenance.overrun import Observation
+from awa.maintenance.supervisor import (
+    SPLIT,
+    auto_split_reason,
+    build_lanes,
+    initial_mode,
+    route_due,
+)
 from awa.store.maintenance import LeaderConnection, MaintenanceStore
 from awa.telemetry import Instruments
 
@@ -43,8 +53,6 @@ __all__ = ["DUE_CHANNEL", "MaintenanceLeader"]
 log = logging.getLogger("awa.maintenance")
 
 DUE_CHANNEL = "awa_due"
-#: Payload on ``DUE_CHANNEL`` when cron schedules were (re)declared (see ``cron_upsert``).
-CRON_CHANGED = "cron"
 #: Between failed connection attempts of the election. Capped low: after a database outage,
 #: the cap is roughly how long the SLO lane stays without a leader once PostgreSQL is back,
 #: and one connection attempt every few seconds per worker costs the server nothing.
@@ -164,8 +172,7 @@ class MaintenanceLeader:
         await self._learn_clock(conn)
         self.terms += 1
         self._resign = anyio.Event()
-        mode = "single" if self.config.mode in ("single", "auto") else "split"
-        reason: str | None = "configured" if self.config.mode != "auto" else "auto: start single"
+        mode, reason = initial_mode(self.config)
         slo_store = await self._open_store(self.config.slo_capacity, term)
         try:
             hygiene_store = await self._open_store(self.config.hygiene_capacity, term)
@@ -238,7 +245,7 @@ class MaintenanceLeader:
             while True:
                 self._switch = anyio.Event()
                 await self._run_lanes(mode, reason, slo_store, hygiene_store)
-                mode = "split"
+                mode = SPLIT
                 reason = self.mode_reason
                 try:
                     await slo_store.record_leader(
@@ -256,36 +263,15 @@ class MaintenanceLeader:
     ) -> None:
         """Run lanes in ``mode`` until an auto switch to split is requested."""
         self.mode, self.mode_reason = mode, reason
-        jitter = self.config.startup_jitter
-        if mode == "split":
-            slo = Lane(
-                SLO,
-                [self.stats[b.name] for b in self.branches if b.lane == SLO],
-                self.config.slo_capacity,
-                self._ctx(slo_store),
-                self.metrics,
-                jitter=jitter,
-            )
-            hygiene = Lane(
-                HYGIENE,
-                [self.stats[b.name] for b in self.branches if b.lane != SLO],
-                self.config.hygiene_capacity,
-                self._ctx(hygiene_store),
-                self.metrics,
-                jitter=jitter,
-            )
-            self.lanes = {SLO: slo, HYGIENE: hygiene}
-        else:
-            single = Lane(
-                "single",
-                list(self.stats.values()),
-                1,
-                self._ctx(slo_store),
-                self.metrics,
-                jitter=jitter,
-                on_observation=self._auto_observe,
-            )
-            self.lanes = {"single": single}
+        self.lanes = build_lanes(
+            mode,
+            self.stats,
+            self.config,
+            self._ctx(slo_store),
+            self._ctx(hygiene_store),
+            self.metrics,
+            self._auto_observe,
+        )
         async with anyio.create_task_group() as lanes:
             for lane in self.lanes.values():
                 await lanes.start(lane.run)
@@ -300,30 +286,15 @@ class MaintenanceLeader:
 
     def _auto_observe(self, lane: str, stats: BranchStats, obs: Observation) -> None:
         """``auto`` mode: the first overrun episode of an SLO branch splits the lanes."""
-        if self.config.mode != "auto" or stats.branch.lane != SLO:
-            return
-        if obs.transition is Transition.BECAME_DELAYED:
-            self.mode_reason = (
-                f"auto: SLO branch {stats.branch.name} overran in single mode "
-                f"(load {obs.ratio:.2f}x its {stats.branch.interval:g}s interval, "
-                f"lateness {stats.last_lateness or 0:.3f}s, "
-                f"duration {stats.last_duration or 0:.3f}s)"
-            )
+        reason = auto_split_reason(self.config, stats, obs)
+        if reason is not None:
+            self.mode_reason = reason
             self._switch.set()
 
     def _on_due(self, payload: str) -> None:
-        """An insert or retry announced a job due at epoch ``payload``; ``cron``: schedules
-        were (re)declared."""
-        if payload == CRON_CHANGED:
-            for lane in self.lanes.values():
-                lane.wake("cron_evaluate", 0.0)
-            return
-        try:
-            seconds = float(payload) - self.clock.now().timestamp() - self.db_offset
-        except ValueError:
-            return
-        for lane in self.lanes.values():
-            lane.wake("promote_scheduled", seconds)
+        """A due time or a cron redeclaration was announced: the supervisor routes it to
+        the branches listening to its topic (the leader names none)."""
+        route_due(payload, self.lanes, self.clock.now().timestamp(), self.db_offset)
 
     async def _watchdog(self, conn: LeaderConnection, scope: anyio.CancelScope) -> None:
         interval = self.config.leader_check_interval

@@ -15,10 +15,11 @@ Defaults: interval 30 s, timeout 30 s. Rows: ``declared``, ``orphaned``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Self
 
 from awa.cron import CronTable
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.options import BranchOptions
 
 __all__ = ["CronSync"]
 
@@ -42,6 +43,16 @@ class CronSync(Branch):
         self.table = table
         self.synced_by = synced_by
         self.orphan_after = orphan_after
+
+    @classmethod
+    def from_options(cls, options: BranchOptions) -> Self | None:
+        """Only where the application's cron table is known: a pool-only maintenance process
+        must not orphan schedules it never saw."""
+        return (
+            None
+            if options.cron is None
+            else cls(options.cron, options.synced_by, interval=options.interval(cls.name))
+        )
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         declarations = declarations_of(self.table)

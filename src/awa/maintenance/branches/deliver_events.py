@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Self
 
 import anyio
 
@@ -59,6 +59,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.events import EventRejected, Sink, SinkUnavailable
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.options import BranchOptions
 from awa.store.events import AppliedResult, ClaimedDelivery, DeliveryResult
 
 __all__ = ["DEFAULT_EVENT_BACKOFF", "DeliverEvents"]
@@ -171,6 +172,11 @@ class DeliverEvents(Branch):
     def lease(self) -> float:
         """How long a claim hides a delivery: longer than any run can last."""
         return self.timeout + 30.0
+
+    @classmethod
+    def from_options(cls, options: BranchOptions) -> Self | None:
+        """Always built, even without sinks: it also expires delivered events."""
+        return cls(options.sinks, interval=options.interval(cls.name))
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         store = ctx.store

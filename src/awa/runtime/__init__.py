@@ -11,13 +11,13 @@ Roles (side by side in the README):
   application's declarations. Same election, lanes, shutdown and cancellation as a worker.
 - ``tick()``: one bounded maintenance pass, no long-lived tasks (scale-to-zero).
 
-Structure: one host task owns an anyio task group with three tiers: *services* (listener,
-completion flusher, heartbeat, liveness, event-loop lag monitor, and the leader, which runs
-on a thread and loop of its own: ADR 013), *executions* (handlers) and *dispatch* (claim
-loops). Shutdown unwinds them in order: stop claiming, let handlers finish within the
-grace period (then stop the rest and requeue them), flush results, cancel services, mark the
-liveness row stopped. ``abort()`` cancels everything at once; unfinished jobs stay
-``running`` in the database and are recovered by rescue.
+This module is the lifecycle only (start, shutdown, abort, tick, roles). The package holds
+the rest (ADR 017): ``host`` runs the services, executions and dispatch tiers of one start;
+``wiring`` is the one place the runtime's pools and connections are opened; ``presence``
+keeps the presence lock and liveness beat; ``recovery`` gives back dead runtimes' work
+before ``start()`` returns; ``declarations`` publishes cron schedules, kinds and dead-letter
+policies. ``abort()`` cancels everything at once; unfinished jobs stay ``running`` in the
+database and are recovered by rescue.
 
 The host task is referenced from a module-level set while it runs: dropping the ``Runtime``
 handle does not stop (or garbage-collect) a running runtime.
@@ -27,33 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
 import anyio
-from anyio.abc import TaskGroup
 
 from awa.client import Client
 from awa.config import MaintenanceConfig, RuntimeConfig, new_instance_id
 from awa.errors import ConfigError, RuntimeStateError
 from awa.events import Sink
-from awa.maintenance import Branch, MaintenanceLeader, default_branches
-from awa.maintenance.cleanup import CleanupHook
-from awa.maintenance.cron_sync import declarations_of
-from awa.maintenance.leader_thread import LeaderThread, isolated
-from awa.maintenance.recovery import RecoveryReport, recover_at_startup
-from awa.maintenance.tick import TickReport, tick
-from awa.store import Store
-from awa.store.cron import CronStore
-from awa.store.observe import ObserveStore
-from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, StopReason, Wakeups
+from awa.maintenance import Branch, CleanupHook, MaintenanceLeader, default_branches
+from awa.maintenance.leader_thread import LeaderThread
+from awa.maintenance.tick import TickReport
+from awa.runtime.host import RuntimeHost
+from awa.runtime.presence import PresenceKeeper
+from awa.runtime.recovery import RecoveryReport
+from awa.runtime.wiring import Wiring
+from awa.worker import CompletionBuffer, Heartbeat, InFlight, QueueDispatcher, Wakeups
 from awa.worker.claim_gate import ClaimGate
-from awa.worker.loop_monitor import LoopMonitor
-from awa.worker.presence_keeper import PresenceKeeper
 
 __all__ = ["ROLES", "Runtime"]
 
@@ -128,7 +121,7 @@ class Runtime:
         self.wakeups: Wakeups | None = None
         self.recovery: RecoveryReport | None = None
         self.failure: BaseException | None = None
-        self._store: Store | None = None
+        self._wiring: Wiring | None = None
 
     @property
     def state(self) -> str:
@@ -145,7 +138,7 @@ class Runtime:
                 raise RuntimeStateError(f"cannot start a runtime that is {self._state}")
             self._state = "starting"
             try:
-                await self.client.connect()
+                self._wiring = await Wiring.of(self.client, self.config, self.maintenance_config)
             except BaseException:
                 self._state = "new"
                 raise
@@ -240,19 +233,19 @@ class Runtime:
         """One bounded maintenance pass with this runtime's branches (see
         ``awa.maintenance.tick``); needs no ``start()``. Waits at most ``wait`` seconds for
         leadership; returns a report saying who leads if another process does."""
-        await self.client.connect()
-        return await tick(
-            self.client.store.url,
+        wiring = await Wiring.of(self.client, self.config, self.maintenance_config)
+        return await wiring.tick(
             self.instance_id,
-            self._branches(),
-            self.maintenance_config,
+            self.maintenance_branches(),
             self.client.clock,
             self.client.metrics,
             wait=wait,
             force=force,
         )
 
-    def _branches(self) -> list[Branch]:
+    def maintenance_branches(self) -> list[Branch]:
+        """The built-in branches for this runtime's role and options, then the
+        application's own."""
         builtin = default_branches(
             self.maintenance_config,
             self._cleanup_hooks,
@@ -269,141 +262,28 @@ class Runtime:
         """The host task: the runtime's own pool (``RuntimeConfig.pool_size``), so an
         application holding every connection of the client's pool cannot stall heartbeats
         and completions (that got healthy attempts rescued as stale and run twice)."""
-        store = await Store.open(self.client.store.url, min_size=1, max_size=self.config.pool_size)
-        self._store = store
+        assert self._wiring is not None, "start() wires the runtime first"
+        store = await self._wiring.open_store()
         try:
-            await self._run(store)
+            await RuntimeHost(self, store, self._wiring).run()
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    async def _run(self, store: Store) -> None:
-        clock = self.client.clock
-        metrics = self.client.metrics
-        config = self.config
-        self.wakeups = Wakeups(list(config.queues), clock)
-        self.buffer = CompletionBuffer(
-            store,
-            self.inflight,
-            clock,
-            metrics,
-            flush_interval=config.completion_flush_interval,
-            batch=config.completion_batch,
-        )
-        self.heartbeat = Heartbeat(store, self.inflight, clock, config.heartbeat_interval, metrics)
-        self.dispatchers = [
-            QueueDispatcher(
-                queue,
-                limit,
-                store=store,
-                registry=self.client.registry,
-                inflight=self.inflight,
-                buffer=self.buffer,
-                wakeups=self.wakeups,
-                clock=clock,
-                config=config,
-                metrics=metrics,
-                gate=self.gate,
-            )
-            for queue, limit in self.queues.items()
-        ]
-        flushed = anyio.Event()
-        wakeups = self.wakeups
-        self.presence = PresenceKeeper(
-            store,
-            self.instance_id,
-            self.inflight,
-            self.gate,
-            wakeups.notify_all,
-            clock,
-            metrics,
-            check_interval=config.presence_check_interval,
-            beat_interval=config.presence_beat_interval,
-            liveness_interval=config.liveness_interval,
-            holder_silence=self.maintenance_config.holder_silence,
-            register=self._register,
-        )
-        await self.presence.acquire()  # RuntimeStateError: the instance id is in use
-        try:
-            # Only once the instance id is ours: a runtime refused for a colliding id must
-            # not have rewritten the live holder's liveness row and declarations first.
-            await self._register()
-            if self.publish_declarations and len(self.client.cron):
-                await store.sibling(CronStore).upsert_cron(
-                    declarations_of(self.client.cron), self.instance_id, clock.db_now()
-                )
-            if self.publish_declarations:
-                await store.sibling(ObserveStore).publish_declarations(
-                    self.client.declarations(), self.instance_id, clock.db_now()
-                )
-            if self.publish_declarations and len(self.client.dlq.policies):
-                await self.client.dlq.publish(self.instance_id)
-            self.recovery = await self._recover()
-            async with anyio.create_task_group() as services:
-                await self._services(services, flushed)
-        finally:
-            # Also after abort(): a runtime that no longer runs its jobs says so (stopped
-            # row, lock released), so rescue and the next start's recovery need not wait
-            # for its silence (ADR 014). Bounded: the database may be what failed.
-            with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(2.0):
-                    try:
-                        await store.stop_runtime(self.instance_id, clock.db_now())
-                    except Exception as exc:  # any class: the row ages out instead
-                        log.warning("could not mark runtime %s stopped: %s", self.instance_id, exc)
-                await self.presence.close()
-        log.info("runtime %s stopped", self.instance_id)
+    # ------------------------------------------------- what the host asks of it
 
-    async def _register(self) -> None:
-        """Write this runtime's liveness row (at start, and again if it was collected)."""
-        await self._runtime_store().register_runtime(
-            self.instance_id,
-            socket.gethostname(),
-            os.getpid(),
-            self.role,
-            dict(self.queues),
-            self.client.registry.kinds() if self.queues else [],
-            self.client.clock.db_now(),
-        )
+    def mark_ready(self) -> None:
+        """Every dispatcher runs: ``start()`` may return."""
+        self._ready.set()
 
-    async def _services(self, services: TaskGroup, flushed: anyio.Event) -> None:
-        store = self._runtime_store()
-        config = self.config
-        assert self.wakeups is not None and self.buffer is not None and self.heartbeat is not None
-        assert self.presence is not None
-        await services.start(self.presence.run)
-        await services.start(LoopMonitor(self.client.metrics, name=self.instance_id).run)
-        if self.run_maintenance:
-            leader = MaintenanceLeader(
-                store.url,
-                self.instance_id,
-                self._branches(),
-                self.maintenance_config,
-                self.client.clock,
-                self.client.metrics,
-            )
-            self.leader = isolated(leader, isolate=self.maintenance_config.isolate)
-            await services.start(self.leader.run)
-        if config.notify and self.queues:
-            await services.start(self.wakeups.listen, store.url)
-        services.start_soon(self._run_buffer, flushed)
-        await services.start(self.heartbeat.run)
-        async with anyio.create_task_group() as executions:
-            async with anyio.create_task_group() as dispatch:
-                for dispatcher in self.dispatchers:
-                    await dispatch.start(dispatcher.run, executions)
-                self._ready.set()
-                await self._stop.wait()
-                for dispatcher in self.dispatchers:
-                    dispatcher.stop()
-            await self._drain_executions()
-        self.buffer.close()
-        await flushed.wait()
-        services.cancel_scope.cancel()
+    async def stop_requested(self) -> None:
+        """Return once ``shutdown()`` was called."""
+        await self._stop.wait()
 
-    def _runtime_store(self) -> Store:
-        assert self._store is not None, "only while the host task runs"
-        return self._store
+    @property
+    def grace(self) -> float:
+        """How long running handlers may finish after ``shutdown()``."""
+        return self._grace if self._grace is not None else self.config.shutdown_grace
 
     def _host_done(self, host: asyncio.Task[None]) -> None:
         """Whatever ends the host task, the state says so (``/livez`` and ``/readyz`` must
@@ -414,34 +294,3 @@ class Runtime:
             if self._state == "running":
                 log.error("runtime %s died: %r", self.instance_id, self.failure)
         self._state = "stopped"
-
-    async def _recover(self) -> RecoveryReport:
-        """Startup recovery (``awa.maintenance.recovery``), retried per the config's policy."""
-        return await recover_at_startup(
-            self.client.store.url,
-            self.config.startup_recovery,
-            self.client.clock,
-            crash_grace=self.maintenance_config.crash_grace,
-            # Conservative: rescuing a live runtime's jobs would run them twice; the presence
-            # lock is the precise signal, this is only the backstop for hung processes.
-            liveness_ttl=max(120.0, 6 * self.config.liveness_interval),
-            holder_silence=self.maintenance_config.holder_silence,
-        )
-
-    async def _drain_executions(self) -> None:
-        grace = self._grace if self._grace is not None else self.config.shutdown_grace
-        with anyio.move_on_after(grace):
-            for dispatcher in self.dispatchers:
-                await dispatcher.wait_idle()
-        still = [e for e in self.inflight.snapshot() if e.stop_reason is None]
-        if any(d.active for d in self.dispatchers):
-            log.warning("grace period over: requeueing %d running jobs", len(still))
-            for entry in still:
-                entry.stop(StopReason.SHUTDOWN)
-
-    async def _run_buffer(self, flushed: anyio.Event) -> None:
-        assert self.buffer is not None
-        try:
-            await self.buffer.run()
-        finally:
-            flushed.set()

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Self
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.options import BranchOptions
 from awa.store.dlq import DeadLetterPolicy, DeadLetterStore
 
 __all__ = ["DeadLetterHold"]
@@ -72,6 +74,11 @@ class DeadLetterHold(Branch):
         self.synced_by = synced_by
         self.orphan_after = orphan_after
         self.batch = batch
+
+    @classmethod
+    def from_options(cls, options: BranchOptions) -> Self | None:
+        """With the application's dead-letter policies (none in a pool-only process)."""
+        return cls(options.dead_letters, options.synced_by, interval=options.interval(cls.name))
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         store = ctx.store.sibling(DeadLetterStore)

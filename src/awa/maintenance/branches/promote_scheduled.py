@@ -12,7 +12,7 @@ Failure: the transaction rolls back; nothing is half-promoted; the lane retries.
 
 from __future__ import annotations
 
-from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+from awa.maintenance.branch import DUE, SLO, Branch, BranchContext, BranchResult
 
 __all__ = ["PromoteScheduled"]
 
@@ -22,6 +22,7 @@ class PromoteScheduled(Branch):
     lane = SLO
     default_interval = 5.0
     default_timeout = 10.0
+    wakes_on = frozenset({DUE})
 
     def __init__(self, batch: int = 1000, **kwargs: float | None) -> None:
         super().__init__(**kwargs)

@@ -11,14 +11,13 @@ Metrics: rows ``history_deleted``, ``runtimes_forgotten``, ``unique_keys_release
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import Self
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.options import BranchOptions, CleanupHook
 from awa.store.callbacks import CallbackStore
 
 __all__ = ["Cleanup"]
-
-CleanupHook = Callable[[BranchContext], Awaitable[None]]
 
 
 class Cleanup(Branch):
@@ -33,6 +32,11 @@ class Cleanup(Branch):
         super().__init__(**kwargs)
         self.batch = batch
         self.hooks = list(hooks or [])
+
+    @classmethod
+    def from_options(cls, options: BranchOptions) -> Self | None:
+        """With the runtime's cleanup hooks."""
+        return cls(hooks=list(options.cleanup_hooks), interval=options.interval(cls.name))
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         retention = ctx.config.retention

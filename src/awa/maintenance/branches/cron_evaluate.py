@@ -42,7 +42,7 @@ from typing import Any
 from awa.cron import Action, CronExpression, Misfire, Overlap, PreviousJob, plan_fires
 from awa.cron.previous import previous_fire
 from awa.db.connect import decode_json
-from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.branch import CRON_CHANGED, HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import InsertParams
 
 __all__ = ["CronEvaluate", "MissedFire"]
@@ -79,6 +79,7 @@ class CronEvaluate(Branch):
     lane = HYGIENE
     default_interval = 5.0
     default_timeout = 30.0
+    wakes_on = frozenset({CRON_CHANGED})
 
     def __init__(
         self,
