@@ -41,7 +41,8 @@ from awa.events import webhook
 from awa.maintenance import BranchContext
 from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.maintenance.tick import BranchReport
-from awa.model import Callback, InsertParams, JobState, WaitForCallback
+from awa.model import Callback, InsertParams, JobState
+from awa.outcomes import WaitForCallback
 from awa.store import FinishedAttempt
 from awa.store.callbacks import CallbackStore
 from awa.store.maintenance import MaintenanceStore

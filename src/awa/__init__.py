@@ -11,7 +11,6 @@ from awa.clock import Clock as Clock
 from awa.clock import FakeClock as FakeClock
 from awa.clock import SystemClock as SystemClock
 from awa.config import RuntimeConfig as RuntimeConfig
-from awa.db.connect import UndecodableJson as UndecodableJson
 from awa.errors import AwaError as AwaError
 from awa.errors import CallbackAlreadyResolved as CallbackAlreadyResolved
 from awa.errors import CallbackError as CallbackError
@@ -39,16 +38,17 @@ from awa.handlers import JobContext as JobContext
 from awa.http_worker import http_worker as http_worker
 from awa.model import Callback as Callback
 from awa.model import CallbackResult as CallbackResult
-from awa.model import Cancel as Cancel
 from awa.model import InsertParams as InsertParams
 from awa.model import Job as Job
 from awa.model import JobState as JobState
-from awa.model import RetryAfter as RetryAfter
-from awa.model import Snooze as Snooze
+from awa.model import UndecodableJson as UndecodableJson
 from awa.model import UniqueScope as UniqueScope
-from awa.model import WaitForCallback as WaitForCallback
+from awa.model import UnreadableMetadata as UnreadableMetadata
+from awa.outcomes import Cancel as Cancel
+from awa.outcomes import RetryAfter as RetryAfter
+from awa.outcomes import Snooze as Snooze
+from awa.outcomes import WaitForCallback as WaitForCallback
 from awa.runtime import Runtime as Runtime
-from awa.store.rows import UnreadableMetadata as UnreadableMetadata
 
 __all__ = (
     "AwaError",

@@ -45,7 +45,6 @@ from typing import Any, Final, Protocol
 
 from awa.clock import Clock
 from awa.errors import CallbackNotFound, ValidationError
-from awa.model import encode_json, to_seconds
 from awa.store import Store
 from awa.store.callbacks import (
     COMPLETE,
@@ -55,6 +54,7 @@ from awa.store.callbacks import (
     CallbackResolution,
     CallbackStore,
 )
+from awa.validation import encode_json, to_seconds
 
 __all__ = [
     "ACTIONS",

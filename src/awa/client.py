@@ -21,11 +21,12 @@ from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry, check_description
-from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state, to_seconds
+from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.store import Connection, QueueCount, Store
 from awa.store.cron import CronStore
 from awa.store.store import DEFAULT_ACQUIRE_TIMEOUT
 from awa.telemetry import Instruments, inject_trace_context, instruments
+from awa.validation import to_seconds
 
 __all__ = ["Client"]
 

@@ -23,11 +23,10 @@ from awa.model import (
     Callback,
     CallbackResult,
     Job,
-    encode_json,
     hash_callback_token,
     new_callback_token,
-    to_seconds,
 )
+from awa.validation import encode_json, to_seconds
 
 __all__ = ["CallbackRegistrar", "Handler", "HandlerRegistry", "HandlerSpec", "JobContext"]
 

@@ -60,7 +60,8 @@ from awa.callbacks import SIGNATURE_HEADER, sign_body
 from awa.clock import Clock
 from awa.errors import HttpWorkerError, ValidationError
 from awa.handlers import HandlerRegistry, JobContext
-from awa.model import RetryAfter, WaitForCallback, encode_json, to_seconds
+from awa.outcomes import RetryAfter, WaitForCallback
+from awa.validation import encode_json, to_seconds
 
 __all__ = [
     "ASYNC",

@@ -1,7 +1,10 @@
-"""The job model: states, the stored job, insert parameters and handler outcomes.
+"""The job model: states, the stored job, insert parameters, callbacks, and the markers
+that stand in for stored values Python cannot read.
 
-Validation of everything a producer passes lives here, before any SQL runs, so a bad call
-raises a typed ``ValidationError`` naming the field and no partial row can exist.
+Validation of everything a producer passes happens here (with the checks in
+``awa.validation``), before any SQL runs, so a bad call raises a typed ``ValidationError``
+naming the field and no partial row can exist. Handler outcomes (``Snooze``, ``Cancel``...)
+live in ``awa.outcomes``.
 """
 
 from __future__ import annotations
@@ -11,38 +14,33 @@ import enum
 import hashlib
 import inspect
 import itertools
-import json
-import math
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from awa.errors import ValidationError
+from awa.validation import check_aware, check_int, check_text, encode_json, to_seconds, valid_utf8
 
 __all__ = [
     "CALLBACK_METADATA_KEY",
+    "MAX_KIND_LENGTH",
     "MAX_PRIORITY",
+    "MAX_QUEUE_LENGTH",
     "MIN_PRIORITY",
     "TERMINAL_STATES",
     "Callback",
     "CallbackResult",
-    "Cancel",
     "InsertParams",
     "Job",
     "JobState",
-    "Outcome",
-    "RetryAfter",
-    "Snooze",
+    "UndecodableJson",
     "UniqueScope",
-    "WaitForCallback",
-    "encode_json",
+    "UnreadableMetadata",
     "hash_callback_token",
     "new_callback_token",
     "parse_state",
-    "to_seconds",
 ]
 
 MIN_PRIORITY = 1  # most urgent
@@ -139,157 +137,42 @@ class Job:
         return out
 
 
-def to_seconds(
-    name: str, value: float | timedelta | None, *, allow_zero: bool = False
-) -> float | None:
-    """Normalise a duration given as seconds or ``timedelta``; reject negatives and NaN."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(name, value, "expected seconds (int/float) or a timedelta")
-    else:
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise ValidationError(name, value, "must be a finite number of seconds") from None
-    if not math.isfinite(seconds):
-        raise ValidationError(name, value, "must be a finite number of seconds")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValidationError(
-            name, value, "must be > 0 seconds" if not allow_zero else "must be >= 0"
-        )
-    if seconds > 366 * 86400 * 100:
-        raise ValidationError(name, value, "must be at most 100 years")
-    return seconds
+# ------------------------------------------------------------------- unreadable stored values
 
 
-# One encoder for every call: json.dumps with options builds a new one each time.
-_ENCODER = json.JSONEncoder(
-    allow_nan=False, ensure_ascii=False, separators=(",", ":"), sort_keys=True
-)
+@dataclass(frozen=True, slots=True, repr=False)
+class UndecodableJson:
+    """Stands in for a stored json/jsonb value that PostgreSQL accepted but Python cannot
+    turn into objects (nesting past the recursion limit, text that is not JSON or UTF-8).
+
+    Decoding never raises: one such value (written by another producer) must not abort the
+    query that reads it, which for a claim would kill the runtime and strand the whole
+    batch in 'running'. The runtime fails a job whose args or metadata are this marker
+    instead of running it; readers (``get_job``, the CLI, dashboards) show its repr.
+    Made by ``awa.db.connect.decode_json``; a model type because handlers and readers meet it.
+    """
+
+    reason: str
+    size: int  #: length of the JSON text, in characters
+
+    def __repr__(self) -> str:
+        return f"<undecodable JSON: {self.reason} ({self.size} characters)>"
+
+    __str__ = __repr__
 
 
-def _c_encoder() -> Any:
-    """The C encoder behind ``_ENCODER.encode``, built once (``encode`` builds one per call,
-    most of its cost for a small value). Without circular-reference markers (a shared
-    markers dict would be left dirty by a failed call): a cycle ends in RecursionError, and
-    any failure is re-run through ``_ENCODER`` for its exact error. None when the C
-    accelerator is missing or does not produce what ``_ENCODER`` does."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    basestring = getattr(json.encoder, "c_encode_basestring", None)
-    if make is None or basestring is None:
-        return None
-    try:
-        encode = make(None, _ENCODER.default, basestring, None, ":", ",", True, False, False)
-        sample = {"b": [1, 2.5, None, True, "é\n"], "a": {"x": -0.0}, "": ""}
-        if "".join(encode(sample, 0)) != _ENCODER.encode(sample):
-            return None
-    except Exception:  # a different C API: use the slow path
-        return None
-    return encode
+class UnreadableMetadata(dict[str, Any]):
+    """Empty metadata standing in for a stored value that is not a JSON object or cannot be
+    decoded; ``reason`` says what was stored. Made by ``awa.store.rows``."""
 
+    __slots__ = ("reason",)
 
-_encode_fast = _c_encoder()
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
-
-def encode_json(name: str, value: Any) -> str:
-    """Serialise ``value`` as strict JSON text PostgreSQL's ``jsonb`` will accept.
-
-    Keys are sorted (``jsonb`` keeps its own key order anyway) because sorting is the cheap
-    way to refuse objects whose keys mix strings with numbers, bools or None: JSON turns
-    every key into a string, so ``{1: "a", "1": "b"}`` would silently lose a value.
-    Keys of one non-string kind (``{1: "a", 2: "b"}``) cannot collide and are stored as
-    strings, which is what the returned ``Job`` then shows."""
-    if isinstance(value, dict) and not value:
-        return "{}"  # no metadata, no args: the common case on the bulk path
-    if _encode_fast is not None:
-        try:
-            text = "".join(_encode_fast(value, 0))
-        except Exception:  # the full encoder below names the problem
-            pass
-        else:  # the checks below, without their errors: those come from the full path
-            if (text.isascii() or _valid_utf8(text)) and (
-                "\\u0000" not in text or not _ESCAPED_NUL.search(text)
-            ):
-                return text
-    try:
-        text = _ENCODER.encode(value)
-        if not text.isascii():  # O(1) flag check; only non-ASCII text can hold a surrogate
-            text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(name, value, "contains a lone surrogate (not valid UTF-8)") from None
-    except TypeError as exc:
-        if "not supported between instances" in str(exc):
-            raise ValidationError(
-                name,
-                value,
-                "object keys must be all strings, or all of one other type (JSON turns "
-                "every key into a string, so mixed keys can collide)",
-            ) from None
-        raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text and _ESCAPED_NUL.search(text):
-        raise ValidationError(name, value, "JSON text may not contain NUL (\\u0000) characters")
-    return text
-
-
-# An escaped NUL: "\u0000" preceded by an even number of backslashes (an odd number means
-# the backslash itself was escaped and the text is a literal "\\u0000", which is fine).
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def _valid_utf8(value: str) -> bool:
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_text(name: str, value: Any, max_length: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, value, "expected a non-empty string")
-    if not _valid_utf8(value):
-        raise ValidationError(name, value, "contains a lone surrogate (not valid UTF-8)")
-    if len(value) > max_length:
-        raise ValidationError(name, value, f"at most {max_length} characters")
-    if "\x00" in value:
-        raise ValidationError(name, value, "may not contain NUL characters")
-    return value
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(name, value, "expected an integer")
-    if not low <= value <= high:
-        raise ValidationError(name, value, f"expected {low}..{high}")
-    return value
-
-
-_MIN_UTC = datetime.min.replace(tzinfo=UTC)
-_MAX_UTC = datetime.max.replace(tzinfo=UTC)
-
-
-def check_aware(name: str, value: Any) -> datetime:
-    """Accept only timezone-aware datetimes: a naive one has no single meaning across hosts."""
-    if not isinstance(value, datetime):
-        raise ValidationError(name, value, "expected a datetime")
-    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-        raise ValidationError(name, value, "naive datetime; pass a timezone-aware datetime")
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(name, value, "outside years 1..9999 in UTC") from None
-    if utc in (_MIN_UTC, _MAX_UTC):
-        # asyncpg stores these as -infinity/infinity, which come back naive and break
-        # every computation on the job.
-        raise ValidationError(name, value, "datetime.min/max cannot be stored")
-    return value
+    def __repr__(self) -> str:
+        return f"<unreadable metadata: {self.reason}>"
 
 
 @dataclass(frozen=True, init=False)
@@ -326,10 +209,10 @@ class InsertParams:
         unique_key: str | None = None,
         unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
     ) -> None:
-        _check_text("kind", kind, MAX_KIND_LENGTH)
-        _check_text("queue", queue, MAX_QUEUE_LENGTH)
-        _check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
-        _check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS_LIMIT)
+        check_text("kind", kind, MAX_KIND_LENGTH)
+        check_text("queue", queue, MAX_QUEUE_LENGTH)
+        check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+        check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS_LIMIT)
         if run_at is not None:
             check_aware("run_at", run_at)
         # An exact tuple or list (the common cases) skips the ABC check; an empty one, the scan.
@@ -337,7 +220,7 @@ class InsertParams:
             if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
                 raise ValidationError("tags", tags, "expected a list of non-empty strings")
             if not all(
-                isinstance(t, str) and t and "\x00" not in t and _valid_utf8(t) for t in tags
+                isinstance(t, str) and t and "\x00" not in t and valid_utf8(t) for t in tags
             ):
                 raise ValidationError("tags", tags, "expected a list of non-empty strings")
         if metadata is not None and not isinstance(metadata, Mapping):
@@ -345,7 +228,7 @@ class InsertParams:
         if timeout is not None:
             timeout = to_seconds("timeout", timeout)
         if unique_key is not None:
-            _check_text("unique_key", unique_key, 1000)
+            check_text("unique_key", unique_key, 1000)
         if unique_scope.__class__ is not UniqueScope:  # Enum() costs ~0.5 µs per job
             try:
                 unique_scope = UniqueScope(unique_scope)
@@ -418,35 +301,6 @@ def _check_init_matches_fields() -> None:
 _check_init_matches_fields()
 
 
-class Outcome(Exception):
-    """Base of the non-error results a handler may return or raise."""
-
-
-class Snooze(Outcome):
-    """Run the job again after ``delay`` without counting this attempt."""
-
-    def __init__(self, delay: float | timedelta) -> None:
-        self.delay = to_seconds("delay", delay, allow_zero=True) or 0.0
-        super().__init__(f"snooze {self.delay}s")
-
-
-class RetryAfter(Outcome):
-    """Count this attempt as failed and retry after exactly ``delay`` (no backoff)."""
-
-    def __init__(self, delay: float | timedelta, reason: str = "retry requested") -> None:
-        self.delay = to_seconds("delay", delay, allow_zero=True) or 0.0
-        self.reason = reason
-        super().__init__(f"retry after {self.delay}s: {reason}")
-
-
-class Cancel(Outcome):
-    """Stop the job for good: state ``cancelled``, ``reason`` recorded."""
-
-    def __init__(self, reason: str = "cancelled by handler") -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
 # ------------------------------------------------------------------------------ callbacks
 
 #: Key under which a resumed attempt finds its callback's resolution in ``Job.metadata``.
@@ -488,22 +342,3 @@ class CallbackResult:
 
     id: str
     payload: Any
-
-
-class WaitForCallback(Outcome):
-    """Park the job (``waiting_external``) until ``callback`` is resolved or times out.
-
-    Return (or raise) it after registering the callback and handing it to the external
-    system. The attempt ends here; what happens next is the resolution's: completion records
-    the payload as the result (or runs the handler again with ``ctx.callback`` when the
-    callback was registered with ``resume=True``), ``fail`` fails the job, ``retry`` counts a
-    failed attempt, and a timeout is retried or failed by maintenance.
-    """
-
-    def __init__(self, callback: Callback) -> None:
-        if not isinstance(callback, Callback):
-            raise ValidationError(
-                "callback", callback, "expected the Callback returned by ctx.register_callback"
-            )
-        self.callback = callback
-        super().__init__(f"wait for callback {callback.id}")

@@ -33,7 +33,8 @@ from awa.errors import (
 )
 from awa.maintenance import BranchContext
 from awa.maintenance.branches.rescue_expired_callbacks import RescueExpiredCallbacks
-from awa.model import Callback, WaitForCallback
+from awa.model import Callback
+from awa.outcomes import WaitForCallback
 from awa.store.callbacks import CallbackStore, ParkedAttempt
 from awa.store.maintenance import MaintenanceStore
 from awa.web import serve

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from awa.db.connect import UndecodableJson, decode_json
-from awa.model import JobState
-from awa.store.rows import UnreadableMetadata, job_from_row
+from awa.db.connect import decode_json
+from awa.model import JobState, UndecodableJson, UnreadableMetadata
+from awa.store.rows import job_from_row
 from awa.worker.outcomes import refuse
 
 _decode_jsonb = import_module("awa.db.connect")._decode_jsonb

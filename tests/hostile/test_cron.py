@@ -33,8 +33,9 @@ from awa.cron import CronTable
 from awa.maintenance import BranchContext
 from awa.maintenance.branches.cron_evaluate import CronEvaluate
 from awa.maintenance.branches.cron_sync import CronSync, declarations_of
-from awa.model import InsertParams, encode_json
+from awa.model import InsertParams
 from awa.store.maintenance import MaintenanceStore
+from awa.validation import encode_json
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 import awa
-from awa.db.connect import UndecodableJson
+from awa.model import UndecodableJson
 
 CONFIG = awa.RuntimeConfig(
     queues={"default": 4}, poll_interval=0.2, heartbeat_interval=0.2, shutdown_grace=2.0

@@ -53,7 +53,8 @@ from hypothesis.stateful import (
 from awa.backoff import Backoff
 from awa.db.connect import connect
 from awa.errors import DatabaseConflict, InvalidTransition, JobNotFound, ValidationError
-from awa.model import Cancel, InsertParams, Job, JobState, RetryAfter, Snooze
+from awa.model import InsertParams, Job, JobState
+from awa.outcomes import Cancel, RetryAfter, Snooze
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled
 from awa.store.contract import JobStoreContract, list_dispatchable
 from awa.store.maintenance import PRESENCE_LOCK_CLASS, MaintenanceStore, RescueOutcome

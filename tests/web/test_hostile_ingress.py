@@ -41,7 +41,8 @@ from hypothesis import strategies as st
 
 import awa
 from awa.callbacks import SIGNATURE_HEADER, Callbacks, sign_body, sign_callback
-from awa.model import Callback, WaitForCallback
+from awa.model import Callback
+from awa.outcomes import WaitForCallback
 from awa.web import serve
 from awa.web.ingress import callback_app
 

@@ -29,7 +29,8 @@ from typing import Any
 
 from awa.cron.expression import CronExpression
 from awa.errors import ValidationError
-from awa.model import InsertParams, to_seconds
+from awa.model import InsertParams
+from awa.validation import to_seconds
 
 __all__ = ["MISFIRE_ALIASES", "CronSchedule", "CronTable", "Misfire", "Overlap"]
 

@@ -9,7 +9,6 @@ import os
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,13 +16,13 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from awa.errors import ConfigError, DatabaseUnavailable
+from awa.model import UndecodableJson
 
 __all__ = [
     "CONNECT_ERRORS",
     "Connection",
     "Pool",
     "RawJson",
-    "UndecodableJson",
     "check_database_url",
     "connect",
     "create_pool",
@@ -69,26 +68,6 @@ def _encode_jsonb(value: Any) -> bytes:
     # jsonb's binary wire format is a version byte (1) followed by the JSON text; binary
     # lets the same codec serve COPY, which only speaks binary.
     return b"\x01" + _encode_json(value).encode()
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class UndecodableJson:
-    """Stands in for a stored json/jsonb value that PostgreSQL accepted but Python cannot
-    turn into objects (nesting past the recursion limit, text that is not JSON or UTF-8).
-
-    Decoding never raises: one such value (written by another producer) must not abort the
-    query that reads it, which for a claim would kill the runtime and strand the whole
-    batch in 'running'. The runtime fails a job whose args or metadata are this marker
-    instead of running it; readers (``get_job``, the CLI, dashboards) show its repr.
-    """
-
-    reason: str
-    size: int  #: length of the JSON text, in characters
-
-    def __repr__(self) -> str:
-        return f"<undecodable JSON: {self.reason} ({self.size} characters)>"
-
-    __str__ = __repr__
 
 
 def _int_or_decimal(digits: str) -> int | Decimal:

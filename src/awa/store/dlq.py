@@ -15,10 +15,11 @@ from typing import Any
 
 from awa.db.connect import RawJson
 from awa.errors import DeadLetterConflict, DeadLetterNotFound, ValidationError
-from awa.model import MAX_QUEUE_LENGTH, to_seconds
+from awa.model import MAX_QUEUE_LENGTH
 from awa.store.queries import load_queries
 from awa.store.rows import errors_column, metadata_column
 from awa.store.store import Connection, Store
+from awa.validation import to_seconds
 
 __all__ = ["DEFAULT_RETENTION", "DeadLetter", "DeadLetterPolicy", "DeadLetterStore", "PolicyRow"]
 

@@ -3,7 +3,7 @@
 A row may have been written by any SQL client, so building a ``Job`` never raises for the
 shape of its JSON columns: a claim that raised here would strand its whole batch in
 'running'. Values Python cannot decode arrive as ``UndecodableJson`` markers (see
-``awa.db.connect``); metadata that is not a JSON object becomes ``UnreadableMetadata``;
+``awa.model``); metadata that is not a JSON object becomes ``UnreadableMetadata``;
 the runtime fails such a job instead of running it (``awa.worker.outcomes.refuse``).
 """
 
@@ -13,25 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from awa.db.connect import UndecodableJson, decode_json
+from awa.db.connect import decode_json
 from awa.errors import safe_repr
-from awa.model import Job, JobState
+from awa.model import Job, JobState, UndecodableJson, UnreadableMetadata
 
-__all__ = ["UnreadableMetadata", "errors_column", "job_from_row", "metadata_column"]
-
-
-class UnreadableMetadata(dict[str, Any]):
-    """Empty metadata standing in for a stored value that is not a JSON object or cannot be
-    decoded; ``reason`` says what was stored."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"<unreadable metadata: {self.reason}>"
+__all__ = ["errors_column", "job_from_row", "metadata_column"]
 
 
 def job_from_row(

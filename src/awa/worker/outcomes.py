@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from awa.backoff import Backoff
-from awa.db.connect import UndecodableJson
 from awa.errors import ValidationError, safe_repr
-from awa.model import Cancel, Job, JobState, RetryAfter, Snooze, WaitForCallback, encode_json
-from awa.store.rows import UnreadableMetadata
+from awa.model import Job, JobState, UndecodableJson, UnreadableMetadata
+from awa.outcomes import Cancel, RetryAfter, Snooze, WaitForCallback
+from awa.validation import encode_json
 
 __all__ = ["Decision", "decide", "error_record", "refuse"]
 
