@@ -19,8 +19,8 @@ A refused call raises a ``CallbackError`` and changes nothing: ``CallbackNotFoun
 ``CallbackExpired`` (timed out, or the job moved on). Protocol and threat model:
 ``adr/008-callbacks-and-http-workers.md``.
 
-Signatures: header ``Awa-Signature: t=<unix seconds>,<scheme>=<hex HMAC-SHA256>``, the
-layout Stripe popularised. Two schemes:
+Signatures (the scheme is ``awa.signing``'s, ADR 019): header ``Awa-Signature: t=<unix
+seconds>,<version>=<hex HMAC-SHA256>``, the layout Stripe popularised. Two versions:
 
 - ``v1`` over ``"<t>." + body`` (``sign_body`` / ``verify_signature``): what HTTP workers
   send to their targets (the body names the job and the callback);
@@ -36,15 +36,14 @@ the verifying side, allow a secret to be rotated without downtime.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
+from awa import signing
 from awa.clock import Clock
 from awa.errors import CallbackNotFound, ValidationError
+from awa.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, Secret
 from awa.store import Store
 from awa.store.callbacks import (
     COMPLETE,
@@ -72,16 +71,7 @@ __all__ = [
 #: What a resolution may ask for.
 ACTIONS: Final = (COMPLETE, FAIL, RETRY, HEARTBEAT)
 
-#: Header carrying the body signature, on requests to HTTP workers and to the ingress.
-SIGNATURE_HEADER: Final = "Awa-Signature"
-
-#: How far (seconds) a signature's timestamp may be from the verifier's clock.
-SIGNATURE_TOLERANCE: Final = 300.0
-
 _MAX_ERROR_LENGTH: Final = 2000
-
-#: A shared secret, or several (verification accepts any of them: rotation).
-Secret = str | bytes | Sequence[str | bytes]
 
 
 class SupportsStore(Protocol):
@@ -195,21 +185,13 @@ def parse_callback_id(value: str | uuid.UUID) -> uuid.UUID:
 
 
 # ------------------------------------------------------------------------------ signing
-
-
-def _keys(secret: Secret) -> list[bytes]:
-    items: Sequence[str | bytes] = [secret] if isinstance(secret, str | bytes) else secret
-    keys = [s.encode() if isinstance(s, str) else bytes(s) for s in items]
-    if not keys or not all(keys):
-        raise ValidationError("secret", "<hidden>", "expected a non-empty secret")
-    return keys
+# The scheme is awa.signing's; these bind it to callbacks (v2 signs the canonical id).
 
 
 def sign_body(secret: str | bytes, body: bytes, timestamp: int) -> str:
     """The ``Awa-Signature`` header value (``v1``) for ``body`` sent at ``timestamp`` (unix
     seconds): what HTTP workers send. Not accepted by the ingress (see ``sign_callback``)."""
-    message = str(timestamp).encode() + b"." + body
-    return f"t={timestamp},v1={_mac(_keys(secret)[0], message)}"
+    return signing.sign_header(secret, timestamp, body)
 
 
 def sign_callback(
@@ -218,7 +200,7 @@ def sign_callback(
     """The ``Awa-Signature`` header value (``v2``) for a request to the ingress that resolves
     ``callback_id`` with ``body``, sent at ``timestamp`` (unix seconds)."""
     parsed = parse_callback_id(callback_id)
-    return f"t={timestamp},v2={_mac(_keys(secret)[0], _callback_message(timestamp, parsed, body))}"
+    return signing.sign_header(secret, timestamp, body, bound_to=str(parsed))
 
 
 def verify_signature(
@@ -231,10 +213,7 @@ def verify_signature(
     """True when ``header`` signs ``body`` (``v1``) with one of the secrets, within
     ``tolerance`` seconds of ``now``. Compares in constant time; a malformed header is
     simply False."""
-    timestamp, macs = _parse_header(header, "v1", now, tolerance)
-    if timestamp is None:
-        return False
-    return _any_match(secret, str(timestamp).encode() + b"." + body, macs)
+    return signing.verify_header(secret, body, header, now, tolerance)
 
 
 def verify_callback_signature(
@@ -252,48 +231,6 @@ def verify_callback_signature(
         parsed = parse_callback_id(callback_id)
     except (CallbackNotFound, ValidationError):
         return False
-    timestamp, macs = _parse_header(header, "v2", now, tolerance)
-    if timestamp is None:
-        return False
-    return _any_match(secret, _callback_message(timestamp, parsed, body), macs)
-
-
-def _callback_message(timestamp: int, callback_id: uuid.UUID, body: bytes) -> bytes:
     # The canonical (lower-case, hyphenated) id: signer and verifier agree however the id
     # was spelled in the URL.
-    return f"{timestamp}.{callback_id}.".encode() + body
-
-
-def _mac(key: bytes, message: bytes) -> str:
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def _parse_header(
-    header: str | None, scheme: str, now: float, tolerance: float
-) -> tuple[int | None, list[str]]:
-    """The timestamp and the ``scheme`` MACs of ``header``; the timestamp is None when the
-    header is malformed, has no such MAC, or is outside the tolerance window."""
-    if not header:
-        return None, []
-    timestamp: int | None = None
-    macs: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        # ASCII decimals only ("²" is isdigit but not int-able), and short enough to be a
-        # Unix time: a 5,000-digit value would make int() and the subtraction below raise.
-        if name == "t" and value.isascii() and value.isdecimal() and len(value) <= 12:
-            timestamp = int(value)
-        elif name == scheme and value and value.isascii():
-            # hmac.compare_digest raises TypeError on non-ASCII text: such a MAC is simply
-            # wrong, not a server error (the ingress decodes headers as latin-1).
-            macs.append(value)
-    if timestamp is None or not macs or abs(now - timestamp) > tolerance:
-        return None, []
-    return timestamp, macs
-
-
-def _any_match(secret: Secret, message: bytes, macs: list[str]) -> bool:
-    expected = [_mac(k, message) for k in _keys(secret)]
-    # Evaluate every pair (no early exit) so timing does not say which entry matched.
-    matches = [hmac.compare_digest(e, m) for e in expected for m in macs]
-    return any(matches)
+    return signing.verify_header(secret, body, header, now, tolerance, bound_to=str(parsed))

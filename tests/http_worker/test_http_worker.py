@@ -31,7 +31,8 @@ import awa
 from awa.callbacks import SIGNATURE_HEADER, Callbacks, verify_signature
 from awa.config import MaintenanceConfig
 from awa.errors import CallbackExpired, HttpWorkerError, ValidationError
-from awa.http_worker import http_worker, redact_url, retry_after_seconds
+from awa.http_redaction import redact_url
+from awa.http_worker import http_worker, retry_after_seconds
 from awa.web import serve
 from awa.web.asgi import Receive, Scope, Send, lifespan
 from awa.web.ingress import callback_app

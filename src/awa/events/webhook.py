@@ -9,8 +9,8 @@ Request: ``POST <url>`` with body ``Event.body()`` (``{"id", "kind", "occurred_a
 - ``X-Awa-Event-Kind``: e.g. ``job.failed``;
 - ``X-Awa-Timestamp``: Unix seconds when the request was signed;
 - ``X-Awa-Signature``: ``sha256=<hex>``, HMAC-SHA256 with the shared secret over
-  ``"<timestamp>." + body``. Receivers check it with ``verify_signature`` (constant-time,
-  with a freshness window against replays).
+  ``"<timestamp>." + body`` (the ``awa.signing`` scheme, ADR 019). Receivers check it with
+  ``verify_signature`` (constant-time, with a freshness window against replays).
 
 Outcome: any 2xx is delivered. 408, 425, 429 and 5xx, connection errors and timeouts mean
 the endpoint is unavailable (``SinkUnavailable``; ``Retry-After`` in seconds is honoured);
@@ -24,14 +24,13 @@ wait (default 5 s), so a black-holed endpoint costs the delivery branch a bounde
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
 import httpx
 
+from awa import signing
 from awa.clock import Clock, SystemClock
 from awa.errors import ValidationError
 from awa.events.model import Event, check_kinds
@@ -46,14 +45,12 @@ _UNAVAILABLE = frozenset({408, 425, 429})
 _DETAIL_LIMIT = 200
 
 
-def _key(secret: str | bytes) -> bytes:
-    return secret.encode() if isinstance(secret, str) else bytes(secret)
-
-
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
-    """The ``X-Awa-Signature`` value for ``body`` signed at ``timestamp``."""
-    digest = hmac.new(_key(secret), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + digest.hexdigest()
+    """The ``X-Awa-Signature`` value for ``body`` signed at ``timestamp``: the
+    ``awa.signing`` MAC over the same message as every awa signature, in the webhook's
+    own (older) header format."""
+    message = signing.signed_message(timestamp, body)
+    return signing.WEBHOOK_PREFIX + signing.mac(signing.key_bytes(secret), message)
 
 
 def verify_signature(
@@ -66,7 +63,8 @@ def verify_signature(
     now: datetime | None = None,
 ) -> bool:
     """True when ``signature`` is ours for ``body`` and ``timestamp`` is within
-    ``tolerance`` seconds of ``now`` (default: the system clock)."""
+    ``tolerance`` seconds of ``now`` (default: the system clock). Compares in constant time
+    (``signing.matches_any``, i.e. ``hmac.compare_digest``)."""
     try:
         signed_at = float(timestamp)
     except ValueError:
@@ -74,7 +72,7 @@ def verify_signature(
     current = (now or SystemClock().now()).timestamp()
     if abs(current - signed_at) > tolerance:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return signing.matches_any([sign(secret, timestamp, body)], [signature])
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -117,7 +115,7 @@ class WebhookSink:
             if not isinstance(value, int | float) or value <= 0:
                 raise ValidationError(f"sinks[{name!r}].{field_name}", value, "seconds > 0")
         self.url = url
-        self._secret = _key(secret)
+        self._secret = signing.key_bytes(secret)
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._headers = dict(headers or {})
         self._clock = clock or SystemClock()

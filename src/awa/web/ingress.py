@@ -44,14 +44,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from awa.callbacks import (
-    ACTIONS,
-    SIGNATURE_HEADER,
-    SIGNATURE_TOLERANCE,
-    Callbacks,
-    Secret,
-    verify_callback_signature,
-)
+from awa.callbacks import ACTIONS, Callbacks, verify_callback_signature
 from awa.errors import (
     CallbackAlreadyResolved,
     CallbackExpired,
@@ -61,6 +54,7 @@ from awa.errors import (
     ValidationError,
 )
 from awa.model import hash_callback_token
+from awa.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, Secret
 from awa.web.asgi import Receive, Scope, Send, lifespan, to_json
 
 __all__ = ["DEFAULT_MAX_BODY", "CallbackIngress", "callback_app"]
