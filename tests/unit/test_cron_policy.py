@@ -87,7 +87,7 @@ def cases(
     if future and draw(st.booleans()):
         offsets += draw(st.lists(st.integers(-600, -1), max_size=3))
     due = [NOW - timedelta(seconds=s) for s in offsets]
-    if due and draw(st.booleans()):
+    if len(due) > 0 and draw(st.booleans()):
         due += draw(st.lists(st.sampled_from(due), max_size=5))  # duplicates
     due = draw(st.permutations(due))
     return Case(

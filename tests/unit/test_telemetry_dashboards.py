@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from opentelemetry import metrics as otel_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
