@@ -21,20 +21,14 @@ import pstats
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
+import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 import awa
+from _support.server import BenchServer, fresh_database
 from awa.clock import utcnow
 from awa.db import connect
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder
-
-try:
-    from benchmarks._common import BenchServer, fresh_database
-except ImportError:
-    from _common import BenchServer, fresh_database  # type: ignore[no-redef]
 
 
 async def one_round(url: str, n: int, chunk: int, profile: bool) -> dict[str, float]:

@@ -4,8 +4,8 @@ Why this shape: Awa 0.6.9 ships as ``awa-pg`` and also imports as ``awa``, so it
 installed next to this project. It lives in its own virtual environment (default
 ``.awa/venv-awa-pg``, created here with ``pip install awa-pg==0.6.9`` when missing) and both
 systems are driven the same way: as subprocesses running one shared scenario module
-(``_compare_core.py``) through a per-system adapter (``_compare_project.py``,
-``_awa_reference.py``). Each run gets a fresh, empty database of the same embedded
+(``_support/compare/scenarios.py``) through a per-system adapter (``project.py``,
+``awa069.py`` beside it). Each run gets a fresh, empty database of the same embedded
 PostgreSQL; each system migrates it itself (untimed) and runs with its documented defaults.
 
 Scenarios: bulk enqueue (jobs/s), drain of 20,000 no-op jobs (completed jobs/s), pickup
@@ -33,31 +33,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-try:  # ``python -m benchmarks.compare`` from the repo root
-    from benchmarks._common import (
-        REPO_ROOT,
-        RESULTS_DIR,
-        BenchServer,
-        cpu_busy_since,
-        cpu_busy_snapshot,
-        fresh_database,
-        machine_info,
-        run_and_report,
-        server_cpu_seconds,
-    )
-except ImportError:  # ``python benchmarks/compare.py``
-    from _common import (  # type: ignore[no-redef]
-        REPO_ROOT,
-        RESULTS_DIR,
-        BenchServer,
-        cpu_busy_since,
-        cpu_busy_snapshot,
-        fresh_database,
-        machine_info,
-        run_and_report,
-        server_cpu_seconds,
-    )
-
+import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
+from _support import REPO_ROOT
+from _support.cli import add_output_args
+from _support.cpu import cpu_busy_since, cpu_busy_snapshot, server_cpu_seconds
+from _support.machine import machine_info
+from _support.results import run_and_report
+from _support.server import BenchServer, fresh_database
 from awa.db import connect
 
 log = logging.getLogger("awa.bench.compare")
@@ -66,7 +48,10 @@ AWA_PG_VERSION = "0.6.9"
 BENCH_DIR = Path(__file__).resolve().parent
 SYSTEMS = ("project", "awa069")
 LABELS = {"project": "awa (this project)", "awa069": f"Awa {AWA_PG_VERSION}"}
-ADAPTERS = {"project": BENCH_DIR / "_compare_project.py", "awa069": BENCH_DIR / "_awa_reference.py"}
+ADAPTERS = {
+    "project": BENCH_DIR / "_support" / "compare" / "project.py",
+    "awa069": BENCH_DIR / "_support" / "compare" / "awa069.py",
+}
 SCENARIOS = ("bulk_enqueue", "drain", "pickup", "promotion", "crash")
 
 #: How each system's completed jobs are counted from outside (see the adapters' docstrings).
@@ -362,9 +347,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crash-jobs", type=int, default=20)
     p.add_argument("--crash-phase", type=float, default=1.0, help="s from survivor ready to kill")
     p.add_argument("--crash-timeout", type=float, default=300.0)
-    p.add_argument("--no-save", action="store_true")
-    p.add_argument("--save", action="store_true", help="write JSON even with --quick")
-    p.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    add_output_args(p)
     args = p.parse_args(argv)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(chosen) - set(SCENARIOS)

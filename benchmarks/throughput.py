@@ -21,51 +21,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-# Measure this checkout's src/, not whatever copy of awa happens to be installed (an editable
-# install may point at another clone).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
+import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 import awa
+from _support.cli import add_output_args, add_server_args, parse_scenarios
+from _support.cpu import CpuMeter, wait_for_quiet
+from _support.machine import machine_info
+from _support.pg_stats import pg_stat_statements_top, reset_pg_stats, wal_io_snapshot
+from _support.results import run_and_report
+from _support.server import BenchServer, fresh_database
+from _support.stats import percentiles
 from awa.db import connect
 from awa.store import Store
-
-try:  # ``python -m benchmarks.throughput`` from the repo root
-    from benchmarks._common import (
-        RESULTS_DIR,
-        BenchServer,
-        CpuMeter,
-        fresh_database,
-        machine_info,
-        percentiles,
-        pg_stat_statements_top,
-        reset_pg_stats,
-        run_and_report,
-        wait_for_quiet,
-        wal_io_snapshot,
-    )
-except ImportError:  # ``python benchmarks/throughput.py``
-    from _common import (  # type: ignore[no-redef]
-        RESULTS_DIR,
-        BenchServer,
-        CpuMeter,
-        fresh_database,
-        machine_info,
-        percentiles,
-        pg_stat_statements_top,
-        reset_pg_stats,
-        run_and_report,
-        wait_for_quiet,
-        wal_io_snapshot,
-    )
 
 log = logging.getLogger("awa.bench.throughput")
 
@@ -549,16 +522,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="awa throughput/latency benchmark",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "--data-dir",
-        default=os.path.join(".awa", "bench-pgdata"),
-        help="embedded PostgreSQL data directory (ignored with AWA_DATABASE_URL)",
-    )
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help="embedded server with fsync/synchronous_commit off (not what users run)",
-    )
+    add_server_args(p, data_dir="bench-pgdata")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -616,9 +580,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="before each timed run, wait up to this long for a second with the machine "
         "<15%% busy (for shared machines); the wait is recorded",
     )
-    p.add_argument("--no-save", action="store_true", help="print only; write no JSON")
-    p.add_argument("--save", action="store_true", help="write JSON even with --quick")
-    p.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where JSON goes")
+    add_output_args(p)
     args = p.parse_args(argv)
     if args.quick:
         args.jobs = min(args.jobs, 5_000)
@@ -627,10 +589,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.duration = min(args.duration, 2.0)
         args.explain_jobs = min(args.explain_jobs, 2_000)
         args.repeat = 1
-    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(args.scenario_list) - set(SCENARIOS)
-    if unknown:
-        p.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    args.scenario_list = parse_scenarios(p, args.scenarios, SCENARIOS)
     args.sweep_pairs = []
     if args.sweep:
         for item in args.sweep.split(","):

@@ -2,8 +2,8 @@
 same code measures this project and Awa 0.6.9.
 
 Why a driver: both packages import as ``awa``, so they can never share an interpreter. Each
-system gets an adapter script (``_compare_project.py`` for this checkout, run by the
-project's Python; ``_awa_reference.py`` for Awa 0.6.9, run by the Python of its own
+system gets an adapter script (``_support/compare/project.py`` for this checkout, run by the
+project's Python; ``_support/compare/awa069.py`` for Awa 0.6.9, run by the Python of its own
 virtual environment) that implements ``Driver`` and hands it to ``main``. This module uses
 the standard library only, so it imports in both environments.
 

@@ -18,10 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
+
+from scenarios import Handler, main
 
 import awa
-from _compare_core import Handler, main
 from awa.config import RuntimeConfig
 from awa.db import connect
 

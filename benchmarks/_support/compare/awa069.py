@@ -26,8 +26,9 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from scenarios import Handler, main
+
 import awa
-from _compare_core import Handler, main
 
 if not hasattr(awa, "AsyncClient"):  # pragma: no cover - wrong interpreter
     raise SystemExit(f"{awa.__file__} is not Awa 0.6.9 (no AsyncClient): wrong interpreter")

@@ -1,0 +1,158 @@
+"""The server a benchmark runs against, and a throwaway migrated database per scenario.
+
+``AWA_DATABASE_URL`` when set, else the embedded PostgreSQL; durable by default, because
+that is what users run (see ``BenchServer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from awa.db import connect, migrate
+
+log = logging.getLogger("awa.bench")
+
+#: Settings whose values decide whether a commit waits for the disk.
+_DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+@dataclass
+class DurabilityCheck:
+    requested_durable: bool
+    settings: dict[str, str] = field(default_factory=dict)
+    corrected: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def effective_durable(self) -> bool:
+        return self.settings.get("fsync") == "on" and self.settings.get("synchronous_commit") in (
+            "on",
+            "remote_apply",
+            "remote_write",
+            "local",
+        )
+
+
+class BenchServer:
+    """``AWA_DATABASE_URL`` when set, else the embedded PostgreSQL in ``data_dir``.
+
+    ``durable=True`` is what users run (fsync and synchronous commit on); ``False`` turns
+    both off, like the test suite. The embedded server keeps settings applied by an earlier
+    ``--fast`` run (``EmbeddedPostgres(durable=True)`` only adds, never resets), so
+    ``ensure_durability`` resets them when a durable run is asked for.
+    """
+
+    def __init__(self, data_dir: str, *, durable: bool) -> None:
+        self.external_url = os.environ.get("AWA_DATABASE_URL") or None
+        self.data_dir = data_dir
+        self.durable = durable
+        self._embedded: Any = None
+        self.url = ""
+
+    @property
+    def kind(self) -> str:
+        return "external (AWA_DATABASE_URL)" if self.external_url else "embedded"
+
+    def start(self) -> str:
+        if self.external_url:
+            self.url = self.external_url
+            return self.url
+        from awa.db.embedded import EmbeddedPostgres
+
+        self._embedded = EmbeddedPostgres(self.data_dir, durable=self.durable)
+        self.url = self._embedded.start()
+        return self.url
+
+    @property
+    def server_pid(self) -> int | None:
+        """The embedded postmaster's pid (None for an external server)."""
+        if self._embedded is None:
+            return None
+        try:
+            pid_file = Path(self._embedded.data_dir) / "postmaster.pid"
+            return int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
+    def log_file(self) -> Path | None:
+        """The embedded server's log (``pg_ctl -l``: ``<data_dir>/log``); None for an
+        external server, whose log this script cannot assume it may read."""
+        if self._embedded is None:
+            return None
+        path = Path(self._embedded.data_dir) / "log"
+        return path if path.is_file() else None
+
+    def stop(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    async def ensure_durability(self) -> DurabilityCheck:
+        """Read the durability settings; on the embedded server, make a durable run really
+        durable (ALTER SYSTEM RESET + reload: all three settings are reloadable)."""
+        check = DurabilityCheck(self.durable)
+        conn = await connect(self.url)
+        try:
+            check.settings = await _settings(conn)
+            if self.durable and self._embedded is not None and not check.effective_durable:
+                stale = {k: v for k, v in check.settings.items() if v == "off"}
+                for name in stale:
+                    await conn.execute(f"ALTER SYSTEM RESET {name}")
+                await conn.execute("SELECT pg_reload_conf()")
+                await asyncio.sleep(0.2)
+                await conn.close()
+                conn = await connect(self.url)
+                check.settings = await _settings(conn)
+                check.corrected = stale
+                log.warning("embedded server had %s left from a --fast run: reset them", stale)
+        finally:
+            await conn.close()
+        return check
+
+
+async def _settings(conn: Any) -> dict[str, str]:
+    return {name: str(await conn.fetchval(f"SHOW {name}")) for name in _DURABILITY_SETTINGS}
+
+
+@asynccontextmanager
+async def fresh_database(
+    server_url: str, label: str, *, migrate_schema: bool = True
+) -> AsyncIterator[str]:
+    """CREATE DATABASE, migrate it with ``awa.db.migrate`` (unless ``migrate_schema`` is
+    False: an empty database, e.g. for another system's own migrations), yield its URL,
+    DROP it after."""
+    name = f"awa_bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = await connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(server_url, name)
+    try:
+        if migrate_schema:
+            conn = await connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+        yield url
+    finally:
+        admin = await connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
