@@ -61,7 +61,7 @@ from _support.statement_log import (
     parse_statement_log,
     read_segment,
 )
-from _support.stats import percentiles
+from _support.stats import ms_summary
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.db import connect
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
@@ -103,17 +103,6 @@ class HygieneOverload(Branch):
         async with ctx.store.pool.acquire() as conn:
             await conn.execute("SELECT pg_sleep($1::float8)", self.body_s)
         return BranchResult({"slept": 1})
-
-
-def _ms_summary(values_s: Sequence[float]) -> dict[str, float | None]:
-    pct = percentiles(values_s, (50, 90, 99))
-    return {
-        "p50_ms": round(pct["p50"] * 1000, 2) if pct else None,
-        "p90_ms": round(pct["p90"] * 1000, 2) if pct else None,
-        "p99_ms": round(pct["p99"] * 1000, 2) if pct else None,
-        "max_ms": round(max(values_s) * 1000, 2) if values_s else None,
-        "min_ms": round(min(values_s) * 1000, 2) if values_s else None,
-    }
 
 
 async def _wait_db(url: str, sql: str, want: int, timeout: float) -> int:
@@ -201,7 +190,7 @@ async def bench_lateness(
     finally:
         await conn.close()
     claim_lateness = [float(r["late"]) for r in rows]
-    summary = _ms_summary(claim_lateness)
+    summary = ms_summary(claim_lateness, with_min=True)
     out: dict[str, Any] = {
         "mode": mode,
         "load": "overload" if overload else "none",
@@ -212,7 +201,7 @@ async def bench_lateness(
         "insert_many_s": round(insert_s, 3),
         **summary,
         "negative": sum(1 for v in claim_lateness if v < 0),
-        "handler_start": _ms_summary(handler_lateness),
+        "handler_start": ms_summary(handler_lateness, with_min=True),
         "completed": completed,
         "promote_runs": promote_runs,
         "window_s": round(window, 2),

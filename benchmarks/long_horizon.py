@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import time
 from array import array
@@ -51,11 +50,13 @@ import anyio
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 import awa
 from _support import REPO_ROOT, RESULTS_DIR
-from _support.cpu import cpu_busy_snapshot, process_tree_cpu_seconds
+from _support.allocations import AllocationTracer
+from _support.cli import fmt_duration, parse_duration
+from _support.cpu import cpu_busy_snapshot, own_cpu_seconds, process_tree_cpu_seconds, rss_mb
 from _support.machine import machine_info
 from _support.plots import publish_latest, render_plots
 from _support.server import BenchServer, fresh_database
-from _support.stats import percentiles
+from _support.stats import ms_summary, percentiles, slope_per_hour
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.db import connect
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
@@ -80,25 +81,6 @@ SLO_UNAFFECTED_SLACK_MS = 20.0
 RSS_STABLE_MB = 5.0
 RSS_STABLE_FRACTION = 0.05
 DEAD_TUPLES_FLOOR = 20_000
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``30s``, ``10m``, ``2h``, ``1h30m`` → seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"bad duration {text!r}: use e.g. 30s, 10m, 2h")
-    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-def fmt_duration(seconds: float) -> str:
-    whole = round(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ----------------------------------------------------------------------- the workload
@@ -299,24 +281,6 @@ SELECT id, finalized_at, extract(epoch FROM attempted_at - run_at)::float8 AS la
 """
 
 
-def rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _own_cpu() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class Sampler:
     """Takes one sample a second over a dedicated connection (so it never waits for the
     runtime's pool) and writes it as one NDJSON line."""
@@ -352,7 +316,7 @@ class Sampler:
             "applied": 0,
             "inserted": 0,
             "busy": cpu_busy_snapshot(),
-            "own_cpu": _own_cpu(),
+            "own_cpu": own_cpu_seconds(),
             "pg_cpu": process_tree_cpu_seconds(self.server_pid),
         }
 
@@ -401,7 +365,7 @@ class Sampler:
             if busy_now and busy0 and busy_now[1] > busy0[1]
             else None
         )
-        own = _own_cpu()
+        own = own_cpu_seconds()
         pg = process_tree_cpu_seconds(self.server_pid)
         own_cores = (own - self._last["own_cpu"]) / dt
         pg_cores = (
@@ -499,44 +463,6 @@ class Progress:
     def finish(self) -> None:
         if self.tty:
             print(file=sys.stderr, flush=True)
-
-
-class AllocationTracer:
-    """``--tracemalloc``: snapshots at the middle and the end of the run; ``report`` lists
-    the source lines whose live allocations grew most in between (where RSS growth comes
-    from, if it is Python objects at all)."""
-
-    def __init__(self) -> None:
-        import tracemalloc
-
-        self._tm = tracemalloc
-        tracemalloc.start(10)
-        self._snaps: list[Any] = []
-
-    def due(self, t: float, duration: float) -> bool:
-        return (len(self._snaps) == 0 and t >= duration / 2) or (
-            len(self._snaps) == 1 and t >= duration
-        )
-
-    def snapshot(self) -> None:
-        self._snaps.append(self._tm.take_snapshot())
-
-    def report(self, top: int = 15) -> list[dict[str, Any]] | None:
-        self._tm.stop()
-        if len(self._snaps) < 2:
-            return None
-        stats = self._snaps[1].compare_to(self._snaps[0], "traceback")
-        out = []
-        for stat in stats[:top]:
-            frames = [f"{f.filename.rsplit('/', 3)[-1]}:{f.lineno}" for f in stat.traceback]
-            out.append(
-                {
-                    "size_diff_kb": round(stat.size_diff / 1024, 1),
-                    "count_diff": stat.count_diff,
-                    "traceback": frames[-6:],
-                }
-            )
-        return out
 
 
 # --------------------------------------------------------------------------- one mode
@@ -743,31 +669,6 @@ def _repo_relative(path: Path) -> str:
         return str(path)
 
 
-def _slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (t seconds, value) in value units per hour."""
-    if len(points) < 3:
-        return None
-    n = len(points)
-    mx = sum(p[0] for p in points) / n
-    my = sum(p[1] for p in points) / n
-    sxx = sum((p[0] - mx) ** 2 for p in points)
-    if sxx == 0:
-        return None
-    sxy = sum((p[0] - mx) * (p[1] - my) for p in points)
-    return sxy / sxx * 3600.0
-
-
-def _ms(values_s: Sequence[float]) -> dict[str, Any]:
-    pct = percentiles(values_s, (50, 90, 99))
-    return {
-        "n": len(values_s),
-        "p50_ms": round(pct["p50"] * 1000, 2) if pct else None,
-        "p90_ms": round(pct["p90"] * 1000, 2) if pct else None,
-        "p99_ms": round(pct["p99"] * 1000, 2) if pct else None,
-        "max_ms": round(max(values_s) * 1000, 2) if values_s else None,
-    }
-
-
 def _branch_phase(samples: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per branch over a phase's samples: runs, max sampled duration and lateness, episodes
     gained (sampled once a second: the last run before each sample)."""
@@ -818,8 +719,8 @@ def summarize(
             "from_s": round(lo + 1.0, 1),
             "to_s": round(hi, 1),
             "completed_per_s_mean": round(sum(s["completed_per_s"] for s in ss) / len(ss), 1),
-            "promotion_lateness": _ms(late),
-            "cron_lateness": _ms(cron),
+            "promotion_lateness": ms_summary(late, with_count=True),
+            "cron_lateness": ms_summary(cron, with_count=True),
             "branches": _branch_phase(ss),
             "other_cores_mean": round(sum(other) / len(other), 2) if other else None,
         }
@@ -827,7 +728,7 @@ def summarize(
     # arrival excluded).
     half = [s for s in run if s["t"] >= opts.duration / 2]
     rss_points = [(s["t"], s["rss_mb"]) for s in half if s["rss_mb"] is not None]
-    rss_slope = _slope_per_hour(rss_points)
+    rss_slope = slope_per_hour(rss_points)
     rss_growth = (
         rss_slope * (rss_points[-1][0] - rss_points[0][0]) / 3600.0
         if rss_slope is not None and rss_points
@@ -844,7 +745,7 @@ def summarize(
     dead_before = max(dead[:-quarter]) if len(dead) > quarter else max(dead, default=0)
     dead_last = max(dead[-quarter:]) if dead else 0
     dead_bounded = dead_last <= max(DEAD_TUPLES_FLOOR, dead_before)
-    dead_slope = _slope_per_hour([(s["t"], float(s["dead_tuples"])) for s in half])
+    dead_slope = slope_per_hour([(s["t"], float(s["dead_tuples"])) for s in half])
     completed = [s["completed_per_s"] for s in run]
     other = [s["other_cores"] for s in run if s["other_cores"] is not None]
     busy = [s["machine_busy"] for s in run if s["machine_busy"] is not None]
@@ -880,7 +781,7 @@ def summarize(
         "handled_ok": counters.handled_ok,
         "handler_raised": counters.handler_raised,
         "cron_fires": counters.cron_fires,
-        "cron_lateness": _ms([v for _, v in counters.cron_lateness]),
+        "cron_lateness": ms_summary([v for _, v in counters.cron_lateness], with_count=True),
         "accounting": accounting,
         "throughput": {
             "completed_per_s_mean": round(sum(completed) / len(completed), 1)
@@ -889,8 +790,8 @@ def summarize(
             "completed_per_s_min": min(completed) if completed else None,
             "completed_per_s_max": max(completed) if completed else None,
         },
-        "promotion_lateness": _ms([v for _, v in lateness]),
-        "handler_lateness": _ms(list(counters.handler_lateness)),
+        "promotion_lateness": ms_summary([v for _, v in lateness], with_count=True),
+        "handler_lateness": ms_summary(list(counters.handler_lateness), with_count=True),
         "phases": phases,
         "slo_vs_pressure": slo,
         "dead_tuples": {

@@ -24,18 +24,18 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 import awa
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.cpu import CpuMeter, wait_for_quiet
+from _support.instrument import instrument
 from _support.machine import machine_info
 from _support.pg_stats import pg_stat_statements_top, reset_pg_stats, wal_io_snapshot
 from _support.results import run_and_report
-from _support.server import BenchServer, fresh_database
+from _support.server import BenchServer, checkpoint, fresh_database
 from _support.stats import percentiles
 from awa.db import connect
 from awa.store import Store
@@ -50,65 +50,6 @@ DEFAULT_CONCURRENCY = 500
 DEFAULT_CLAIM_BATCH = 200
 
 LATENCY_POINTS = (50, 90, 95, 99, 99.9)
-
-
-# ----------------------------------------------------------------------- instrumentation
-
-
-@dataclass
-class CallStats:
-    """Round trips of one store method as seen by the client: count, rows, wall time."""
-
-    calls: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    durations: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        if not self.calls:
-            return {"calls": 0}
-        pct = percentiles(self.durations, (50, 99))
-        return {
-            "calls": self.calls,
-            "rows_per_call": round(self.rows / self.calls, 1),
-            "mean_ms": round(self.seconds / self.calls * 1000, 3),
-            "p50_ms": round(pct["p50"] * 1000, 3),
-            "p99_ms": round(pct["p99"] * 1000, 3),
-            "total_s": round(self.seconds, 3),
-        }
-
-
-def instrument_store(store: Store, names: Sequence[str]) -> dict[str, CallStats]:
-    """Wrap ``store.<name>`` on this instance to time each call (the class is untouched)."""
-    stats: dict[str, CallStats] = {}
-    for name in names:
-        original: Callable[..., Awaitable[Any]] = getattr(store, name)
-        entry = stats[name] = CallStats()
-
-        def make(fn: Callable[..., Awaitable[Any]], s: CallStats) -> Callable[..., Awaitable[Any]]:
-            async def timed(*args: Any, **kwargs: Any) -> Any:
-                t0 = time.perf_counter()
-                result = await fn(*args, **kwargs)
-                dt = time.perf_counter() - t0
-                s.calls += 1
-                s.seconds += dt
-                s.durations.append(dt)
-                s.rows += len(result) if isinstance(result, list | set) else 1
-                return result
-
-            return timed
-
-        setattr(store, name, make(original, entry))
-    return stats
-
-
-async def checkpoint(url: str) -> None:
-    """Flush dirty buffers so a timed phase does not pay for the setup's writes."""
-    conn = await connect(url)
-    try:
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
 
 
 async def insert_noops(client: awa.Client, n: int, chunk: int) -> None:
@@ -199,7 +140,7 @@ async def bench_drain(
         if pg_stats:
             await reset_pg_stats(url)
         wal0 = await wal_io_snapshot(url) if pg_stats else {}
-        calls = instrument_store(client.store, ("claim", "complete"))
+        calls = instrument(client.store, ("claim", "complete"))
         runtime = awa.Runtime(
             client, awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
         )
@@ -321,7 +262,7 @@ async def bench_pickup_latency(
         wal0 = await wal_io_snapshot(url) if pg_stats else {}
         config = awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
         async with awa.Runtime(client, config) as runtime:
-            calls = instrument_store(client.store, ("claim", "complete"))
+            calls = instrument(client.store, ("claim", "complete"))
             timed_claim = client.store.claim
 
             async def claim(*a: Any, **k: Any) -> list[awa.Job]:

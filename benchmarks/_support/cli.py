@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from _support import RESULTS_DIR
 
-__all__ = ["add_output_args", "add_server_args", "parse_scenarios"]
+__all__ = [
+    "add_output_args",
+    "add_server_args",
+    "fmt_duration",
+    "parse_duration",
+    "parse_scenarios",
+]
 
 
 def add_server_args(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
@@ -44,3 +51,22 @@ def parse_scenarios(
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {tuple(scenarios)}")
     return chosen
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``30s``, ``10m``, ``2h``, ``1h30m`` → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r}: use e.g. 30s, 10m, 2h")
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def fmt_duration(seconds: float) -> str:
+    whole = round(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

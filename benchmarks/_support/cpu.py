@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from typing import Any
-
-log = logging.getLogger("awa.bench")
 
 
 def cpu_busy_snapshot() -> tuple[float, float] | None:
@@ -137,3 +134,23 @@ async def wait_for_quiet(max_wait: float, threshold: float = 0.15, window: float
         if busy is not None and busy < threshold:
             break
     return round(time.perf_counter() - start, 1)
+
+
+def rss_mb() -> float | None:
+    """This process's resident set size in MiB (Linux ``/proc``); None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def own_cpu_seconds() -> float:
+    """User plus system CPU seconds of this process so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

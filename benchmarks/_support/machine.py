@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import subprocess
@@ -13,8 +12,6 @@ from typing import Any
 from _support import AWA_SOURCE, REPO_ROOT
 from _support.server import BenchServer, DurabilityCheck
 from awa.db import connect
-
-log = logging.getLogger("awa.bench")
 
 
 def _git_dirty() -> bool | None:

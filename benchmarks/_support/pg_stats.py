@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from awa.db import connect
-
-log = logging.getLogger("awa.bench")
 
 
 async def reset_pg_stats(url: str) -> None:

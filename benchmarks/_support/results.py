@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 
 from _support import RESULTS_DIR
 from _support.server import BenchServer
-
-log = logging.getLogger("awa.bench")
 
 
 def run_and_report(
