@@ -37,7 +37,7 @@ import _support  # noqa: F401 - before awa: puts this checkout's src/ first on s
 from _support import REPO_ROOT
 from _support.cli import add_output_args
 from _support.cpu import cpu_busy_since, cpu_busy_snapshot, server_cpu_seconds
-from _support.machine import machine_info
+from _support.machine import describe_machine, machine_info
 from _support.results import run_and_report
 from _support.server import BenchServer, fresh_database
 from awa.db import connect
@@ -504,9 +504,7 @@ def render(payload: dict[str, Any]) -> str:
     m = payload["machine"]
     lines = [
         f"awa vs Awa {AWA_PG_VERSION} ({payload['mode']}) {m['date']}",
-        f"  {m['cpu_count']} CPUs, Python {m['python']}, PostgreSQL {m['postgres_version']}"
-        f" ({m['server']}), durable={m['durable']}, commit {m['git_commit']}"
-        f"{' (src dirty)' if m['git_dirty_src'] else ''}",
+        f"  {describe_machine(m)}",
         f"  load average at start: {m['load_average_at_start']}",
         "",
         f"  {'figure':<30} {'ours':>12} {'Awa 0.6.9':>12} {'ours/Awa':>9}  aim",

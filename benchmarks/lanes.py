@@ -50,7 +50,7 @@ import awa
 from _support import REPO_ROOT
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.cpu import CpuMeter, wait_for_quiet
-from _support.machine import machine_info
+from _support.machine import describe_machine, machine_info
 from _support.pg_stats import pg_stat_statements_top, reset_pg_stats
 from _support.results import run_and_report
 from _support.server import BenchServer, fresh_database
@@ -708,9 +708,7 @@ def render(payload: dict[str, Any]) -> str:
     r = payload["results"]
     lines = [
         f"awa lanes benchmark ({payload['mode']}) {m['date']}",
-        f"  {m['cpu_count']} CPUs, Python {m['python']}, PostgreSQL {m['postgres_version']} "
-        f"({m['server']}), durable={m['durable']}, commit {m['git_commit']}"
-        f"{' (src dirty)' if m['git_dirty_src'] else ''}",
+        f"  {describe_machine(m)}",
         f"  load average at start: {m['load_average_at_start']}",
     ]
     if "lateness" in r:

@@ -53,7 +53,7 @@ from _support import REPO_ROOT, RESULTS_DIR
 from _support.allocations import AllocationTracer
 from _support.cli import fmt_duration, parse_duration
 from _support.cpu import cpu_busy_snapshot, own_cpu_seconds, process_tree_cpu_seconds, rss_mb
-from _support.machine import machine_info
+from _support.machine import describe_machine, machine_info
 from _support.plots import publish_latest, render_plots
 from _support.server import BenchServer, fresh_database
 from _support.stats import ms_summary, percentiles, slope_per_hour
@@ -1004,10 +1004,7 @@ def render(payload: dict[str, Any]) -> str:
     lines = [
         f"awa long-horizon study {m['date']}  ({fmt_duration(payload['parameters']['duration_s'])}"
         f" per mode, {payload['parameters']['rate']:g} jobs/s)",
-        f"  {m['cpu_count']} CPUs, Python {m['python']}, PostgreSQL {m['postgres_version']}"
-        f" ({m['server']}), durable={m['durable']}, commit {m['git_commit']}"
-        f"{' (src dirty)' if m['git_dirty_src'] else ''},"
-        f" load at start {m['load_average_at_start']}",
+        f"  {describe_machine(m)}, load at start {m['load_average_at_start']}",
     ]
     for mode, s in payload["modes"].items():
         a = s["accounting"]

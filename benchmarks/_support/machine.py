@@ -76,3 +76,13 @@ async def machine_info(server: BenchServer, durability: DurabilityCheck) -> dict
         "git_dirty_src": _git_dirty(),
         "awa_source": AWA_SOURCE,
     }
+
+
+def describe_machine(machine: dict[str, Any]) -> str:
+    """One line naming the machine, server and code of a result (``machine_info``'s)."""
+    dirty = " (src dirty)" if machine["git_dirty_src"] else ""
+    return (
+        f"{machine['cpu_count']} CPUs, Python {machine['python']}, PostgreSQL "
+        f"{machine['postgres_version']} ({machine['server']}), durable={machine['durable']}, "
+        f"commit {machine['git_commit']}{dirty}"
+    )
