@@ -87,3 +87,10 @@ def test_the_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
 def test_a_forbidden_edge_breaks_the_contract(tmp_path: Path, contract: str) -> None:
     output = _lint_copy(tmp_path, BREAKING_EDGES[contract])
     assert f"{contract} BROKEN" in output, output
+
+
+def test_a_module_outside_every_layer_breaks_the_layers(tmp_path: Path) -> None:
+    """The layers are exhaustive: a new top-level module must be given its place."""
+    output = _lint_copy(tmp_path, ("unplaced.py", "import awa.errors\n"))
+    assert "Layers flow downward BROKEN" in output, output
+    assert "- awa.unplaced" in output, output
