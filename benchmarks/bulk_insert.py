@@ -29,6 +29,7 @@ from _support.server import BenchServer, fresh_database
 from awa.clock import utcnow
 from awa.db import connect
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder
+from awa.store.queries import sql_text
 
 
 async def one_round(url: str, n: int, chunk: int, profile: bool) -> dict[str, float]:
@@ -71,12 +72,12 @@ async def steps(url: str, chunk: int) -> dict[str, float]:
     out: dict[str, list[float]] = {"reserve": [], "encode": [], "copy": []}
     async with client:
         store = client.store
-        async with store.acquire() as c:
+        async with store.db.acquire() as c:
             for _ in range(7):
                 params = [client.params("noop", {"i": i}) for i in range(chunk)]
                 async with c.transaction():
                     t0 = time.perf_counter()
-                    rows = await c.fetch(store.sql("reserve_job_ids"), chunk)
+                    rows = await c.fetch(sql_text("reserve_job_ids"), chunk)
                     t1 = time.perf_counter()
                     encoder = CopyEncoder(utcnow())
                     data = encoder.encode_all(params, [int(r[0]) for r in rows])

@@ -100,7 +100,7 @@ class HygieneOverload(Branch):
         self.body_s = body_s
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        async with ctx.store.pool.acquire() as conn:
+        async with ctx.store.db.pool.acquire() as conn:
             await conn.execute("SELECT pg_sleep($1::float8)", self.body_s)
         return BranchResult({"slept": 1})
 

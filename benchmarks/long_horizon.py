@@ -104,7 +104,7 @@ class SlowUserBranch(Branch):
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         if not self.active:
             return BranchResult({})
-        async with ctx.store.pool.acquire() as conn:
+        async with ctx.store.db.pool.acquire() as conn:
             await conn.execute("SELECT pg_sleep($1::float8)", self.body_s)
         return BranchResult({"slept": 1})
 

@@ -31,7 +31,7 @@ import _support  # noqa: F401 - before awa: puts this checkout's src/ first on s
 import awa
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.cpu import CpuMeter, wait_for_quiet
-from _support.instrument import instrument
+from _support.instrument import CallStats, instrument
 from _support.machine import machine_info
 from _support.pg_stats import pg_stat_statements_top, reset_pg_stats, wal_io_snapshot
 from _support.results import run_and_report
@@ -39,6 +39,7 @@ from _support.server import BenchServer, checkpoint, fresh_database
 from _support.stats import percentiles
 from awa.db import connect
 from awa.store import Store
+from awa.store.queries import sql_text
 
 log = logging.getLogger("awa.bench.throughput")
 
@@ -140,7 +141,7 @@ async def bench_drain(
         if pg_stats:
             await reset_pg_stats(url)
         wal0 = await wal_io_snapshot(url) if pg_stats else {}
-        calls = instrument(client.store, ("claim", "complete"))
+        calls = instrument_jobs(client.store)
         runtime = awa.Runtime(
             client, awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
         )
@@ -199,6 +200,16 @@ async def bench_drain(
         if wal0 and wal1:
             result["wal_io"] = {k: round(wal1[k] - wal0[k], 3) for k in wal0}
     return result
+
+
+#: Label in the results → the ``store.jobs`` method it times.
+STORE_CALLS = {"claim": "claim_batch", "complete": "complete_batch"}
+
+
+def instrument_jobs(store: Store) -> dict[str, CallStats]:
+    """Time ``store.jobs``' claim and complete calls, reported under the results' labels."""
+    timed = instrument(store.jobs, tuple(STORE_CALLS.values()))
+    return {label: timed[method] for label, method in STORE_CALLS.items()}
 
 
 def _applied(runtime: awa.Runtime) -> int | None:
@@ -262,8 +273,8 @@ async def bench_pickup_latency(
         wal0 = await wal_io_snapshot(url) if pg_stats else {}
         config = awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
         async with awa.Runtime(client, config) as runtime:
-            calls = instrument(client.store, ("claim", "complete"))
-            timed_claim = client.store.claim
+            calls = instrument_jobs(client.store)
+            timed_claim = client.store.jobs.claim_batch
 
             async def claim(*a: Any, **k: Any) -> list[awa.Job]:
                 t1 = time.perf_counter()
@@ -273,7 +284,7 @@ async def bench_pickup_latency(
                     claims[job.id] = (t1, t2)
                 return jobs
 
-            client.store.claim = claim  # type: ignore[method-assign]
+            client.store.jobs.claim_batch = claim  # type: ignore[method-assign]
             await asyncio.sleep(settle)  # idle: dispatchers parked on LISTEN
             waited = await wait_for_quiet(wait_quiet) if wait_quiet else 0.0
             meter = CpuMeter(server_pid).start()
@@ -391,7 +402,7 @@ def _latency_stages(
 
 def _literal_claim_sql(limit: int) -> str:
     values = {"1": "'default'", "2": "ARRAY['noop']", "3": str(limit), "4": "'bench'", "5": "NULL"}
-    return re.sub(r"\$(\d+)", lambda m: values[m[1]], Store.QUERIES["claim_batch"].sql)
+    return re.sub(r"\$(\d+)", lambda m: values[m[1]], sql_text("claim_batch"))
 
 
 async def bench_explain(url: str, n: int, limit: int, chunk: int) -> dict[str, Any]:
@@ -408,7 +419,7 @@ async def bench_explain(url: str, n: int, limit: int, chunk: int) -> dict[str, A
     conn = await connect(url)
     try:
         literal = _literal_claim_sql(limit)
-        prepared = Store.QUERIES["claim_batch"].sql
+        prepared = sql_text("claim_batch")
         types = "text, text[], int, text, timestamptz"
 
         async def explain(label: str, analyze_table: bool, generic: bool) -> None:

@@ -44,9 +44,8 @@ from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.maintenance.tick import BranchReport
 from awa.model import Callback, InsertParams, JobState
 from awa.outcomes import WaitForCallback
-from awa.store import FinishedAttempt
-from awa.store.callbacks import CallbackStore
-from awa.store.maintenance import MaintenanceStore
+from awa.store import FinishedAttempt, Store
+from awa.store.callbacks import Callbacks as StoreCallbacks
 from awa.web import ingress as ingress_module
 from awa.web import serve
 from awa.web.ingress import callback_app
@@ -131,8 +130,9 @@ async def deployment(server_url: str) -> AsyncIterator[Deployment]:
         try:
             for statement in doc_sql("grants", names):
                 await conn.execute(statement)
-            # Hardening beyond the defaults: prove the runtime needs no EXECUTE on awa's
-            # functions (they are trigger functions).
+            # Hardening beyond the defaults: prove the runtime needs EXECUTE on no awa
+            # function but the one the grants name (awa.history_row; the rest are
+            # trigger functions).
             await conn.execute("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA awa FROM PUBLIC")
         finally:
             await conn.close()
@@ -326,12 +326,12 @@ async def test_rotate_needs_truncate_on_the_ring_partitions(deployment: Deployme
     owner = await asyncpg.connect(d.owner_url)
     admin = await asyncpg.connect(d.admin_url)
     try:
-        store = await MaintenanceStore.open(d.runtime_url, max_size=1)
+        store = await Store.open(d.runtime_url, max_size=1)
         try:
-            await store.insert(InsertParams("gone", max_attempts=1))
-            [job] = await store.claim("default", ["gone"], 1, "test-worker")
+            await store.jobs.insert_job(InsertParams("gone", max_attempts=1))
+            [job] = await store.jobs.claim_batch("default", ["gone"], 1, "test-worker")
             failed = FinishedAttempt(job.id, job.run_lease, JobState.FAILED, {"message": "x"})
-            assert await store.finalize([failed]) == {job.id}
+            assert await store.jobs.finalize_batch([failed]) == {job.id}
         finally:
             await store.close()
         await admin.execute(
@@ -561,7 +561,7 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
     (a plain == leaks, through its early exit, how many leading bytes matched), and the
     ingress's unknown-id path does the same comparison (against a decoy) as a wrong token's,
     so its timing does not say which ids exist."""
-    resolve = inspect.getsource(CallbackStore.resolve)
+    resolve = inspect.getsource(StoreCallbacks.resolve_callback)
     assert "hmac.compare_digest(" in resolve
     assert not re.search(r"token_hash\"\]\)?\s*[!=]=", resolve)
     # One scheme (ADR 019): awa.signing compares, every verifier goes through it.
@@ -588,12 +588,14 @@ async def test_webhook_secret_and_url_credentials_stay_out_of_logs_and_stored_er
     url = f"http://hook:{URL_PASSWORD}@127.0.0.1:{closed_port()}/events"
     sink = awa.WebhookSink("hooks", url, secret=WEBHOOK_SECRET, connect_timeout=1.0)
     assert WEBHOOK_SECRET not in repr(sink) and URL_PASSWORD not in repr(sink)
-    store = await MaintenanceStore.open(database_url, max_size=2)
+    store = await Store.open(database_url, max_size=2)
     try:
-        await store.insert(InsertParams("flaky", max_attempts=1))
-        [job] = await store.claim("default", ["flaky"], 1, "test-worker")
+        await store.jobs.insert_job(InsertParams("flaky", max_attempts=1))
+        [job] = await store.jobs.claim_batch("default", ["flaky"], 1, "test-worker")
         error = {"kind": "exception", "message": "boom"}
-        await store.finalize([FinishedAttempt(job.id, job.run_lease, JobState.FAILED, error)])
+        await store.jobs.finalize_batch(
+            [FinishedAttempt(job.id, job.run_lease, JobState.FAILED, error)]
+        )
         ctx = BranchContext(store=store, clock=awa.SystemClock(), config=MaintenanceConfig())
         result = await DeliverEvents([sink]).run_once(ctx)
     finally:

@@ -51,7 +51,9 @@ from awa.store.callbacks import (
     HEARTBEAT,
     RETRY,
     CallbackResolution,
-    CallbackStore,
+)
+from awa.store.callbacks import (
+    Callbacks as StoreCallbacks,
 )
 from awa.validation import encode_json, to_seconds
 
@@ -98,9 +100,8 @@ class Callbacks:
         """The client's clock (the ingress checks signature timestamps against it)."""
         return self._client.clock
 
-    def _store(self) -> CallbackStore:
-        store = self._client.store
-        return store.sibling(CallbackStore)
+    def _store(self) -> StoreCallbacks:
+        return self._client.store.callbacks
 
     async def complete(
         self, callback_id: str | uuid.UUID, token: str, payload: Any = None
@@ -160,7 +161,7 @@ class Callbacks:
         if error is not None and (not isinstance(error, str) or len(error) > _MAX_ERROR_LENGTH):
             raise ValidationError("error", error, f"expected text of at most {_MAX_ERROR_LENGTH}")
         text = None if payload is None else encode_json("payload", payload)
-        return await self._store().resolve(
+        return await self._store().resolve_callback(
             parsed,
             token,
             action,

@@ -23,8 +23,7 @@ from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry, check_description
 from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.store import Connection, QueueCount, Store
-from awa.store.cron import CronStore
-from awa.store.store import DEFAULT_ACQUIRE_TIMEOUT
+from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.telemetry import Instruments, inject_trace_context, instruments
 from awa.validation import to_seconds
 
@@ -87,7 +86,7 @@ class Client:
                 acquire_timeout=self.pool_acquire_timeout,
             )
             try:
-                async with store.connection() as conn:
+                async with store.db.connection() as conn:
                     version = await current_version(conn)  # type: ignore[arg-type]
             except BaseException:
                 await store.close()
@@ -221,7 +220,7 @@ class Client:
         unique_scope (queued | active | all).
         """
         params = self.params(kind, args, **options)
-        job = await self.store.insert(params, conn=conn, now=self.clock.db_now())
+        job = await self.store.jobs.insert_job(params, conn=conn, now=self.clock.db_now())
         if not job.duplicate:
             self.metrics.inserted.add(1, {"awa.queue": job.queue})
         return job
@@ -235,7 +234,7 @@ class Client:
         for index, item in enumerate(items):
             if not isinstance(item, InsertParams):
                 raise ValidationError(f"jobs[{index}]", item, "expected InsertParams")
-        ids = await self.store.insert_many(items, conn=conn, now=self.clock.db_now())
+        ids = await self.store.jobs.insert_many(items, conn=conn, now=self.clock.db_now())
         counts: dict[str, int] = {}
         for item in items:
             counts[item.queue] = counts.get(item.queue, 0) + 1
@@ -255,20 +254,20 @@ class Client:
 
     async def list_schedules(self) -> list[dict[str, Any]]:
         """Every synced schedule with last success, last fire and next fire."""
-        return await self.store.sibling(CronStore).list_cron()
+        return await self.store.cron.cron_list()
 
     async def pause_schedule(self, name: str) -> None:
         """Stop firing ``name`` until resumed (survives syncs and restarts)."""
-        await self.store.sibling(CronStore).set_cron_paused(name, True, self.clock.db_now())
+        await self.store.cron.cron_set_operator_paused(name, True, self.clock.db_now())
 
     async def resume_schedule(self, name: str) -> None:
         """Fire ``name`` again from now on (the paused time is not caught up)."""
-        await self.store.sibling(CronStore).set_cron_paused(name, False, self.clock.db_now())
+        await self.store.cron.cron_set_operator_paused(name, False, self.clock.db_now())
 
     # ---------------------------------------------------------------- admin
 
     async def get_job(self, job_id: int) -> Job:
-        return await self.store.get_job(job_id)
+        return await self.store.admin.get_job(job_id)
 
     async def list_jobs(
         self,
@@ -280,18 +279,18 @@ class Client:
         before_id: int | None = None,
     ) -> list[Job]:
         parsed = parse_state(state) if isinstance(state, str) else state
-        return await self.store.list_jobs(
+        return await self.store.admin.list_jobs(
             state=parsed, queue=queue, kind=kind, limit=limit, before_id=before_id
         )
 
     async def cancel_job(self, job_id: int, reason: str = "cancelled by operator") -> Job:
         """Cancel a waiting job now; a running one is stopped at its runtime's next heartbeat
         (the returned job then still shows ``running``)."""
-        return await self.store.cancel_job(job_id, reason, self.clock.db_now())
+        return await self.store.admin.cancel_job(job_id, reason, self.clock.db_now())
 
     async def retry_job(self, job_id: int) -> Job:
         """Run a finished, scheduled or retryable job again now."""
-        return await self.store.retry_job(job_id, self.clock.db_now())
+        return await self.store.admin.retry_job(job_id, self.clock.db_now())
 
     async def queue_stats(self) -> list[QueueCount]:
-        return await self.store.queue_counts(self.clock.db_now())
+        return await self.store.admin.queue_counts(self.clock.db_now())

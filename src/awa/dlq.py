@@ -26,7 +26,6 @@ from awa.store.dlq import (
     DEFAULT_RETENTION,
     DeadLetter,
     DeadLetterPolicy,
-    DeadLetterStore,
     PolicyRow,
 )
 
@@ -108,9 +107,8 @@ class DeadLetters:
         self.policies = DeadLetterPolicies()
 
     @property
-    def _store(self) -> DeadLetterStore:
-        store = self._host.store
-        return store.sibling(DeadLetterStore)
+    def _store(self) -> Store:
+        return self._host.store
 
     # ------------------------------------------------------------- policies
 
@@ -124,11 +122,13 @@ class DeadLetters:
 
     async def publish(self, synced_by: str) -> None:
         """Publish the declared policies now (a runtime does this at start)."""
-        await self._store.upsert_policies(list(self.policies), synced_by, self._host.clock.db_now())
+        await self._store.dlq.dlq_upsert_policies(
+            list(self.policies), synced_by, self._host.clock.db_now()
+        )
 
     async def list_policies(self) -> list[PolicyRow]:
         """Every stored policy (declared by any process) with its pending/retried counts."""
-        return await self._store.list_policies()
+        return await self._store.dlq.dlq_list_policies()
 
     # ------------------------------------------------------------- letters
 
@@ -143,7 +143,7 @@ class DeadLetters:
     ) -> list[DeadLetter]:
         """Letters newest first; pending ones only unless ``include_retried``. Page with
         ``before_id`` (the last id of the previous page)."""
-        return await self._store.list_letters(
+        return await self._store.dlq.dlq_list(
             queue=queue,
             kind=kind,
             include_retried=include_retried,
@@ -153,7 +153,7 @@ class DeadLetters:
 
     async def get(self, dead_letter_id: int) -> DeadLetter:
         """One letter with its full error history; ``DeadLetterNotFound`` if there is none."""
-        return await self._store.get_letter(_check_id("dead_letter_id", dead_letter_id))
+        return await self._store.dlq.dlq_get(_check_id("dead_letter_id", dead_letter_id))
 
     async def retry(self, dead_letter_id: int) -> Job:
         """Run a dead letter again as a fresh job (new id, attempt 0, no error history, the
@@ -165,10 +165,10 @@ class DeadLetters:
         ``DeadLetterConflict`` when it was already retried or its unique key is held by
         another job; then nothing changed."""
         store = self._store
-        job_id = await store.retry_letter(
+        job_id = await store.dlq.dlq_retry(
             _check_id("dead_letter_id", dead_letter_id), self._host.clock.db_now()
         )
-        return await store.get_job(job_id)
+        return await store.admin.get_job(job_id)
 
     async def retry_many(self, dead_letter_ids: Sequence[int]) -> list[RetryOutcome]:
         """Retry each letter in its own transaction; a refused one does not stop the rest."""
@@ -177,7 +177,7 @@ class DeadLetters:
         outcomes = []
         for letter_id in ids:
             try:
-                job_id = await store.retry_letter(letter_id, self._host.clock.db_now())
+                job_id = await store.dlq.dlq_retry(letter_id, self._host.clock.db_now())
             except (DeadLetterNotFound, DeadLetterConflict) as exc:
                 outcomes.append(RetryOutcome(letter_id, None, str(exc)))
             else:
@@ -189,7 +189,7 @@ class DeadLetters:
         first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
             raise ValidationError("limit", limit, "expected 1..100000")
-        ids = await self._store.pending_ids(queue, limit)
+        ids = await self._store.dlq.dlq_pending_ids(queue, limit)
         return await self.retry_many(ids)
 
     async def purge(
@@ -215,10 +215,10 @@ class DeadLetters:
         if ids:
             if retried_only:
                 raise ValidationError("retried_only", True, "applies to queue or everything")
-            return len(await store.purge_ids(ids))
+            return len(await store.dlq.dlq_purge_ids(ids))
         total = 0
         while True:
-            deleted = await store.purge_batch(queue, retried_only, PURGE_BATCH)
+            deleted = await store.dlq.dlq_purge_batch(queue, retried_only, PURGE_BATCH)
             total += deleted
             if deleted < PURGE_BATCH:
                 return total

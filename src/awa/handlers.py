@@ -32,7 +32,7 @@ __all__ = ["CallbackRegistrar", "Handler", "HandlerRegistry", "HandlerSpec", "Jo
 
 
 class CallbackRegistrar(Protocol):
-    """Where ``JobContext.register_callback`` writes (``awa.store.callbacks.CallbackStore``).
+    """Where ``JobContext.register_callback`` writes (``awa.store.callbacks.Callbacks``).
 
     A protocol so this leaf module needs no store: the runtime hands one in.
     """

@@ -35,8 +35,7 @@ from awa.maintenance import BranchContext
 from awa.maintenance.branches.rescue_expired_callbacks import RescueExpiredCallbacks
 from awa.model import Callback
 from awa.outcomes import WaitForCallback
-from awa.store.callbacks import CallbackStore, ParkedAttempt
-from awa.store.maintenance import MaintenanceStore
+from awa.store.callbacks import ParkedAttempt
 from awa.web import serve
 from awa.web.asgi import Receive, Scope, Send, lifespan, send_text
 from awa.web.ingress import callback_app
@@ -394,7 +393,7 @@ async def test_heartbeat_extends_the_timeout_past_the_rescue(
 
         # One rescue pass "two minutes later": only the job without a heartbeat times out.
         later = awa.FakeClock(callback.timeout_at + timedelta(minutes=2))
-        store = MaintenanceStore(client.store.pool, client.store.url)
+        store = client.store
         result = await RescueExpiredCallbacks().run_once(
             BranchContext(store=store, clock=later, config=MaintenanceConfig())
         )
@@ -729,21 +728,21 @@ async def test_park_is_guarded_by_lease_and_callback_and_honours_cancel_requests
     register parks nothing; an attempt an operator asked to cancel ends cancelled."""
     client = awa.Client(database_url)
     async with client:
-        store = CallbackStore(client.store.pool, client.store.url)
+        store = client.store
         for i in range(3):
             await client.insert("k", {"i": i})
-        jobs = await client.store.claim("default", ["k"], 3, "tester")
+        jobs = await client.store.jobs.claim_batch("default", ["k"], 3, "tester")
         assert len(jobs) == 3
         ids = {}
         for job in jobs:
             ids[job.id] = uuid.uuid4()
-            timeout_at = await store.register_callback(
+            timeout_at = await store.callbacks.register_callback(
                 job.id, job.run_lease, ids[job.id], b"hash", 60.0, False
             )
             assert timeout_at is not None
         stale, foreign, cancelled = jobs
         await raw.execute("UPDATE awa.jobs SET cancel_requested = true WHERE id = $1", cancelled.id)
-        applied = await store.park(
+        applied = await store.callbacks.park_jobs(
             [
                 ParkedAttempt(stale.id, stale.run_lease + 1, str(ids[stale.id])),
                 ParkedAttempt(foreign.id, foreign.run_lease, str(ids[stale.id])),
@@ -754,7 +753,10 @@ async def test_park_is_guarded_by_lease_and_callback_and_honours_cancel_requests
         assert (await client.get_job(stale.id)).state is awa.JobState.RUNNING
         assert (await client.get_job(foreign.id)).state is awa.JobState.RUNNING
         assert (await client.get_job(cancelled.id)).state is awa.JobState.CANCELLED
-        assert await store.register_callback(stale.id, 999, uuid.uuid4(), b"h", 1.0, False) is None
+        assert (
+            await store.callbacks.register_callback(stale.id, 999, uuid.uuid4(), b"h", 1.0, False)
+            is None
+        )
 
 
 async def test_prune_forgets_only_old_callbacks_no_job_waits_on(
@@ -773,10 +775,10 @@ async def test_prune_forgets_only_old_callbacks_no_job_waits_on(
         done = got[resolved.id]
         await Callbacks(client).complete(done.id, done.token)
         await wait_job(client, resolved.id, DONE)
-        store = CallbackStore(client.store.pool, client.store.url)
-        assert await store.prune(3600, 100) == 0  # nothing is an hour old
+        store = client.store
+        assert await store.callbacks.prune_callbacks(3600, 100) == 0  # nothing is an hour old
         later = done.timeout_at + timedelta(days=1)
-        assert await store.prune(3600, 100, later) == 1  # the resolved one only
+        assert await store.callbacks.prune_callbacks(3600, 100, later) == 1  # the resolved one only
         left = await raw.fetch("SELECT id FROM awa.callbacks")
         assert [str(r["id"]) for r in left] == [got[waiting.id].id]
         with pytest.raises(CallbackNotFound):  # forgotten: a late duplicate is now unknown

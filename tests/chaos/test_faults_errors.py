@@ -53,7 +53,7 @@ from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, RuntimeStateError, ValidationError
 from awa.handlers import Handler
 from awa.maintenance.builtin import BUILTIN_BRANCHES
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.telemetry import Instruments
 
 # ------------------------------------------------------------------------- fault plumbing
@@ -844,12 +844,12 @@ async def test_terminated_transaction_reports_its_real_cause(database_url: str) 
     async with client:
         await client.insert("quick", delay=0.05)
         await anyio.sleep(0.2)  # due, still scheduled: nobody promotes here
-        store = await MaintenanceStore.open(database_url, min_size=1, max_size=1)
+        store = await Store.open(database_url, min_size=1, max_size=1)
         faults = await Faults.open(database_url, "admin_shutdown")
         try:
             async with faults.inject("promote_scheduled"):
                 with anyio.fail_after(10), pytest.raises(DatabaseUnavailable) as caught:
-                    await store.promote_due(10)
+                    await store.maintenance.promote_due(10)
         finally:
             await faults.close()
             await store.close()

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 import awa
-from awa.store.maintenance import MaintenanceStore, RescueRecheck
+from awa.store import Store
 from awa.store.presence import Presence
+from awa.store.recovery import RescueRecheck
 from support.chaos import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,26 +26,26 @@ HOLDER = "holder-runtime"
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    store = await MaintenanceStore.open(database_url, max_size=3)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, max_size=3)
     yield store
     await store.close()
 
 
 async def running_job(
-    store: MaintenanceStore, raw: asyncpg.Connection, *, beat_age: float | None
+    store: Store, raw: asyncpg.Connection, *, beat_age: float | None
 ) -> tuple[int, int]:
     """One job claimed by HOLDER 10 s ago; HOLDER's liveness row last beaten ``beat_age``
     seconds ago (None: no row at all)."""
-    await store.insert(awa.InsertParams("work", {}))
-    (job,) = await store.claim("default", ["work"], 1, HOLDER)
+    await store.jobs.insert_job(awa.InsertParams("work", {}))
+    (job,) = await store.jobs.claim_batch("default", ["work"], 1, HOLDER)
     await raw.execute(
         "UPDATE awa.jobs SET attempted_at = now() - interval '10 s',"
         " heartbeat_at = now() - interval '10 s' WHERE id = $1",
         job.id,
     )
     if beat_age is not None:
-        await store.register_runtime(HOLDER, "host", 1, "worker", {"default": 1}, ["work"])
+        await store.runtimes.register_runtime(HOLDER, "host", 1, "worker", {"default": 1}, ["work"])
         await raw.execute(
             "UPDATE awa.runtimes SET last_seen_at = now() - make_interval(secs => $2)"
             " WHERE instance_id = $1",
@@ -60,37 +61,37 @@ async def running_job(
     ids=["beating", "silent", "no-row"],
 )
 async def test_orphaned_needs_the_lock_gone_and_the_holder_silent(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, beat_age: float | None, orphaned: bool
+    mstore: Store, raw: asyncpg.Connection, beat_age: float | None, orphaned: bool
 ) -> None:
     pair = await running_job(mstore, raw, beat_age=beat_age)
-    found, _stale = await mstore.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
+    found, _stale = await mstore.recovery.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
     assert (pair in found) is orphaned
-    assert (pair in await mstore.find_orphaned_running(0.5, 10, silence=2.0)) is orphaned
+    assert (pair in await mstore.recovery.find_orphaned_running(0.5, 10, silence=2.0)) is orphaned
     # Without the silence rule (None) the lock alone decides, as before.
-    assert pair in await mstore.find_orphaned_running(0.5, 10)
+    assert pair in await mstore.recovery.find_orphaned_running(0.5, 10)
 
 
 async def test_a_held_lock_protects_a_silent_holder(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, database_url: str
+    mstore: Store, raw: asyncpg.Connection, database_url: str
 ) -> None:
     pair = await running_job(mstore, raw, beat_age=60.0)
     presence = await Presence.acquire(database_url, HOLDER)
     try:
-        found, _ = await mstore.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
+        found, _ = await mstore.recovery.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
         assert pair not in found
     finally:
         await presence.close()
 
 
 async def test_rescue_rechecks_the_holder_silence_in_its_final_write(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     pair = await running_job(mstore, raw, beat_age=5.0)
-    found, _ = await mstore.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
+    found, _ = await mstore.recovery.find_rescuable_running(0.5, 300.0, 10, silence=2.0)
     assert found == [pair]
     # The holder beats between the find and the write: the write must not rescue.
-    await mstore.touch_runtime(HOLDER)
-    outcome = await mstore.rescue(
+    await mstore.runtimes.touch_runtime(HOLDER)
+    outcome = await mstore.recovery.rescue(
         found,
         from_states=["running"],
         reason="test",
@@ -102,12 +103,12 @@ async def test_rescue_rechecks_the_holder_silence_in_its_final_write(
 
 
 async def test_rescue_rechecks_the_heartbeat_in_its_final_write(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     job_id, lease = await running_job(mstore, raw, beat_age=None)
     # The heartbeat lands between the find and the write: the write must not rescue.
-    await mstore.heartbeat([job_id], [lease], [None])
-    outcome = await mstore.rescue(
+    await mstore.jobs.heartbeat([job_id], [lease], [None])
+    outcome = await mstore.recovery.rescue(
         [(job_id, lease)],
         from_states=["running"],
         reason="test",
@@ -116,23 +117,23 @@ async def test_rescue_rechecks_the_heartbeat_in_its_final_write(
     )
     assert (outcome.retried, outcome.failed) == (0, 0)
     # Control: without the re-check the same write rescues it.
-    outcome = await mstore.rescue(
+    outcome = await mstore.recovery.rescue(
         [(job_id, lease)], from_states=["running"], reason="test", retry_base_delay=0.0
     )
     assert outcome.retried == 1
 
 
 async def test_admin_metadata_does_not_count_a_runtime_killed_with_sigkill(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
-    await mstore.register_runtime("alive", "host", 1, "worker", {"q": 1}, ["k"])
-    await mstore.register_runtime("killed", "host", 2, "worker", {"q": 1}, ["k"])
+    await mstore.runtimes.register_runtime("alive", "host", 1, "worker", {"q": 1}, ["k"])
+    await mstore.runtimes.register_runtime("killed", "host", 2, "worker", {"q": 1}, ["k"])
     # Killed with SIGKILL: never marked stopped, silent for two minutes.
     await raw.execute(
         "UPDATE awa.runtimes SET last_seen_at = now() - interval '2 minutes'"
         " WHERE instance_id = 'killed'"
     )
-    await mstore.refresh_admin_metadata()
+    await mstore.maintenance.refresh_admin_metadata()
     handled = await raw.fetchval(
         "SELECT handled_by FROM awa.admin_metadata WHERE queue = 'q' AND kind = 'k'"
     )

@@ -17,7 +17,6 @@ import awa
 import awa.maintenance.leader as leader_module
 from awa.errors import DatabaseUnavailable
 from awa.store import Store
-from awa.store.maintenance import MaintenanceStore
 from awa.worker.heartbeat import Heartbeat
 from support.chaos import Crew, fast_maintenance, leader_lock_holders, wait_for
 
@@ -32,13 +31,13 @@ async def test_terminated_idle_pool_connection_yields_only_typed_errors(
     typed = 0
     try:
         for _ in range(ROUNDS):
-            pid = await store.pool.fetchval("SELECT pg_backend_pid()")
+            pid = await store.db.pool.fetchval("SELECT pg_backend_pid()")
             assert await raw.fetchval("SELECT pg_terminate_backend($1)", pid)
             await wait_for(
                 lambda p=pid: gone(raw, p), 10, interval=0.001, what="the backend to exit"
             )
             try:
-                await store.claim("chaos", ["chaos"], 1, "focused-test")
+                await store.jobs.claim_batch("chaos", ["chaos"], 1, "focused-test")
             except DatabaseUnavailable:
                 typed += 1
             except Exception as exc:  # what this test is about
@@ -52,7 +51,7 @@ async def gone(raw: asyncpg.Connection, pid: int) -> bool:
     return not await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
 
 
-class SlowToTakeOffice(MaintenanceStore):
+class SlowToTakeOffice(Store):
     """A maintenance store whose pool takes ``delay`` seconds longer to open: a slow network
     stretches the moment between winning the leader lock and listening on the leader
     connection, so the test can terminate that connection inside it."""
@@ -60,8 +59,10 @@ class SlowToTakeOffice(MaintenanceStore):
     delay = 1.5
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Self:
-        store = await MaintenanceStore.open(url, min_size=min_size, max_size=max_size)
+    async def open(  # type: ignore[override]
+        cls, url: str, *, min_size: int = 1, max_size: int = 10, term: int | None = None
+    ) -> Self:
+        store = await Store.open(url, min_size=min_size, max_size=max_size, term=term)
         await anyio.sleep(cls.delay)
         return store  # type: ignore[return-value]
 
@@ -70,7 +71,7 @@ async def test_leader_losing_its_connection_while_taking_office_is_not_fatal(
     database_url: str, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(SlowToTakeOffice, "delay", 1.5)
-    monkeypatch.setattr(leader_module, "MaintenanceStore", SlowToTakeOffice)
+    monkeypatch.setattr(leader_module, "Store", SlowToTakeOffice)
     async with Crew(database_url, 1, maintenance=fast_maintenance()) as crew:
         (runtime,) = crew.runtimes
         assert runtime.leader is not None
@@ -151,7 +152,7 @@ async def test_exhausted_application_pool_does_not_starve_the_heartbeat(
         client = crew.clients[0]
         job = await client.insert("chaos", {"sleep": 6 * staleness}, queue="chaos")
         await wait_for(lambda: running_lease(raw, job.id), 15, what="the job to run")
-        pool = client.store.pool
+        pool = client.store.db.pool
         held = []
         try:
             with anyio.fail_after(15):
@@ -191,10 +192,10 @@ async def test_a_late_result_of_a_rescued_attempt_does_not_silence_the_next_one(
     async with client:
         job = await client.insert("chaos", queue="chaos")
     # Attempt 1 is claimed, then rescued while still running here (its holder looked dead).
-    (first,) = await store.claim("chaos", ["chaos"], 1, "same-runtime")
-    maintenance = await MaintenanceStore.open(database_url, max_size=1)
+    (first,) = await store.jobs.claim_batch("chaos", ["chaos"], 1, "same-runtime")
+    maintenance = await Store.open(database_url, max_size=1)
     try:
-        outcome = await maintenance.rescue(
+        outcome = await maintenance.recovery.rescue(
             [(first.id, first.run_lease)],
             from_states=["running"],
             reason="heartbeat older than 30s",
@@ -204,7 +205,7 @@ async def test_a_late_result_of_a_rescued_attempt_does_not_silence_the_next_one(
         await maintenance.close()
     assert outcome.retried == 1
     # The same runtime claims the job again: attempt 2 runs beside the old attempt 1.
-    (second,) = await store.claim("chaos", ["chaos"], 1, "same-runtime")
+    (second,) = await store.jobs.claim_batch("chaos", ["chaos"], 1, "same-runtime")
     assert second.run_lease == first.run_lease + 1
     inflight = InFlight()
     clock = SystemClock()

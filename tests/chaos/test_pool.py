@@ -73,7 +73,7 @@ async def test_exhausted_application_pool_does_not_stop_maintenance(
                 assert crew.leaders() == crew.runtimes  # maintenance is in the starved process
                 leader = crew.runtimes[0].leader
                 assert leader is not None
-                pool = crew.clients[0].store.pool
+                pool = crew.clients[0].store.db.pool
                 held = []
                 with anyio.fail_after(15):
                     for _ in range(pool.get_max_size()):
@@ -170,7 +170,7 @@ async def test_producer_on_an_exhausted_pool_gets_a_typed_error_not_a_hang(
     acquire timeout and raises ``PoolExhausted`` (a ``DatabaseUnavailable``: retryable);
     nothing is written, and once a connection is free the same call succeeds."""
     async with awa.Client(database_url, pool_size=2, pool_acquire_timeout=0.3) as client:
-        held = [await client.store.pool.acquire() for _ in range(2)]
+        held = [await client.store.db.pool.acquire() for _ in range(2)]
         try:
             with anyio.fail_after(30):  # a hang fails here, not in CI's global timeout
                 with pytest.raises(awa.PoolExhausted, match="pool size 2") as caught:
@@ -188,6 +188,6 @@ async def test_producer_on_an_exhausted_pool_gets_a_typed_error_not_a_hang(
             assert count == 0
         finally:
             for conn in held:
-                await client.store.pool.release(conn)
+                await client.store.db.pool.release(conn)
         job = await client.insert("pool_probe", {"n": 3})
         assert (await client.get_job(job.id)).args == {"n": 3}

@@ -230,8 +230,8 @@ async def test_bulk_copy_stream_writes_the_rows_insert_writes(
         " created_at, timeout_s, tags, metadata, attempt, errors, progress, unique_key"
     )
     async with awa.Client(database_url) as client:
-        single = [(await client.store.insert(p, now=at)).id for p in shapes]
-        bulk = await client.store.insert_many(shapes, now=at)
+        single = [(await client.store.jobs.insert_job(p, now=at)).id for p in shapes]
+        bulk = await client.store.jobs.insert_many(shapes, now=at)
         for one, many in zip(single, bulk, strict=True):
             query = f"SELECT {columns} FROM awa.jobs WHERE id = $1"
             assert dict(await raw.fetchrow(query, many)) == dict(await raw.fetchrow(query, one))
@@ -293,7 +293,7 @@ async def test_unique_key_while_first_active_returns_duplicate(database_url: str
         assert second.args == {"v": 1}  # the stored job, not the rejected request
 
         # still a duplicate while the first one runs (scope 'active' covers running)
-        [claimed] = await client.store.claim("default", ["report"], 1, "worker-1")
+        [claimed] = await client.store.jobs.claim_batch("default", ["report"], 1, "worker-1")
         third = await client.insert("report", unique_key="daily")
         assert third.duplicate
         assert third.id == first.id
@@ -305,8 +305,10 @@ async def test_unique_key_while_first_active_returns_duplicate(database_url: str
 async def test_unique_scope_active_allows_new_job_after_completion(database_url: str) -> None:
     async with awa.Client(database_url) as client:
         first = await client.insert("report", unique_key="daily", unique_scope="active")
-        [claimed] = await client.store.claim("default", ["report"], 1, "worker-1")
-        assert await client.store.complete([claimed.id], [claimed.run_lease], [None]) == {first.id}
+        [claimed] = await client.store.jobs.claim_batch("default", ["report"], 1, "worker-1")
+        assert await client.store.jobs.complete_batch(
+            [claimed.id], [claimed.run_lease], [None]
+        ) == {first.id}
         second = await client.insert("report", unique_key="daily", unique_scope="active")
         assert not second.duplicate
         assert second.id != first.id
@@ -319,8 +321,8 @@ async def test_unique_scope_all_returns_completed_job_as_duplicate(database_url:
         first = await client.insert(
             "report", {"v": 1}, unique_key="once-ever", unique_scope=awa.UniqueScope.ALL
         )
-        [claimed] = await client.store.claim("default", ["report"], 1, "worker-1")
-        await client.store.complete([claimed.id], [claimed.run_lease], [{"ok": True}])
+        [claimed] = await client.store.jobs.claim_batch("default", ["report"], 1, "worker-1")
+        await client.store.jobs.complete_batch([claimed.id], [claimed.run_lease], [{"ok": True}])
         again = await client.insert(
             "report", {"v": 2}, unique_key="once-ever", unique_scope=awa.UniqueScope.ALL
         )
@@ -337,7 +339,7 @@ async def test_unique_scope_queued_allows_new_job_while_first_runs(database_url:
         dup = await client.insert("sync", unique_key="acct-1", unique_scope="queued")
         assert dup.duplicate and dup.id == first.id
 
-        [claimed] = await client.store.claim("default", ["sync"], 1, "worker-1")
+        [claimed] = await client.store.jobs.claim_batch("default", ["sync"], 1, "worker-1")
         assert claimed.id == first.id
         second = await client.insert("sync", unique_key="acct-1", unique_scope="queued")
         assert not second.duplicate
@@ -353,9 +355,9 @@ async def test_unique_scope_queued_blocks_again_after_job_returns_to_queue(
 ) -> None:
     async with awa.Client(database_url) as client:
         first = await client.insert("sync", unique_key="acct-3", unique_scope="queued")
-        [claimed] = await client.store.claim("default", ["sync"], 1, "worker-1")
+        [claimed] = await client.store.jobs.claim_batch("default", ["sync"], 1, "worker-1")
         later = datetime.now(UTC) + timedelta(hours=1)
-        applied = await client.store.reschedule(
+        applied = await client.store.jobs.reschedule_batch(
             [Rescheduled(claimed.id, claimed.run_lease, awa.JobState.RETRYABLE, later, None, False)]
         )
         assert applied == {first.id}
@@ -368,8 +370,8 @@ async def test_unique_scope_queued_blocks_again_after_job_returns_to_queue(
 async def test_unique_key_released_when_job_fails_under_scope_active(database_url: str) -> None:
     async with awa.Client(database_url) as client:
         first = await client.insert("sync", unique_key="acct-2", max_attempts=1)
-        [claimed] = await client.store.claim("default", ["sync"], 1, "worker-1")
-        applied = await client.store.finalize(
+        [claimed] = await client.store.jobs.claim_batch("default", ["sync"], 1, "worker-1")
+        applied = await client.store.jobs.finalize_batch(
             [FinishedAttempt(claimed.id, claimed.run_lease, awa.JobState.FAILED, {"m": "x"})]
         )
         assert applied == {first.id}

@@ -23,23 +23,23 @@ from awa.cron import CronTable
 from awa.maintenance import BranchContext
 from awa.maintenance.branches.cron_evaluate import CronEvaluate, MissedFire
 from awa.maintenance.branches.cron_sync import CronSync
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    store = await MaintenanceStore.open(database_url, max_size=4)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, max_size=4)
     yield store
     await store.close()
 
 
-def ctx_for(store: MaintenanceStore, clock: awa.Clock) -> BranchContext:
+def ctx_for(store: Store, clock: awa.Clock) -> BranchContext:
     return BranchContext(store=store, clock=clock, config=MaintenanceConfig())
 
 
-async def sync(store: MaintenanceStore, clock: awa.Clock, table: CronTable) -> None:
+async def sync(store: Store, clock: awa.Clock, table: CronTable) -> None:
     await CronSync(table, "test").run_once(ctx_for(store, clock))
 
 
@@ -62,7 +62,7 @@ def every_10s(name: str = "tick", **options: object) -> CronTable:
 
 
 async def test_sync_publishes_and_orphans_without_deleting(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     table = every_10s("a")
@@ -131,7 +131,7 @@ def test_declaration_errors_name_the_field() -> None:
     ],
 )
 async def test_misfire_policies_after_an_outage(
-    mstore: MaintenanceStore,
+    mstore: Store,
     raw: asyncpg.Connection,
     misfire: str,
     window: float,
@@ -157,7 +157,7 @@ async def test_misfire_policies_after_an_outage(
 
 
 async def test_on_time_fire_and_bounded_catch_up_per_pass(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     await sync(mstore, clock, every_10s(misfire="catchup_all", max_catchup=4))
@@ -186,7 +186,7 @@ async def test_on_time_fire_and_bounded_catch_up_per_pass(
     ],
 )
 async def test_overlap_policies(
-    mstore: MaintenanceStore,
+    mstore: Store,
     raw: asyncpg.Connection,
     overlap: str,
     job_state: str,
@@ -208,7 +208,7 @@ async def test_overlap_policies(
 
 
 async def test_missed_fire_is_detected_once_even_under_skip(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+    mstore: Store, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = awa.FakeClock(T0)
     await sync(mstore, clock, every_10s(miss_tolerance=5.0))
@@ -227,7 +227,7 @@ async def test_missed_fire_is_detected_once_even_under_skip(
 
 
 async def test_a_failing_on_missed_hook_is_logged_and_changes_nothing_else(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+    mstore: Store, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The user's hook raising must not hide the fires already committed, nor be taken for
     a broken schedule."""
@@ -253,7 +253,7 @@ async def test_concurrent_evaluators_never_fire_an_instant_twice(
 ) -> None:
     """Two evaluators (a failover or a split brain) race on the same schedules: the
     compare-and-set of the mark lets exactly one enqueue each instant."""
-    stores = [await MaintenanceStore.open(database_url, max_size=2) for _ in range(2)]
+    stores = [await Store.open(database_url, max_size=2) for _ in range(2)]
     try:
         clock = awa.SystemClock()
         table = CronTable()
@@ -262,7 +262,7 @@ async def test_concurrent_evaluators_never_fire_an_instant_twice(
         await sync(stores[0], clock, table)
         outcomes: Counter[str] = Counter()
 
-        async def evaluate(store: MaintenanceStore) -> None:
+        async def evaluate(store: Store) -> None:
             branch = CronEvaluate()
             with anyio.move_on_after(3.0):
                 while True:
@@ -308,7 +308,7 @@ async def test_runtime_fires_cron_jobs_and_handler_sees_the_instant(database_url
 
 
 async def test_pause_resume_and_cli_list(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     await sync(mstore, clock, every_10s())
@@ -338,20 +338,20 @@ async def test_pause_resume_and_cli_list(
 
 
 async def test_schedule_paused_between_evaluation_and_enqueue_does_not_fire(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """The evaluator read the schedule as active, an operator paused it, then the evaluator
     tried to enqueue: the compare-and-set refuses, nothing is enqueued."""
     clock = awa.FakeClock(T0)
     await sync(mstore, clock, every_10s())
     clock.advance(10.2)
-    (row,) = await mstore.active_cron()  # the evaluator's read: active
+    (row,) = await mstore.cron.cron_active()  # the evaluator's read: active
     client = awa.Client(database_url)
     async with client:
         await client.pause_schedule("tick")  # … the operator's pause lands here
     fire = T0.timestamp() + 10
     params = [CronEvaluate._job(row, datetime.fromtimestamp(fire, UTC))]
-    ids = await mstore.advance_cron(
+    ids = await mstore.cron.cron_advance(
         "tick",
         expected_mark=row["evaluated_through"],
         new_mark=clock.now(),

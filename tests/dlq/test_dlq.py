@@ -28,15 +28,14 @@ from awa.maintenance.branches.cleanup import Cleanup
 from awa.maintenance.branches.dead_letter import DeadLetterHold
 from awa.maintenance.branches.rotate import Rotate
 from awa.store import FinishedAttempt, Rescheduled, Store
-from awa.store.dlq import DeadLetterStore
-from awa.store.maintenance import MaintenanceStore
+from awa.store.queries import sql_text
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    store = await MaintenanceStore.open(database_url, max_size=6)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, max_size=6)
     yield store
     await store.close()
 
@@ -48,7 +47,7 @@ async def client(database_url: str) -> AsyncIterator[awa.Client]:
 
 
 def ctx_for(
-    store: MaintenanceStore, clock: awa.Clock | None = None, config: MaintenanceConfig | None = None
+    store: Store, clock: awa.Clock | None = None, config: MaintenanceConfig | None = None
 ) -> BranchContext:
     return BranchContext(
         store=store,
@@ -79,9 +78,9 @@ async def fail_job(
         max_attempts=attempts,
         **options,
     )
-    job = await store.insert(params)
+    job = await store.jobs.insert_job(params)
     for attempt in range(1, attempts + 1):
-        (claimed,) = await store.claim(queue, [kind], 1, "test-runtime")
+        (claimed,) = await store.jobs.claim_batch(queue, [kind], 1, "test-runtime")
         assert claimed.id == job.id and claimed.attempt == attempt
         error = {
             "at": utcnow().isoformat(),
@@ -92,7 +91,7 @@ async def fail_job(
             "traceback": f"Traceback (most recent call last):\n  line {attempt}\nRuntimeError",
         }
         if attempt < attempts:
-            applied = await store.reschedule(
+            applied = await store.jobs.reschedule_batch(
                 [
                     Rescheduled(
                         job.id,
@@ -105,7 +104,7 @@ async def fail_job(
                 ]
             )
         else:
-            applied = await store.finalize(
+            applied = await store.jobs.finalize_batch(
                 [FinishedAttempt(job.id, claimed.run_lease, awa.JobState.FAILED, error)]
             )
         assert applied == {job.id}
@@ -145,7 +144,7 @@ def test_policy_declarations_are_validated() -> None:
 
 
 async def test_sync_publishes_orphans_and_revives_policies(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     a, b = DeadLetterPolicy("a", 3600), DeadLetterPolicy("b", None)
@@ -180,7 +179,7 @@ async def test_sync_publishes_orphans_and_revives_policies(
 
 
 async def test_move_keeps_the_whole_row_and_error_history(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     dead = await fail_job(
         mstore,
@@ -193,11 +192,11 @@ async def test_move_keeps_the_whole_row_and_error_history(
         timeout=12.5,
     )
     other_queue = await fail_job(mstore, "reports", attempts=1)
-    completed = await mstore.insert(awa.InsertParams("send_email", queue="emails"))
-    (claimed,) = await mstore.claim("emails", ["send_email"], 1, "test-runtime")
-    await mstore.complete([claimed.id], [claimed.run_lease], [{"ok": True}])
-    cancelled = await mstore.insert(awa.InsertParams("send_email", queue="emails"))
-    await mstore.cancel_job(cancelled.id, "not needed")
+    completed = await mstore.jobs.insert_job(awa.InsertParams("send_email", queue="emails"))
+    (claimed,) = await mstore.jobs.claim_batch("emails", ["send_email"], 1, "test-runtime")
+    await mstore.jobs.complete_batch([claimed.id], [claimed.run_lease], [{"ok": True}])
+    cancelled = await mstore.jobs.insert_job(awa.InsertParams("send_email", queue="emails"))
+    await mstore.admin.cancel_job(cancelled.id, "not needed")
     before = await raw.fetchrow("SELECT * FROM awa.jobs_done WHERE id = $1", dead)
     assert before is not None
 
@@ -229,7 +228,7 @@ async def test_move_keeps_the_whole_row_and_error_history(
 
 
 async def test_move_pages_in_bounded_batches(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     ids = [await fail_job(mstore, "emails", attempts=1) for _ in range(25)]
     branch = hold(DeadLetterPolicy("emails"), batch=10)
@@ -253,7 +252,7 @@ async def test_move_pages_in_bounded_batches(
 
 
 async def test_retention_deletes_only_letters_past_their_queue_retention(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     short = [await fail_job(mstore, "short", attempts=1) for _ in range(3)]
@@ -367,7 +366,7 @@ async def test_retry_creates_a_fresh_job_that_a_runtime_completes(
 
 
 async def test_retry_takes_the_unique_key_or_refuses_and_changes_nothing(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     dlq = DeadLetters(client)
     dead = await fail_job(mstore, "emails", attempts=1, unique_key="welcome:7", unique_scope="all")
@@ -399,7 +398,7 @@ async def test_retry_takes_the_unique_key_or_refuses_and_changes_nothing(
 
 
 async def test_bulk_retry_reports_each_letter(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     dlq = DeadLetters(client)
     emails = [await fail_job(mstore, "emails", attempts=1) for _ in range(3)]
@@ -429,7 +428,7 @@ async def test_bulk_retry_reports_each_letter(
 
 
 async def test_purge_by_ids_queue_retried_and_everything(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     dlq = DeadLetters(client)
     emails = [await fail_job(mstore, "emails", attempts=1) for _ in range(4)]
@@ -464,7 +463,7 @@ async def test_purge_by_ids_queue_retried_and_everything(
 
 
 async def test_purge_runs_in_batches(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection, monkeypatch: Any
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection, monkeypatch: Any
 ) -> None:
     import awa.dlq
 
@@ -500,9 +499,9 @@ async def seed_history(
     return [int(r["id"]) for r in rows]
 
 
-async def publish(mstore: MaintenanceStore, *queues: str) -> None:
+async def publish(mstore: Store, *queues: str) -> None:
     policies = [DeadLetterPolicy(q) for q in queues]
-    await DeadLetterStore(mstore.pool, mstore.url).upsert_policies(policies, "test")
+    await mstore.dlq.dlq_upsert_policies(policies, "test")
 
 
 async def wait_blocked(raw: asyncpg.Connection, needle: str) -> int:
@@ -520,7 +519,7 @@ async def wait_blocked(raw: asyncpg.Connection, needle: str) -> int:
 
 
 async def test_a_crash_in_the_middle_of_a_move_leaves_every_job_in_history(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     await publish(mstore, "emails")
     ids = await seed_history(raw, "emails", 50, 0, "1 min")
@@ -539,12 +538,12 @@ async def test_a_crash_in_the_middle_of_a_move_leaves_every_job_in_history(
             " FROM awa.jobs_done WHERE id = $1",
             ids[-1],
         )
-        store = DeadLetterStore(mstore.pool, mstore.url)
+        store = mstore
         failure: list[BaseException] = []
 
         async def move() -> None:
             try:
-                await store.move_failed(1000)
+                await store.dlq.dlq_move(1000)
             except awa.DatabaseUnavailable as exc:
                 failure.append(exc)
 
@@ -565,7 +564,7 @@ async def test_a_crash_in_the_middle_of_a_move_leaves_every_job_in_history(
 
 
 async def test_truncate_waits_for_a_move_in_flight_and_the_moved_rows_survive(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     await publish(mstore, "emails")
     expired_failed = await seed_history(raw, "emails", 20, 2, "30 days")
@@ -574,11 +573,11 @@ async def test_truncate_waits_for_a_move_in_flight_and_the_moved_rows_survive(
     try:
         tx = mover.transaction()
         await tx.start()
-        moved = await mover.fetch(DeadLetterStore.QUERIES["dlq_move"].sql, 1000, None)
+        moved = await mover.fetch(sql_text("dlq_move"), 1000, None)
         assert len(moved) == 20
 
         async def truncate() -> None:
-            await mstore.truncate_slot(2)  # what rotate does to an expired slot
+            await mstore.maintenance.truncate_slot(2)  # what rotate does to an expired slot
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(truncate)
@@ -593,7 +592,7 @@ async def test_truncate_waits_for_a_move_in_flight_and_the_moved_rows_survive(
 
 
 async def test_a_move_waits_for_a_truncate_in_flight_and_finds_the_slot_pruned(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     await publish(mstore, "emails")
     pruned = await seed_history(raw, "emails", 10, 2, "30 days")
@@ -606,9 +605,7 @@ async def test_a_move_waits_for_a_truncate_in_flight_and_finds_the_slot_pruned(
         result: list[int] = []
 
         async def move() -> None:
-            result.extend(
-                i for i, _ in await DeadLetterStore(mstore.pool, mstore.url).move_failed(1000)
-            )
+            result.extend(i for i, _ in await mstore.dlq.dlq_move(1000))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(move)
@@ -623,9 +620,7 @@ async def test_a_move_waits_for_a_truncate_in_flight_and_finds_the_slot_pruned(
         assert await where(raw, job_id) == ["dead_letters"]
 
 
-async def race_round(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, config: MaintenanceConfig
-) -> None:
+async def race_round(mstore: Store, raw: asyncpg.Connection, config: MaintenanceConfig) -> None:
     expired = await seed_history(raw, "emails", 60, 2, "2 hours")
     fresh = await seed_history(raw, "emails", 60, 0, "1 min")
     retried: set[int] = set()
@@ -644,7 +639,7 @@ async def race_round(
     async def operator() -> None:
         for job_id in fresh[::5]:
             try:
-                await mstore.retry_job(job_id)
+                await mstore.admin.retry_job(job_id)
                 retried.add(job_id)
             except (awa.JobNotFound, awa.InvalidTransition):
                 pass  # already moved to the hold: not a job any more
@@ -664,7 +659,7 @@ async def race_round(
 
 
 async def test_moves_racing_rotate_cleanup_and_operator_retries_never_lose_a_job(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """Rounds of a real race: the branch moving in small pages, rotate pruning an expired
     slot, cleanup deleting expired failures row by row, and an operator retrying fresh
@@ -691,9 +686,7 @@ def awa_dlq(database_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_cli_list_show_retry_purge_policies_json(
-    database_url: str, mstore: MaintenanceStore
-) -> None:
+async def test_cli_list_show_retry_purge_policies_json(database_url: str, mstore: Store) -> None:
     dead = await fail_job(mstore, "emails", attempts=2)
     other = await fail_job(mstore, "sms", attempts=1, kind="send_sms")
     await hold(DeadLetterPolicy("emails", 86400), DeadLetterPolicy("sms")).run_once(ctx_for(mstore))
@@ -723,7 +716,7 @@ async def test_cli_list_show_retry_purge_policies_json(
     assert out.returncode == 0, out.stderr
     (outcome,) = json.loads(out.stdout)
     assert outcome["dead_letter_id"] == dead and outcome["error"] is None
-    fresh = await mstore.get_job(outcome["job_id"])
+    fresh = await mstore.admin.get_job(outcome["job_id"])
     assert (fresh.state, fresh.attempt) == (awa.JobState.AVAILABLE, 0)
     out = await run("retry", str(dead), "--json")
     assert out.returncode == 1
@@ -745,7 +738,7 @@ async def test_cli_list_show_retry_purge_policies_json(
 
 
 async def test_a_letter_with_unreadable_metadata_or_errors_is_still_listed_and_shown(
-    client: awa.Client, mstore: MaintenanceStore, raw: asyncpg.Connection
+    client: awa.Client, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """Another producer (or a hand edit) can leave jsonb Python cannot use: nesting past
     the recursion limit, or the wrong shape. Reading the hold must not raise for it."""

@@ -43,9 +43,9 @@ from awa.maintenance.branches.cron_evaluate import CronEvaluate
 from awa.maintenance.branches.cron_sync import CronSync
 from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.model import InsertParams, JobState
-from awa.store import FinishedAttempt, Rescheduled
+from awa.store import FinishedAttempt, Rescheduled, Store
 from awa.store.events import DeliveryResult
-from awa.store.maintenance import MaintenanceStore
+from awa.store.queries import sql_text
 from awa.telemetry import Instruments
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -53,27 +53,25 @@ SECRET = "s3cret"
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    store = await MaintenanceStore.open(database_url, max_size=4)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, max_size=4)
     yield store
     await store.close()
 
 
-def ctx_for(store: MaintenanceStore, clock: awa.Clock) -> BranchContext:
+def ctx_for(store: Store, clock: awa.Clock) -> BranchContext:
     return BranchContext(store=store, clock=clock, config=MaintenanceConfig())
 
 
-async def fail_jobs(
-    store: MaintenanceStore, n: int, clock: awa.FakeClock, kind: str = "flaky"
-) -> list[int]:
+async def fail_jobs(store: Store, n: int, clock: awa.FakeClock, kind: str = "flaky") -> list[int]:
     """Insert ``n`` single-attempt jobs, claim them and record their failure (the path the
     completion buffer takes)."""
     for i in range(n):
-        await store.insert(InsertParams(kind, {"i": i}, max_attempts=1), now=clock.now())
-    jobs = await store.claim("default", [kind], n, "test-worker", clock.now())
+        await store.jobs.insert_job(InsertParams(kind, {"i": i}, max_attempts=1), now=clock.now())
+    jobs = await store.jobs.claim_batch("default", [kind], n, "test-worker", clock.now())
     error = {"kind": "exception", "message": "boom"}
     items = [FinishedAttempt(j.id, j.run_lease, JobState.FAILED, error) for j in jobs]
-    assert len(await store.finalize(items, clock.now())) == n
+    assert len(await store.jobs.finalize_batch(items, clock.now())) == n
     return sorted(j.id for j in jobs)
 
 
@@ -178,7 +176,7 @@ def backlog(reader: InMemoryMetricReader) -> dict[str, float]:
 
 
 async def test_failed_job_writes_exactly_one_event_in_its_statement(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     [job_id] = await fail_jobs(mstore, 1, clock)
@@ -190,14 +188,14 @@ async def test_failed_job_writes_exactly_one_event_in_its_statement(
 
     # Completions, retries, snoozes and cancellations write no event.
     for i in range(4):
-        await mstore.insert(InsertParams("other", {"i": i}), now=clock.now())
-    a, b, c, d = await mstore.claim("default", ["other"], 4, "w", clock.now())
-    await mstore.complete([a.id], [a.run_lease], [None], clock.now())
-    await mstore.finalize(
+        await mstore.jobs.insert_job(InsertParams("other", {"i": i}), now=clock.now())
+    a, b, c, d = await mstore.jobs.claim_batch("default", ["other"], 4, "w", clock.now())
+    await mstore.jobs.complete_batch([a.id], [a.run_lease], [None], clock.now())
+    await mstore.jobs.finalize_batch(
         [FinishedAttempt(b.id, b.run_lease, JobState.CANCELLED, None)], clock.now()
     )
     later = clock.now() + timedelta(minutes=5)
-    await mstore.reschedule(
+    await mstore.jobs.reschedule_batch(
         [
             Rescheduled(c.id, c.run_lease, JobState.RETRYABLE, later, {}, False),
             Rescheduled(d.id, d.run_lease, JobState.SCHEDULED, later, None, True),
@@ -208,18 +206,18 @@ async def test_failed_job_writes_exactly_one_event_in_its_statement(
 
 
 async def test_failure_event_rolls_back_with_its_change(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
-    await mstore.insert(InsertParams("flaky", max_attempts=1))
-    [job] = await mstore.claim("default", ["flaky"], 1, "w")
+    await mstore.jobs.insert_job(InsertParams("flaky", max_attempts=1))
+    [job] = await mstore.jobs.claim_batch("default", ["flaky"], 1, "w")
 
     class Abort(Exception):
         pass
 
     with pytest.raises(Abort):
-        async with mstore.connection() as c, c.transaction():
+        async with mstore.db.connection() as c, c.transaction():
             await c.fetch(
-                mstore.sql("finalize_batch"),
+                sql_text("finalize_batch"),
                 [job.id],
                 [job.run_lease],
                 ["failed"],
@@ -233,19 +231,21 @@ async def test_failure_event_rolls_back_with_its_change(
     assert await job_states(raw, [job.id]) == ["running"]
     # A stale result (lease moved on) changes nothing and writes nothing.
     assert (
-        await mstore.finalize([FinishedAttempt(job.id, job.run_lease + 1, JobState.FAILED, None)])
+        await mstore.jobs.finalize_batch(
+            [FinishedAttempt(job.id, job.run_lease + 1, JobState.FAILED, None)]
+        )
         == set()
     )
     assert await events_of(raw) == []
 
 
 async def test_rescue_writes_rescued_and_failed_events(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
-    retried = await mstore.insert(InsertParams("slow", max_attempts=3))
-    exhausted = await mstore.insert(InsertParams("slow", max_attempts=1))
-    jobs = await mstore.claim("default", ["slow"], 2, "dead-worker")
-    outcome = await mstore.rescue(
+    retried = await mstore.jobs.insert_job(InsertParams("slow", max_attempts=3))
+    exhausted = await mstore.jobs.insert_job(InsertParams("slow", max_attempts=1))
+    jobs = await mstore.jobs.claim_batch("default", ["slow"], 2, "dead-worker")
+    outcome = await mstore.recovery.rescue(
         [(j.id, j.run_lease) for j in jobs],
         from_states=["running"],
         reason="holder is gone",
@@ -265,7 +265,7 @@ async def test_rescue_writes_rescued_and_failed_events(
 
 
 async def test_cron_fire_and_missed_fire_write_events(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(datetime(2026, 1, 5, 12, tzinfo=UTC))
     table = CronTable()
@@ -281,7 +281,7 @@ async def test_cron_fire_and_missed_fire_write_events(
 
     # A losing compare-and-set enqueues nothing and writes no event.
     mark = await raw.fetchval("SELECT evaluated_through FROM awa.cron_schedules")
-    lost = await mstore.advance_cron(
+    lost = await mstore.cron.cron_advance(
         "tick",
         expected_mark=mark - timedelta(seconds=1),
         new_mark=mark + timedelta(seconds=10),
@@ -308,7 +308,7 @@ async def test_cron_fire_and_missed_fire_write_events(
 
 
 async def test_outage_retries_with_backoff_then_delivers_everything_once(
-    mstore: MaintenanceStore,
+    mstore: Store,
     raw: asyncpg.Connection,
     receiver: Receiver,
     caplog: pytest.LogCaptureFixture,
@@ -378,13 +378,13 @@ async def test_outage_retries_with_backoff_then_delivers_everything_once(
     )
     assert outstanding == 0
     assert await job_states(raw, ids) == ["failed"] * 5
-    [status] = await mstore.event_sink_status()
+    [status] = await mstore.events.event_sink_status()
     assert (status["failures"], status["pending"], status["delivered_total"]) == (0, 0, 5)
     assert backlog(reader) == {"hooks": 0}
 
 
 async def test_webhook_request_is_signed_and_carries_the_idempotency_key(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, receiver: Receiver
+    mstore: Store, raw: asyncpg.Connection, receiver: Receiver
 ) -> None:
     clock = awa.FakeClock(T0)
     await receiver.start()
@@ -407,13 +407,13 @@ async def test_webhook_request_is_signed_and_carries_the_idempotency_key(
 
 
 async def test_broken_sink_does_not_block_a_healthy_one(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     await fail_jobs(mstore, 3, clock)
-    await mstore.insert(InsertParams("slow", max_attempts=2), now=clock.now())
-    [job] = await mstore.claim("default", ["slow"], 1, "w", clock.now())
-    await mstore.rescue(
+    await mstore.jobs.insert_job(InsertParams("slow", max_attempts=2), now=clock.now())
+    [job] = await mstore.jobs.claim_batch("default", ["slow"], 1, "w", clock.now())
+    await mstore.recovery.rescue(
         [(job.id, job.run_lease)],
         from_states=["running"],
         reason="x",
@@ -444,7 +444,7 @@ async def test_broken_sink_does_not_block_a_healthy_one(
 
 
 async def test_refused_events_are_parked_then_flushed_or_purged(
-    mstore: MaintenanceStore,
+    mstore: Store,
     raw: asyncpg.Connection,
     receiver: Receiver,
     caplog: pytest.LogCaptureFixture,
@@ -473,7 +473,7 @@ async def test_refused_events_are_parked_then_flushed_or_purged(
 
     # Flush: the operator fixed the receiver; the parked event is retried and delivered.
     receiver.decide = None
-    assert await mstore.flush_deliveries("hooks", now=clock.now()) == 1
+    assert await mstore.events.event_flush("hooks", now=clock.now()) == 1
     assert (await branch.run_once(ctx)).rows["delivered"] == 1
     assert receiver.accepted[first_id] == 1
 
@@ -483,14 +483,14 @@ async def test_refused_events_are_parked_then_flushed_or_purged(
     for _ in range(2):
         await branch.run_once(ctx)
         clock.advance(5)
-    assert await mstore.purge_deliveries("hooks") == 1
+    assert await mstore.events.event_purge("hooks") == 1
     clock.advance(8 * 86400)
     assert (await branch.run_once(ctx)).rows["expired"] == 4
     assert await events_of(raw) == []
 
 
 async def test_each_run_is_bounded_by_batch_and_budget(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     await fail_jobs(mstore, 7, clock)
@@ -527,7 +527,7 @@ async def test_each_run_is_bounded_by_batch_and_budget(
 
 
 async def test_a_leader_without_the_sink_queues_for_it_until_it_is_forgotten(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+    mstore: Store, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A maintenance-only leader (no sinks configured) must not skip a registered sink."""
     clock = awa.FakeClock(T0)
@@ -549,24 +549,25 @@ async def test_a_leader_without_the_sink_queues_for_it_until_it_is_forgotten(
     # Forgotten on purpose: its waiting deliveries go and no new ones are queued.
     await fail_jobs(mstore, 1, clock, kind="flaky2")
     await bare_leader.run_once(ctx_for(mstore, clock))
-    assert await mstore.forget_sink("alerts") == 1
+    assert await mstore.events.event_forget_sink("alerts") == 1
     await fail_jobs(mstore, 1, clock, kind="flaky3")
     assert (await bare_leader.run_once(ctx_for(mstore, clock))).rows["fanned_out"] == 1
     assert await raw.fetchval("SELECT count(*) FROM awa.event_deliveries") == 2
-    assert await mstore.event_sink_status() == []
+    assert await mstore.events.event_sink_status() == []
 
 
-async def test_a_stale_claim_cannot_overwrite_a_newer_one(mstore: MaintenanceStore) -> None:
+async def test_a_stale_claim_cannot_overwrite_a_newer_one(mstore: Store) -> None:
     clock = awa.FakeClock(T0)
     await fail_jobs(mstore, 1, clock)
-    await mstore.fan_out_events([("s", None)], 10, clock.now())
-    [old] = await mstore.claim_deliveries("s", 10, 60.0, clock.now())
+    await mstore.events.event_fan_out([("s", None)], 10, clock.now())
+    [old] = await mstore.events.event_claim("s", 10, 60.0, clock.now())
     clock.advance(61)  # the first holder overran its claim
-    [new] = await mstore.claim_deliveries("s", 10, 60.0, clock.now())
+    [new] = await mstore.events.event_claim("s", 10, 60.0, clock.now())
     assert new.lease == old.lease + 1
     stale = DeliveryResult(old.event.id, old.lease, "delivered", old.due_at)
     assert (
-        await mstore.record_deliveries("s", [stale], park_after_rejections=1, now=clock.now()) == []
+        await mstore.events.event_record("s", [stale], park_after_rejections=1, now=clock.now())
+        == []
     )
 
 

@@ -34,7 +34,7 @@ from awa.maintenance import BranchContext
 from awa.maintenance.branches.cron_evaluate import CronEvaluate
 from awa.maintenance.branches.cron_sync import CronSync, declarations_of
 from awa.model import InsertParams
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.validation import encode_json
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
@@ -284,13 +284,13 @@ def test_declaration_is_refused_when_made(field: str, options: dict[str, Any]) -
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    store = await MaintenanceStore.open(database_url, max_size=4)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(database_url, max_size=4)
     yield store
     await store.close()
 
 
-def ctx_for(store: MaintenanceStore, clock: awa.Clock) -> BranchContext:
+def ctx_for(store: Store, clock: awa.Clock) -> BranchContext:
     return BranchContext(store=store, clock=clock, config=MaintenanceConfig())
 
 
@@ -303,7 +303,7 @@ async def fired(raw: asyncpg.Connection) -> dict[str, int]:
 
 
 async def test_sql_looking_declarations_are_published_and_fired_verbatim(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     clock = awa.FakeClock(T0)
     table = CronTable()
@@ -326,7 +326,7 @@ async def test_sql_looking_declarations_are_published_and_fired_verbatim(
 
 
 async def test_one_poisoned_schedule_does_not_stop_the_others(
-    mstore: MaintenanceStore, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+    mstore: Store, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = awa.FakeClock(T0)
     table = CronTable()

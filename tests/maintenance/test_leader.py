@@ -21,7 +21,7 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, SLO, Branch, BranchContext, BranchResult
 from awa.maintenance.builtin import BUILTIN_BRANCHES
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.telemetry import ELECTIONS, Instruments
 from support.chaos import wait_for
 from support.maintenance import lock_holders, maint_config
@@ -415,12 +415,12 @@ async def test_health_keeps_the_worst_lateness_of_the_window_not_just_the_last(
             await slow.done.wait()
         after = ticking.calls
         await wait_for(lambda: ticking.calls >= after + 5)
-        store = await MaintenanceStore.open(database_url, max_size=1)
+        store = await Store.open(database_url, max_size=1)
         try:
             await leader.write_health(store)
-            first = {r["branch"]: r for r in await store.read_health()}["ticking"]
+            first = {r["branch"]: r for r in await store.maintenance.read_health()}["ticking"]
             await leader.write_health(store)
-            second = {r["branch"]: r for r in await store.read_health()}["ticking"]
+            second = {r["branch"]: r for r in await store.maintenance.read_health()}["ticking"]
         finally:
             await store.close()
     assert first["max_lateness_s"] >= 0.3  # it waited for most of the slow body

@@ -1,4 +1,4 @@
-"""Rescue wake-ups and operator cancel requests (``MaintenanceStore.rescue`` and the rescue
+"""Rescue wake-ups and operator cancel requests (``Store.rescue`` and the rescue
 branches).
 
 A rescued attempt is work that must run again: whoever acts next must hear of it at commit,
@@ -30,7 +30,8 @@ from awa.maintenance import BranchContext, MaintenanceLeader
 from awa.maintenance.branches.promote_scheduled import PromoteScheduled
 from awa.maintenance.branches.rescue_expired_deadlines import RescueExpiredDeadlines
 from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbeats
-from awa.store.maintenance import MaintenanceStore, RescueOutcome
+from awa.store import Store
+from awa.store.recovery import RescueOutcome
 from awa.telemetry import instruments
 
 CHANNELS = ("awa_jobs", "awa_due")
@@ -55,8 +56,8 @@ class Listener:
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    s = await MaintenanceStore.open(database_url, min_size=1, max_size=4)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(database_url, min_size=1, max_size=4)
     try:
         yield s
     finally:
@@ -80,11 +81,11 @@ async def listener(database_url: str) -> AsyncIterator[Listener]:
 
 
 async def _running(
-    store: MaintenanceStore, count: int, *, queue: str = "default", max_attempts: int = 3
+    store: Store, count: int, *, queue: str = "default", max_attempts: int = 3
 ) -> list[awa.Job]:
     for _ in range(count):
-        await store.insert(awa.InsertParams("a", queue=queue, max_attempts=max_attempts))
-    jobs = await store.claim(queue, ["a"], count, "gone-runtime")
+        await store.jobs.insert_job(awa.InsertParams("a", queue=queue, max_attempts=max_attempts))
+    jobs = await store.jobs.claim_batch(queue, ["a"], count, "gone-runtime")
     assert len(jobs) == count
     return sorted(jobs, key=lambda j: j.id)
 
@@ -101,8 +102,8 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
             await anyio.sleep(0.02)
 
 
-async def available(store: MaintenanceStore, job_id: int) -> bool:
-    return (await store.get_job(job_id)).state is awa.JobState.AVAILABLE
+async def available(store: Store, job_id: int) -> bool:
+    return (await store.admin.get_job(job_id)).state is awa.JobState.AVAILABLE
 
 
 def _pairs(jobs: list[awa.Job]) -> list[tuple[int, int]]:
@@ -110,55 +111,51 @@ def _pairs(jobs: list[awa.Job]) -> list[tuple[int, int]]:
 
 
 async def test_rescue_into_retryable_announces_the_earliest_due_time(
-    mstore: MaintenanceStore, listener: Listener
+    mstore: Store, listener: Listener
 ) -> None:
     jobs = await _running(mstore, 2)
     await listener.drain()  # the inserts' own wake-ups
-    outcome = await mstore.rescue(
+    outcome = await mstore.recovery.rescue(
         _pairs(jobs), from_states=["running"], reason="deadline", retry_base_delay=1.0
     )
     assert (outcome.retried, outcome.failed, outcome.cancelled) == (2, 0, 0)
-    run_ats = [(await mstore.get_job(j.id)).run_at for j in jobs]
-    assert {(await mstore.get_job(j.id)).state for j in jobs} == {awa.JobState.RETRYABLE}
+    run_ats = [(await mstore.admin.get_job(j.id)).run_at for j in jobs]
+    assert {(await mstore.admin.get_job(j.id)).state for j in jobs} == {awa.JobState.RETRYABLE}
     got = await listener.drain()
     assert [c for c, _ in got] == ["awa_due"], got
     assert float(got[0][1]) == pytest.approx(min(run_ats).timestamp(), abs=1e-6)
 
 
 async def test_rescue_into_available_wakes_the_queues_and_announces_nothing_due(
-    mstore: MaintenanceStore, listener: Listener
+    mstore: Store, listener: Listener
 ) -> None:
     jobs = await _running(mstore, 1, queue="q1") + await _running(mstore, 1, queue="q2")
     await listener.drain()
-    outcome = await mstore.rescue(
+    outcome = await mstore.recovery.rescue(
         _pairs(jobs), from_states=["running"], reason="gone", retry_base_delay=0.0
     )
     assert outcome == RescueOutcome(2, 0, frozenset({"q1", "q2"}), 0)
     assert sorted(await listener.drain()) == [("awa_jobs", "q1"), ("awa_jobs", "q2")]
 
 
-async def test_rescue_that_fails_or_cancels_wakes_nobody(
-    mstore: MaintenanceStore, listener: Listener
-) -> None:
+async def test_rescue_that_fails_or_cancels_wakes_nobody(mstore: Store, listener: Listener) -> None:
     """Nothing runs again: no dispatcher or promotion needs waking."""
     last = await _running(mstore, 1, max_attempts=1)
     cancel = await _running(mstore, 1)
-    await mstore.cancel_job(cancel[0].id, "stop")
+    await mstore.admin.cancel_job(cancel[0].id, "stop")
     await listener.drain()
-    outcome = await mstore.rescue(
+    outcome = await mstore.recovery.rescue(
         _pairs(last + cancel), from_states=["running"], reason="deadline", retry_base_delay=1.0
     )
     assert outcome == RescueOutcome(0, 1, frozenset(), 1)
     assert await listener.drain() == []
 
 
-async def test_stale_rescue_changes_and_notifies_nothing(
-    mstore: MaintenanceStore, listener: Listener
-) -> None:
+async def test_stale_rescue_changes_and_notifies_nothing(mstore: Store, listener: Listener) -> None:
     (job,) = await _running(mstore, 1)
-    assert await mstore.complete([job.id], [job.run_lease], [None]) == {job.id}
+    assert await mstore.jobs.complete_batch([job.id], [job.run_lease], [None]) == {job.id}
     await listener.drain()
-    outcome = await mstore.rescue(
+    outcome = await mstore.recovery.rescue(
         _pairs([job]), from_states=["running"], reason="deadline", retry_base_delay=1.0
     )
     assert outcome == RescueOutcome(0, 0, frozenset(), 0)
@@ -168,13 +165,13 @@ async def test_stale_rescue_changes_and_notifies_nothing(
 # ---------------------------------------------------------------- the rescue branches
 
 
-def _ctx(store: MaintenanceStore) -> BranchContext:
+def _ctx(store: Store) -> BranchContext:
     config = MaintenanceConfig(startup_jitter=0, crash_grace=0.0, heartbeat_staleness=3600.0)
     return BranchContext(store=store, clock=awa.SystemClock(), config=config)
 
 
 async def test_rescue_branches_report_cancel_requests_they_honoured(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
+    mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """A cancel-requested attempt found by a rescue branch ends cancelled and is reported
     as ``cancelled`` (not as retried or failed, and not in ``awa.jobs.rescued``)."""
@@ -183,17 +180,17 @@ async def test_rescue_branches_report_cancel_requests_they_honoured(
         "UPDATE awa.jobs SET deadline_at = now() - interval '1 hour' WHERE id = ANY ($1)",
         [first.id, second.id],
     )
-    await mstore.cancel_job(first.id, "operator says stop")
-    await mstore.cancel_job(second.id, "not needed")
+    await mstore.admin.cancel_job(first.id, "operator says stop")
+    await mstore.admin.cancel_job(second.id, "not needed")
     result = await RescueExpiredDeadlines(grace=0.0).run_once(_ctx(mstore))
     assert result.rows == {"retried": 0, "failed": 0, "cancelled": 2}
     for job, reason in ((first, "operator says stop"), (second, "not needed")):
-        final = await mstore.get_job(job.id)
+        final = await mstore.admin.get_job(job.id)
         assert final.state is awa.JobState.CANCELLED
         assert final.errors[-1]["message"] == reason
 
     (crashed,) = await _running(mstore, 1)  # its holder has no presence lock: orphaned
-    await mstore.cancel_job(crashed.id, "stop")
+    await mstore.admin.cancel_job(crashed.id, "stop")
     result = await RescueStaleHeartbeats().run_once(_ctx(mstore))
     assert result.rows == {
         "orphaned_retried": 0,
@@ -201,7 +198,7 @@ async def test_rescue_branches_report_cancel_requests_they_honoured(
         "failed": 0,
         "cancelled": 1,
     }
-    assert (await mstore.get_job(crashed.id)).state is awa.JobState.CANCELLED
+    assert (await mstore.admin.get_job(crashed.id)).state is awa.JobState.CANCELLED
     assert await raw.fetchval("SELECT count(*) FROM awa.events") == 0
 
 
@@ -209,7 +206,7 @@ async def test_rescue_branches_report_cancel_requests_they_honoured(
 
 
 async def test_leader_promotes_a_deadline_rescued_retry_without_waiting_for_its_poll(
-    database_url: str, mstore: MaintenanceStore
+    database_url: str, mstore: Store
 ) -> None:
     """The leader runs promotion once an hour here: the rescued retry (due about 1 s after
     the rescue) can only become available in time through the rescue's ``awa_due``."""
@@ -225,10 +222,10 @@ async def test_leader_promotes_a_deadline_rescued_retry_without_waiting_for_its_
             await leader.wait_until_leader()
         await wait_for(lambda: leader.stats["promote_scheduled"].runs >= 1)
         # promotion ran (nothing deferred) and now sleeps for an hour
-        await mstore.insert(awa.InsertParams("a", timeout=0.05))
-        (job,) = await mstore.claim("default", ["a"], 1, "hung-runtime")
+        await mstore.jobs.insert_job(awa.InsertParams("a", timeout=0.05))
+        (job,) = await mstore.jobs.claim_batch("default", ["a"], 1, "hung-runtime")
         await wait_for(lambda: available(mstore, job.id))
-        final = await mstore.get_job(job.id)
+        final = await mstore.admin.get_job(job.id)
         assert final.attempt == 1  # the rescued attempt, promoted; not claimed again
         assert [e["kind"] for e in final.errors] == ["rescued"]
         assert leader.stats["promote_scheduled"].runs >= 2

@@ -25,7 +25,7 @@ from awa.maintenance.supervisor import (
     initial_mode,
     route_due,
 )
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.telemetry import instruments
 
 
@@ -42,7 +42,7 @@ class _Due(Branch):
 def _ctx(config: MaintenanceConfig | None = None) -> BranchContext:
     # The store is never reached: nothing here runs a branch body.
     return BranchContext(
-        store=cast(MaintenanceStore, None),
+        store=cast(Store, None),
         clock=awa.SystemClock(),
         config=config or MaintenanceConfig(),
     )

@@ -17,7 +17,7 @@ import awa
 import awa.maintenance
 from awa.config import RecoveryPolicy
 from awa.errors import StartupRecoveryError
-from awa.store.maintenance import Presence
+from awa.store.presence import Presence
 from support.runtime_world import RUNNING_BY, job_state, seed
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import awa
 import awa.maintenance
-from awa.store.maintenance import Presence
+from awa.store.presence import Presence
 from support.chaos import wait_for
 from support.maintenance import lock_holders, maint_config
 from support.runtime_world import RUNNING_BY, counting_client, in_state, job_state, seed

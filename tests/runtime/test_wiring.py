@@ -50,8 +50,8 @@ async def test_wiring_connects_the_client_and_sizes_the_runtime_pool(database_ur
         assert wiring.url == client.store.url
         store = await wiring.open_store()
         try:
-            assert store.pool.get_max_size() == 3
-            assert store.pool is not client.store.pool
+            assert store.db.pool.get_max_size() == 3
+            assert store.db.pool is not client.store.db.pool
         finally:
             await store.close()
 

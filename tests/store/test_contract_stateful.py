@@ -1,7 +1,7 @@
 """The storage contract, checked: PostgreSQL and the reference model run the same random
 operation sequences and must agree on every job after every step.
 
-``StoreAgreesWithModel`` drives ``MaintenanceStore`` (real SQL on a real PostgreSQL) and
+``StoreAgreesWithModel`` drives ``Store`` (real SQL on a real PostgreSQL) and
 ``reference_model.ReferenceStore`` in lockstep through the contract
 (``awa.store.contract.JobStoreContract``): inserts, claims by several workers (also two at
 once), heartbeats, batched results built by the worker's own ``decide``, duplicate and stale
@@ -55,9 +55,11 @@ from awa.db.connect import connect
 from awa.errors import DatabaseConflict, InvalidTransition, JobNotFound, ValidationError
 from awa.model import InsertParams, Job, JobState
 from awa.outcomes import Cancel, RetryAfter, Snooze
-from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled
-from awa.store.contract import JobStoreContract, list_dispatchable
-from awa.store.maintenance import PRESENCE_LOCK_CLASS, MaintenanceStore, RescueOutcome
+from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
+from awa.store.contract import ContractView, JobStoreContract, list_dispatchable
+from awa.store.presence import PRESENCE_LOCK_CLASS
+from awa.store.queries import sql_text
+from awa.store.recovery import RescueOutcome
 from awa.worker.outcomes import Decision, decide
 from support.reference_model import ModelJob, Quirks, ReferenceStore
 
@@ -144,23 +146,23 @@ class Env:
 
     loop: asyncio.AbstractEventLoop
     url: str
-    store: MaintenanceStore
+    store: Store
     presence: asyncpg.Connection  # holds the presence locks of the "alive" workers
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
     async def reset(self) -> None:
-        await self.store.pool.execute(RESET_SQL)
+        await self.store.db.pool.execute(RESET_SQL)
         await self.presence.execute("SELECT pg_advisory_unlock_all()")
 
     async def observe(self) -> tuple[dict[int, dict[str, Any]], Counter[tuple[int, str]]]:
-        rows = await self.store.pool.fetch(OBSERVE_SQL)
+        rows = await self.store.db.pool.fetch(OBSERVE_SQL)
         jobs: dict[int, dict[str, Any]] = {}
         for row in rows:
             assert row["id"] not in jobs, f"job {row['id']} is both live and finished"
             jobs[int(row["id"])] = _store_row(row)
-        events = await self.store.pool.fetch(EVENTS_SQL)
+        events = await self.store.db.pool.fetch(EVENTS_SQL)
         return jobs, Counter((int(r["job_id"]), str(r["kind"])) for r in events)
 
 
@@ -185,7 +187,7 @@ def env(server_url: str, template_name: str) -> Iterator[Env]:
     async def open_env() -> Env:
         await admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
         url = _with_database(server_url, name)
-        store = await MaintenanceStore.open(url, min_size=2, max_size=4)
+        store = await Store.open(url, min_size=2, max_size=4)
         return Env(loop, url, store, await connect(url))
 
     environment = loop.run_until_complete(open_env())
@@ -472,12 +474,17 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
     # -- plumbing
 
     @property
-    def store(self) -> MaintenanceStore:
+    def store(self) -> Store:
         return self.env.store
+
+    @property
+    def contract(self) -> ContractView:
+        """The store under the contract's operation names (the model's)."""
+        return ContractView(self.env.store)
 
     def both(self, op: Op) -> Any:
         """Run ``op`` on the store, then on the model; the outcomes must be equal."""
-        got, raw = self.env.run(capture(op.call, self.store))
+        got, raw = self.env.run(capture(op.call, self.contract))
         expected, _ = self.env.run(capture(op.call, self.model))
         assert got == expected, f"{op.label}: store {got!r} != model {expected!r}"
         op.after(raw)
@@ -489,7 +496,7 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         async def together() -> list[tuple[Any, Any]]:
             return list(
                 await asyncio.gather(
-                    capture(first.call, self.store), capture(second.call, self.store)
+                    capture(first.call, self.contract), capture(second.call, self.contract)
                 )
             )
 
@@ -637,8 +644,8 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
 
         async def together() -> tuple[list[Job], list[Job]]:
             first, second = await asyncio.gather(
-                self.store.claim(queue, kinds, limits[0], a.instance_id, self.now),
-                self.store.claim(queue, kinds, limits[1], b.instance_id, self.now),
+                self.store.jobs.claim_batch(queue, kinds, limits[0], a.instance_id, self.now),
+                self.store.jobs.claim_batch(queue, kinds, limits[1], b.instance_id, self.now),
             )
             return first, second
 
@@ -663,7 +670,8 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         async def together() -> list[list[str]]:
             return list(
                 await asyncio.gather(
-                    self.store.promote_due(BIG, now), self.store.promote_due(BIG, now)
+                    self.store.maintenance.promote_due(BIG, now),
+                    self.store.maintenance.promote_due(BIG, now),
                 )
             )
 
@@ -808,7 +816,9 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
             return Op("promote_due", lambda s: s.promote_due(BIG, now))
         if kind == "rescue":
             # every attempt not beaten at this very instant: the widest window for a collision
-            orphaned, stale = self.env.run(self.store.find_rescuable_running(0.5, 0.0, BIG, now))
+            orphaned, stale = self.env.run(
+                self.store.recovery.find_rescuable_running(0.5, 0.0, BIG, now)
+            )
             return self._rescue_op(orphaned + stale, RESCUE_LEASE, 0.0)
         busy = self._busy()
         if not busy:
@@ -829,10 +839,10 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         problems = state_diff(self.model, observed, events, settle=True)
         assert not problems, "store and model disagree:\n" + "\n".join(problems)
         for queue in QUEUES:
-            got = self.env.run(list_dispatchable(self.store, queue, ("a", "b")))
+            got = self.env.run(list_dispatchable(self.contract, queue, ("a", "b")))
             want = self.env.run(list_dispatchable(self.model, queue, ("a", "b")))
             assert [j.id for j in got] == [j.id for j in want], f"dispatch order of {queue}"
-        got_due = self.env.run(self.store.next_due_at())
+        got_due = self.env.run(self.store.maintenance.next_due_at())
         assert got_due == self.env.run(self.model.next_due_at()), "next_due_at"
 
     def teardown(self) -> None:
@@ -851,24 +861,24 @@ def test_store_agrees_with_reference_model(env: Env) -> None:
 # ------------------------------------------------------------ regressions found above
 
 
-async def _open(url: str) -> MaintenanceStore:
-    return await MaintenanceStore.open(url, min_size=2, max_size=4)
+async def _open(url: str) -> Store:
+    return await Store.open(url, min_size=2, max_size=4)
 
 
-async def _running(store: MaintenanceStore, max_attempts: int, instance: str = "w") -> Job:
-    await store.insert(InsertParams("a", max_attempts=max_attempts), now=START)
-    [job] = await store.claim("default", ["a"], 1, instance, START)
+async def _running(store: Store, max_attempts: int, instance: str = "w") -> Job:
+    await store.jobs.insert_job(InsertParams("a", max_attempts=max_attempts), now=START)
+    [job] = await store.jobs.claim_batch("default", ["a"], 1, instance, START)
     return job
 
 
-async def _wait_for_lock_wait(store: MaintenanceStore) -> None:
+async def _wait_for_lock_wait(store: Store) -> None:
     """Until some session of this database waits for a row lock (bounded)."""
     sql = (
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     for _ in range(1000):  # PostgreSQL has no event for "a session started waiting": poll
-        if await store.pool.fetchval(sql):
+        if await store.db.pool.fetchval(sql):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("no session of this database started waiting for a lock")
@@ -887,23 +897,23 @@ async def test_cancel_request_wins_over_a_failed_attempt(
     store = await _open(database_url)
     try:
         job = await _running(store, max_attempts)
-        assert (await store.cancel_job(job.id, "operator says stop", START)).state is (
+        assert (await store.admin.cancel_job(job.id, "operator says stop", START)).state is (
             JobState.RUNNING
         )
         error = {"kind": "exception", "attempt": 1, "message": "boom"}
         decision = decide(job, START, BACKOFF, raised=RuntimeError("boom"))
         if decision.state is JobState.FAILED:
-            applied = await store.finalize(
+            applied = await store.jobs.finalize_batch(
                 [FinishedAttempt(job.id, job.run_lease, JobState.FAILED, error)], START
             )
         else:
             assert decision.run_at is not None
-            applied = await store.reschedule(
+            applied = await store.jobs.reschedule_batch(
                 [Rescheduled(job.id, job.run_lease, decision.state, decision.run_at, error, False)],
                 START,
             )
         assert applied == {job.id}
-        final = await store.get_job(job.id)
+        final = await store.admin.get_job(job.id)
         assert final.state is JobState.CANCELLED
         assert final.errors[-1]["message"] == "operator says stop"
     finally:
@@ -922,22 +932,22 @@ async def test_rescue_honours_cancel_request(
     store = await _open(database_url)
     try:
         job = await _running(store, max_attempts, instance="dead-runtime")  # no presence lock
-        await store.cancel_job(job.id, "operator says stop", START)
+        await store.admin.cancel_job(job.id, "operator says stop", START)
         later = START + timedelta(seconds=5)
-        orphaned, _stale = await store.find_rescuable_running(0.5, 30.0, 100, later)
+        orphaned, _stale = await store.recovery.find_rescuable_running(0.5, 30.0, 100, later)
         assert orphaned == [(job.id, job.run_lease)]
-        outcome = await store.rescue(
+        outcome = await store.recovery.rescue(
             orphaned, from_states=["running"], reason="gone", retry_base_delay=base, now=later
         )
         assert outcome == RescueOutcome(0, 0, frozenset(), 1)
-        final = await store.get_job(job.id)
+        final = await store.admin.get_job(job.id)
         assert final.state is JobState.CANCELLED, f"rescued into {final.state}"
         assert [(e["kind"], e["message"]) for e in final.errors] == [
             ("cancelled", "operator says stop")
         ]
-        events = await store.pool.fetch("SELECT kind FROM awa.events WHERE job_id = $1", job.id)
+        events = await store.db.pool.fetch("SELECT kind FROM awa.events WHERE job_id = $1", job.id)
         assert [r["kind"] for r in events] == []
-        again = await store.rescue(
+        again = await store.recovery.rescue(
             orphaned, from_states=["running"], reason="gone", retry_base_delay=base, now=later
         )
         assert again == RescueOutcome(0, 0, frozenset(), 0)  # stale: nothing left to do
@@ -952,12 +962,14 @@ async def test_rescue_cancels_only_the_attempts_it_was_given(database_url: str) 
     store = await _open(database_url)
     try:
         for _ in range(3):
-            await store.insert(InsertParams("a", max_attempts=3), now=START)
-        a, b, c = sorted(await store.claim("default", ["a"], 3, "gone", START), key=lambda j: j.id)
-        await store.cancel_job(a.id, "stop a", START)
-        await store.cancel_job(c.id, "stop c", START)
+            await store.jobs.insert_job(InsertParams("a", max_attempts=3), now=START)
+        a, b, c = sorted(
+            await store.jobs.claim_batch("default", ["a"], 3, "gone", START), key=lambda j: j.id
+        )
+        await store.admin.cancel_job(a.id, "stop a", START)
+        await store.admin.cancel_job(c.id, "stop c", START)
         later = START + timedelta(seconds=5)
-        wrong_state = await store.rescue(
+        wrong_state = await store.recovery.rescue(
             [(a.id, a.run_lease)],
             from_states=["waiting_external"],
             reason="gone",
@@ -965,7 +977,7 @@ async def test_rescue_cancels_only_the_attempts_it_was_given(database_url: str) 
             now=later,
         )
         assert wrong_state == RescueOutcome(0, 0, frozenset(), 0)
-        outcome = await store.rescue(
+        outcome = await store.recovery.rescue(
             [(a.id, a.run_lease), (b.id, b.run_lease)],
             from_states=["running"],
             reason="gone",
@@ -973,9 +985,9 @@ async def test_rescue_cancels_only_the_attempts_it_was_given(database_url: str) 
             now=later,
         )
         assert outcome == RescueOutcome(1, 0, frozenset({"default"}), 1)
-        assert (await store.get_job(a.id)).state is JobState.CANCELLED
-        assert (await store.get_job(b.id)).state is JobState.AVAILABLE
-        assert (await store.get_job(c.id)).state is JobState.RUNNING
+        assert (await store.admin.get_job(a.id)).state is JobState.CANCELLED
+        assert (await store.admin.get_job(b.id)).state is JobState.AVAILABLE
+        assert (await store.admin.get_job(c.id)).state is JobState.RUNNING
     finally:
         await store.close()
 
@@ -991,7 +1003,7 @@ async def test_cancel_racing_a_requeue_is_not_refused(database_url: str) -> None
         tx = flush.transaction()
         await tx.start()
         await flush.fetch(  # the completion buffer's retry flush, not committed yet
-            store.sql("reschedule_batch"),
+            sql_text("reschedule_batch"),
             [job.id],
             [job.run_lease],
             ["retryable"],
@@ -1007,7 +1019,7 @@ async def test_cancel_racing_a_requeue_is_not_refused(database_url: str) -> None
             await tx.commit()
 
         answer, committed = await asyncio.gather(
-            store.cancel_job(job.id, "stop", START),
+            store.admin.cancel_job(job.id, "stop", START),
             commit_when_cancel_waits(),
             return_exceptions=True,
         )
@@ -1032,13 +1044,17 @@ async def test_deadlock_between_a_flush_and_a_rescue_is_a_retryable_error(
     store = await _open(database_url)
     rescuer = await connect(database_url)
     try:
-        await store.insert(InsertParams("a", max_attempts=1), now=START)  # y: fails on rescue
-        await store.insert(InsertParams("a", max_attempts=3), now=START)  # x: retried
-        y, x = sorted(await store.claim("default", ["a"], 2, "w", START), key=lambda j: j.id)
+        await store.jobs.insert_job(
+            InsertParams("a", max_attempts=1), now=START
+        )  # y: fails on rescue
+        await store.jobs.insert_job(InsertParams("a", max_attempts=3), now=START)  # x: retried
+        y, x = sorted(
+            await store.jobs.claim_batch("default", ["a"], 2, "w", START), key=lambda j: j.id
+        )
         tx = rescuer.transaction()
         await tx.start()
         retried = await rescuer.fetch(
-            store.sql("rescue_retry"),
+            sql_text("rescue_retry"),
             [x.id],
             [x.run_lease],
             ["running"],
@@ -1053,11 +1069,11 @@ async def test_deadlock_between_a_flush_and_a_rescue_is_a_retryable_error(
         async def rescue_the_other() -> None:
             await _wait_for_lock_wait(store)  # the flush holds y and waits for x
             with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
-                await store.pool.execute(
+                await store.db.pool.execute(
                     "SELECT 1 FROM awa.jobs WHERE id = $1 FOR UPDATE NOWAIT", y.id
                 )
             await rescuer.fetch(
-                store.sql("rescue_fail"),
+                sql_text("rescue_fail"),
                 [y.id],
                 [y.run_lease],
                 ["running"],
@@ -1069,15 +1085,17 @@ async def test_deadlock_between_a_flush_and_a_rescue_is_a_retryable_error(
             await tx.commit()
 
         flushed, rescued = await asyncio.gather(
-            store.complete([y.id, x.id], [y.run_lease, x.run_lease], [None, None], START),
+            store.jobs.complete_batch(
+                [y.id, x.id], [y.run_lease, x.run_lease], [None, None], START
+            ),
             rescue_the_other(),
             return_exceptions=True,
         )
         assert rescued is None, rescued
         assert isinstance(flushed, BaseException), f"no deadlock: {flushed}"
         assert isinstance(flushed, DatabaseConflict), repr(flushed)
-        assert (await store.get_job(y.id)).state is JobState.FAILED
-        assert (await store.get_job(x.id)).state is JobState.AVAILABLE
+        assert (await store.admin.get_job(y.id)).state is JobState.FAILED
+        assert (await store.admin.get_job(x.id)).state is JobState.AVAILABLE
     finally:
         await rescuer.close()
         await store.close()

@@ -29,8 +29,9 @@ from awa.maintenance.branches.cleanup import Cleanup
 from awa.maintenance.branches.promote_scheduled import PromoteScheduled
 from awa.maintenance.branches.rotate import Rotate
 from awa.maintenance.tick import tick
-from awa.store.callbacks import CallbackStore
-from awa.store.maintenance import LEADER_LOCK_KEY, HealthRow, LeaderConnection, MaintenanceStore
+from awa.store import Store
+from awa.store.leadership import LEADER_LOCK_KEY, LeaderConnection
+from awa.store.maintenance import HealthRow
 from awa.telemetry import instruments
 from support.chaos import wait_for
 from support.fault_proxy import FaultProxy
@@ -52,7 +53,7 @@ class Probe(Branch):
         self.instance = instance
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        async with ctx.store.acquire() as c:
+        async with ctx.store.db.acquire() as c:
             await c.execute(
                 "INSERT INTO public.fence_probe (instance, term) VALUES ($1, $2)",
                 self.instance,
@@ -96,16 +97,16 @@ async def lock_holder(raw: asyncpg.Connection) -> int | None:
 
 
 @pytest.fixture
-async def deposed(database_url: str) -> AsyncIterator[tuple[MaintenanceStore, int]]:
+async def deposed(database_url: str) -> AsyncIterator[tuple[Store, int]]:
     """Leader A's store, fenced by A's term, after B began a newer term (A's lock lost)."""
     a_conn, a_term = await new_term(database_url, "A")
-    store = await MaintenanceStore.open(database_url, max_size=2, term=a_term)
-    await store.record_leader("A", "split", None)
+    store = await Store.open(database_url, max_size=2, term=a_term)
+    await store.leadership.record_leader("A", "split", None)
     await a_conn.close()  # A's session ends: its lock goes with it
     b_conn, b_term = await new_term(database_url, "B")
     assert b_term == a_term + 1
-    b_store = await MaintenanceStore.open(database_url, max_size=1, term=b_term)
-    await b_store.record_leader("B", "split", None)
+    b_store = await Store.open(database_url, max_size=1, term=b_term)
+    await b_store.leadership.record_leader("B", "split", None)
     try:
         yield store, a_term
     finally:
@@ -118,16 +119,18 @@ async def deposed(database_url: str) -> AsyncIterator[tuple[MaintenanceStore, in
 
 
 async def test_late_writes_of_a_deposed_leader_change_nothing(
-    deposed: tuple[MaintenanceStore, int], raw: asyncpg.Connection, database_url: str
+    deposed: tuple[Store, int], raw: asyncpg.Connection, database_url: str
 ) -> None:
     store, a_term = deposed
     # Work for every write below: a due job, a ring ready to rotate with an expired slot.
-    plain = await MaintenanceStore.open(database_url, max_size=1)
+    plain = await Store.open(database_url, max_size=1)
     try:
         for _ in range(3):
-            await plain.insert(awa.InsertParams("k"))
-        done = await plain.claim("default", ["k"], 3, "someone")
-        await plain.complete([j.id for j in done], [j.run_lease for j in done], [None] * 3)
+            await plain.jobs.insert_job(awa.InsertParams("k"))
+        done = await plain.jobs.claim_batch("default", ["k"], 3, "someone")
+        await plain.jobs.complete_batch(
+            [j.id for j in done], [j.run_lease for j in done], [None] * 3
+        )
     finally:
         await plain.close()
     await raw.execute("UPDATE awa.ring_state SET rotated_at = now() - interval '30 days'")
@@ -144,13 +147,13 @@ async def test_late_writes_of_a_deposed_leader_change_nothing(
     history = await raw.fetchval("SELECT count(*) FROM awa.jobs_done WHERE slot = 1")
     assert history >= 3
     writes: dict[str, Callable[[], Awaitable[object]]] = {
-        "promote_due": lambda: store.promote_due(10),
-        "write_health": lambda: store.write_health([health], "A"),
-        "record_leader": lambda: store.record_leader("A", "split", None),
+        "promote_due": lambda: store.maintenance.promote_due(10),
+        "write_health": lambda: store.maintenance.write_health([health], "A"),
+        "record_leader": lambda: store.leadership.record_leader("A", "split", None),
         "rotate": lambda: Rotate().run_once(ctx),
-        "truncate_slot": lambda: store.truncate_slot(1),
+        "truncate_slot": lambda: store.maintenance.truncate_slot(1),
         "cleanup (a sibling store)": lambda: Cleanup().run_once(ctx),
-        "callbacks prune": lambda: store.sibling(CallbackStore).prune(0.0, 10),
+        "callbacks prune": lambda: store.callbacks.prune_callbacks(0.0, 10),
     }
     for name, write in writes.items():
         with pytest.raises(LeadershipLost) as caught:
@@ -168,14 +171,14 @@ async def test_the_current_term_writes_and_is_recorded(
     database_url: str, raw: asyncpg.Connection
 ) -> None:
     conn, term = await new_term(database_url, "A")
-    store = await MaintenanceStore.open(database_url, max_size=1, term=term)
+    store = await Store.open(database_url, max_size=1, term=term)
     try:
-        await store.record_leader("A", "split", None)
-        current = await store.current_term()
+        await store.leadership.record_leader("A", "split", None)
+        current = await store.leadership.current_term()
         assert (current["term"], current["holder"]) == (term, "A")
-        leader_row = await store.get_leader()
+        leader_row = await store.leadership.get_leader()
         assert leader_row is not None and leader_row["term"] == term
-        assert await store.promote_due(10) == []
+        assert await store.maintenance.promote_due(10) == []
     finally:
         await store.close()
         await conn.close()
@@ -188,14 +191,14 @@ async def test_a_term_bump_waits_for_the_fenced_transaction_in_flight(
     never the other way round; A's next transaction is refused."""
     await raw.execute(PROBE_TABLE)
     a_conn, a_term = await new_term(database_url, "A")
-    store = await MaintenanceStore.open(database_url, max_size=2, term=a_term)
+    store = await Store.open(database_url, max_size=2, term=a_term)
     await a_conn.close()
     b_conn = await LeaderConnection.open(database_url)
     inside, finish = anyio.Event(), anyio.Event()
     b_term: list[int | None] = []
 
     async def a_writes() -> None:
-        async with store.acquire() as c:
+        async with store.db.acquire() as c:
             await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
             inside.set()
             await finish.wait()
@@ -216,7 +219,7 @@ async def test_a_term_bump_waits_for_the_fenced_transaction_in_flight(
         assert b_term == [a_term + 1]
         assert await raw.fetchval("SELECT count(*) FROM public.fence_probe") == 2
         with pytest.raises(LeadershipLost):
-            async with store.acquire() as c:
+            async with store.db.acquire() as c:
                 await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
         assert await raw.fetchval("SELECT count(*) FROM public.fence_probe") == 2
     finally:
@@ -231,13 +234,13 @@ async def test_a_fence_queued_behind_a_term_bump_sees_the_new_term(
     waits for the bump, then finds the newer term, and writes nothing."""
     await raw.execute(PROBE_TABLE)
     a_conn, a_term = await new_term(database_url, "A")
-    store = await MaintenanceStore.open(database_url, max_size=1, term=a_term)
+    store = await Store.open(database_url, max_size=1, term=a_term)
     await a_conn.close()
     refused: list[BaseException] = []
 
     async def a_writes() -> None:
         try:
-            async with store.acquire() as c:
+            async with store.db.acquire() as c:
                 await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
         except LeadershipLost as exc:
             refused.append(exc)
@@ -274,12 +277,12 @@ async def test_a_new_term_gives_up_when_older_transactions_outlive_its_wait(
     database_url: str, raw: asyncpg.Connection
 ) -> None:
     a_conn, a_term = await new_term(database_url, "A")
-    store = await MaintenanceStore.open(database_url, max_size=1, term=a_term)
+    store = await Store.open(database_url, max_size=1, term=a_term)
     await a_conn.close()
     b_conn = await LeaderConnection.open(database_url)
     try:
         assert await b_conn.try_acquire()
-        async with store.acquire():
+        async with store.db.acquire():
             assert await b_conn.begin_term("B", wait=0.2) is None
         assert b_conn.alive  # a refusal, not a dead connection
         assert await b_conn.begin_term("B", wait=5.0) == a_term + 1
@@ -376,8 +379,8 @@ async def test_release_on_a_dead_connection_returns_within_the_bound(
 async def test_a_blackholed_pool_closes_within_the_bound(
     database_url: str, proxy: FaultProxy
 ) -> None:
-    store = await MaintenanceStore.open(proxy.url(database_url), min_size=2, max_size=2, term=None)
-    await store.promote_due(1)
+    store = await Store.open(proxy.url(database_url), min_size=2, max_size=2, term=None)
+    await store.maintenance.promote_due(1)
     proxy.blackhole()
     started = time.monotonic()
     await store.close()

@@ -29,14 +29,13 @@ import pytest
 import awa
 from awa.clock import utcnow
 from awa.errors import DatabaseConflict
-from awa.store import Store
-from awa.store.callbacks import CallbackStore, ParkedAttempt, hash_callback_token
-from awa.store.maintenance import MaintenanceStore
-from awa.store.queries import load_queries
-from awa.store.store import FinishedAttempt, Rescheduled
+from awa.model import hash_callback_token
+from awa.store import FinishedAttempt, Rescheduled, Store
+from awa.store.callbacks import ParkedAttempt
+from awa.store.queries import load_queries, sql_text
 
 Jobs = list[awa.Job]
-Writer = Callable[[MaintenanceStore, Jobs], Awaitable[object]]
+Writer = Callable[[Store, Jobs], Awaitable[object]]
 
 
 #: Running jobs of other runtimes, in another queue.
@@ -49,8 +48,8 @@ SELECT 'x', 'busy', 'running', 2, 2, 3, now(), now(), 1, 1, now(), now(), 'other
 
 
 @pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
-    s = await MaintenanceStore.open(database_url, min_size=2, max_size=6)
+async def mstore(database_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(database_url, min_size=2, max_size=6)
     try:
         yield s
     finally:
@@ -60,42 +59,42 @@ async def mstore(database_url: str) -> AsyncIterator[MaintenanceStore]:
 async def running(store: Store, count: int) -> Jobs:
     """``count`` jobs claimed by one runtime, among thousands other runtimes hold (so each
     statement gets the plan a busy table gets, not a tiny table's sequential scan)."""
-    async with store.acquire() as c:
+    async with store.db.acquire() as c:
         if not await c.fetchval("SELECT EXISTS (SELECT 1 FROM awa.jobs WHERE queue = 'busy')"):
             await c.execute(BACKGROUND)
             await c.execute("ANALYZE awa.jobs")
     for _ in range(count):
-        await store.insert(awa.InsertParams("a", max_attempts=5))
-    jobs = await store.claim("default", ["a"], count, "holder")
+        await store.jobs.insert_job(awa.InsertParams("a", max_attempts=5))
+    jobs = await store.jobs.claim_batch("default", ["a"], count, "holder")
     assert len(jobs) == count
     return sorted(jobs, key=lambda j: j.id)
 
 
-async def heartbeat(store: MaintenanceStore, jobs: Jobs) -> object:
-    return await store.heartbeat(
+async def heartbeat(store: Store, jobs: Jobs) -> object:
+    return await store.jobs.heartbeat(
         [j.id for j in jobs], [j.run_lease for j in jobs], [None] * len(jobs)
     )
 
 
-async def complete(store: MaintenanceStore, jobs: Jobs) -> object:
-    return await store.complete(
+async def complete(store: Store, jobs: Jobs) -> object:
+    return await store.jobs.complete_batch(
         [j.id for j in jobs], [j.run_lease for j in jobs], [None] * len(jobs)
     )
 
 
-async def finalize(store: MaintenanceStore, jobs: Jobs) -> object:
+async def finalize(store: Store, jobs: Jobs) -> object:
     items = [FinishedAttempt(j.id, j.run_lease, awa.JobState.FAILED, None) for j in jobs]
-    return await store.finalize(items)
+    return await store.jobs.finalize_batch(items)
 
 
-async def reschedule(store: MaintenanceStore, jobs: Jobs) -> object:
+async def reschedule(store: Store, jobs: Jobs) -> object:
     at = utcnow() + timedelta(hours=1)
     items = [Rescheduled(j.id, j.run_lease, awa.JobState.RETRYABLE, at, None, False) for j in jobs]
-    return await store.reschedule(items)
+    return await store.jobs.reschedule_batch(items)
 
 
-async def rescue(store: MaintenanceStore, jobs: Jobs) -> object:
-    return await store.rescue(
+async def rescue(store: Store, jobs: Jobs) -> object:
+    return await store.recovery.rescue(
         [(j.id, j.run_lease) for j in jobs],
         from_states=["running"],
         reason="test",
@@ -154,12 +153,12 @@ async def race(
     return errors
 
 
-def bound(writer: Writer, store: MaintenanceStore) -> Callable[[Jobs], Awaitable[object]]:
+def bound(writer: Writer, store: Store) -> Callable[[Jobs], Awaitable[object]]:
     return lambda jobs: writer(store, jobs)
 
 
 async def test_the_harness_deadlocks_writers_that_lock_in_batch_order(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """Control: a writer that locks its rows in the order its batch lists them (what the
     old statements did whenever their plan was a nested loop over the batch) deadlocks
@@ -167,7 +166,7 @@ async def test_the_harness_deadlocks_writers_that_lock_in_batch_order(
     jobs = await running(mstore, 6)
 
     async def in_batch_order(batch: Jobs) -> object:
-        async with mstore.acquire() as c, c.transaction():
+        async with mstore.db.acquire() as c, c.transaction():
             for j in batch:
                 await c.execute("UPDATE awa.jobs SET heartbeat_at = now() WHERE id = $1", j.id)
         return None
@@ -193,7 +192,7 @@ async def test_the_harness_deadlocks_writers_that_lock_in_batch_order(
 )
 async def test_two_writers_in_opposite_orders_do_not_deadlock(
     database_url: str,
-    mstore: MaintenanceStore,
+    mstore: Store,
     raw: asyncpg.Connection,
     first: Writer,
     second: Writer,
@@ -204,10 +203,10 @@ async def test_two_writers_in_opposite_orders_do_not_deadlock(
 
 
 async def test_park_and_heartbeat_in_opposite_orders_do_not_deadlock(
-    database_url: str, mstore: MaintenanceStore, raw: asyncpg.Connection
+    database_url: str, mstore: Store, raw: asyncpg.Connection
 ) -> None:
     """The park locks callbacks, then jobs (each in id order); the heartbeat locks jobs."""
-    callbacks = mstore.sibling(CallbackStore)
+    callbacks = mstore.callbacks
     for park_first in (True, False):
         jobs = await running(mstore, 6)
         items = {}
@@ -220,7 +219,7 @@ async def test_park_and_heartbeat_in_opposite_orders_do_not_deadlock(
             items[j.id] = ParkedAttempt(j.id, j.run_lease, str(callback_id))
 
         async def parking(batch: Jobs, items: dict[int, ParkedAttempt] = items) -> object:
-            return await callbacks.park([items[j.id] for j in batch])
+            return await callbacks.park_jobs([items[j.id] for j in batch])
 
         beating = bound(heartbeat, mstore)
         pair = (parking, beating) if park_first else (beating, parking)
@@ -228,7 +227,7 @@ async def test_park_and_heartbeat_in_opposite_orders_do_not_deadlock(
 
 
 async def test_opposite_heartbeats_raced_many_times_never_deadlock(
-    mstore: MaintenanceStore,
+    mstore: Store,
 ) -> None:
     jobs = await running(mstore, 200)
     conflicts = 0
@@ -247,9 +246,7 @@ async def test_opposite_heartbeats_raced_many_times_never_deadlock(
     assert conflicts == 0
 
 
-async def test_the_lock_step_uses_the_primary_key(
-    mstore: MaintenanceStore, raw: asyncpg.Connection
-) -> None:
+async def test_the_lock_step_uses_the_primary_key(mstore: Store, raw: asyncpg.Connection) -> None:
     """On a table of realistic size the batch lock is an index scan of the primary key."""
     await raw.execute(
         "INSERT INTO awa.jobs (kind, queue, state, priority, original_priority, max_attempts,"
@@ -266,7 +263,7 @@ async def test_the_lock_step_uses_the_primary_key(
         "finalize_cancel_requested": [ids, leases, None, None, None],
     }
     for name, args in statements.items():
-        plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN {mstore.sql(name)}", *args))
+        plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN {sql_text(name)}", *args))
         assert "jobs_pkey" in plan, plan
         assert "Seq Scan on jobs " not in plan, plan
         # The lock step is evaluated up front, before any row is read (see jobs.sql).

@@ -19,8 +19,8 @@ import asyncpg
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import Branch, BranchContext
-from awa.store import FinishedAttempt
-from awa.store.maintenance import MaintenanceStore, Presence
+from awa.store import FinishedAttempt, Store
+from awa.store.presence import Presence
 
 LIVE = "runtime-live"  # holds its presence lock for the whole test
 DEAD = "runtime-dead"  # holds none: crashed
@@ -97,7 +97,7 @@ Snapshot = dict[int, tuple[str, dict[str, Any]]]
 class World:
     url: str
     raw: asyncpg.Connection
-    store: MaintenanceStore
+    store: Store
     ids: dict[str, int]
 
     def ctx(self, config: MaintenanceConfig = CONFIG) -> BranchContext:
@@ -137,27 +137,29 @@ class World:
 @asynccontextmanager
 async def seeded_world(database_url: str, raw: asyncpg.Connection) -> AsyncIterator[World]:
     """A ``World`` with every seed in place (and ``LIVE``'s presence lock held) until exit."""
-    store = await MaintenanceStore.open(database_url, max_size=4)
+    store = await Store.open(database_url, max_size=4)
     presence = await Presence.acquire(database_url, LIVE)
     try:
         ids: dict[str, int] = {}
         # History first: claim and finish jobs of their own kind.
         for name in FINISHED:
-            job = await store.insert(awa.InsertParams("done", {"name": name}))
+            job = await store.jobs.insert_job(awa.InsertParams("done", {"name": name}))
             ids[name] = job.id
-        claimed = {j.id: j for j in await store.claim("default", ["done"], 10, LIVE)}
+        claimed = {j.id: j for j in await store.jobs.claim_batch("default", ["done"], 10, LIVE)}
         assert set(claimed) == {ids[n] for n in FINISHED}
         completed = ids["done_completed"]
-        assert await store.complete([completed], [claimed[completed].run_lease], [{"ok": 1}])
+        assert await store.jobs.complete_batch(
+            [completed], [claimed[completed].run_lease], [{"ok": 1}]
+        )
         finals = [
             FinishedAttempt(ids[n], claimed[ids[n]].run_lease, state, {"kind": "test"})
             for n, state in FINISHED.items()
             if state is not awa.JobState.COMPLETED
         ]
-        assert len(await store.finalize(finals)) == 2
+        assert len(await store.jobs.finalize_batch(finals)) == 2
         # Live jobs in every state.
         for name, (max_attempts, assignment) in SEEDS.items():
-            job = await store.insert(
+            job = await store.jobs.insert_job(
                 awa.InsertParams("work", {"name": name}, max_attempts=max_attempts)
             )
             ids[name] = job.id

@@ -36,7 +36,8 @@ import asyncpg
 
 import awa
 from awa.config import MaintenanceConfig
-from awa.store.maintenance import LEADER_LOCK_KEY, PRESENCE_LOCK_CLASS
+from awa.store.leadership import LEADER_LOCK_KEY
+from awa.store.presence import PRESENCE_LOCK_CLASS
 
 if TYPE_CHECKING:  # the worker process imports this module too: keep pytest out of it
     import pytest

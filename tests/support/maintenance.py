@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from awa.config import MaintenanceConfig
-from awa.store.maintenance import LEADER_LOCK_KEY
+from awa.store.leadership import LEADER_LOCK_KEY
 
 LOCK_CLASSID = LEADER_LOCK_KEY >> 32
 LOCK_OBJID = LEADER_LOCK_KEY & 0xFFFFFFFF

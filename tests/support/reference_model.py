@@ -31,7 +31,7 @@ from awa.errors import InvalidTransition, JobNotFound, ValidationError
 from awa.model import InsertParams, Job, JobState
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled
 from awa.store.contract import JobStoreContract, LeasedAttempt, dispatch_key
-from awa.store.maintenance import RescueOutcome
+from awa.store.recovery import RescueOutcome
 
 __all__ = ["ModelJob", "Quirks", "ReferenceStore"]
 

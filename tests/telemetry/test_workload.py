@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import awa
 from awa.config import MaintenanceConfig
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.telemetry import CATALOGUE, SPAN_JOB_RUN, InstrumentKind, Instruments, spec
 
 SLOW_INTERVAL = 0.05
@@ -154,9 +154,9 @@ async def workload(database_url: str) -> dict[str, Any]:
             await wait_until(all_done)
             await wait_until(overran)
         slow = leader.stats["slow"]
-        store = await MaintenanceStore.open(database_url, min_size=1, max_size=1)
+        store = await Store.open(database_url, min_size=1, max_size=1)
         try:
-            rows = await store.refresh_queue_stats()
+            rows = await store.maintenance.refresh_queue_stats()
         finally:
             await store.close()
         metrics.observe_queue_stats(rows)

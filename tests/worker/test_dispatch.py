@@ -57,31 +57,33 @@ async def test_stale_results_are_rejected_after_rescue_and_reclaim(database_url:
     async with awa.Client(database_url) as client:
         store = client.store
         job = await client.insert("work", max_attempts=5)
-        [first] = await store.claim("default", ["work"], 1, "runtime-a")
+        [first] = await store.jobs.claim_batch("default", ["work"], 1, "runtime-a")
         assert first.run_lease == 1
 
         # a rescue puts the job back in line (lease kept), then another runtime claims it
-        async with store.connection() as conn:
+        async with store.db.connection() as conn:
             await conn.execute("UPDATE awa.jobs SET state = 'available' WHERE id = $1", job.id)
-        [second] = await store.claim("default", ["work"], 1, "runtime-b")
+        [second] = await store.jobs.claim_batch("default", ["work"], 1, "runtime-b")
         assert second.id == job.id
         assert second.run_lease == 2
         assert second.attempt == 2
 
         old = first.run_lease
-        assert await store.complete([job.id], [old], [{"from": "a"}]) == set()
+        assert await store.jobs.complete_batch([job.id], [old], [{"from": "a"}]) == set()
         assert (
-            await store.finalize([FinishedAttempt(job.id, old, awa.JobState.FAILED, {"m": "a"})])
+            await store.jobs.finalize_batch(
+                [FinishedAttempt(job.id, old, awa.JobState.FAILED, {"m": "a"})]
+            )
             == set()
         )
         later = datetime.now(UTC) + timedelta(hours=1)
         assert (
-            await store.reschedule(
+            await store.jobs.reschedule_batch(
                 [Rescheduled(job.id, old, awa.JobState.RETRYABLE, later, {"m": "a"}, False)]
             )
             == set()
         )
-        lost, cancel = await store.heartbeat([job.id], [old], [{"p": "a"}])
+        lost, cancel = await store.jobs.heartbeat([job.id], [old], [{"p": "a"}])
         assert lost == {job.id}
         assert not cancel
 
@@ -92,7 +94,9 @@ async def test_stale_results_are_rejected_after_rescue_and_reclaim(database_url:
         assert untouched.progress is None
 
         # the current holder's result applies
-        assert await store.complete([job.id], [second.run_lease], [{"from": "b"}]) == {job.id}
+        assert await store.jobs.complete_batch([job.id], [second.run_lease], [{"from": "b"}]) == {
+            job.id
+        }
         done = await client.get_job(job.id)
         assert done.state is awa.JobState.COMPLETED
         assert done.result == {"from": "b"}
@@ -119,7 +123,7 @@ async def test_runtime_counts_stale_completion_and_does_not_overwrite_job(
         async with runtime:
             with anyio.fail_after(10):
                 await started.wait()
-            async with client.store.connection() as conn:
+            async with client.store.db.connection() as conn:
                 await conn.execute(
                     "UPDATE awa.jobs SET run_lease = run_lease + 1, claimed_by = 'rescuer',"
                     " attempt = attempt + 1 WHERE id = $1",
@@ -161,7 +165,7 @@ async def test_runtime_stops_handler_whose_lease_moved_on_at_heartbeat(
         async with runtime:
             with anyio.fail_after(10):
                 await started.wait()
-            async with client.store.connection() as conn:
+            async with client.store.db.connection() as conn:
                 await conn.execute(
                     "UPDATE awa.jobs SET run_lease = run_lease + 1, claimed_by = 'rescuer'"
                     " WHERE id = $1",
@@ -359,7 +363,7 @@ async def test_unhandled_kind_is_never_claimed_and_is_reported(
             assert still.attempt == 0
             assert still.run_lease == 0
             assert still.claimed_by is None
-            report = await client.store.unhandled_kinds(60.0)
+            report = await client.store.admin.unhandled_kinds(60.0)
             assert report == [("default", "unknown_kind", 1)]
             assert runtime.dispatchers[0].claimed == total
         completed = await client.list_jobs(state="completed", kind="known", limit=100)
@@ -376,16 +380,18 @@ async def test_unhandled_kinds_counts_only_live_runtimes(database_url: str) -> N
         await client.insert("other", queue="elsewhere")
         now = clock.now()
         expected = [("elsewhere", "other", 2), ("elsewhere", "known", 1)]
-        assert await store.unhandled_kinds(60.0, now) == expected
+        assert await store.admin.unhandled_kinds(60.0, now) == expected
 
-        await store.register_runtime("peer", "host", 1, "worker", {"elsewhere": 1}, ["known"], now)
-        assert await store.unhandled_kinds(60.0, now) == [("elsewhere", "other", 2)]
+        await store.runtimes.register_runtime(
+            "peer", "host", 1, "worker", {"elsewhere": 1}, ["known"], now
+        )
+        assert await store.admin.unhandled_kinds(60.0, now) == [("elsewhere", "other", 2)]
         # a peer not seen within the liveness window no longer counts
         later = now + timedelta(seconds=61)
-        assert await store.unhandled_kinds(60.0, later) == expected
+        assert await store.admin.unhandled_kinds(60.0, later) == expected
         # nor does a peer that stopped cleanly
-        await store.stop_runtime("peer", now)
-        assert await store.unhandled_kinds(60.0, now) == expected
+        await store.runtimes.stop_runtime("peer", now)
+        assert await store.admin.unhandled_kinds(60.0, now) == expected
 
 
 async def test_jobs_are_dispatched_in_priority_then_age_order(database_url: str) -> None:

@@ -20,6 +20,8 @@ import pytest
 import awa
 from awa.clock import utcnow
 from awa.store import Store
+from awa.store.database import Database
+from awa.store.jobs import Jobs
 from awa.telemetry import instruments
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.heartbeat import Heartbeat
@@ -443,7 +445,7 @@ async def test_retry_job_brings_failed_job_back_with_attempt_zero(database_url: 
 async def test_retry_job_rejects_running_and_unknown_jobs(database_url: str) -> None:
     async with awa.Client(database_url) as client:
         job = await client.insert("k")
-        [claimed] = await client.store.claim("default", ["k"], 1, "someone")
+        [claimed] = await client.store.jobs.claim_batch("default", ["k"], 1, "someone")
         assert claimed.id == job.id
         with pytest.raises(awa.InvalidTransition):
             await client.retry_job(job.id)
@@ -622,16 +624,16 @@ async def test_set_progress_rejects_non_json(database_url: str) -> None:
 # ------------------------------------------------- heartbeat racing our own completion flush
 
 
-class WindowStore(Store):
-    """The real store, with a hook run right after a completion statement returns: the window
-    in which the flush has committed but not yet dropped the job from ``InFlight``. It also
-    keeps what each heartbeat answered."""
+class WindowJobs(Jobs):
+    """The real jobs part, with a hook run right after a completion statement returns: the
+    window in which the flush has committed but not yet dropped the job from ``InFlight``. It
+    also keeps what each heartbeat answered."""
 
     in_window: Callable[[], Awaitable[None]] | None = None
     lost: list[set[int]]
 
-    async def complete(self, *args: Any, **kwargs: Any) -> set[int]:
-        applied = await super().complete(*args, **kwargs)
+    async def complete_batch(self, *args: Any, **kwargs: Any) -> set[int]:
+        applied = await super().complete_batch(*args, **kwargs)
         if self.in_window is not None:
             await self.in_window()
         return applied
@@ -642,12 +644,22 @@ class WindowStore(Store):
         return lost, cancel
 
 
+class WindowStore(Store):
+    """The real store, its ``jobs`` part a ``WindowJobs``."""
+
+    jobs: WindowJobs
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.jobs = WindowJobs(db)
+
+
 @contextlib.asynccontextmanager
 async def worker_parts(
     database_url: str,
 ) -> AsyncIterator[tuple[WindowStore, InFlight, CompletionBuffer, Heartbeat]]:
-    store = await WindowStore.open(database_url, max_size=3)
-    store.lost = []
+    store = WindowStore((await Store.open(database_url, max_size=3)).db)
+    store.jobs.lost = []
     inflight = InFlight()
     clock = awa.SystemClock()
     buffer = CompletionBuffer(store, inflight, clock, instruments(), flush_interval=60.0, batch=100)
@@ -658,8 +670,8 @@ async def worker_parts(
 
 
 async def claim_one(store: Store, inflight: InFlight) -> InFlightJob:
-    await store.insert(awa.InsertParams("work", {}))
-    (job,) = await store.claim("default", ["work"], 1, "runtime-test")
+    await store.jobs.insert_job(awa.InsertParams("work", {}))
+    (job,) = await store.jobs.claim_batch("default", ["work"], 1, "runtime-test")
     entry = InFlightJob(job, awa.JobContext(job))
     inflight.add(entry)
     return entry
@@ -673,9 +685,9 @@ async def test_heartbeat_does_not_report_a_job_our_own_flush_just_finished(
         entry = await claim_one(store, inflight)
         done = Decision(awa.JobState.COMPLETED, "completed", result={"ok": True})
         buffer.add(PendingResult(entry.job.id, entry.job.run_lease, "default", done))
-        store.in_window = heartbeat.beat
+        store.jobs.in_window = heartbeat.beat
         await buffer.flush()
-    assert store.lost == [{entry.job.id}]  # the beat ran in the window and saw the row gone
+    assert store.jobs.lost == [{entry.job.id}]  # the beat ran in the window and saw the row gone
     assert entry.stop_reason is None
     assert not entry.scope.cancel_called
     assert (buffer.applied, buffer.stale) == (1, 0)
@@ -688,12 +700,12 @@ async def test_heartbeat_stops_a_running_job_that_was_taken_over(
     caplog.set_level(logging.INFO, logger="awa.worker")
     async with worker_parts(database_url) as (store, inflight, _buffer, heartbeat):
         entry = await claim_one(store, inflight)
-        async with store.connection() as conn:  # rescued and re-claimed elsewhere
+        async with store.db.connection() as conn:  # rescued and re-claimed elsewhere
             await conn.execute(
                 "UPDATE awa.jobs SET run_lease = run_lease + 1 WHERE id = $1", entry.job.id
             )
         await heartbeat.beat()
-    assert store.lost == [{entry.job.id}]
+    assert store.jobs.lost == [{entry.job.id}]
     assert entry.stop_reason is StopReason.LOST
     assert entry.scope.cancel_called
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

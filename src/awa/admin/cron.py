@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from awa.admin.host import AdminHost
-from awa.store.cron import CronStore
+from awa.store.cron import Cron
 
 __all__ = ["Schedules"]
 
@@ -20,17 +20,17 @@ class Schedules:
     def __init__(self, host: AdminHost) -> None:
         self._host = host
 
-    def _store(self) -> CronStore:
-        return self._host.store.sibling(CronStore)
+    def _store(self) -> Cron:
+        return self._host.store.cron
 
     async def all(self) -> list[dict[str, Any]]:
         """Every synced schedule with policies, last success, last fire, next fire, misses."""
-        return await self._store().list_cron()
+        return await self._store().cron_list()
 
     async def pause(self, name: str) -> None:
         """Stop firing ``name`` until resumed."""
-        await self._store().set_cron_paused(name, True, self._host.clock.db_now())
+        await self._store().cron_set_operator_paused(name, True, self._host.clock.db_now())
 
     async def resume(self, name: str) -> None:
         """Fire ``name`` again from now on (the paused time is not caught up)."""
-        await self._store().set_cron_paused(name, False, self._host.clock.db_now())
+        await self._store().cron_set_operator_paused(name, False, self._host.clock.db_now())

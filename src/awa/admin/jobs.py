@@ -30,23 +30,23 @@ class Jobs:
     ) -> list[Job]:
         """Newest first; page with ``before_id`` (the last id of the previous page)."""
         parsed = parse_state(state) if isinstance(state, str) else state
-        return await self._host.store.list_jobs(
+        return await self._host.store.admin.list_jobs(
             state=parsed, queue=queue, kind=kind, limit=limit, before_id=before_id
         )
 
     async def get(self, job_id: int) -> Job:
         """One job; ``JobNotFound`` if there is none."""
-        return await self._host.store.get_job(job_id)
+        return await self._host.store.admin.get_job(job_id)
 
     async def cancel(self, job_id: int, reason: str = "cancelled by operator") -> Job:
         """Cancel a waiting job now; a running one is stopped at its runtime's next
         heartbeat (the returned job then still shows ``running``)."""
-        return await self._host.store.cancel_job(job_id, reason, self._host.clock.db_now())
+        return await self._host.store.admin.cancel_job(job_id, reason, self._host.clock.db_now())
 
     async def retry(self, job_id: int) -> Job:
         """Run a finished, scheduled or retryable job again now."""
-        return await self._host.store.retry_job(job_id, self._host.clock.db_now())
+        return await self._host.store.admin.retry_job(job_id, self._host.clock.db_now())
 
     async def queue_stats(self) -> list[QueueCount]:
         """Count and lag per queue and state, computed now (not the leader's snapshot)."""
-        return await self._host.store.queue_counts(self._host.clock.db_now())
+        return await self._host.store.admin.queue_counts(self._host.clock.db_now())

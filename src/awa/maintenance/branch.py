@@ -22,7 +22,7 @@ from typing import ClassVar, Self
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.maintenance.options import BranchOptions
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 from awa.telemetry import ATTR_OUTCOME, ATTR_RESCUE_REASON, Instruments, instruments
 
 __all__ = [
@@ -64,7 +64,7 @@ class BranchResult:
 
 @dataclass
 class BranchContext:
-    store: MaintenanceStore
+    store: Store
     clock: Clock
     config: MaintenanceConfig
     metrics: Instruments = field(default_factory=instruments)

@@ -45,7 +45,8 @@ from awa.maintenance.supervisor import (
     initial_mode,
     route_due,
 )
-from awa.store.maintenance import LeaderConnection, MaintenanceStore
+from awa.store import Store
+from awa.store.leadership import LeaderConnection
 from awa.telemetry import Instruments
 
 __all__ = ["DUE_CHANNEL", "MaintenanceLeader"]
@@ -221,24 +222,24 @@ class MaintenanceLeader:
                     tg.start_soon(hygiene_store.close)
             log.info("maintenance leadership of %s ended", self.instance_id)
 
-    async def _open_store(self, size: int, term: int) -> MaintenanceStore:
+    async def _open_store(self, size: int, term: int) -> Store:
         """A lane's pool, every transaction of which is fenced by ``term``."""
-        store = await MaintenanceStore.open(self.url, min_size=1, max_size=size)
-        store.term = term
-        return store
+        return await Store.open(self.url, min_size=1, max_size=size, term=term)
 
     async def _lead_term(
         self,
         conn: LeaderConnection,
         mode: str,
         reason: str | None,
-        slo_store: MaintenanceStore,
-        hygiene_store: MaintenanceStore,
+        slo_store: Store,
+        hygiene_store: Store,
     ) -> None:
         """Lead until the watchdog, a resignation or a fenced write ends it."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watchdog, conn, tg.cancel_scope)
-            await slo_store.record_leader(self.instance_id, mode, reason, self.clock.db_now())
+            await slo_store.leadership.record_leader(
+                self.instance_id, mode, reason, self.clock.db_now()
+            )
             await conn.listen(DUE_CHANNEL, self._on_due)
             tg.start_soon(self._health_writer, hygiene_store)
             self._became_leader.set()
@@ -248,7 +249,7 @@ class MaintenanceLeader:
                 mode = SPLIT
                 reason = self.mode_reason
                 try:
-                    await slo_store.record_leader(
+                    await slo_store.leadership.record_leader(
                         self.instance_id, mode, reason, self.clock.db_now()
                     )
                 except DatabaseUnavailable as exc:
@@ -258,8 +259,8 @@ class MaintenanceLeader:
         self,
         mode: str,
         reason: str | None,
-        slo_store: MaintenanceStore,
-        hygiene_store: MaintenanceStore,
+        slo_store: Store,
+        hygiene_store: Store,
     ) -> None:
         """Run lanes in ``mode`` until an auto switch to split is requested."""
         self.mode, self.mode_reason = mode, reason
@@ -279,7 +280,7 @@ class MaintenanceLeader:
             lanes.cancel_scope.cancel()
         log.warning("maintenance lanes switching to split: %s", self.mode_reason)
 
-    def _ctx(self, store: MaintenanceStore) -> BranchContext:
+    def _ctx(self, store: Store) -> BranchContext:
         return BranchContext(
             store=store, clock=self.clock, config=self.config, metrics=self.metrics
         )
@@ -334,18 +335,18 @@ class MaintenanceLeader:
             return
         self.db_offset = db - (before + after) / 2
 
-    async def _health_writer(self, store: MaintenanceStore) -> None:
+    async def _health_writer(self, store: Store) -> None:
         while True:
             await self.clock.sleep(self.config.health_interval)
             await self.write_health(store)
 
-    async def write_health(self, store: MaintenanceStore) -> None:
+    async def write_health(self, store: Store) -> None:
         lane_of = {name: lane_name for lane_name, lane in self.lanes.items() for name in lane.stats}
         # Built and their windows closed without an await in between: a run finishing
         # meanwhile lands in the next window, never in neither.
         rows = [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
         try:
-            await store.write_health(rows, self.instance_id, self.clock.db_now())
+            await store.maintenance.write_health(rows, self.instance_id, self.clock.db_now())
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)
             for row in rows:  # the next write covers these windows too

@@ -45,7 +45,7 @@ from awa.clock import SystemClock
 from awa.errors import RuntimeStateError
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.leader import MaintenanceLeader
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 
 __all__ = ["STOP_TIMEOUT", "LeaderThread", "isolated"]
 
@@ -145,7 +145,7 @@ class LeaderThread:
         # Not running (yet): the flag is a plain, unwaited event until the thread starts.
         self.inner.resign()
 
-    async def write_health(self, store: MaintenanceStore) -> None:
+    async def write_health(self, store: Store) -> None:
         """Persist branch health now, through ``store`` of the *caller's* loop (tests and
         tools; the leader's own health writer runs in the maintenance loop)."""
         await self.inner.write_health(store)

@@ -29,7 +29,9 @@ from awa.errors import DatabaseUnavailable
 from awa.maintenance.branch import Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.leader import TERM_WAIT
-from awa.store.maintenance import HealthRow, LeaderConnection, MaintenanceStore
+from awa.store import Store
+from awa.store.leadership import LeaderConnection
+from awa.store.maintenance import HealthRow
 from awa.telemetry import Instruments
 
 __all__ = ["BranchReport", "TickReport", "tick"]
@@ -97,9 +99,9 @@ async def tick(
                 )
                 with anyio.CancelScope(shield=True):
                     await conn.release()
-            store = await MaintenanceStore.open(url, min_size=1, max_size=1)
+            store = await Store.open(url, min_size=1, max_size=1)
             try:
-                leader = await store.get_leader()
+                leader = await store.leadership.get_leader()
             finally:
                 await store.close()
             held_by = None if leader is None else str(leader["instance_id"])
@@ -135,10 +137,10 @@ async def _run_due(
     force: bool,
     term: int,
 ) -> TickReport:
-    store = await MaintenanceStore.open(url, min_size=1, max_size=1, term=term)
+    store = await Store.open(url, min_size=1, max_size=1, term=term)
     try:
-        await store.record_leader(instance_id, "tick", "bounded tick()", clock.db_now())
-        persisted = {row["branch"]: row for row in await store.read_health()}
+        await store.leadership.record_leader(instance_id, "tick", "bounded tick()", clock.db_now())
+        persisted = {row["branch"]: row for row in await store.maintenance.read_health()}
         stats = [BranchStats.for_branch(b) for b in branches]
         lane = Lane("tick", stats, 1, BranchContext(store, clock, config, metrics), metrics)
         now = clock.now()
@@ -165,7 +167,7 @@ async def _run_due(
             )
             health.append(_accumulate(s.health(branch.lane), before))
         try:
-            await store.write_health(health, instance_id, clock.db_now())
+            await store.maintenance.write_health(health, instance_id, clock.db_now())
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health after tick failed: %s", exc)
         return TickReport(instance_id, True, instance_id, reports)

@@ -13,8 +13,6 @@ from __future__ import annotations
 from awa.client import Client
 from awa.maintenance.branches.cron_sync import declarations_of
 from awa.store import Store
-from awa.store.cron import CronStore
-from awa.store.observe import ObserveStore
 
 __all__ = ["publish_declarations"]
 
@@ -23,11 +21,7 @@ async def publish_declarations(store: Store, client: Client, instance_id: str) -
     """Write ``client``'s cron schedules, declarations and dead-letter policies."""
     clock = client.clock
     if len(client.cron):
-        await store.sibling(CronStore).upsert_cron(
-            declarations_of(client.cron), instance_id, clock.db_now()
-        )
-    await store.sibling(ObserveStore).publish_declarations(
-        client.declarations(), instance_id, clock.db_now()
-    )
+        await store.cron.cron_upsert(declarations_of(client.cron), instance_id, clock.db_now())
+    await store.observe.publish_declarations(client.declarations(), instance_id, clock.db_now())
     if len(client.dlq.policies):
         await client.dlq.publish(instance_id)

@@ -110,7 +110,7 @@ class RuntimeHost:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(2.0):
                     try:
-                        await store.stop_runtime(rt.instance_id, clock.db_now())
+                        await store.runtimes.stop_runtime(rt.instance_id, clock.db_now())
                     except Exception as exc:  # any class: the row ages out instead
                         log.warning("could not mark runtime %s stopped: %s", rt.instance_id, exc)
                 await rt.presence.close()
@@ -119,7 +119,7 @@ class RuntimeHost:
     async def register(self) -> None:
         """Write this runtime's liveness row (at start, and again if it was collected)."""
         rt = self.runtime
-        await self.store.register_runtime(
+        await self.store.runtimes.register_runtime(
             rt.instance_id,
             socket.gethostname(),
             os.getpid(),

@@ -167,7 +167,7 @@ class PresenceKeeper:
                     # Bounded: on a partitioned pool the statement would hang, and the beat
                     # must fail visibly for self-fencing to see it.
                     with anyio.fail_after(max(1.0, 2 * self._beat_interval)):
-                        found = await self._store.touch_runtime(
+                        found = await self._store.runtimes.touch_runtime(
                             self.instance_id, self._clock.db_now()
                         )
                         if not found and self._register is not None:

@@ -28,7 +28,7 @@ import anyio
 from awa.clock import Clock
 from awa.config import RecoveryPolicy
 from awa.errors import AwaError, StartupRecoveryError
-from awa.store.maintenance import MaintenanceStore
+from awa.store import Store
 
 __all__ = ["RecoveryReport", "recover_at_startup"]
 
@@ -50,7 +50,7 @@ class RecoveryReport:
 
 
 async def recover_at_startup(
-    url: str,
+    open_store: Callable[[], Awaitable[Store]],
     policy: RecoveryPolicy,
     clock: Clock,
     *,
@@ -58,13 +58,13 @@ async def recover_at_startup(
     liveness_ttl: float,
     holder_silence: float | None = None,
 ) -> RecoveryReport:
-    """Run recovery (on its own short-lived connection) until it succeeds once, retrying
-    per ``policy``; connecting is part of an attempt."""
+    """Run recovery (on its own short-lived store, from ``open_store``) until it succeeds
+    once, retrying per ``policy``; connecting is part of an attempt."""
     delay = policy.delay
     for attempt in range(1, policy.attempts + 1):
         try:
             with anyio.fail_after(policy.timeout):
-                store = await MaintenanceStore.open(url, min_size=1, max_size=1)
+                store = await open_store()
                 try:
                     report = await _recover_once(
                         store, policy, clock, crash_grace, liveness_ttl, holder_silence
@@ -102,7 +102,7 @@ async def recover_at_startup(
 
 
 async def _recover_once(
-    store: MaintenanceStore,
+    store: Store,
     policy: RecoveryPolicy,
     clock: Clock,
     crash_grace: float,
@@ -112,13 +112,15 @@ async def _recover_once(
     requeued = failed = cancelled = pages = 0
     finders: list[tuple[Callable[[], Awaitable[list[tuple[int, int]]]], str]] = [
         (
-            lambda: store.find_orphaned_running(
+            lambda: store.recovery.find_orphaned_running(
                 crash_grace, policy.page_size, clock.db_now(), silence=holder_silence
             ),
             _REASON_ORPHANED,
         ),
         (
-            lambda: store.find_abandoned_running(liveness_ttl, policy.page_size, clock.db_now()),
+            lambda: store.recovery.find_abandoned_running(
+                liveness_ttl, policy.page_size, clock.db_now()
+            ),
             _REASON_ABANDONED,
         ),
     ]
@@ -126,7 +128,7 @@ async def _recover_once(
         while True:
             page = await finder()
             pages += 1
-            outcome = await store.rescue(
+            outcome = await store.recovery.rescue(
                 page,
                 from_states=["running"],
                 reason=reason,
@@ -143,7 +145,7 @@ async def _recover_once(
                 break
     released = 0
     while True:
-        count = await store.gc_unique_keys(policy.page_size)
+        count = await store.maintenance.gc_unique_keys(policy.page_size)
         released += count
         pages += 1
         if count < policy.page_size:

@@ -47,6 +47,10 @@ class Wiring:
         every connection of the client's pool cannot stall heartbeats and completions."""
         return await Store.open(self.url, min_size=1, max_size=self.config.pool_size)
 
+    async def open_recovery_store(self) -> Store:
+        """Startup recovery's short-lived store: one connection, opened per attempt."""
+        return await Store.open(self.url, min_size=1, max_size=1)
+
     def leader(
         self,
         instance_id: str,
@@ -64,7 +68,7 @@ class Wiring:
     async def recover(self, clock: Clock) -> RecoveryReport:
         """Startup recovery (``awa.runtime.recovery``), retried per the config's policy."""
         return await recover_at_startup(
-            self.url,
+            self.open_recovery_store,
             self.config.startup_recovery,
             clock,
             crash_grace=self.maintenance.crash_grace,

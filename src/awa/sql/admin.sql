@@ -20,19 +20,16 @@ WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 gone AS (
     DELETE FROM awa.jobs j
      WHERE j.id = $1 AND j.state IN ('scheduled', 'available', 'retryable', 'waiting_external')
-    RETURNING j.*
+    RETURNING j AS job, j.*
 )
-INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
-                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
-                           timeout_s, tags, metadata, errors, progress, result, unique_key,
-                           unique_states, run_lease, claimed_by)
-SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'cancelled', g.priority,
-       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
-       t.now, g.timeout_s, g.tags, g.metadata,
-       g.errors || jsonb_build_array(jsonb_build_object('at', t.now, 'attempt', g.attempt,
-                                                        'kind', 'cancelled', 'message', $2::text)),
-       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
-  FROM gone g, t, awa.ring_state r
+INSERT INTO awa.jobs_done
+SELECT h.*
+  FROM gone g, t, awa.ring_state r,
+       awa.history_row(
+           g.job, r.current_slot, 'cancelled', t.now,
+           g.errors || jsonb_build_array(jsonb_build_object('at', t.now, 'attempt', g.attempt,
+               'kind', 'cancelled', 'message', $2::text)),
+           g.progress, NULL) h
 RETURNING id;
 
 -- name: request_cancel_running
@@ -93,3 +90,6 @@ SELECT j.queue, j.kind, count(*) AS count
 -- name: lock_live_job
 -- Lock a live job's row for an operator action (no row when it is not live).
 SELECT state FROM awa.jobs WHERE id = $1 FOR UPDATE;
+-- name: job_unique_key
+-- The unique key of live job $1 (NULL: none), for a retry that must retake it.
+SELECT unique_key FROM awa.jobs WHERE id = $1;

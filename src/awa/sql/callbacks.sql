@@ -111,17 +111,15 @@ done AS (
        AND (SELECT count(*) FROM locked) >= 0
        AND cb.id = j.callback_id AND cb.run_lease = j.run_lease
        AND cb.state = 'completed' AND NOT cb.resume
-    RETURNING j.*, cb.payload AS c_result
+    RETURNING j AS job, j.*, cb.payload AS c_result
 )
-INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
-                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
-                           timeout_s, tags, metadata, errors, progress, result, unique_key,
-                           unique_states, run_lease, claimed_by)
-SELECT r.current_slot, d.id, d.kind, d.queue, d.args, 'completed', d.priority,
-       d.original_priority, d.attempt, d.max_attempts, d.run_at, d.created_at, d.attempted_at,
-       t.now, d.timeout_s, d.tags, d.metadata, d.errors, d.progress, d.c_result, d.unique_key,
-       d.unique_states, d.run_lease, d.claimed_by
-  FROM done d, t, awa.ring_state r
+INSERT INTO awa.jobs_done
+SELECT h.*
+  FROM done d, t, awa.ring_state r,
+       awa.history_row(
+           d.job, r.current_slot, 'completed', t.now,
+           d.errors,
+           d.progress, d.c_result) h
 RETURNING id;
 
 -- name: callback_fail_jobs
@@ -137,7 +135,7 @@ gone AS (
        AND (SELECT count(*) FROM locked) >= 0
        AND cb.id = j.callback_id AND cb.run_lease = j.run_lease
        AND (cb.state = 'failed' OR (cb.state = 'retried' AND j.attempt >= j.max_attempts))
-    RETURNING j.*, cb.id AS cb_id, cb.state AS cb_state, cb.error AS cb_error,
+    RETURNING j AS job, j.*, cb.id AS cb_id, cb.state AS cb_state, cb.error AS cb_error,
               cb.payload AS cb_payload
 ),
 failed_events AS (
@@ -151,21 +149,18 @@ failed_events AS (
                                            'callback_id', g.cb_id))
       FROM gone g, t
 )
-INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority, original_priority,
-                           attempt, max_attempts, run_at, created_at, attempted_at, finalized_at,
-                           timeout_s, tags, metadata, errors, progress, result, unique_key,
-                           unique_states, run_lease, claimed_by)
-SELECT r.current_slot, g.id, g.kind, g.queue, g.args, 'failed', g.priority,
-       g.original_priority, g.attempt, g.max_attempts, g.run_at, g.created_at, g.attempted_at,
-       t.now, g.timeout_s, g.tags, g.metadata,
-       g.errors || jsonb_build_array(
-           jsonb_build_object('at', t.now, 'attempt', g.attempt, 'kind', 'callback',
-                              'message', g.cb_error, 'callback_id', g.cb_id,
-                              'action', CASE g.cb_state WHEN 'failed' THEN 'fail' ELSE 'retry' END)
-           || CASE WHEN g.cb_payload IS NULL THEN '{}'::jsonb
-                   ELSE jsonb_build_object('payload', g.cb_payload) END),
-       g.progress, NULL, g.unique_key, g.unique_states, g.run_lease, g.claimed_by
-  FROM gone g, t, awa.ring_state r
+INSERT INTO awa.jobs_done
+SELECT h.*
+  FROM gone g, t, awa.ring_state r,
+       awa.history_row(
+           g.job, r.current_slot, 'failed', t.now,
+           g.errors || jsonb_build_array(
+               jsonb_build_object('at', t.now, 'attempt', g.attempt, 'kind', 'callback',
+                                  'message', g.cb_error, 'callback_id', g.cb_id,
+                                  'action', CASE g.cb_state WHEN 'failed' THEN 'fail' ELSE 'retry' END)
+               || CASE WHEN g.cb_payload IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('payload', g.cb_payload) END),
+           g.progress, NULL) h
 RETURNING id;
 
 -- name: callback_retry_jobs

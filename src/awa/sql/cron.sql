@@ -132,3 +132,14 @@ UPDATE awa.cron_schedules
                                 ELSE evaluated_through END
  WHERE name = $1
 RETURNING name, operator_paused;
+-- name: event_cron_fired
+-- One cron.fired event per job just enqueued by schedule $1 (ids $2), in the caller's
+-- transaction; the scheduled instant comes from the job's awa.cron metadata.
+INSERT INTO awa.events (kind, occurred_at, job_id, schedule, payload)
+SELECT 'cron.fired', coalesce($3::timestamptz, now()), j.id, $1::text,
+       jsonb_build_object('schedule', $1::text,
+                          'scheduled_at', j.metadata -> 'awa.cron' -> 'scheduled_at',
+                          'job_id', j.id, 'kind', j.kind, 'queue', j.queue)
+  FROM awa.jobs j
+ WHERE j.id = ANY ($2::bigint[])
+ ORDER BY j.id;

@@ -3,18 +3,6 @@
 -- maintenance.sql, cron.sql); only the cron fire event needs a statement of its own, run in
 -- the transaction that enqueues the fires.
 
--- name: event_cron_fired
--- One cron.fired event per job just enqueued by schedule $1 (ids $2), in the caller's
--- transaction; the scheduled instant comes from the job's awa.cron metadata.
-INSERT INTO awa.events (kind, occurred_at, job_id, schedule, payload)
-SELECT 'cron.fired', coalesce($3::timestamptz, now()), j.id, $1::text,
-       jsonb_build_object('schedule', $1::text,
-                          'scheduled_at', j.metadata -> 'awa.cron' -> 'scheduled_at',
-                          'job_id', j.id, 'kind', j.kind, 'queue', j.queue)
-  FROM awa.jobs j
- WHERE j.id = ANY ($2::bigint[])
- ORDER BY j.id;
-
 -- name: event_register_sinks
 -- Register the sinks this leader delivers to ($1: jsonb array of {"sink", "kinds"}, kinds
 -- null = all): new ones are added, known ones get this subscription and seen_at.

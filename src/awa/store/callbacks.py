@@ -1,4 +1,4 @@
-"""Store methods for callbacks (external waits): registration, the batched park, resolution
+"""``Store.callbacks``: callbacks (external waits): registration, the batched park, resolution
 and retention. SQL and the lock order that keeps these writers deadlock-free:
 ``src/awa/sql/callbacks.sql``.
 
@@ -25,8 +25,10 @@ from awa.errors import (
     CallbackTokenInvalid,
 )
 from awa.model import hash_callback_token
-from awa.store.queries import load_queries
-from awa.store.store import Connection, Store, _progress_param
+from awa.store.attempts import progress_param
+from awa.store.database import Connection, Database
+from awa.store.jobs import Jobs
+from awa.store.queries import paired_queries
 
 __all__ = [
     "COMPLETE",
@@ -34,7 +36,7 @@ __all__ = [
     "HEARTBEAT",
     "RETRY",
     "CallbackResolution",
-    "CallbackStore",
+    "Callbacks",
     "ParkedAttempt",
 ]
 
@@ -64,22 +66,11 @@ _ALL_MOVES: Final = (
 #: Moves that leave the job live (its queue is woken, or the leader told when it is due).
 _REQUEUING: Final = frozenset({"callback_resume_jobs", "callback_retry_jobs"})
 
-CALLBACK_QUERIES = frozenset(
-    {
-        "register_callback",
-        "lock_callbacks",
-        "park_jobs",
-        "lock_callback",
-        "lock_callback_job",
-        "resolve_callback",
-        "extend_callback",
-        "callback_complete_jobs",
-        "callback_fail_jobs",
-        "callback_retry_jobs",
-        "callback_resume_jobs",
-        "prune_callbacks",
-    }
-)
+_QUERIES = paired_queries("callbacks")
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
 
 
 @dataclass(frozen=True)
@@ -109,8 +100,12 @@ class CallbackResolution:
     timeout_at: datetime
 
 
-class CallbackStore(Store):
-    QUERIES = load_queries(frozenset(Store.QUERIES) | CALLBACK_QUERIES)
+class Callbacks:
+    """External waits; ending or requeueing a parked attempt wakes through ``jobs``."""
+
+    def __init__(self, db: Database, jobs: Jobs) -> None:
+        self._db = db
+        self._jobs = jobs
 
     async def register_callback(
         self,
@@ -126,8 +121,8 @@ class CallbackStore(Store):
         timeout, or None when the attempt no longer holds the job."""
 
         async def run() -> datetime | None:
-            value = await self.db.fetchval(
-                self.sql("register_callback"),
+            value = await self._db.run.fetchval(
+                _sql("register_callback"),
                 job_id,
                 run_lease,
                 callback_id,
@@ -138,9 +133,11 @@ class CallbackStore(Store):
             )
             return value if isinstance(value, datetime) else None
 
-        return await self._guard(run)
+        return await self._db.guard(run)
 
-    async def park(self, items: Sequence[ParkedAttempt], now: datetime | None = None) -> set[int]:
+    async def park_jobs(
+        self, items: Sequence[ParkedAttempt], now: datetime | None = None
+    ) -> set[int]:
         """Park attempts that returned ``WaitForCallback``, in one transaction for the batch.
 
         Attempts an operator asked to cancel end cancelled; callbacks resolved before the
@@ -150,24 +147,26 @@ class CallbackStore(Store):
             return set()
 
         async def run() -> set[int]:
-            async with self.acquire() as c, c.transaction():
-                await c.fetch(self.sql("lock_callbacks"), [i.callback_id for i in items])
+            async with self._db.acquire() as c, c.transaction():
+                await c.fetch(_sql("lock_callbacks"), [i.callback_id for i in items])
                 rows = await c.fetch(
-                    self.sql("park_jobs"),
+                    _sql("park_jobs"),
                     [i.job_id for i in items],
                     [i.run_lease for i in items],
                     [i.callback_id for i in items],
-                    _progress_param([i.progress for i in items]),
+                    progress_param([i.progress for i in items]),
                 )
                 resolved = [int(r["id"]) for r in rows if r["resolved"]]
-                applied = await self._cancel_the_rest(c, items, {int(r["id"]) for r in rows}, now)
+                applied = await self._jobs.cancel_the_rest(
+                    c, items, {int(r["id"]) for r in rows}, now
+                )
                 if resolved:
                     await self._apply(c, resolved, now, _ALL_MOVES)
                 return applied
 
-        return await self._guard(run)
+        return await self._db.guard(run)
 
-    async def resolve(
+    async def resolve_callback(
         self,
         callback_id: uuid.UUID,
         token: str,
@@ -190,8 +189,8 @@ class CallbackStore(Store):
         shown = str(callback_id)
 
         async def run() -> CallbackResolution:
-            async with self.acquire() as c, c.transaction():
-                row = await c.fetchrow(self.sql("lock_callback"), callback_id, now)
+            async with self._db.acquire() as c, c.transaction():
+                row = await c.fetchrow(_sql("lock_callback"), callback_id, now)
                 if row is None:
                     raise CallbackNotFound(shown)
                 if not hmac.compare_digest(bytes(row["token_hash"]), hash_callback_token(token)):
@@ -202,19 +201,19 @@ class CallbackStore(Store):
                     raise CallbackExpired(shown, "its timeout has passed")
                 job_id = int(row["job_id"])
                 job_state = await c.fetchval(
-                    self.sql("lock_callback_job"), job_id, callback_id, row["run_lease"]
+                    _sql("lock_callback_job"), job_id, callback_id, row["run_lease"]
                 )
                 if job_state is None:
                     raise CallbackExpired(shown, "the job no longer waits for it")
                 if action == HEARTBEAT:
                     assert extend_by is not None
                     timeout_at = await c.fetchval(
-                        self.sql("extend_callback"), callback_id, extend_by, now
+                        _sql("extend_callback"), callback_id, extend_by, now
                     )
                     return CallbackResolution(shown, job_id, "pending", False, timeout_at)
                 state = _RESOLVED_STATE[action]
                 await c.execute(
-                    self.sql("resolve_callback"),
+                    _sql("resolve_callback"),
                     callback_id,
                     state,
                     None if payload is None else RawJson(payload),
@@ -228,7 +227,7 @@ class CallbackStore(Store):
                     await self._apply(c, [job_id], now, moves)
                 return CallbackResolution(shown, job_id, state, parked, row["timeout_at"])
 
-        return await self._guard(run)
+        return await self._db.guard(run)
 
     async def _apply(
         self, c: Connection, job_ids: list[int], now: datetime | None, moves: Sequence[str]
@@ -238,16 +237,18 @@ class CallbackStore(Store):
         batch may run all of them), for the whole batch."""
         moved = []
         for name in moves:
-            rows = await c.fetch(self.sql(name), job_ids, now)
+            rows = await c.fetch(_sql(name), job_ids, now)
             if name in _REQUEUING:
                 moved.extend(rows)
-        await self._wake_for(c, moved)
+        await self._jobs.wake_for(c, moved)
 
-    async def prune(self, older_than: float, batch: int, now: datetime | None = None) -> int:
+    async def prune_callbacks(
+        self, older_than: float, batch: int, now: datetime | None = None
+    ) -> int:
         """Forget up to ``batch`` callbacks registered more than ``older_than`` seconds ago
         that no live job refers to (their answers are only kept to refuse late duplicates
         precisely). For the hygiene lane's cleanup."""
-        value = await self._guard(
-            lambda: self.db.fetchval(self.sql("prune_callbacks"), older_than, batch, now)
+        value = await self._db.guard(
+            lambda: self._db.run.fetchval(_sql("prune_callbacks"), older_than, batch, now)
         )
         return int(value or 0)

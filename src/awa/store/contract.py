@@ -19,8 +19,10 @@ Common rules:
 - A job keeps its id for life, live or finished.
 
 The protocols are split by who calls them (worker hot path, operators and producers, the
-maintenance leader); ``JobStoreContract`` is all three. ``_conforms_*`` below make mypy check
-that the real classes implement them.
+maintenance leader); ``JobStoreContract`` is all three. The composed ``Store`` spreads these
+operations over its parts (``jobs``, ``admin``, ``maintenance``, ``recovery``) under their
+queries' names; ``ContractView`` presents them under the contract's names, and
+``_conforms`` makes mypy check that it implements the contract.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from awa.model import InsertParams, Job, JobState
-from awa.store.maintenance import MaintenanceStore, RescueOutcome
-from awa.store.store import FinishedAttempt, Rescheduled, Store
+from awa.store.attempts import FinishedAttempt, Rescheduled
+from awa.store.facade import Store
+from awa.store.recovery import RescueOutcome
 
 __all__ = [
+    "ContractView",
     "DispatchKey",
     "JobStoreContract",
     "LeasedAttempt",
@@ -215,7 +219,8 @@ class MaintenanceContract(Protocol):
 
 
 class JobStoreContract(WorkerContract, OperatorContract, MaintenanceContract, Protocol):
-    """The whole contract: what ``MaintenanceStore`` and the reference model implement."""
+    """The whole contract: what ``ContractView`` (over a ``Store``) and the reference model
+    implement."""
 
 
 async def list_dispatchable(
@@ -238,17 +243,117 @@ async def list_dispatchable(
     return sorted(found, key=dispatch_key)
 
 
-# mypy checks these returns: the real classes implement the contract. A signature that
-# drifts from the protocol fails ``mypy --strict``, not a test run.
+class ContractView:
+    """A ``Store`` seen through the contract: each operation delegates to the part that
+    runs it (the store's names are its queries'; the contract's are the operations')."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(
+        self,
+        queue: str,
+        kinds: Sequence[str],
+        limit: int,
+        instance_id: str,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        return await self.store.jobs.claim_batch(queue, kinds, limit, instance_id, now)
+
+    async def heartbeat(
+        self,
+        job_ids: Sequence[int],
+        leases: Sequence[int],
+        progress: Sequence[Any],
+        now: datetime | None = None,
+    ) -> tuple[set[int], dict[int, str | None]]:
+        return await self.store.jobs.heartbeat(job_ids, leases, progress, now)
+
+    async def complete(
+        self,
+        job_ids: Sequence[int],
+        leases: Sequence[int],
+        results: Sequence[Any],
+        now: datetime | None = None,
+        *,
+        progress: Sequence[Any] | None = None,
+    ) -> set[int]:
+        return await self.store.jobs.complete_batch(
+            job_ids, leases, results, now, progress=progress
+        )
+
+    async def finalize(
+        self, items: Sequence[FinishedAttempt], now: datetime | None = None
+    ) -> set[int]:
+        return await self.store.jobs.finalize_batch(items, now)
+
+    async def reschedule(
+        self, items: Sequence[Rescheduled], now: datetime | None = None
+    ) -> set[int]:
+        return await self.store.jobs.reschedule_batch(items, now)
+
+    async def insert(self, params: InsertParams, *, now: datetime | None = None) -> Job:
+        return await self.store.jobs.insert_job(params, now=now)
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.admin.get_job(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        return await self.store.admin.list_jobs(
+            state=state, queue=queue, kind=kind, limit=limit, before_id=before_id
+        )
+
+    async def cancel_job(self, job_id: int, reason: str, now: datetime | None = None) -> Job:
+        return await self.store.admin.cancel_job(job_id, reason, now)
+
+    async def retry_job(self, job_id: int, now: datetime | None = None) -> Job:
+        return await self.store.admin.retry_job(job_id, now)
+
+    async def promote_due(self, limit: int, now: datetime | None = None) -> list[str]:
+        return await self.store.maintenance.promote_due(limit, now)
+
+    async def next_due_at(self) -> datetime | None:
+        return await self.store.maintenance.next_due_at()
+
+    async def find_rescuable_running(
+        self, grace: float, staleness: float, limit: int, now: datetime | None = None
+    ) -> tuple[list[LeasedAttempt], list[LeasedAttempt]]:
+        return await self.store.recovery.find_rescuable_running(grace, staleness, limit, now)
+
+    async def find_expired_deadlines(
+        self, grace: float, limit: int, now: datetime | None = None
+    ) -> list[LeasedAttempt]:
+        return await self.store.recovery.find_expired_deadlines(grace, limit, now)
+
+    async def rescue(
+        self,
+        pairs: Sequence[LeasedAttempt],
+        *,
+        from_states: Sequence[str],
+        reason: str,
+        retry_base_delay: float,
+        now: datetime | None = None,
+    ) -> RescueOutcome:
+        return await self.store.recovery.rescue(
+            pairs,
+            from_states=from_states,
+            reason=reason,
+            retry_base_delay=retry_base_delay,
+            now=now,
+        )
 
 
-def _conforms_worker(store: Store) -> WorkerContract:
-    return store
+# mypy checks this return: the view implements the contract. A signature that drifts from
+# the protocol fails ``mypy --strict``, not a test run.
 
 
-def _conforms_operator(store: Store) -> OperatorContract:
-    return store
-
-
-def _conforms(store: MaintenanceStore) -> JobStoreContract:
-    return store
+def _conforms(view: ContractView) -> JobStoreContract:
+    return view

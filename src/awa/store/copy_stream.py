@@ -1,4 +1,4 @@
-"""``Store.insert_many``'s rows in PostgreSQL's binary COPY format, encoded by hand.
+"""``Store.jobs.insert_many``'s rows in PostgreSQL's binary COPY format, encoded by hand.
 
 asyncpg's record path (``copy_records_to_table``) looks up a codec per column and calls a
 Python codec per jsonb value; for a batch of small jobs that was most of the client's

@@ -1,5 +1,5 @@
-"""Store methods for cron: publishing declarations, the leader's evaluation (compare-and-set
-of the mark together with the enqueue), and the operator's list/pause/resume."""
+"""``Store.cron`` (``sql/cron.sql``): publishing declarations, the leader's evaluation
+(compare-and-set of the mark together with the enqueue), and the operator's list/pause/resume."""
 
 from __future__ import annotations
 
@@ -11,54 +11,52 @@ from typing import Any
 from awa.db.connect import RawJson
 from awa.errors import ScheduleNotFound
 from awa.model import InsertParams
-from awa.store.queries import load_queries
-from awa.store.store import Store
+from awa.store.database import Database
+from awa.store.jobs import Jobs
+from awa.store.queries import paired_queries
 
-__all__ = ["CronStore"]
+__all__ = ["Cron"]
 
-CRON_QUERIES = frozenset(
-    {
-        "cron_upsert",
-        "cron_orphan",
-        "cron_refresh_success",
-        "cron_active",
-        "cron_advance",
-        "cron_set_last_job",
-        "cron_mark_alerted",
-        "cron_list",
-        "event_cron_fired",
-        "cron_set_operator_paused",
-    }
-)
+_QUERIES = paired_queries("cron")
 
 
-class CronStore(Store):
-    QUERIES = load_queries(frozenset(Store.QUERIES) | CRON_QUERIES)
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
 
-    async def upsert_cron(
+
+class Cron:
+    """Schedules: sync from code, the leader's evaluation, the operator's views."""
+
+    def __init__(self, db: Database, jobs: Jobs) -> None:
+        self._db = db
+        self._jobs = jobs
+
+    async def cron_upsert(
         self, declarations: Sequence[dict[str, Any]], synced_by: str, now: datetime | None = None
     ) -> None:
         if not declarations:
             return
         payload = RawJson(json.dumps(list(declarations)))
-        await self._guard(lambda: self.db.execute(self.sql("cron_upsert"), payload, synced_by, now))
+        await self._db.guard(
+            lambda: self._db.run.execute(_sql("cron_upsert"), payload, synced_by, now)
+        )
 
-    async def orphan_cron(
+    async def cron_orphan(
         self, declared: Sequence[str], unseen_for: float, now: datetime | None = None
     ) -> list[str]:
-        rows = await self._guard(
-            lambda: self.db.fetch(self.sql("cron_orphan"), list(declared), unseen_for, now)
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("cron_orphan"), list(declared), unseen_for, now)
         )
         return [str(r["name"]) for r in rows]
 
-    async def refresh_cron_success(self) -> None:
-        await self._guard(lambda: self.db.execute(self.sql("cron_refresh_success")))
+    async def cron_refresh_success(self) -> None:
+        await self._db.guard(lambda: self._db.run.execute(_sql("cron_refresh_success")))
 
-    async def active_cron(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("cron_active")))
+    async def cron_active(self) -> list[dict[str, Any]]:
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("cron_active")))
         return [dict(r) for r in rows]
 
-    async def advance_cron(
+    async def cron_advance(
         self,
         name: str,
         *,
@@ -80,9 +78,9 @@ class CronStore(Store):
         (then nothing was enqueued)."""
 
         async def run() -> list[int] | None:
-            async with self.acquire() as c, c.transaction():
+            async with self._db.acquire() as c, c.transaction():
                 won = await c.fetchval(
-                    self.sql("cron_advance"),
+                    _sql("cron_advance"),
                     name,
                     new_mark,
                     last_fire_at,
@@ -96,31 +94,33 @@ class CronStore(Store):
                 )
                 if won is None:
                     return None
-                ids = [(await self.insert(p, conn=c, now=now)).id for p in fires]
+                ids = [(await self._jobs.insert_job(p, conn=c, now=now)).id for p in fires]
                 if ids:
-                    await c.execute(self.sql("cron_set_last_job"), name, ids[-1])
-                    await c.execute(self.sql("event_cron_fired"), name, ids, now)
+                    await c.execute(_sql("cron_set_last_job"), name, ids[-1])
+                    await c.execute(_sql("event_cron_fired"), name, ids, now)
                 return ids
 
-        return await self._guard(run)
+        return await self._db.guard(run)
 
-    async def mark_cron_alerted(
+    async def cron_mark_alerted(
         self, name: str, instant: datetime, now: datetime | None = None
     ) -> bool:
         """Claim the report of ``instant`` as missed (once across leaders); the claim writes
         the ``cron.missed`` outbox event in the same statement. False: already reported."""
-        value = await self._guard(
-            lambda: self.db.fetchval(self.sql("cron_mark_alerted"), name, instant, now)
+        value = await self._db.guard(
+            lambda: self._db.run.fetchval(_sql("cron_mark_alerted"), name, instant, now)
         )
         return value is not None
 
-    async def list_cron(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("cron_list")))
+    async def cron_list(self) -> list[dict[str, Any]]:
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("cron_list")))
         return [dict(r) for r in rows]
 
-    async def set_cron_paused(self, name: str, paused: bool, now: datetime | None = None) -> None:
-        row = await self._guard(
-            lambda: self.db.fetchrow(self.sql("cron_set_operator_paused"), name, paused, now)
+    async def cron_set_operator_paused(
+        self, name: str, paused: bool, now: datetime | None = None
+    ) -> None:
+        row = await self._db.guard(
+            lambda: self._db.run.fetchrow(_sql("cron_set_operator_paused"), name, paused, now)
         )
         if row is None:
             raise ScheduleNotFound(name)

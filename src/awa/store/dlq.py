@@ -1,8 +1,6 @@
-"""Store methods for the dead-letter hold (ADR 009): publishing per-queue policies, the
-move of failed jobs out of the history ring, retention, and the operator's list / show /
+"""``Store.dlq`` (``sql/dlq.sql``): the dead-letter hold (ADR 009): publishing per-queue policies,
+the move of failed jobs out of the history ring, retention, and the operator's list / show /
 retry / purge.
-
-Construct over an existing pool: ``store.sibling(DeadLetterStore)``.
 """
 
 from __future__ import annotations
@@ -16,36 +14,22 @@ from typing import Any
 from awa.db.connect import RawJson
 from awa.errors import DeadLetterConflict, DeadLetterNotFound, ValidationError
 from awa.model import MAX_QUEUE_LENGTH
-from awa.store.queries import load_queries
+from awa.store.database import Connection, Database
+from awa.store.jobs import Jobs
+from awa.store.queries import paired_queries
 from awa.store.rows import errors_column, metadata_column
-from awa.store.store import Connection, Store
 from awa.validation import to_seconds
 
-__all__ = ["DEFAULT_RETENTION", "DeadLetter", "DeadLetterPolicy", "DeadLetterStore", "PolicyRow"]
+__all__ = ["DEFAULT_RETENTION", "DeadLetter", "DeadLetterPolicy", "DeadLetters", "PolicyRow"]
 
 #: How long a dead letter is kept when its policy does not say: 30 days.
 DEFAULT_RETENTION = 30 * 86400.0
 
-DLQ_QUERIES = frozenset(
-    {
-        "dlq_upsert_policies",
-        "dlq_orphan_policies",
-        "dlq_list_policies",
-        "dlq_move",
-        "dlq_expire",
-        "dlq_list",
-        "dlq_get",
-        "dlq_lock",
-        "dlq_retry",
-        "dlq_pending_ids",
-        "dlq_purge_ids",
-        "dlq_purge_batch",
-        # unique keys are claimed exactly as an insert claims them
-        "claim_unique_key",
-        "job_by_unique_key",
-        "drop_orphan_unique_key",
-    }
-)
+_QUERIES = paired_queries("dlq")
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
 
 
 @dataclass(frozen=True)
@@ -178,31 +162,35 @@ def _count(status: str) -> int:
         return 0
 
 
-class DeadLetterStore(Store):
-    QUERIES = load_queries(frozenset(Store.QUERIES) | DLQ_QUERIES)
+class DeadLetters:
+    """The dead-letter hold; a retry claims its unique key through ``jobs``, as an insert does."""
+
+    def __init__(self, db: Database, jobs: Jobs) -> None:
+        self._db = db
+        self._jobs = jobs
 
     # ------------------------------------------------------------ policies
 
-    async def upsert_policies(
+    async def dlq_upsert_policies(
         self, policies: Sequence[DeadLetterPolicy], synced_by: str, now: datetime | None = None
     ) -> None:
         if not policies:
             return
         payload = RawJson(json.dumps([p.declaration() for p in policies]))
-        await self._guard(
-            lambda: self.db.execute(self.sql("dlq_upsert_policies"), payload, synced_by, now)
+        await self._db.guard(
+            lambda: self._db.run.execute(_sql("dlq_upsert_policies"), payload, synced_by, now)
         )
 
-    async def orphan_policies(
+    async def dlq_orphan_policies(
         self, declared: Sequence[str], unseen_for: float, now: datetime | None = None
     ) -> list[str]:
-        rows = await self._guard(
-            lambda: self.db.fetch(self.sql("dlq_orphan_policies"), list(declared), unseen_for, now)
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("dlq_orphan_policies"), list(declared), unseen_for, now)
         )
         return [str(r["queue"]) for r in rows]
 
-    async def list_policies(self) -> list[PolicyRow]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_list_policies")))
+    async def dlq_list_policies(self) -> list[PolicyRow]:
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("dlq_list_policies")))
         return [
             PolicyRow(
                 queue=r["queue"],
@@ -219,20 +207,20 @@ class DeadLetterStore(Store):
 
     # ---------------------------------------------------- maintenance branch
 
-    async def move_failed(self, limit: int, now: datetime | None = None) -> list[tuple[int, str]]:
+    async def dlq_move(self, limit: int, now: datetime | None = None) -> list[tuple[int, str]]:
         """Move up to ``limit`` failed jobs of policy queues into the hold (one statement);
         returns (job id, queue) of each job moved."""
-        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_move"), limit, now))
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("dlq_move"), limit, now))
         return [(int(r["id"]), str(r["queue"])) for r in rows]
 
-    async def expire(self, limit: int, now: datetime | None = None) -> int:
+    async def dlq_expire(self, limit: int, now: datetime | None = None) -> int:
         """Delete up to ``limit`` letters held past their queue's retention."""
-        status = await self._guard(lambda: self.db.execute(self.sql("dlq_expire"), limit, now))
+        status = await self._db.guard(lambda: self._db.run.execute(_sql("dlq_expire"), limit, now))
         return _count(status)
 
     # --------------------------------------------------------------- operator
 
-    async def list_letters(
+    async def dlq_list(
         self,
         *,
         queue: str | None = None,
@@ -243,20 +231,20 @@ class DeadLetterStore(Store):
     ) -> list[DeadLetter]:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
-        rows = await self._guard(
-            lambda: self.db.fetch(
-                self.sql("dlq_list"), queue, kind, include_retried, limit, before_id
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(
+                _sql("dlq_list"), queue, kind, include_retried, limit, before_id
             )
         )
         return [_letter(r) for r in rows]
 
-    async def get_letter(self, letter_id: int) -> DeadLetter:
-        row = await self._guard(lambda: self.db.fetchrow(self.sql("dlq_get"), letter_id))
+    async def dlq_get(self, letter_id: int) -> DeadLetter:
+        row = await self._db.guard(lambda: self._db.run.fetchrow(_sql("dlq_get"), letter_id))
         if row is None:
             raise DeadLetterNotFound(letter_id)
         return _letter(row)
 
-    async def retry_letter(self, letter_id: int, now: datetime | None = None) -> int:
+    async def dlq_retry(self, letter_id: int, now: datetime | None = None) -> int:
         """Insert a fresh job (new id, attempt 0) from a pending letter and mark the letter
         retried, in one transaction; returns the new job's id.
 
@@ -265,8 +253,8 @@ class DeadLetterStore(Store):
         either way nothing changed."""
 
         async def run() -> int:
-            async with self.acquire() as c, c.transaction():
-                row = await c.fetchrow(self.sql("dlq_lock"), letter_id)
+            async with self._db.acquire() as c, c.transaction():
+                row = await c.fetchrow(_sql("dlq_lock"), letter_id)
                 if row is None:
                     raise DeadLetterNotFound(letter_id)
                 if row["retried_at"] is not None:
@@ -277,38 +265,40 @@ class DeadLetterStore(Store):
                 new_id = None
                 if row["unique_key"] is not None:
                     new_id = await self._claim_unique_key(c, letter_id, row["unique_key"])
-                created = await c.fetchrow(self.sql("dlq_retry"), letter_id, new_id, now)
+                created = await c.fetchrow(_sql("dlq_retry"), letter_id, new_id, now)
                 assert created is not None, "a locked pending letter always yields a job"
                 return int(created["id"])
 
-        return await self._guard(run)
+        return await self._db.guard(run)
 
     async def _claim_unique_key(self, c: Connection, letter_id: int, key: str) -> int:
         """Take the letter's unique key for the fresh job (whose id it returns), as an
         insert would: a key held by a job that still exists refuses the retry."""
         for _ in range(2):
-            job_id = await c.fetchval(self.sql("claim_unique_key"), key)
+            job_id = await self._jobs.claim_unique_key(c, key)
             if job_id is not None:
                 return int(job_id)
-            holder = await c.fetchrow(self.sql("job_by_unique_key"), key)
+            holder = await self._jobs.job_by_unique_key(c, key)
             if holder is not None:
                 held_by = int(holder["id"])
                 raise DeadLetterConflict(
                     letter_id, f"its unique key {key!r} is held by job id={held_by}", held_by
                 )
-            await c.execute(self.sql("drop_orphan_unique_key"), key)
+            await self._jobs.drop_orphan_unique_key(c, key)
         raise DeadLetterConflict(letter_id, f"its unique key {key!r} could not be claimed", None)
 
-    async def pending_ids(self, queue: str | None, limit: int) -> list[int]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_pending_ids"), queue, limit))
+    async def dlq_pending_ids(self, queue: str | None, limit: int) -> list[int]:
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("dlq_pending_ids"), queue, limit)
+        )
         return [int(r["id"]) for r in rows]
 
-    async def purge_ids(self, ids: Sequence[int]) -> list[int]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("dlq_purge_ids"), list(ids)))
+    async def dlq_purge_ids(self, ids: Sequence[int]) -> list[int]:
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("dlq_purge_ids"), list(ids)))
         return sorted(int(r["id"]) for r in rows)
 
-    async def purge_batch(self, queue: str | None, retried_only: bool, limit: int) -> int:
-        status = await self._guard(
-            lambda: self.db.execute(self.sql("dlq_purge_batch"), queue, retried_only, limit)
+    async def dlq_purge_batch(self, queue: str | None, retried_only: bool, limit: int) -> int:
+        status = await self._db.guard(
+            lambda: self._db.run.execute(_sql("dlq_purge_batch"), queue, retried_only, limit)
         )
         return _count(status)

@@ -1,10 +1,10 @@
-"""Store methods for the event outbox: fan-out to sinks, delivery claims and results, sink
-health, retention, and the operator's list/flush/purge.
+"""``Store.events`` (``sql/events.sql``), the event outbox: fan-out to sinks, delivery claims and
+results, sink health, retention, and the operator's list/flush/purge.
 
 Events themselves are written by the statements that make the changes (``finalize_batch``,
 ``rescue_retry``/``rescue_fail``, ``cron_mark_alerted``; ``event_cron_fired`` in the cron
-enqueue transaction), never here, so no caller can forget one or write one for a change that
-rolled back.
+enqueue transaction, ``sql/cron.sql``), never here, so no caller can forget one or write one for
+a change that rolled back.
 """
 
 from __future__ import annotations
@@ -18,38 +18,24 @@ from typing import Any, Literal
 from awa.db.connect import RawJson
 from awa.errors import ValidationError
 from awa.events import Event
-from awa.store.queries import load_queries
-from awa.store.store import Store
+from awa.store.database import Database
+from awa.store.queries import paired_queries
 
 __all__ = [
-    "EVENT_QUERIES",
     "AppliedResult",
     "ClaimedDelivery",
     "DeliveryResult",
-    "EventStore",
+    "Events",
     "SinkReport",
     "Subscription",
 ]
 
-EVENT_QUERIES = frozenset(
-    {
-        "event_cron_fired",
-        "event_register_sinks",
-        "event_fan_out",
-        "event_claim",
-        "event_record",
-        "event_sink_report",
-        "event_sink_failures",
-        "event_expire",
-        "event_unknown_sinks",
-        "event_backlog",
-        "event_list",
-        "event_sink_status",
-        "event_flush",
-        "event_purge",
-        "event_forget_sink",
-    }
-)
+_QUERIES = paired_queries("events")
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
+
 
 Outcome = Literal["delivered", "failed", "deferred"]
 
@@ -124,10 +110,13 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"value": value}
 
 
-class EventStore(Store):
-    QUERIES = load_queries(frozenset(Store.QUERIES) | EVENT_QUERIES)
+class Events:
+    """The outbox's deliveries and sinks."""
 
-    async def register_sinks(
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def event_register_sinks(
         self, subscriptions: Sequence[Subscription], now: datetime | None = None
     ) -> None:
         """Record the sinks this leader delivers to (``(sink, kinds)``, kinds ``None`` =
@@ -135,26 +124,28 @@ class EventStore(Store):
         if not subscriptions:
             return
         payload = _subscriptions_json(subscriptions)
-        await self._guard(lambda: self.db.execute(self.sql("event_register_sinks"), payload, now))
+        await self._db.guard(
+            lambda: self._db.run.execute(_sql("event_register_sinks"), payload, now)
+        )
 
-    async def fan_out_events(
+    async def event_fan_out(
         self, subscriptions: Sequence[Subscription], limit: int, now: datetime | None = None
     ) -> tuple[int, int]:
         """Give up to ``limit`` new events one pending delivery per matching sink: this
         leader's ``subscriptions`` and every other registered sink. Returns (events,
         deliveries)."""
         payload = _subscriptions_json(subscriptions)
-        row = await self._guard(
-            lambda: self.db.fetchrow(self.sql("event_fan_out"), payload, limit, now)
+        row = await self._db.guard(
+            lambda: self._db.run.fetchrow(_sql("event_fan_out"), payload, limit, now)
         )
         assert row is not None
         return int(row["events"]), int(row["deliveries"])
 
-    async def claim_deliveries(
+    async def event_claim(
         self, sink: str, limit: int, lease_s: float, now: datetime | None = None
     ) -> list[ClaimedDelivery]:
-        rows = await self._guard(
-            lambda: self.db.fetch(self.sql("event_claim"), sink, limit, lease_s, now)
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("event_claim"), sink, limit, lease_s, now)
         )
         claimed = [
             ClaimedDelivery(
@@ -174,7 +165,7 @@ class EventStore(Store):
         claimed.sort(key=lambda d: (d.due_at, d.event.id))
         return claimed
 
-    async def record_deliveries(
+    async def event_record(
         self,
         sink: str,
         results: Sequence[DeliveryResult],
@@ -186,9 +177,9 @@ class EventStore(Store):
         claim expired and another run took the delivery) is skipped."""
         if not results:
             return []
-        rows = await self._guard(
-            lambda: self.db.fetch(
-                self.sql("event_record"),
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(
+                _sql("event_record"),
                 sink,
                 [r.event_id for r in results],
                 [r.lease for r in results],
@@ -212,7 +203,7 @@ class EventStore(Store):
             for r in rows
         ]
 
-    async def report_sink(
+    async def event_sink_report(
         self,
         sink: str,
         *,
@@ -226,9 +217,9 @@ class EventStore(Store):
     ) -> SinkReport | None:
         """Update the sink's health; ``None`` when the sink is not registered (forgotten
         by an operator during the run)."""
-        row = await self._guard(
-            lambda: self.db.fetchrow(
-                self.sql("event_sink_report"),
+        row = await self._db.guard(
+            lambda: self._db.run.fetchrow(
+                _sql("event_sink_report"),
                 sink,
                 delivered,
                 failed,
@@ -245,63 +236,63 @@ class EventStore(Store):
             int(row["failures_before"]), int(row["failures"]), row["failing_since"], row["retry_at"]
         )
 
-    async def sink_failures(self, sink: str) -> int:
+    async def event_sink_failures(self, sink: str) -> int:
         """The sink's current failure streak (drives its backoff)."""
-        value = await self._guard(lambda: self.db.fetchval(self.sql("event_sink_failures"), sink))
+        value = await self._db.guard(
+            lambda: self._db.run.fetchval(_sql("event_sink_failures"), sink)
+        )
         return int(value or 0)
 
-    async def expire_events(self, retention: float, limit: int, now: datetime | None = None) -> int:
-        status = await self._guard(
-            lambda: self.db.execute(self.sql("event_expire"), retention, limit, now)
+    async def event_expire(self, retention: float, limit: int, now: datetime | None = None) -> int:
+        status = await self._db.guard(
+            lambda: self._db.run.execute(_sql("event_expire"), retention, limit, now)
         )
         return _count(status)
 
-    async def unknown_sinks(self, known: Sequence[str]) -> list[dict[str, Any]]:
-        rows = await self._guard(
-            lambda: self.db.fetch(self.sql("event_unknown_sinks"), list(known))
+    async def event_unknown_sinks(self, known: Sequence[str]) -> list[dict[str, Any]]:
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("event_unknown_sinks"), list(known))
         )
         return [dict(r) for r in rows]
 
-    async def outbox_backlog(self) -> dict[str, int]:
+    async def event_backlog(self) -> dict[str, int]:
         """Sink name → outstanding deliveries (pending or parked)."""
-        rows = await self._guard(lambda: self.db.fetch(self.sql("event_backlog")))
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("event_backlog")))
         return {str(r["sink"]): int(r["waiting"]) for r in rows}
 
     # ------------------------------------------------------------ operators
 
-    async def list_events(
+    async def event_list(
         self, *, limit: int = 50, before_id: int | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest first, each with ``deliveries`` (one dict per sink)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
-        rows = await self._guard(
-            lambda: self.db.fetch(self.sql("event_list"), limit, before_id, kind)
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("event_list"), limit, before_id, kind)
         )
         return [dict(r) for r in rows]
 
     async def event_sink_status(self) -> list[dict[str, Any]]:
-        rows = await self._guard(lambda: self.db.fetch(self.sql("event_sink_status")))
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("event_sink_status")))
         return [dict(r) for r in rows]
 
-    async def flush_deliveries(self, sink: str | None = None, now: datetime | None = None) -> int:
+    async def event_flush(self, sink: str | None = None, now: datetime | None = None) -> int:
         """Make outstanding deliveries (of ``sink``, or all) due now, parked ones included,
         and end the sink's backoff; returns the deliveries touched."""
-        status = await self._guard(lambda: self.db.execute(self.sql("event_flush"), sink, now))
+        status = await self._db.guard(lambda: self._db.run.execute(_sql("event_flush"), sink, now))
         return _count(status)
 
-    async def purge_deliveries(
-        self, sink: str | None = None, *, include_pending: bool = False
-    ) -> int:
+    async def event_purge(self, sink: str | None = None, *, include_pending: bool = False) -> int:
         """Delete parked deliveries (of ``sink``, or all; pending ones too when asked);
         returns how many. This is the only way an undelivered event is dropped."""
-        status = await self._guard(
-            lambda: self.db.execute(self.sql("event_purge"), sink, include_pending)
+        status = await self._db.guard(
+            lambda: self._db.run.execute(_sql("event_purge"), sink, include_pending)
         )
         return _count(status)
 
-    async def forget_sink(self, sink: str) -> int:
+    async def event_forget_sink(self, sink: str) -> int:
         """Forget a sink removed from the code: its registration and outstanding deliveries
         are deleted, so events are no longer queued for it. Returns the deliveries dropped."""
-        status = await self._guard(lambda: self.db.execute(self.sql("event_forget_sink"), sink))
+        status = await self._db.guard(lambda: self._db.run.execute(_sql("event_forget_sink"), sink))
         return _count(status)

@@ -1,4 +1,6 @@
-"""The maintenance leader's dedicated connection: the leader lock and the leadership term.
+"""Maintenance leadership (``sql/leadership.sql``): the leader's dedicated connection (the
+leader lock and the leadership term) and ``Store.leadership``, the pooled reads and writes of
+who leads.
 
 Leadership is a session-scoped advisory lock (``LEADER_LOCK_KEY``) on a connection outside
 every pool: if the process or this connection dies, PostgreSQL releases the lock and a
@@ -6,7 +8,7 @@ follower takes over at its next election attempt. The lock alone cannot stop a d
 leader whose writes are still in flight (a half-open connection keeps a session "alive" for
 the client long after the server dropped it), so each leadership also starts a new *term*
 (``begin_term``): a number in ``awa.leader_term`` that every maintenance transaction of the
-leader checks first (``awa.store.fencing``), so a write of an older term changes nothing
+leader checks first (``awa.store.database``), so a write of an older term changes nothing
 (ADR 012).
 
 Every call here is bounded: a peer that stopped answering costs at most ``CLOSE_TIMEOUT``
@@ -17,32 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.errors import DatabaseUnavailable
+from awa.store.database import Database
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT, DedicatedConnection
-from awa.store.queries import load_queries
+from awa.store.queries import paired_queries
 
-__all__ = ["LEADER_LOCK_KEY", "LeaderConnection"]
+__all__ = ["LEADER_LOCK_KEY", "LeaderConnection", "Leadership"]
 
 #: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
 LEADER_LOCK_KEY = 0x6177615F6C656164
 
-_QUERIES = load_queries(
-    frozenset(
-        {
-            "leader_try_lock",
-            "leader_holds_lock",
-            "leader_unlock",
-            "term_begin",
-            "local_lock_timeout",
-            "db_epoch",
-        }
-    )
-)
+_QUERIES = paired_queries("leadership")
 
 
 def _sql(name: str) -> str:
@@ -97,7 +90,7 @@ class LeaderConnection(DedicatedConnection):
 
         async def bump() -> int:
             async with self._conn.transaction():
-                await self._conn.execute(_sql("local_lock_timeout"), millis)
+                await self._conn.execute(_sql("term_lock_timeout"), millis)
                 return int(await self._conn.fetchval(_sql("term_begin"), holder, now))
 
         try:
@@ -145,3 +138,30 @@ class LeaderConnection(DedicatedConnection):
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"{what} failed: {exc}") from exc
+
+
+class Leadership:
+    """Who leads, as the leader recorded it (pooled; the leader's writes are fenced by the
+    term of the ``Database`` this part holds)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_leader(
+        self, instance_id: str, mode: str, reason: str | None, now: datetime | None = None
+    ) -> None:
+        """Record ``instance_id`` as the leader, in lane ``mode``, of this store's term."""
+        await self._db.guard(
+            lambda: self._db.run.execute(
+                _sql("record_leader"), instance_id, now, mode, reason, self._db.term
+            )
+        )
+
+    async def get_leader(self) -> dict[str, Any] | None:
+        row = await self._db.guard(lambda: self._db.run.fetchrow(_sql("get_leader")))
+        return None if row is None else dict(row)
+
+    async def current_term(self) -> dict[str, Any]:
+        """The current leadership term: ``term``, ``holder``, ``started_at``."""
+        row = await self._db.guard(lambda: self._db.run.fetchrow(_sql("current_term")))
+        return {} if row is None else dict(row)

@@ -18,6 +18,7 @@ from awa.db.connect import CONNECT_ERRORS, connect
 from awa.db.errors import translate_database_error
 from awa.errors import DatabaseUnavailable, RuntimeStateError
 from awa.store.dedicated import DedicatedConnection
+from awa.store.queries import paired_queries
 
 __all__ = ["PRESENCE_IDLE_LIMIT", "PRESENCE_LOCK_CLASS", "Presence"]
 
@@ -29,7 +30,7 @@ PRESENCE_LOCK_CLASS = 0x617761
 #: not cost its runtime the lock.
 PRESENCE_IDLE_LIMIT = 10.0
 
-_TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+_QUERIES = paired_queries("presence")
 
 
 class Presence(DedicatedConnection):
@@ -52,7 +53,9 @@ class Presence(DedicatedConnection):
         try:
             with anyio.fail_after(wait + 5.0):
                 deadline = anyio.current_time() + wait
-                while not await conn.fetchval(_TRY_LOCK, PRESENCE_LOCK_CLASS, instance_id):
+                while not await conn.fetchval(
+                    _QUERIES["presence_try_lock"].sql, PRESENCE_LOCK_CLASS, instance_id
+                ):
                     if anyio.current_time() >= deadline:
                         conn.terminate()
                         raise RuntimeStateError(

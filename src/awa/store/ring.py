@@ -4,7 +4,7 @@ Checking a slot, TRUNCATEing it and advancing the ring used to be three transact
 second rotation (an overlapping leader, a ``tick()``) could interleave with them: prune a
 slot the other had just made current, or advance twice. A ``RingPass`` runs them all on one
 connection in one transaction that first row-locks ``awa.ring_state`` (a concurrent pass
-finds it locked and does nothing) and, from a fenced store, commits only in its leadership
+finds it locked and does nothing) and, from a fenced ``Database``, commits only in its leadership
 term. Each TRUNCATE runs in a savepoint under a short lock timeout, so a partition that a
 long reader holds is skipped (and retried next pass) without undoing the rest.
 """
@@ -16,10 +16,12 @@ from datetime import datetime
 
 import asyncpg
 
-from awa.store.queries import Query
-from awa.store.store import Connection
+from awa.store.database import Connection
+from awa.store.queries import paired_queries
 
 __all__ = ["RingPass", "RingState"]
+
+_QUERIES = paired_queries("ring")
 
 
 @dataclass(frozen=True)
@@ -35,25 +37,24 @@ class RingState:
 class RingPass:
     """The ring's queries on one connection, in the transaction of one pass."""
 
-    def __init__(self, queries: dict[str, Query], conn: Connection) -> None:
-        self._q = queries
+    def __init__(self, conn: Connection) -> None:
         self._c = conn
 
     async def lock(self, now: datetime | None = None) -> RingState | None:
         """Row-lock the ring for this pass; ``None`` when another pass holds it."""
-        row = await self._c.fetchrow(self._q["ring_lock"].sql, now)
+        row = await self._c.fetchrow(_QUERIES["ring_lock"].sql, now)
         if row is None:
             return None
         return RingState(int(row["current_slot"]), int(row["slot_count"]), float(row["age_s"]))
 
     async def slot_is_empty(self, slot: int) -> bool:
-        return bool(await self._c.fetchval(self._q["slot_is_empty"].sql, slot))
+        return bool(await self._c.fetchval(_QUERIES["slot_is_empty"].sql, slot))
 
     async def slot_is_expired(
         self, slot: int, retention: dict[str, float], now: datetime | None = None
     ) -> bool:
         value = await self._c.fetchval(
-            self._q["slot_is_expired"].sql,
+            _QUERIES["slot_is_expired"].sql,
             slot,
             retention["completed"],
             retention["failed"],
@@ -74,13 +75,13 @@ class RingPass:
         millis = f"{max(1, int(lock_timeout * 1000))}ms"
         try:
             async with self._c.transaction():
-                await self._c.execute(self._q["local_lock_timeout"].sql, millis)
-                await self._c.execute(self._q["truncate_slot"].sql.format(slot=int(slot)))
+                await self._c.execute(_QUERIES["local_lock_timeout"].sql, millis)
+                await self._c.execute(_QUERIES["truncate_slot"].sql.format(slot=int(slot)))
         except asyncpg.exceptions.LockNotAvailableError:
             return False
         return True
 
     async def advance(self, new_slot: int, old_slot: int, now: datetime | None = None) -> bool:
         """Make ``new_slot`` current (compare-and-set on ``old_slot``)."""
-        value = await self._c.fetchval(self._q["advance_ring"].sql, new_slot, old_slot, now)
+        value = await self._c.fetchval(_QUERIES["advance_ring"].sql, new_slot, old_slot, now)
         return value is not None

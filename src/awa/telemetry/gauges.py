@@ -51,7 +51,7 @@ class GaugeBoard:
 
     def set_queue_stats(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Replace the queue snapshot with ``rows`` (``queue``, ``state``, ``count``,
-        ``lag_s``: the shape ``MaintenanceStore.refresh_queue_stats`` returns)."""
+        ``lag_s``: the shape ``Store.maintenance.refresh_queue_stats`` returns)."""
         depth: dict[Attrs, float] = {}
         lag: dict[Attrs, float] = {}
         for row in rows:

@@ -33,7 +33,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.model import JobState
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
-from awa.store.callbacks import CallbackStore, ParkedAttempt
+from awa.store.callbacks import ParkedAttempt
 from awa.telemetry import Instruments
 from awa.worker.inflight import InFlight
 from awa.worker.loop_errors import LoopErrors
@@ -67,7 +67,7 @@ class CompletionBuffer:
         batch: int,
     ) -> None:
         self._store = store
-        self._callbacks = store.sibling(CallbackStore)
+        self._callbacks = store.callbacks
         self._inflight = inflight
         self._clock = clock
         self._metrics = metrics
@@ -148,7 +148,7 @@ class CompletionBuffer:
         now = self._clock.db_now()
         state = group[0].decision.state
         if state is JobState.COMPLETED:
-            return await self._store.complete(
+            return await self._store.jobs.complete_batch(
                 [i.job_id for i in group],
                 [i.run_lease for i in group],
                 [i.decision.result for i in group],
@@ -156,7 +156,7 @@ class CompletionBuffer:
                 progress=[i.progress for i in group],
             )
         if state in (JobState.FAILED, JobState.CANCELLED):
-            return await self._store.finalize(
+            return await self._store.jobs.finalize_batch(
                 [
                     FinishedAttempt(
                         i.job_id, i.run_lease, i.decision.state, i.decision.error, i.progress
@@ -166,11 +166,11 @@ class CompletionBuffer:
                 now,
             )
         if state is JobState.WAITING_EXTERNAL:
-            return await self._callbacks.park(
+            return await self._callbacks.park_jobs(
                 [ParkedAttempt(i.job_id, i.run_lease, _callback_id(i), i.progress) for i in group],
                 now,
             )
-        return await self._store.reschedule(
+        return await self._store.jobs.reschedule_batch(
             [
                 Rescheduled(
                     i.job_id,

@@ -20,7 +20,6 @@ from awa.config import RuntimeConfig
 from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
-from awa.store.callbacks import CallbackStore
 from awa.telemetry import Instruments, SpanHandle
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
@@ -63,7 +62,7 @@ class QueueDispatcher:
         self._buffer = buffer
         self._wakeups = wakeups
         self._clock = clock
-        self._callbacks = store.sibling(CallbackStore)
+        self._callbacks = store.callbacks
         self._config = config
         self._metrics = metrics
         self._active = 0
@@ -114,7 +113,7 @@ class QueueDispatcher:
                 return  # self-fenced: no presence, no claims (the runtime wakes us)
             want = min(free, self._config.claim_batch)
             try:
-                jobs = await self._store.claim(
+                jobs = await self._store.jobs.claim_batch(
                     self.queue, self._kinds, want, self._instance_id, self._clock.db_now()
                 )
                 self._claim_errors.succeeded()

@@ -63,7 +63,7 @@ class Heartbeat:
             else:
                 progress.append(CLEAR_PROGRESS if value is None else value)
         try:
-            lost, cancel = await self._store.heartbeat(
+            lost, cancel = await self._store.jobs.heartbeat(
                 [e.job.id for e in entries],
                 [e.job.run_lease for e in entries],
                 progress,

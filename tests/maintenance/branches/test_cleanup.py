@@ -43,7 +43,7 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
         " ('alive', 'h', 4, 'worker', now() - interval '3 days', now(), NULL)"
     )
     await raw.execute("INSERT INTO awa.job_unique VALUES ('orphan-key', 987654321)")
-    kept = await world.store.insert(awa.InsertParams("work", unique_key="kept-key"))
+    kept = await world.store.jobs.insert_job(awa.InsertParams("work", unique_key="kept-key"))
 
     config = MaintenanceConfig(
         startup_jitter=0,

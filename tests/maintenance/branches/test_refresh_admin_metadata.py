@@ -13,9 +13,11 @@ from support.branch_world import LIVE, SEEDS, World, one
 
 async def test_refresh_admin_metadata_upserts_live_and_handled_pairs(world: World) -> None:
     store = world.store
-    await store.register_runtime(LIVE, "h", 1, "worker", {"default": 4, "emails": 2}, ["work"])
-    await store.register_runtime("gone", "h", 2, "worker", {"old": 1}, ["legacy"])
-    await store.stop_runtime("gone")
+    await store.runtimes.register_runtime(
+        LIVE, "h", 1, "worker", {"default": 4, "emails": 2}, ["work"]
+    )
+    await store.runtimes.register_runtime("gone", "h", 2, "worker", {"old": 1}, ["legacy"])
+    await store.runtimes.stop_runtime("gone")
     result, _, _, changed = await world.run(RefreshAdminMetadata())
     assert changed == set()
     rows = {
@@ -30,7 +32,7 @@ async def test_refresh_admin_metadata_upserts_live_and_handled_pairs(world: Worl
 
 
 async def test_refresh_admin_metadata_forgets_counts_of_drained_pairs(world: World) -> None:
-    await world.store.insert(awa.InsertParams("orphan_kind", queue="lost"))
+    await world.store.jobs.insert_job(awa.InsertParams("orphan_kind", queue="lost"))
     await RefreshAdminMetadata().run_once(world.ctx())
     row = await one(world.raw, "SELECT * FROM awa.admin_metadata WHERE queue = 'lost'")
     assert (row["handled_by"], row["live_jobs"]) == (0, 1)
@@ -44,7 +46,7 @@ async def test_refresh_admin_metadata_zeroes_pairs_no_runtime_handles_any_more(
     world: World,
 ) -> None:
     store = world.store
-    await store.register_runtime("old", "h", 2, "worker", {"reports": 1}, ["monthly"])
+    await store.runtimes.register_runtime("old", "h", 2, "worker", {"reports": 1}, ["monthly"])
     first = await RefreshAdminMetadata().run_once(world.ctx())
     assert first.rows == {"pairs": 2}  # (default, work) from the seeds and (reports, monthly)
     seen = await one(
@@ -52,7 +54,7 @@ async def test_refresh_admin_metadata_zeroes_pairs_no_runtime_handles_any_more(
     )
     assert seen is not None
     assert (seen["handled_by"], seen["live_jobs"]) == (1, 0)
-    await store.stop_runtime("old")
+    await store.runtimes.stop_runtime("old")
     second = await RefreshAdminMetadata().run_once(world.ctx())
     assert second.rows == {"pairs": 1}  # only the pair still seen is upserted
     rows = {

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbeats
-from awa.store.maintenance import Presence
+from awa.store.presence import Presence
 from support.branch_world import DEAD, LIVE, World, decode, rescued_records
 
 

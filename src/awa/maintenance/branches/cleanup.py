@@ -15,7 +15,6 @@ from typing import Self
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
 from awa.maintenance.options import BranchOptions, CleanupHook
-from awa.store.callbacks import CallbackStore
 
 __all__ = ["Cleanup"]
 
@@ -44,10 +43,12 @@ class Cleanup(Branch):
         deleted = 0
         for state, keep in sorted(retention.items()):
             if keep < longest:
-                deleted += await ctx.store.delete_expired_history(state, keep, self.batch, ctx.now)
-        forgotten = await ctx.store.gc_runtimes(3600.0, 86400.0, ctx.now)
-        released = await ctx.store.gc_unique_keys(self.batch)
-        callbacks = await ctx.store.sibling(CallbackStore).prune(longest, self.batch, ctx.now)
+                deleted += await ctx.store.maintenance.delete_expired_history(
+                    state, keep, self.batch, ctx.now
+                )
+        forgotten = await ctx.store.maintenance.gc_runtimes(3600.0, 86400.0, ctx.now)
+        released = await ctx.store.maintenance.gc_unique_keys(self.batch)
+        callbacks = await ctx.store.callbacks.prune_callbacks(longest, self.batch, ctx.now)
         for hook in self.hooks:
             await hook(ctx)
         rows = {

@@ -113,10 +113,10 @@ class CronEvaluate(Branch):
         return self._expressions[key]
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        rows = await ctx.store.active_cron()
+        rows = await ctx.store.cron.cron_active()
         if any(_success_unknown(row) for row in rows):
-            await ctx.store.refresh_cron_success()
-            rows = await ctx.store.active_cron()
+            await ctx.store.cron.cron_refresh_success()
+            rows = await ctx.store.cron.cron_active()
         totals = {"fired": 0, "missed": 0, "overlap_skipped": 0, "lost_race": 0, "invalid": 0}
         alerts = 0
         more = False
@@ -186,7 +186,7 @@ class CronEvaluate(Branch):
         if new_mark <= mark and not fires and not missed and not overlapped:
             return {"next_in": (next_fire - now).total_seconds()}
         params = [self._job(row, instant) for instant in fires]
-        ids = await ctx.store.advance_cron(
+        ids = await ctx.store.cron.cron_advance(
             name,
             expected_mark=mark,
             new_mark=max(new_mark, mark),
@@ -252,7 +252,7 @@ class CronEvaluate(Branch):
         alerted: datetime | None = row["miss_alerted_for"]
         if alerted is not None and alerted >= latest:
             return False
-        if not await ctx.store.mark_cron_alerted(str(row["name"]), latest, ctx.now):
+        if not await ctx.store.cron.cron_mark_alerted(str(row["name"]), latest, ctx.now):
             return False
         log.warning(
             "cron schedule %r MISSED: no successful run for its fire at %s within %gs "

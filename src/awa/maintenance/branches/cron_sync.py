@@ -56,8 +56,8 @@ class CronSync(Branch):
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         declarations = declarations_of(self.table)
-        await ctx.store.upsert_cron(declarations, self.synced_by, ctx.now)
-        orphaned = await ctx.store.orphan_cron(
+        await ctx.store.cron.cron_upsert(declarations, self.synced_by, ctx.now)
+        orphaned = await ctx.store.cron.cron_orphan(
             [d["name"] for d in declarations], self.orphan_after, ctx.now
         )
         for name in orphaned:

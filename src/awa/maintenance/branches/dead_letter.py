@@ -38,7 +38,7 @@ from typing import Self
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
 from awa.maintenance.options import BranchOptions
-from awa.store.dlq import DeadLetterPolicy, DeadLetterStore
+from awa.store.dlq import DeadLetterPolicy
 
 __all__ = ["DeadLetterHold"]
 
@@ -81,12 +81,12 @@ class DeadLetterHold(Branch):
         return cls(options.dead_letters, options.synced_by, interval=options.interval(cls.name))
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        store = ctx.store.sibling(DeadLetterStore)
+        store = ctx.store
         declared = orphaned = 0
         if self.policies is not None:
             policies = list(self.policies)
-            await store.upsert_policies(policies, self.synced_by, ctx.now)
-            gone = await store.orphan_policies(
+            await store.dlq.dlq_upsert_policies(policies, self.synced_by, ctx.now)
+            gone = await store.dlq.dlq_orphan_policies(
                 [p.queue for p in policies], self.orphan_after, ctx.now
             )
             for queue in gone:
@@ -96,9 +96,9 @@ class DeadLetterHold(Branch):
                     queue,
                 )
             declared, orphaned = len(policies), len(gone)
-        moved = await store.move_failed(self.batch, ctx.now)
+        moved = await store.dlq.dlq_move(self.batch, ctx.now)
         if moved:
             log.info("moved %d failed job(s) to the dead-letter hold", len(moved))
-        expired = await store.expire(self.batch, ctx.now)
+        expired = await store.dlq.dlq_expire(self.batch, ctx.now)
         rows = {"declared": declared, "orphaned": orphaned, "moved": len(moved), "expired": expired}
         return BranchResult(rows, more=len(moved) >= self.batch or expired >= self.batch)

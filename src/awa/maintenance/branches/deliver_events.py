@@ -37,7 +37,7 @@ Guarantees: delivery is **at least once** per (event, sink); receivers deduplica
 event id (``Idempotency-Key``). An unavailable sink never affects the jobs that produced its
 events (they committed before delivery starts) and never loses an event: only a refused
 event is parked, and parked deliveries are kept until an operator flushes (retries) or
-purges them (``EventStore.flush_deliveries`` / ``purge_deliveries``).
+purges them (``Store.events.event_flush`` / ``event_purge``).
 
 Diagnostics: one WARNING when a sink becomes unavailable (with the error and its backlog),
 one when it recovers, one per run that parks events (sink, attempts, last error).
@@ -182,12 +182,14 @@ class DeliverEvents(Branch):
         store = ctx.store
         housekeeping = self._housekeeping_due(ctx.clock)
         if housekeeping:
-            await store.register_sinks(self._subscriptions, ctx.now)
-        events, _ = await store.fan_out_events(self._subscriptions, self.fan_out_batch, ctx.now)
+            await store.events.event_register_sinks(self._subscriptions, ctx.now)
+        events, _ = await store.events.event_fan_out(
+            self._subscriptions, self.fan_out_batch, ctx.now
+        )
         more = events >= self.fan_out_batch
         rows = {"fanned_out": events, "delivered": 0, "failed": 0, "deferred": 0, "parked": 0}
         claims = {
-            s.name: await store.claim_deliveries(s.name, self.batch, self.lease, ctx.now)
+            s.name: await store.events.event_claim(s.name, self.batch, self.lease, ctx.now)
             for s in self.sinks
         }
         runs = {name: _SinkRun(claimed) for name, claimed in claims.items() if claimed}
@@ -214,7 +216,7 @@ class DeliverEvents(Branch):
         mono = ctx.clock.monotonic()
         if self._next_backlog is None or mono >= self._next_backlog:
             self._next_backlog = mono + self.backlog_interval
-            ctx.metrics.observe_outbox_backlog(await store.outbox_backlog())
+            ctx.metrics.observe_outbox_backlog(await store.events.event_backlog())
         return BranchResult(rows, more=more or rows["expired"] >= self.expire_batch)
 
     async def _deliver(self, sink: Sink, run: _SinkRun, deadline: float, clock: Clock) -> None:
@@ -256,7 +258,7 @@ class DeliverEvents(Branch):
         """Write the run's outcomes and the sink's health; log transitions. Returns how
         many deliveries were parked."""
         store = ctx.store
-        applied = await store.record_deliveries(
+        applied = await store.events.event_record(
             name,
             list(run.results.values()),
             park_after_rejections=self.park_after_rejections,
@@ -267,14 +269,14 @@ class DeliverEvents(Branch):
         failed = sum(a.outcome == "failed" for a in applied)
         rest = 0.0
         if run.unavailable is not None:
-            streak = await store.sink_failures(name)
+            streak = await store.events.event_sink_failures(name)
             rest = self.backoff.delay(min(streak + 1, 64))
             if run.retry_after is not None:
                 rest = max(rest, min(run.retry_after, _RETRY_AFTER_CAP))
         if not (delivered or failed or run.unavailable):
             return 0
         errors = [r.error for r in run.results.values() if r.error]
-        report = await store.report_sink(
+        report = await store.events.event_sink_report(
             name,
             delivered=delivered,
             failed=failed,
@@ -340,10 +342,10 @@ class DeliverEvents(Branch):
     async def _housekeeping(self, ctx: BranchContext) -> int:
         """Retention (one bounded batch; a full batch brings the next one forward) and
         warnings about deliveries that wait for sinks this process does not have."""
-        expired = await ctx.store.expire_events(self.retention, self.expire_batch, ctx.now)
+        expired = await ctx.store.events.event_expire(self.retention, self.expire_batch, ctx.now)
         if expired >= self.expire_batch:
             self._next_housekeeping = None
-        unknown = await ctx.store.unknown_sinks([s.name for s in self.sinks])
+        unknown = await ctx.store.events.event_unknown_sinks([s.name for s in self.sinks])
         for u in unknown:
             if u["sink"] not in self._unknown_warned:
                 log.warning(

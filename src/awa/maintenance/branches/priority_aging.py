@@ -25,5 +25,5 @@ class PriorityAging(Branch):
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        aged = await ctx.store.age_priorities(self.step, self.batch, ctx.now)
+        aged = await ctx.store.maintenance.age_priorities(self.step, self.batch, ctx.now)
         return BranchResult({"aged": aged}, more=aged >= self.batch)

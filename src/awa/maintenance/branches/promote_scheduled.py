@@ -29,12 +29,12 @@ class PromoteScheduled(Branch):
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        promoted = await ctx.store.promote_due(self.batch, ctx.now)
+        promoted = await ctx.store.maintenance.promote_due(self.batch, ctx.now)
         if len(promoted) >= self.batch:
             return BranchResult({"promoted": len(promoted)}, more=True)
         # By the database clock: promote_due judges "due" by it, so a wake-up computed
         # from a skewed app clock would spin (ahead) or sleep past due times (behind).
-        next_in = await ctx.store.next_due_in(ctx.now)
+        next_in = await ctx.store.maintenance.next_due_in(ctx.now)
         if next_in is not None:
             next_in = max(0.0, next_in)
         return BranchResult({"promoted": len(promoted)}, next_due_in=next_in)

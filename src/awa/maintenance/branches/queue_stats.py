@@ -19,6 +19,6 @@ class QueueStats(Branch):
     default_timeout = 30.0
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        rows = await ctx.store.refresh_queue_stats(ctx.now)
+        rows = await ctx.store.maintenance.refresh_queue_stats(ctx.now)
         ctx.metrics.observe_queue_stats(rows)
         return BranchResult({"queue_states": len(rows)})

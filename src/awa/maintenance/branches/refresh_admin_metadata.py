@@ -22,4 +22,4 @@ class RefreshAdminMetadata(Branch):
     default_timeout = 30.0
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        return BranchResult({"pairs": await ctx.store.refresh_admin_metadata(ctx.now)})
+        return BranchResult({"pairs": await ctx.store.maintenance.refresh_admin_metadata(ctx.now)})

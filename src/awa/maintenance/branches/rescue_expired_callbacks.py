@@ -28,8 +28,8 @@ class RescueExpiredCallbacks(Branch):
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        found = await ctx.store.find_expired_callbacks(self.batch, ctx.now)
-        outcome = await ctx.store.rescue(
+        found = await ctx.store.recovery.find_expired_callbacks(self.batch, ctx.now)
+        outcome = await ctx.store.recovery.rescue(
             found,
             from_states=["waiting_external"],
             reason="callback timed out",

@@ -4,7 +4,7 @@ A healthy runtime cancels a handler at its deadline itself; this branch catches 
 whose holder did not (it died or hung), ``grace`` (default 5 s) after the deadline. The
 attempt counts as failed: retried with backoff (1 s × 2^(attempt-1), capped) or failed when
 no attempts remain; guarded by run_lease. An attempt an operator asked to cancel ends
-``cancelled`` instead (see ``MaintenanceStore.rescue``). A retry is announced on ``awa_due``,
+``cancelled`` instead (see ``Store.recovery.rescue``). A retry is announced on ``awa_due``,
 so promotion makes it available when due. Every ``interval`` (default 5 s), ``batch`` 500.
 
 Metrics: rows ``retried``, ``failed``, ``cancelled``.
@@ -29,8 +29,8 @@ class RescueExpiredDeadlines(Branch):
         self.grace = grace
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        found = await ctx.store.find_expired_deadlines(self.grace, self.batch, ctx.now)
-        outcome = await ctx.store.rescue(
+        found = await ctx.store.recovery.find_expired_deadlines(self.grace, self.batch, ctx.now)
+        outcome = await ctx.store.recovery.rescue(
             found,
             from_states=["running"],
             reason="deadline exceeded and the holder did not stop the attempt",

@@ -15,7 +15,7 @@ costs one transaction per second for this branch):
 Rescue = retry now (available at once, the attempt counted) or fail when no attempts remain;
 only the attempt that was seen (same run_lease, still running) is touched, so a completion
 racing the rescue is never overwritten. An attempt an operator asked to cancel ends
-``cancelled`` instead (its holder can no longer do it; see ``MaintenanceStore.rescue``).
+``cancelled`` instead (its holder can no longer do it; see ``Store.recovery.rescue``).
 ``batch`` (default 500) per run.
 
 Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``, ``cancelled``.
@@ -24,7 +24,7 @@ Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``, ``cancelled``
 from __future__ import annotations
 
 from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
-from awa.store.maintenance import RescueRecheck
+from awa.store.recovery import RescueRecheck
 
 __all__ = ["RescueStaleHeartbeats"]
 
@@ -41,14 +41,14 @@ class RescueStaleHeartbeats(Branch):
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         cfg = ctx.config
-        orphaned, stale = await ctx.store.find_rescuable_running(
+        orphaned, stale = await ctx.store.recovery.find_rescuable_running(
             cfg.crash_grace,
             cfg.heartbeat_staleness,
             self.batch,
             ctx.now,
             silence=cfg.holder_silence,
         )
-        first = await ctx.store.rescue(
+        first = await ctx.store.recovery.rescue(
             orphaned,
             from_states=["running"],
             reason=(
@@ -59,7 +59,7 @@ class RescueStaleHeartbeats(Branch):
             now=ctx.now,
             recheck=RescueRecheck(holder_silent_for=cfg.holder_silence),
         )
-        second = await ctx.store.rescue(
+        second = await ctx.store.recovery.rescue(
             stale,
             from_states=["running"],
             reason=f"heartbeat older than {cfg.heartbeat_staleness:g}s",

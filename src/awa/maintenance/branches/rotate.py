@@ -21,7 +21,7 @@ waits (the current slot grows) rather than dropping data. Metrics: rows ``slots_
 from __future__ import annotations
 
 from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
-from awa.store.maintenance import RingPass
+from awa.store.ring import RingPass
 
 __all__ = ["Rotate"]
 
@@ -33,7 +33,7 @@ class Rotate(Branch):
     default_timeout = 60.0
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        return await ctx.store.ring_pass(lambda ring: self._pass(ring, ctx))
+        return await ctx.store.maintenance.ring_pass(lambda ring: self._pass(ring, ctx))
 
     async def _pass(self, ring: RingPass, ctx: BranchContext) -> BranchResult:
         retention = ctx.config.retention

@@ -1,0 +1,49 @@
+-- Maintenance leadership: the session-scoped election lock on the leader's dedicated
+-- connection, leadership terms, and the leader row operators read.
+
+-- name: leader_try_lock
+-- Try to take the session-scoped maintenance leader lock $1 (true: this session leads).
+SELECT pg_try_advisory_lock($1);
+
+-- name: leader_holds_lock
+-- True while this session still holds the leader lock $1 (the watchdog's health check).
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND pid = pg_backend_pid() AND objsubid = 1
+                  AND ((classid::bigint << 32) | objid::bigint) = $1);
+
+-- name: db_epoch
+-- The database clock now, as a Unix epoch (the leader learns its offset from the app clock).
+SELECT extract(epoch FROM clock_timestamp())::float8;
+
+-- name: leader_unlock
+-- Give up the maintenance leader lock $1.
+SELECT pg_advisory_unlock($1);
+
+-- name: term_lock_timeout
+-- Bound every lock wait of the rest of this transaction to $1 (a duration such as '200ms').
+SELECT set_config('lock_timeout', $1::text, true);
+
+-- name: term_begin
+-- Start the next leadership term for holder $1 (the caller holds the leader lock). As an
+-- UPDATE of the term row it waits for every fenced transaction of older terms still in
+-- flight (they share-lock the row); later ones see the new term. Returns the new term.
+UPDATE awa.leader_term
+   SET term = term + 1, holder = $1, started_at = coalesce($2::timestamptz, now())
+RETURNING term;
+
+-- name: record_leader
+-- Record this process as the maintenance leader of term $5 (won at $2, lane mode $3).
+INSERT INTO awa.maintenance_leader (instance_id, won_at, mode, mode_reason, updated_at, term)
+VALUES ($1, coalesce($2::timestamptz, now()), $3, $4, coalesce($2::timestamptz, now()), $5)
+ON CONFLICT (singleton) DO UPDATE
+   SET instance_id = EXCLUDED.instance_id, won_at = EXCLUDED.won_at, mode = EXCLUDED.mode,
+       mode_reason = EXCLUDED.mode_reason, updated_at = EXCLUDED.updated_at,
+       term = EXCLUDED.term;
+
+-- name: get_leader
+-- The recorded maintenance leader, if any.
+SELECT instance_id, won_at, mode, mode_reason, updated_at, term FROM awa.maintenance_leader;
+
+-- name: current_term
+-- The current leadership term, its holder and when it began.
+SELECT term, holder, started_at FROM awa.leader_term;

@@ -1,0 +1,37 @@
+-- The terminal-history ring: one rotation pass (awa.store.ring), in one transaction.
+
+-- name: ring_lock
+-- The terminal-history ring, row-locked for one rotate pass (no row: another pass holds it):
+-- current slot, slot count, and seconds since it last rotated by the database clock (or $1).
+SELECT current_slot, slot_count,
+       extract(epoch FROM coalesce($1::timestamptz, now()) - rotated_at)::float8 AS age_s
+  FROM awa.ring_state
+   FOR UPDATE SKIP LOCKED;
+
+-- name: slot_is_empty
+-- True when ring slot $1 holds no rows.
+SELECT NOT EXISTS (SELECT 1 FROM awa.jobs_done WHERE slot = $1);
+
+-- name: slot_is_expired
+-- True when every row of slot $1 is past its state's retention ($2 completed, $3 failed,
+-- $4 cancelled, in seconds).
+WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now)
+SELECT NOT EXISTS (
+    SELECT 1 FROM awa.jobs_done d, t
+     WHERE d.slot = $1
+       AND d.finalized_at >= t.now - make_interval(secs => CASE d.state
+                WHEN 'completed' THEN $2::float8 WHEN 'failed' THEN $3::float8 ELSE $4::float8 END));
+
+-- name: truncate_slot
+-- TRUNCATE ring partition {slot} (a template: the slot number is formatted in, validated).
+TRUNCATE awa.jobs_done_{slot};
+
+-- name: advance_ring
+-- Move the current slot to $1 (compare-and-set on the old slot $2).
+UPDATE awa.ring_state SET current_slot = $1, rotated_at = coalesce($3::timestamptz, now())
+ WHERE current_slot = $2
+RETURNING current_slot;
+
+-- name: local_lock_timeout
+-- Bound every lock wait of the rest of this transaction to $1 (a duration such as '200ms').
+SELECT set_config('lock_timeout', $1::text, true);

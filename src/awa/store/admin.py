@@ -1,0 +1,129 @@
+"""``Store.admin``: operator queries over jobs (``sql/admin.sql``): inspection and the manual
+transitions (cancel, retry). None is on a hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from awa.errors import InvalidTransition, JobNotFound, ValidationError
+from awa.model import Job, JobState
+from awa.store.database import Connection, Database
+from awa.store.jobs import Jobs
+from awa.store.queries import paired_queries
+from awa.store.rows import job_from_row
+
+__all__ = ["JobsAdmin", "QueueCount"]
+
+_QUERIES = paired_queries("admin")
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    queue: str
+    state: str
+    count: int
+    lag_s: float | None
+
+
+class JobsAdmin:
+    """Operator reads and transitions; wakes queues through ``jobs``."""
+
+    def __init__(self, db: Database, jobs: Jobs) -> None:
+        self._db = db
+        self._jobs = jobs
+
+    async def get_job(self, job_id: int) -> Job:
+        row = await self._db.guard(lambda: self._db.run.fetchrow(_sql("get_job"), job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("limit", limit, "expected 1..10000")
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(
+                _sql("list_jobs"), state.value if state else None, queue, kind, limit, before_id
+            )
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def cancel_job(self, job_id: int, reason: str, now: datetime | None = None) -> Job:
+        """Cancel now if the job is waiting; ask its runtime to stop it if it is running."""
+
+        async def run() -> None:
+            async with self._db.acquire() as c, c.transaction():
+                # Lock first: without it, a result committed between the two statements
+                # below made a queued job look uncancellable.
+                await c.fetchval(_sql("lock_live_job"), job_id)
+                if await c.fetchval(_sql("cancel_waiting_job"), job_id, reason, now):
+                    return
+                if await c.fetchval(_sql("request_cancel_running"), job_id, reason):
+                    return
+                row = await c.fetchrow(_sql("get_job"), job_id)
+                if row is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(job_id, row["state"], "cancel")
+
+        await self._db.guard(run)
+        return await self.get_job(job_id)
+
+    async def retry_job(self, job_id: int, now: datetime | None = None) -> Job:
+        """Make a finished, scheduled or retryable job available now (attempts reset when
+        it had finished)."""
+
+        async def run() -> None:
+            async with self._db.acquire() as c, c.transaction():
+                row = await c.fetchrow(_sql("retry_deferred_job"), job_id, now)
+                if row is None:
+                    row = await c.fetchrow(_sql("retry_finished_job"), job_id, now)
+                    if row is not None:
+                        await self._retake_unique_key(c, job_id)
+                if row is None:
+                    current = await c.fetchrow(_sql("get_job"), job_id)
+                    if current is None:
+                        raise JobNotFound(job_id)
+                    raise InvalidTransition(job_id, current["state"], "retry")
+                await self._jobs.notify_queues([row["queue"]], conn=c)
+
+        await self._db.guard(run)
+        return await self.get_job(job_id)
+
+    async def _retake_unique_key(self, c: Connection, job_id: int) -> None:
+        key = await c.fetchval(_sql("job_unique_key"), job_id)
+        if key is None:
+            return
+        if await c.fetchval(_sql("reclaim_unique_key"), key, job_id) is None:
+            raise InvalidTransition(job_id, "finished", f"retry: unique key {key!r} is taken")
+
+    async def queue_counts(self, now: datetime | None = None) -> list[QueueCount]:
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("queue_counts"), now))
+        return [
+            QueueCount(r["queue"], r["state"], int(r["count"]), _float(r["lag_s"])) for r in rows
+        ]
+
+    async def unhandled_kinds(
+        self, liveness_window: float, now: datetime | None = None
+    ) -> list[tuple[str, str, int]]:
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("unhandled_kinds"), now, liveness_window)
+        )
+        return [(r["queue"], r["kind"], int(r["count"])) for r in rows]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
