@@ -28,8 +28,8 @@ import awa
 from _support.server import BenchServer, fresh_database
 from awa.clock import utcnow
 from awa.db import connect
+from awa.db.queries import sql_text
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder
-from awa.store.queries import sql_text
 
 
 async def one_round(url: str, n: int, chunk: int, profile: bool) -> dict[str, float]:

@@ -38,8 +38,8 @@ from _support.results import run_and_report
 from _support.server import BenchServer, checkpoint, fresh_database
 from _support.stats import percentiles
 from awa.db import connect
+from awa.db.queries import sql_text
 from awa.store import Store
-from awa.store.queries import sql_text
 
 log = logging.getLogger("awa.bench.throughput")
 

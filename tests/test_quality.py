@@ -45,7 +45,7 @@ def test_public_api_is_exactly_what_all_lists() -> None:
 def test_every_named_query_is_used_by_the_code() -> None:
     """Per file, and able to fail: ``tests/store/test_pairing.py``. This is the whole-tree
     backstop: no query is defined that no code names."""
-    from awa.store.queries import load_queries
+    from awa.db.queries import load_queries
 
     for module in (ROOT / "src" / "awa" / "store").glob("*.py"):
         importlib.import_module(f"awa.store.{module.stem}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import _support  # noqa: F401 - puts this checkout's src/ first on sys.path
-from awa.store.queries import load_queries
+from awa.db.queries import load_queries
 
 #: Where each named query (``src/awa/sql``) or literal statement is issued from at idle.
 SOURCE_OF = {

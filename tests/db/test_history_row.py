@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 import awa
+from awa.db.queries import load_queries
 from awa.store import Store
-from awa.store.queries import load_queries
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

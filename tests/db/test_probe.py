@@ -46,7 +46,7 @@ async def test_probes_commit_no_transaction_where_select_1_commits_one_each(
 
         async def probes() -> None:
             for _ in range(PROBES):
-                await probe(conn, "test")
+                await probe(conn)
 
         async def selects() -> None:
             for _ in range(PROBES):
@@ -71,7 +71,7 @@ async def test_probes_keep_an_idle_limited_session_alive_and_silence_ends_it(
     try:
         for _ in range(8):
             await anyio.sleep(0.3)
-            await probe(conn, "test")
+            await probe(conn)
         assert not conn.is_closed()
         assert await conn.fetchval("SELECT 1") == 1
         await anyio.sleep(2.0)  # silent for twice the idle limit

@@ -21,6 +21,7 @@ import pytest
 import awa
 from awa.clock import utcnow
 from awa.config import MaintenanceConfig
+from awa.db.queries import sql_text
 from awa.dlq import DeadLetter, DeadLetterPolicies, DeadLetterPolicy, DeadLetters
 from awa.errors import DeadLetterConflict, DeadLetterNotFound
 from awa.maintenance import BranchContext
@@ -28,7 +29,6 @@ from awa.maintenance.branches.cleanup import Cleanup
 from awa.maintenance.branches.dead_letter import DeadLetterHold
 from awa.maintenance.branches.rotate import Rotate
 from awa.store import FinishedAttempt, Rescheduled, Store
-from awa.store.queries import sql_text
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

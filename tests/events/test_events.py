@@ -28,6 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import awa
 from awa.config import MaintenanceConfig
 from awa.cron import CronTable
+from awa.db.queries import sql_text
 from awa.events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -45,7 +46,6 @@ from awa.maintenance.branches.deliver_events import DeliverEvents
 from awa.model import InsertParams, JobState
 from awa.store import FinishedAttempt, Rescheduled, Store
 from awa.store.events import DeliveryResult
-from awa.store.queries import sql_text
 from awa.telemetry import Instruments
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

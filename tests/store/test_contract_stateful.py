@@ -52,13 +52,13 @@ from hypothesis.stateful import (
 
 from awa.backoff import Backoff
 from awa.db.connect import connect
+from awa.db.queries import sql_text
 from awa.errors import DatabaseConflict, InvalidTransition, JobNotFound, ValidationError
 from awa.model import InsertParams, Job, JobState
 from awa.outcomes import Cancel, RetryAfter, Snooze
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled, Store
 from awa.store.contract import ContractView, JobStoreContract, list_dispatchable
 from awa.store.presence import PRESENCE_LOCK_CLASS
-from awa.store.queries import sql_text
 from awa.store.recovery import RescueOutcome
 from awa.worker.outcomes import Decision, decide
 from support.reference_model import ModelJob, Quirks, ReferenceStore

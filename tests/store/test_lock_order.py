@@ -28,11 +28,11 @@ import pytest
 
 import awa
 from awa.clock import utcnow
+from awa.db.queries import load_queries, sql_text
 from awa.errors import DatabaseConflict
 from awa.model import hash_callback_token
 from awa.store import FinishedAttempt, Rescheduled, Store
 from awa.store.callbacks import ParkedAttempt
-from awa.store.queries import load_queries, sql_text
 
 Jobs = list[awa.Job]
 Writer = Callable[[Store, Jobs], Awaitable[object]]

@@ -1,4 +1,5 @@
-"""The pairing gate (no database): ``store/<x>.py`` and ``sql/<x>.sql`` go together.
+"""The pairing gate (no database): ``store/<x>.py`` (or ``db/<x>.py``) and ``sql/<x>.sql``
+go together.
 
 - every ``sql/<x>.sql`` has its module ``store/<x>.py``;
 - every query of ``sql/<x>.sql`` is named in ``store/<x>.py`` (no dead SQL);
@@ -18,10 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import awa.store
-from awa.store.queries import parse_queries
+from awa.db.queries import parse_queries
 
 STORE = Path(awa.store.__file__).parent
 SQL = STORE.parent / "sql"
+DB = STORE.parent / "db"
+#: Modules that talk to PostgreSQL without awa's named SQL: the embedded server is set up
+#: through its own ``psql`` with setting names (identifiers ALTER SYSTEM cannot take as
+#: parameters), for development and tests only.
+UNPAIRED = {"embedded.py"}
 
 #: How a module runs one of its queries.
 _RUNS = re.compile(r"""(?:_sql\(|_QUERIES\[)\s*["']([a-z_][a-z0-9_]*)["']""")
@@ -50,31 +56,38 @@ def _strings(source: str) -> list[str]:
 
 
 def pairing_problems(modules: Mapping[str, str], sql_files: Mapping[str, str]) -> list[str]:
-    """What breaks the pairing, for ``modules`` (stem → Python source) and ``sql_files``
-    (stem → SQL text)."""
+    """What breaks the pairing, for ``modules`` (``store/<x>`` or ``db/<x>`` → Python source)
+    and ``sql_files`` (stem → SQL text)."""
     problems: list[str] = []
+    by_stem = {path.rsplit("/", 1)[-1]: path for path in modules}
     for stem, text in sorted(sql_files.items()):
-        if stem not in modules:
-            problems.append(f"sql/{stem}.sql has no module store/{stem}.py")
+        if stem not in by_stem:
+            problems.append(f"sql/{stem}.sql has no module store/{stem}.py or db/{stem}.py")
             continue
         defined = {q.name for q in parse_queries(f"{stem}.sql", text)}
-        named = set(_strings(modules[stem]))
+        named = set(_strings(modules[by_stem[stem]]))
         for name in sorted(defined - named):
-            problems.append(f"sql/{stem}.sql: query {name!r} is not used by store/{stem}.py")
-    for stem, source in sorted(modules.items()):
+            problems.append(f"sql/{stem}.sql: query {name!r} is not used by {by_stem[stem]}.py")
+    for path, source in sorted(modules.items()):
+        stem = path.rsplit("/", 1)[-1]
         runs = set(_RUNS.findall(source))
         text = sql_files.get(stem, "")
         defined = {q.name for q in parse_queries(f"{stem}.sql", text)}
         for name in sorted(runs - defined):
-            problems.append(f"store/{stem}.py runs {name!r}, not defined in sql/{stem}.sql")
+            problems.append(f"{path}.py runs {name!r}, not defined in sql/{stem}.sql")
         for value in _strings(source):
             if _SQL_TEXT.search(value):
-                problems.append(f"store/{stem}.py holds SQL text: {value[:40]!r}")
+                problems.append(f"{path}.py holds SQL text: {value[:40]!r}")
     return problems
 
 
 def _tree() -> tuple[dict[str, str], dict[str, str]]:
-    modules = {p.stem: p.read_text(encoding="utf-8") for p in STORE.glob("*.py")}
+    modules = {
+        f"{folder.name}/{p.stem}": p.read_text(encoding="utf-8")
+        for folder in (STORE, DB)
+        for p in folder.glob("*.py")
+        if p.name not in UNPAIRED
+    }
     sql_files = {p.stem: p.read_text(encoding="utf-8") for p in SQL.glob("*.sql")}
     return modules, sql_files
 
@@ -88,7 +101,8 @@ def test_the_tree_is_actually_paired() -> None:
     """Guards the gate's own inputs: an empty glob would pass vacuously."""
     modules, sql_files = _tree()
     assert {"jobs", "admin", "cron", "events", "callbacks", "dlq"} <= sql_files.keys()
-    assert sql_files.keys() <= modules.keys()
+    assert sql_files.keys() <= {path.rsplit("/", 1)[-1] for path in modules}
+    assert {"db/migrate", "db/connect", "db/probe"} <= modules.keys()
 
 
 _SQL_OK = """-- name: used_query
@@ -103,26 +117,26 @@ async def used_query() -> None:
 
 
 def test_the_gate_passes_a_paired_example() -> None:
-    assert pairing_problems({"x": _MODULE_OK}, {"x": _SQL_OK}) == []
+    assert pairing_problems({"store/x": _MODULE_OK}, {"x": _SQL_OK}) == []
 
 
 def test_the_gate_fails_on_an_unused_query() -> None:
     sql = _SQL_OK + "\n-- name: dead_query\n-- Never run.\nSELECT 2;\n"
-    assert pairing_problems({"x": _MODULE_OK}, {"x": sql}) == [
+    assert pairing_problems({"store/x": _MODULE_OK}, {"x": sql}) == [
         "sql/x.sql: query 'dead_query' is not used by store/x.py"
     ]
 
 
 def test_the_gate_fails_on_a_query_from_another_file_or_none() -> None:
     module = _MODULE_OK + '\n_sql("elsewhere")\n'
-    assert pairing_problems({"x": module}, {"x": _SQL_OK, "y": ""}) == [
-        "sql/y.sql has no module store/y.py",
+    assert pairing_problems({"store/x": module}, {"x": _SQL_OK, "y": ""}) == [
+        "sql/y.sql has no module store/y.py or db/y.py",
         "store/x.py runs 'elsewhere', not defined in sql/x.sql",
     ]
 
 
 def test_the_gate_fails_on_inline_sql() -> None:
     module = _MODULE_OK + '\nQUERY = "SELECT unique_key FROM awa.jobs WHERE id = $1"\n'
-    assert pairing_problems({"x": module}, {"x": _SQL_OK}) == [
+    assert pairing_problems({"store/x": module}, {"x": _SQL_OK}) == [
         "store/x.py holds SQL text: 'SELECT unique_key FROM awa.jobs WHERE id'"
     ]

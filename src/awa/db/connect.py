@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from awa.db.queries import paired_queries
 from awa.errors import ConfigError, DatabaseUnavailable
 from awa.model import UndecodableJson
 
@@ -29,6 +30,8 @@ __all__ = [
     "decode_json",
     "translate_errors",
 ]
+
+_QUERIES = paired_queries("connect")
 
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool
@@ -244,7 +247,7 @@ async def connect(
             await _init_connection(conn)
             if idle_limit is not None and conn.get_server_version().major >= 14:
                 millis = f"{max(1, int(idle_limit * 1000))}ms"
-                await conn.execute("SELECT set_config('idle_session_timeout', $1, false)", millis)
+                await conn.execute(_QUERIES["session_idle_limit"].sql, millis)
         except BaseException:
             conn.terminate()
             raise

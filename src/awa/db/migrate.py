@@ -15,6 +15,7 @@ from importlib import resources
 
 import asyncpg
 
+from awa.db.queries import paired_queries
 from awa.errors import MigrationError
 
 __all__ = ["MIGRATIONS", "MIGRATION_LOCK_KEY", "Migration", "current_version", "migrate"]
@@ -49,13 +50,19 @@ def _load() -> tuple[Migration, ...]:
 
 MIGRATIONS = _load()
 
+_QUERIES = paired_queries("migrate")
+
+
+def _sql(name: str) -> str:
+    return _QUERIES[name].sql
+
 
 async def current_version(conn: asyncpg.Connection) -> int:
     """The highest applied version, 0 for an empty database."""
-    exists = await conn.fetchval("SELECT to_regclass('awa.schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(_sql("migrations_table_exists"))
     if not exists:
         return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM awa.schema_migrations"))
+    return int(await conn.fetchval(_sql("schema_version")))
 
 
 async def migrate(conn: asyncpg.Connection, *, target: int | None = None) -> list[int]:
@@ -67,7 +74,7 @@ async def migrate(conn: asyncpg.Connection, *, target: int | None = None) -> lis
     try:
         return await _apply(conn, latest, target)
     except asyncpg.InsufficientPrivilegeError as exc:
-        role = await conn.fetchval("SELECT current_user")
+        role = await conn.fetchval(_sql("migrating_role"))
         raise MigrationError(
             f"role {role!r} may not change the awa schema ({exc}); apply migrations as the "
             "schema's owner (`awa migrate` with the owner's URL), then run the runtime with "
@@ -80,17 +87,10 @@ async def _apply(conn: asyncpg.Connection, latest: int, target: int) -> list[int
     least-privilege runtime role can call it on an up-to-date schema (a no-op)."""
     applied: list[int] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-        if await conn.fetchval("SELECT to_regclass('awa.schema_migrations') IS NULL"):
-            await conn.execute("CREATE SCHEMA IF NOT EXISTS awa")
-            await conn.execute(
-                """CREATE TABLE awa.schema_migrations (
-                       version integer PRIMARY KEY,
-                       name text NOT NULL,
-                       checksum text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-        rows = await conn.fetch("SELECT version, checksum FROM awa.schema_migrations")
+        await conn.execute(_sql("migration_lock"), MIGRATION_LOCK_KEY)
+        if not await conn.fetchval(_sql("migrations_table_exists")):
+            await conn.execute(_sql("migrations_create_table"))
+        rows = await conn.fetch(_sql("migrations_applied"))
         done = {int(r["version"]): str(r["checksum"]) for r in rows}
         if done and max(done) > latest:
             raise MigrationError(
@@ -108,7 +108,7 @@ async def _apply(conn: asyncpg.Connection, latest: int, target: int) -> list[int
                 break
             await conn.execute(migration.sql)
             await conn.execute(
-                "INSERT INTO awa.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                _sql("migration_record"),
                 migration.version,
                 migration.name,
                 migration.checksum,

@@ -23,6 +23,8 @@ from typing import Any
 
 import asyncpg
 
+from awa.db.queries import paired_queries
+
 __all__ = ["PROBE_STATEMENT", "probe", "probe_is_free"]
 
 log = logging.getLogger("awa.db.probe")
@@ -39,15 +41,17 @@ except ImportError:  # pragma: no cover - depends on the installed asyncpg
 _free = _StatementState is not None
 
 
+_QUERIES = paired_queries("probe")
+
+
 def probe_is_free() -> bool:
     """Whether probes are transaction-free (false once the fallback took over)."""
     return _free
 
 
-async def probe(conn: asyncpg.Connection, tag: str) -> None:
+async def probe(conn: asyncpg.Connection) -> None:
     """One round trip on ``conn``. Raises what the driver raises when the connection is
-    gone; the caller bounds it with a timeout (a half-open peer never answers). ``tag``
-    names the check in ``pg_stat_activity`` should the ``SELECT 1`` fallback be in use."""
+    gone; the caller bounds it with a timeout (a half-open peer never answers)."""
     global _free
     if _free:
         protocol: Any = getattr(conn, "_protocol", None)
@@ -58,9 +62,9 @@ async def probe(conn: asyncpg.Connection, tag: str) -> None:
         except (TypeError, AttributeError) as exc:
             _free = False
             log.warning(
-                "liveness probes fall back to SELECT 1 (one transaction each): this asyncpg"
+                "liveness probes fall back to a statement (one transaction each): this asyncpg"
                 " has no usable close_statement (%s: %s)",
                 type(exc).__name__,
                 exc,
             )
-    await conn.fetchval(f"SELECT 1 /* awa: {tag} */")
+    await conn.fetchval(_QUERIES["probe_fallback"].sql)

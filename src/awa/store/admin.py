@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from awa.db.queries import paired_queries
 from awa.errors import InvalidTransition, JobNotFound, ValidationError
 from awa.model import Job, JobState
 from awa.store.database import Connection, Database
 from awa.store.jobs import Jobs
-from awa.store.queries import paired_queries
 from awa.store.rows import job_from_row
 
 __all__ = ["JobsAdmin", "QueueCount"]

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from awa.db.connect import RawJson
+from awa.db.queries import paired_queries
 from awa.errors import (
     CallbackAlreadyResolved,
     CallbackExpired,
@@ -28,7 +29,6 @@ from awa.model import hash_callback_token
 from awa.store.attempts import progress_param
 from awa.store.database import Connection, Database
 from awa.store.jobs import Jobs
-from awa.store.queries import paired_queries
 
 __all__ = [
     "COMPLETE",

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from awa.db.connect import RawJson
+from awa.db.queries import paired_queries
 from awa.errors import ScheduleNotFound
 from awa.model import InsertParams
 from awa.store.database import Database
 from awa.store.jobs import Jobs
-from awa.store.queries import paired_queries
 
 __all__ = ["Cron"]
 

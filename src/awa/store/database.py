@@ -31,9 +31,9 @@ import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect, create_pool
 from awa.db.errors import translate_database_error
+from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable, LeadershipLost, PoolExhausted
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT
-from awa.store.queries import paired_queries
 
 __all__ = [
     "DEFAULT_ACQUIRE_TIMEOUT",

@@ -43,7 +43,7 @@ class DedicatedConnection:
             raise DatabaseUnavailable(f"{what}: the connection is closed")
         try:
             with anyio.fail_after(timeout):
-                await probe(self._conn, what)
+                await probe(self._conn)
         except TimeoutError as exc:
             self.terminate()
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from awa.db.connect import RawJson
+from awa.db.queries import paired_queries
 from awa.errors import DeadLetterConflict, DeadLetterNotFound, ValidationError
 from awa.model import MAX_QUEUE_LENGTH
 from awa.store.database import Connection, Database
 from awa.store.jobs import Jobs
-from awa.store.queries import paired_queries
 from awa.store.rows import errors_column, metadata_column
 from awa.validation import to_seconds
 

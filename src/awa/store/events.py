@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from awa.db.connect import RawJson
+from awa.db.queries import paired_queries
 from awa.errors import ValidationError
 from awa.events import Event
 from awa.store.database import Database
-from awa.store.queries import paired_queries
 
 __all__ = [
     "AppliedResult",

@@ -17,12 +17,12 @@ import asyncpg
 
 from awa.clock import utcnow
 from awa.db.connect import RawJson, decode_json
+from awa.db.queries import paired_queries
 from awa.errors import InvalidTransition
 from awa.model import InsertParams, Job, JobState
 from awa.store.attempts import FinishedAttempt, ReportedAttempt, Rescheduled, progress_param
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder, utf8_session
 from awa.store.database import Connection, Database
-from awa.store.queries import paired_queries
 from awa.store.rows import job_from_row
 
 __all__ = ["Jobs"]

@@ -25,10 +25,10 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
+from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable
 from awa.store.database import Database
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT, DedicatedConnection
-from awa.store.queries import paired_queries
 
 __all__ = ["LEADER_LOCK_KEY", "LeaderConnection", "Leadership"]
 

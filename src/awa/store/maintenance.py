@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from awa.db.queries import paired_queries
 from awa.store.database import Database
 from awa.store.jobs import Jobs
-from awa.store.queries import paired_queries
 from awa.store.ring import RingPass
 
 __all__ = ["HealthRow", "Maintenance"]

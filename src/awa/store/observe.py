@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from awa.db.connect import RawJson
+from awa.db.queries import paired_queries
 from awa.store.database import Database
 from awa.store.leadership import Leadership
 from awa.store.maintenance import Maintenance
-from awa.store.queries import paired_queries
 
 __all__ = ["Observe"]
 

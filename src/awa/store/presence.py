@@ -16,9 +16,9 @@ import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.db.errors import translate_database_error
+from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable, RuntimeStateError
 from awa.store.dedicated import DedicatedConnection
-from awa.store.queries import paired_queries
 
 __all__ = ["PRESENCE_IDLE_LIMIT", "PRESENCE_LOCK_CLASS", "Presence"]
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from awa.db.queries import paired_queries
 from awa.store.database import Database
 from awa.store.jobs import Jobs
 from awa.store.presence import PRESENCE_LOCK_CLASS
-from awa.store.queries import paired_queries
 
 __all__ = ["Recovery", "RescueOutcome", "RescueRecheck"]
 

@@ -16,8 +16,8 @@ from datetime import datetime
 
 import asyncpg
 
+from awa.db.queries import paired_queries
 from awa.store.database import Connection
-from awa.store.queries import paired_queries
 
 __all__ = ["RingPass", "RingState"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from awa.db.queries import paired_queries
 from awa.store.database import Database
-from awa.store.queries import paired_queries
 
 __all__ = ["Runtimes"]
 
