@@ -164,3 +164,13 @@ def test_no_store_part_inherits_from_another() -> None:
     assert {name: b for name, b in bases.items() if set(b) & parts} == {}
     sources = "\n".join(p.read_text() for p in python_modules())
     assert not re.search(r"\.sibling\(", sources), "a store reached through sibling()"
+
+
+def test_the_readme_map_names_only_paths_that_exist() -> None:
+    """README's "Where things are" table: a renamed folder must not leave the map stale."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`((?:src/awa|tests|benchmarks|adr|docs)/[\w./-]*)`", section)
+    assert len(named) >= 10
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert missing == []
