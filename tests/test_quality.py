@@ -23,7 +23,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     "command",
     [
         (sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"),
-        (sys.executable, "-m", "ruff", "format", "--check", "src"),
+        (sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks"),
         (sys.executable, "-m", "mypy"),
         ("lint-imports",),
     ],

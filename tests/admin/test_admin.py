@@ -49,7 +49,7 @@ async def test_open_owns_a_small_pool_and_reads_what_the_leader_persisted(
         assert await admin.events.flush() == 0
         assert await admin.events.purge(include_pending=True) == 0
         assert await admin.events.forget("gone") == 0
-        pool = admin.maintenance._host.store.db.pool  # type: ignore[attr-defined]
+        pool = admin.maintenance._host.store.db.pool
         assert pool.get_max_size() == 1
     assert pool.is_closing()
 

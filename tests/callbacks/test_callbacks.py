@@ -185,6 +185,7 @@ async def test_completed_callback_records_payload_as_result(
         row = await raw.fetchrow(
             "SELECT callback_id, callback_timeout_at FROM awa.jobs WHERE id = $1", job.id
         )
+        assert row is not None
         assert str(row["callback_id"]) == callback.id
         assert row["callback_timeout_at"] == callback.timeout_at
 
@@ -197,6 +198,7 @@ async def test_completed_callback_records_payload_as_result(
     assert done.attempt == 1 and done.errors == []
     assert calls == [None]  # not resumed: the payload is the result
     stored = await raw.fetchrow("SELECT * FROM awa.callbacks WHERE id = $1", uuid.UUID(callback.id))
+    assert stored is not None
     assert stored["state"] == "completed" and stored["resolved_at"] is not None
     assert bytes(stored["token_hash"]) != callback.token.encode()  # only a hash is kept
     assert callback.token not in repr(callback)

@@ -7,6 +7,7 @@ rescued attempt handing over the new attempt's entry.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Self
 
 import anyio
@@ -33,9 +34,7 @@ async def test_terminated_idle_pool_connection_yields_only_typed_errors(
         for _ in range(ROUNDS):
             pid = await store.db.pool.fetchval("SELECT pg_backend_pid()")
             assert await raw.fetchval("SELECT pg_terminate_backend($1)", pid)
-            await wait_for(
-                lambda p=pid: gone(raw, p), 10, interval=0.001, what="the backend to exit"
-            )
+            await wait_for(partial(gone, raw, pid), 10, interval=0.001, what="the backend to exit")
             try:
                 await store.jobs.claim_batch("chaos", ["chaos"], 1, "focused-test")
             except DatabaseUnavailable:

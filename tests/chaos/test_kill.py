@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -55,7 +56,7 @@ async def test_sigkilled_workers_lose_no_job_and_never_rerun_a_completed_one(
         for _ in range(KILLS):
             victim = rng.choice(fleet.alive())
             held = await wait_for(
-                lambda v=victim: running_under(raw, v.instance_id),
+                partial(running_under, raw, victim.instance_id),
                 30,
                 what="the victim to hold running jobs",
             )
@@ -66,7 +67,7 @@ async def test_sigkilled_workers_lose_no_job_and_never_rerun_a_completed_one(
             # The survivors take over: the dead worker's attempts leave it (rescued by the
             # leader, which may have been the victim, or by a starting worker's recovery).
             await wait_for(
-                lambda v=victim, h=held: still_held(raw, v.instance_id, h),
+                partial(still_held, raw, victim.instance_id, held),
                 30,
                 what="the killed worker's jobs to be rescued",
             )
@@ -121,7 +122,7 @@ async def running_under(raw: asyncpg.Connection, instance_id: str | None) -> lis
 
 
 async def still_held(raw: asyncpg.Connection, instance_id: str | None, ids: list[int]) -> bool:
-    count = await raw.fetchval(
+    count: int = await raw.fetchval(
         "SELECT count(*) FROM awa.jobs WHERE id = ANY($1::bigint[]) AND claimed_by = $2"
         " AND state = 'running'",
         ids,

@@ -234,7 +234,10 @@ async def test_bulk_copy_stream_writes_the_rows_insert_writes(
         bulk = await client.store.jobs.insert_many(shapes, now=at)
         for one, many in zip(single, bulk, strict=True):
             query = f"SELECT {columns} FROM awa.jobs WHERE id = $1"
-            assert dict(await raw.fetchrow(query, many)) == dict(await raw.fetchrow(query, one))
+            from_bulk = await raw.fetchrow(query, many)
+            from_single = await raw.fetchrow(query, one)
+            assert from_bulk is not None and from_single is not None
+            assert dict(from_bulk) == dict(from_single)
 
 
 async def test_bulk_copy_stream_splits_large_payloads_into_bounded_messages(

@@ -555,6 +555,7 @@ async def test_url_secrets_stay_out_of_errors_events_exceptions_and_logs(
 
 
 def test_redact_url_hides_userinfo_and_secret_looking_parameters() -> None:
+    names: tuple[str, ...]  # grows below
     names = ("Access_Token", "APIKEY", "auth", "password", "secret", "sig", "signature")
     names += ("key", "api_key", "apikey", "token")  # the list of issue 14, mixed case
     every_listed_name = "&".join(f"{name}=v{i}" for i, name in enumerate(names))

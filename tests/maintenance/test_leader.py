@@ -15,7 +15,7 @@ import anyio
 import asyncpg
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
 
 import awa
 from awa.config import MaintenanceConfig
@@ -105,7 +105,8 @@ def counter_total(reader: InMemoryMetricReader, name: str) -> float:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 if metric.name == name:
-                    total += sum(p.value for p in metric.data.data_points)  # type: ignore[union-attr]
+                    assert isinstance(metric.data, Sum), metric.data  # a counter
+                    total += sum(float(p.value) for p in metric.data.data_points)
     return total
 
 
@@ -206,7 +207,7 @@ async def test_terminated_leader_connection_hands_leadership_over(
         # The old term's lanes are gone: its branch stats stopped moving.
         assert new.leader.stats["counting"] is not old_stats
         frozen = old_stats.runs
-        await wait_for(lambda: new.leader.stats["counting"].runs >= 3)
+        await wait_for(lambda: new.leader is not None and new.leader.stats["counting"].runs >= 3)
         await anyio.sleep(0.3)
         assert old_stats.runs == frozen
         for _ in range(20):

@@ -40,11 +40,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 import awa
-import awa.maintenance.leader as leader_module
 from awa.config import MaintenanceConfig
-from awa.events import CallableSink, Event, EventKind, WebhookSink
+from awa.events import CallableSink, Event, EventKind, Sink, WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.leader_thread import LeaderThread, isolated
+from awa.store.leadership import LeaderConnection
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
 from support.chaos import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
 
@@ -299,7 +299,7 @@ async def test_branches_and_sinks_run_on_the_maintenance_thread(
     async def doomed(ctx: awa.JobContext) -> None:
         raise RuntimeError("no")
 
-    sinks = [
+    sinks: list[Sink] = [
         CallableSink("collect", collect, kinds=[EventKind.JOB_FAILED]),
         WebhookSink("hook", receiver.url, secret="s3cret", kinds=[EventKind.JOB_FAILED]),
     ]
@@ -369,7 +369,7 @@ async def test_a_failure_in_the_maintenance_thread_ends_the_runtime_with_it(
         opened.set()
         raise Boom("in the maintenance thread")
 
-    monkeypatch.setattr(leader_module.LeaderConnection, "open", exploding_open)
+    monkeypatch.setattr(LeaderConnection, "open", exploding_open)
     async with awa.Client(database_url) as client:
         runtime = awa.Runtime(client, awa.RuntimeConfig(queues={}), maintenance=fast_maintenance())
         with pytest.raises(BaseException) as raised:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import asyncpg
@@ -69,8 +68,8 @@ async def listener(database_url: str) -> AsyncIterator[Listener]:
     conn = await asyncpg.connect(database_url)
     got: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
-    def deliver(_c: Any, _pid: int, channel: str, payload: str) -> None:
-        got.put_nowait((channel, payload))
+    def deliver(_c: object, _pid: int, channel: str, payload: object) -> None:
+        got.put_nowait((channel, str(payload)))  # asyncpg types the payload loosely: a str
 
     try:
         for channel in CHANNELS:

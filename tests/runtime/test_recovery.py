@@ -53,9 +53,12 @@ async def test_ready_start_pages_through_jobs_of_dead_runtimes(
             assert runtime.recovery.requeued == 1251
             assert runtime.recovery.pages >= 13  # 1,250 orphans in pages of 100
             assert runtime.recovery.attempts == 1
-            states = dict(
-                await raw.fetch("SELECT state::text, count(*) FROM awa.jobs GROUP BY state")
-            )
+            states = {
+                state: count
+                for state, count in await raw.fetch(
+                    "SELECT state::text, count(*) FROM awa.jobs GROUP BY state"
+                )
+            }
             assert states == {"available": 1251, "running": 1}
             assert await job_state(raw, hung_job) == "available"
             assert await job_state(raw, healthy_job) == "running"

@@ -83,6 +83,7 @@ async def test_maintenance_only_runtime_maintains_but_never_executes(
                 "SELECT role, queues, kinds FROM awa.runtimes WHERE instance_id = $1",
                 runtime.instance_id,
             )
+            assert row is not None
             assert row["role"] == "maintenance"
             assert json.loads(row["queues"]) == {}
             # Let a few more claim-worthy intervals pass: still nothing may be claimed.

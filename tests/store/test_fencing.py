@@ -162,6 +162,7 @@ async def test_late_writes_of_a_deposed_leader_change_nothing(
     assert await raw.fetchval("SELECT state FROM awa.jobs WHERE id = $1", scheduled) == "scheduled"
     assert await raw.fetchval("SELECT count(*) FROM awa.maintenance_health") == 0
     recorded = await raw.fetchrow("SELECT instance_id, term FROM awa.maintenance_leader")
+    assert recorded is not None
     assert (recorded["instance_id"], recorded["term"]) == ("B", a_term + 1)
     assert await raw.fetchrow("SELECT * FROM awa.ring_state") == ring
     assert await raw.fetchval("SELECT count(*) FROM awa.jobs_done WHERE slot = 1") == history
@@ -413,7 +414,7 @@ async def test_a_partitioned_leader_is_deposed_and_its_late_writes_change_nothin
         proxy.sever_server_side(lambda c: c.backend_pid == pid)
         with anyio.fail_after(10):
             await b.wait_until_leader()
-        assert b.term == a_term + 1  # type: ignore[operator]
+        assert a_term is not None and b.term == a_term + 1
         # Every write of A that will ever commit has: B's term waited for them.
         a_rows = await raw.fetchval("SELECT count(*) FROM public.fence_probe WHERE instance = 'A'")
         await wait_for(lambda: not a.is_leader, timeout=5.0)
@@ -430,7 +431,8 @@ async def test_a_partitioned_leader_is_deposed_and_its_late_writes_change_nothin
         tg.cancel_scope.cancel()
     assert any("deposed" in r.getMessage() for r in caplog.records)
     recorded = await raw.fetchrow("SELECT instance_id, term FROM awa.maintenance_leader")
-    assert (recorded["instance_id"], recorded["term"]) == ("B", a_term + 1)  # type: ignore[operator]
+    assert recorded is not None and a_term is not None
+    assert (recorded["instance_id"], recorded["term"]) == ("B", a_term + 1)
 
 
 async def test_a_leader_whose_every_connection_is_blackholed_shuts_down_within_5s(

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
@@ -301,25 +301,58 @@ def emit(
         reporter.write_line(line)
 
 
+@overload
 async def wait_for(
-    predicate: Callable[[], Awaitable[T]] | Callable[[], T],
+    predicate: Callable[[], Awaitable[T | None]],
+    timeout: float = 15.0,
+    *,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = 15.0,
+    *,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T: ...
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
     timeout: float = 15.0,
     *,
     interval: float = 0.02,
     what: str = "condition",
 ) -> T:
-    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until truthy; fail naming ``what`` after ``timeout`` seconds.
+
+    The predicate may be sync or async (a lambda around a query is the common case), hence
+    the two overloads. The value returned is the predicate's first truthy answer, so a
+    predicate typed ``X | None`` (``fetchrow``, ``fetchval``) yields a plain ``X``.
+    """
     try:
         with anyio.fail_after(timeout):
             while True:
-                value = predicate()
-                if isinstance(value, Awaitable):
-                    value = await value
+                value = await _answer(predicate)
                 if value:
-                    return value  # type: ignore[return-value]
+                    return value
                 await anyio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+
+
+async def _answer(
+    predicate: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+) -> T | None:
+    """One answer of a sync or async predicate, awaited when it is awaitable."""
+    value = predicate()
+    if isinstance(value, Awaitable):
+        return cast("T | None", await value)
+    return value
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -635,9 +668,21 @@ def verdict(crew: Crew, untyped: list[str] | tuple[str, ...] = ()) -> None:
     raise AssertionError(f"runtime crashed or untyped errors: {problems}")
 
 
+@overload
+async def settle(
+    crew: Crew, predicate: Callable[[], Awaitable[T | None]], timeout: float, *, what: str
+) -> T: ...
+
+
+@overload
+async def settle(
+    crew: Crew, predicate: Callable[[], T | None], timeout: float, *, what: str
+) -> T: ...
+
+
 async def settle(
     crew: Crew,
-    predicate: Callable[[], Awaitable[T]] | Callable[[], T],
+    predicate: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
     timeout: float,
     *,
     what: str,
@@ -648,11 +693,9 @@ async def settle(
     async def done() -> bool:
         if crew.crashed():
             return True
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
+        value = await _answer(predicate)
         if value:
-            found.append(value)  # type: ignore[arg-type]
+            found.append(value)
         return bool(value)
 
     await wait_for(done, timeout, what=what)

@@ -231,7 +231,7 @@ async def test_job_counters_and_histograms_have_exact_values(workload: dict[str,
     assert values(metrics["awa.jobs.pickup_latency"]) == {default: 6}
     handler = metrics["awa.handler.duration"].data
     assert isinstance(handler, Histogram)
-    ok_point = next(p for p in handler.data_points if p.attributes["awa.job.kind"] == "ok")
+    ok_point = next(p for p in handler.data_points if (p.attributes or {})["awa.job.kind"] == "ok")
     assert ok_point.sum >= 2 * 0.01  # both ok handlers slept 10 ms
     assert list(ok_point.explicit_bounds)[:3] == [0.0005, 0.001, 0.0025]  # seconds buckets
 
@@ -250,7 +250,9 @@ async def test_leadership_and_overrun_episode_are_counted(workload: dict[str, An
     assert rows[slow | {("awa.maintenance.action", "slept")}] == workload["slow_runs"]
     duration = metrics["awa.maintenance.branch.duration"].data
     assert isinstance(duration, Histogram)
-    slow_point = next(p for p in duration.data_points if frozenset(p.attributes.items()) == slow)
+    slow_point = next(
+        p for p in duration.data_points if frozenset((p.attributes or {}).items()) == slow
+    )
     assert slow_point.min >= SLOW_BODY * 0.9
     recorded = [dict(k) for k in values(metrics["awa.maintenance.branch.duration"])]
     assert {r["awa.maintenance.lane"] for r in recorded} == {"slo", "hygiene"}
@@ -286,7 +288,9 @@ async def test_one_span_per_execution_continuing_the_producer_trace(
         assert {"awa.job.kind", "awa.queue", "awa.job.id", "awa.job.attempt", "awa.outcome"} <= set(
             attributes
         )
-        by_job.setdefault(int(attributes["awa.job.id"]), []).append(span)  # type: ignore[arg-type]
+        job_id = attributes["awa.job.id"]
+        assert isinstance(job_id, int), job_id
+        by_job.setdefault(job_id, []).append(span)
     assert Counter(len(v) for v in by_job.values()) == Counter({1: 4, 2: 1})
 
     producer = workload["producer"].get_span_context()
