@@ -19,8 +19,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
+    HistogramDataPoint,
     InMemoryMetricReader,
     Metric,
+    NumberDataPoint,
     Sum,
 )
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -67,7 +69,11 @@ def values(metric: Metric) -> dict[Attrs, float]:
     out: dict[Attrs, float] = {}
     for point in metric.data.data_points:
         key = frozenset((point.attributes or {}).items())
-        out[key] = point.count if isinstance(metric.data, Histogram) else point.value  # type: ignore[union-attr]
+        if isinstance(point, HistogramDataPoint):
+            out[key] = point.count
+        else:
+            assert isinstance(point, NumberDataPoint), point  # a sum or a gauge
+            out[key] = point.value
     return out
 
 
