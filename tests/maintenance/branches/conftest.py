@@ -1,5 +1,7 @@
-"""The ``world`` fixture of the branch tests: the seeded database of
-``support.branch_world``, fresh for each test."""
+"""The fixtures of the branch tests: ``world``, the seeded database of
+``support.branch_world``, fresh for each test; and, for the branches whose tests set up
+their own data (cron, dead letters, events), the fixtures of the ``support.*_world``
+modules, imported here so that pytest finds them."""
 
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ import asyncpg
 import pytest
 
 from support.branch_world import World, seeded_world
+from support.dlq_world import client
+from support.events_world import receiver
+from support.store_world import mstore
+
+__all__ = ["client", "mstore", "receiver", "world"]
 
 
 @pytest.fixture

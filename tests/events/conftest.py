@@ -1,0 +1,5 @@
+"""Fixtures of the event tests, imported from ``support`` so that pytest finds them here."""
+
+from support.store_world import mstore
+
+__all__ = ["mstore"]
