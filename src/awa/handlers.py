@@ -26,7 +26,7 @@ from awa.model import (
     hash_callback_token,
     new_callback_token,
 )
-from awa.validation import encode_json, to_seconds
+from awa.validation import encode_json, to_seconds, valid_utf8
 
 __all__ = ["CallbackRegistrar", "Handler", "HandlerRegistry", "HandlerSpec", "JobContext"]
 
@@ -131,7 +131,8 @@ class JobContext:
         if self._callback is not None:
             raise InvalidTransition(self.job.id, "running", "register a second callback for")
         seconds = to_seconds("timeout", timeout)
-        assert seconds is not None
+        if seconds is None:
+            raise ValidationError("timeout", timeout, "a callback needs a timeout")
         if not isinstance(resume, bool):
             raise ValidationError("resume", resume, "expected True or False")
         callback_id = uuid.uuid4()
@@ -160,7 +161,7 @@ class JobContext:
 
 Handler = Callable[[JobContext], Awaitable[Any]]
 
-_KIND = re.compile(r"^[\w.:/-]+$")
+_KIND = re.compile(r"[\w.:/-]+")  # fullmatch: "$" would let a trailing newline through
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ def check_description(value: object) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 2000 or "\x00" in value:
         raise ValidationError("description", value, "expected text of at most 2000 characters")
+    if not valid_utf8(value):  # published as jsonb, which refuses it at start, not here
+        raise ValidationError("description", value, "contains a lone surrogate (not valid UTF-8)")
     return value
 
 
@@ -197,7 +200,7 @@ class HandlerRegistry:
     ) -> HandlerSpec:
         if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND_LENGTH:
             raise ValidationError("kind", kind, f"expected 1..{MAX_KIND_LENGTH} characters")
-        if not _KIND.match(kind):
+        if not _KIND.fullmatch(kind):
             raise ValidationError("kind", kind, "use letters, digits and _ . : / - only")
         if kind in self._specs:
             raise ValidationError("kind", kind, "a handler for this kind is already registered")
