@@ -1,5 +1,5 @@
 """The reader check of issue 15 (ADR 016, 017, 018), made executable: from the tree alone a
-newcomer finds each module, CLI verb, maintenance branch and query, and its test.
+newcomer finds each module, CLI verb, maintenance branch, web page and query, and its test.
 
 Database-free and quick; each check names what it found out of place, so a failure says
 which file to move or split rather than only that the layout drifted.
@@ -136,6 +136,62 @@ def test_every_maintenance_branch_has_its_file_and_its_test(branch: str) -> None
     assert (SRC / "maintenance" / "branches" / f"{branch}.py").is_file()
     assert (TESTS / "maintenance" / "branches" / f"test_{branch}.py").is_file(), (
         f"the tests of branch {branch!r} belong in tests/maintenance/branches/test_{branch}.py"
+    )
+
+
+#: Source folders that hold data rather than code, and the test file that checks them.
+TESTED_AS_DATA = {
+    "migrations": "db/test_migrate.py",  # applied, re-applied and refused when newer
+    "sql": "store/test_pairing.py",  # each query run by exactly its paired module
+}
+
+
+def test_every_module_has_its_tests_where_the_tree_says() -> None:
+    """``src/awa/<pkg>/<mod>.py`` is tested under ``tests/<pkg>/``; a top-level ``<mod>.py``
+    under ``tests/<mod>/`` or, when it needs no database, in ``tests/unit/test_<mod>.py``."""
+    homeless = []
+    for p in python_modules():
+        rel = p.relative_to(SRC)
+        if len(rel.parts) > 1:
+            folder = rel.parts[0]
+            if folder in TESTED_AS_DATA:
+                ok = (TESTS / TESTED_AS_DATA[folder]).is_file()
+            else:
+                ok = (TESTS / folder).is_dir()
+        elif p.name == "__init__.py":
+            continue
+        else:
+            ok = (TESTS / p.stem).is_dir() or (TESTS / "unit" / f"test_{p.stem}.py").is_file()
+        if not ok:
+            homeless.append(str(rel))
+    assert homeless == [], "modules whose tests cannot be found from the tree"
+
+
+#: A web page's path as its module compares it (``path == "/livez"``, ``path in (...)``).
+PAGE_PATH = re.compile(r"""path\s*(?:==|!=|in)\s*\(?([^:\n]*)""")
+
+
+def web_pages() -> dict[str, str]:
+    """Every path a web module answers, mapped to the module that answers it."""
+    pages: dict[str, str] = {}
+    for p in sorted((SRC / "web").glob("*.py")):
+        for match in PAGE_PATH.finditer(p.read_text()):
+            for path in re.findall(r"""["'](/[\w./-]*)["']""", match.group(1)):
+                pages[path] = p.name
+    return pages
+
+
+def test_the_page_detector_finds_the_known_pages() -> None:
+    pages = web_pages()
+    assert pages["/livez"] == pages["/readyz"] == pages["/health"] == "health.py"
+    assert pages["/"] == pages["/api/status"] == "dashboard.py"
+
+
+@pytest.mark.parametrize("path", sorted(web_pages()))
+def test_every_web_page_is_requested_by_a_web_test(path: str) -> None:
+    text = "\n".join(p.read_text() for p in sorted((TESTS / "web").glob("test_*.py")))
+    assert re.search(rf"""["'][^"'\s]*{re.escape(path)}["'?]""", text), (
+        f"{path} ({web_pages()[path]}) is not requested by any test in tests/web/"
     )
 
 

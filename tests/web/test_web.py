@@ -35,6 +35,7 @@ async def test_health_endpoint_reports_readiness_and_leadership(database_url: st
                         break
                     await anyio.sleep(0.05)
             assert body["instance_id"] == runtime.instance_id
+            assert (await http.get("/healthz")).json()["instance_id"] == runtime.instance_id
             assert body["maintenance"]["mode"] == "split"
             assert "promote_scheduled" in body["maintenance"]["branches"]
             assert body["maintenance"]["branches"]["promote_scheduled"]["lane"] == "slo"
@@ -56,6 +57,7 @@ async def test_dashboard_serves_page_and_persisted_status(database_url: str) -> 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             page = await http.get("/")
             assert page.status_code == 200 and "awa — maintenance lanes" in page.text
+            assert (await http.get("/index.html")).text == page.text
             with anyio.fail_after(15):
                 while True:
                     status = (await http.get("/api/status")).json()
