@@ -24,22 +24,24 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 import awa
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.cpu import CpuMeter, wait_for_quiet
-from _support.instrument import CallStats, instrument
+from _support.instrument import CallStats, instrumented
 from _support.machine import machine_info
 from _support.pg_stats import pg_stat_statements_top, reset_pg_stats, wal_io_snapshot
+from _support.pickup_trace import PickupTrace, latency_stages
 from _support.results import run_and_report
 from _support.server import BenchServer, checkpoint, fresh_database
 from _support.stats import percentiles
 from awa.db import connect
 from awa.db.queries import sql_text
-from awa.store import Store
+from awa.store.jobs import Jobs
 
 log = logging.getLogger("awa.bench.throughput")
 
@@ -135,44 +137,46 @@ async def bench_drain(
         if handled == n:
             all_handled.set()
 
-    async with client:
-        await insert_noops(client, n, chunk)
-        await checkpoint(url)
-        if pg_stats:
-            await reset_pg_stats(url)
-        wal0 = await wal_io_snapshot(url) if pg_stats else {}
-        calls = instrument_jobs(client.store)
-        runtime = awa.Runtime(
-            client, awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
-        )
-        waited = await wait_for_quiet(wait_quiet) if wait_quiet else 0.0
-        meter = CpuMeter(server_pid).start()
-        t_start = time.perf_counter()
-        await runtime.start()
-        t_started = time.perf_counter()
-        error = None
-        try:
-            await asyncio.wait_for(all_handled.wait(), timeout)
-            t_handled = time.perf_counter()
-            await _wait_recorded(runtime, url, n)
-            t_recorded = time.perf_counter()
-        except TimeoutError:
-            t_handled = t_recorded = time.perf_counter()
-            error = f"timed out after {timeout}s with {handled}/{n} handled"
-        meter.stop()
-        applied = _applied(runtime)
-        claimed = sum(d.claimed for d in runtime.dispatchers)
-        await runtime.shutdown(grace=5)
-        wal1 = await wal_io_snapshot(url) if pg_stats else {}
-        statements = await pg_stat_statements_top(url) if pg_stats else []
-        conn = await connect(url)
-        try:
-            completed = int(
-                await conn.fetchval("SELECT count(*) FROM awa.jobs_done WHERE state='completed'")
+    with instrument_jobs() as calls:
+        async with client:
+            await insert_noops(client, n, chunk)
+            await checkpoint(url)
+            if pg_stats:
+                await reset_pg_stats(url)
+            wal0 = await wal_io_snapshot(url) if pg_stats else {}
+            runtime = awa.Runtime(
+                client, awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
             )
-            left = int(await conn.fetchval("SELECT count(*) FROM awa.jobs"))
-        finally:
-            await conn.close()
+            waited = await wait_for_quiet(wait_quiet) if wait_quiet else 0.0
+            meter = CpuMeter(server_pid).start()
+            t_start = time.perf_counter()
+            await runtime.start()
+            t_started = time.perf_counter()
+            error = None
+            try:
+                await asyncio.wait_for(all_handled.wait(), timeout)
+                t_handled = time.perf_counter()
+                await _wait_recorded(runtime, url, n)
+                t_recorded = time.perf_counter()
+            except TimeoutError:
+                t_handled = t_recorded = time.perf_counter()
+                error = f"timed out after {timeout}s with {handled}/{n} handled"
+            meter.stop()
+            applied = _applied(runtime)
+            claimed = sum(d.claimed for d in runtime.dispatchers)
+            await runtime.shutdown(grace=5)
+            wal1 = await wal_io_snapshot(url) if pg_stats else {}
+            statements = await pg_stat_statements_top(url) if pg_stats else []
+            conn = await connect(url)
+            try:
+                completed = int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM awa.jobs_done WHERE state='completed'"
+                    )
+                )
+                left = int(await conn.fetchval("SELECT count(*) FROM awa.jobs"))
+            finally:
+                await conn.close()
     elapsed = t_recorded - t_start
     result: dict[str, Any] = {
         "jobs": n,
@@ -206,10 +210,14 @@ async def bench_drain(
 STORE_CALLS = {"claim": "claim_batch", "complete": "complete_batch"}
 
 
-def instrument_jobs(store: Store) -> dict[str, CallStats]:
-    """Time ``store.jobs``' claim and complete calls, reported under the results' labels."""
-    timed = instrument(store.jobs, tuple(STORE_CALLS.values()))
-    return {label: timed[method] for label, method in STORE_CALLS.items()}
+@contextmanager
+def instrument_jobs(
+    on_call: Callable[[str, float, float, Any], None] | None = None,
+) -> Iterator[dict[str, CallStats]]:
+    """Time the claim and complete calls of every ``store.jobs`` (the runtime's own store
+    included), reported under the results' labels."""
+    with instrumented(Jobs, tuple(STORE_CALLS.values()), on_call) as timed:
+        yield {label: timed[method] for label, method in STORE_CALLS.items()}
 
 
 def _applied(runtime: awa.Runtime) -> int | None:
@@ -267,52 +275,49 @@ async def bench_pickup_latency(
     inserted: list[tuple[int, float, float]] = []  # (job id, t0, insert returned)
     claims: dict[int, tuple[float, float]] = {}  # job id -> (claim sent, claim returned)
     behind = 0
-    async with client:
-        if pg_stats:
-            await reset_pg_stats(url)
-        wal0 = await wal_io_snapshot(url) if pg_stats else {}
-        config = awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
-        async with awa.Runtime(client, config) as runtime:
-            calls = instrument_jobs(client.store)
-            timed_claim = client.store.jobs.claim_batch
+    trace = PickupTrace()
 
-            async def claim(*a: Any, **k: Any) -> list[awa.Job]:
-                t1 = time.perf_counter()
-                jobs: list[awa.Job] = await timed_claim(*a, **k)
-                t2 = time.perf_counter()
-                for job in jobs:
-                    claims[job.id] = (t1, t2)
-                return jobs
+    def on_call(method: str, sent: float, returned: float, result: Any) -> None:
+        if method == "claim_batch":
+            for job in result:
+                claims[job.id] = (sent, returned)
 
-            client.store.jobs.claim_batch = claim  # type: ignore[method-assign]
-            await asyncio.sleep(settle)  # idle: dispatchers parked on LISTEN
-            waited = await wait_for_quiet(wait_quiet) if wait_quiet else 0.0
-            meter = CpuMeter(server_pid).start()
-            start = time.perf_counter()
-            for i in range(total):
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    behind += 1
-                t0 = time.perf_counter()
-                job = await client.insert("noop", {"t0": t0, "i": i})
-                t1 = time.perf_counter()
-                insert_s.append(t1 - t0)
-                inserted.append((job.id, t0, t1))
-            produced_s = time.perf_counter() - start
-            try:
-                await asyncio.wait_for(all_handled.wait(), 10)
-            except TimeoutError:
-                log.warning("pickup_latency: %d/%d handled after 10s", len(latencies), total)
-            meter.stop()
-            wakeups = getattr(runtime, "wakeups", None)
-            listening = getattr(wakeups, "listening", None)
-        wal1 = await wal_io_snapshot(url) if pg_stats else {}
-        statements = await pg_stat_statements_top(url) if pg_stats else []
+    # before start: the listener binds notify, the runtime opens its own store
+    with trace.installed(), instrument_jobs(on_call) as calls:
+        async with client:
+            if pg_stats:
+                await reset_pg_stats(url)
+            wal0 = await wal_io_snapshot(url) if pg_stats else {}
+            config = awa.RuntimeConfig(queues={"default": concurrency}, claim_batch=claim_batch)
+            async with awa.Runtime(client, config) as runtime:
+                await asyncio.sleep(settle)  # idle: dispatchers parked on LISTEN
+                waited = await wait_for_quiet(wait_quiet) if wait_quiet else 0.0
+                meter = CpuMeter(server_pid).start()
+                start = time.perf_counter()
+                for i in range(total):
+                    delay = start + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    else:
+                        behind += 1
+                    t0 = time.perf_counter()
+                    job = await client.insert("noop", {"t0": t0, "i": i})
+                    t1 = time.perf_counter()
+                    insert_s.append(t1 - t0)
+                    inserted.append((job.id, t0, t1))
+                produced_s = time.perf_counter() - start
+                try:
+                    await asyncio.wait_for(all_handled.wait(), 10)
+                except TimeoutError:
+                    log.warning("pickup_latency: %d/%d handled after 10s", len(latencies), total)
+                meter.stop()
+                wakeups = getattr(runtime, "wakeups", None)
+                listening = getattr(wakeups, "listening", None)
+            wal1 = await wal_io_snapshot(url) if pg_stats else {}
+            statements = await pg_stat_statements_top(url) if pg_stats else []
     ms = [x * 1000 for x in latencies]
     pct = percentiles(ms, LATENCY_POINTS)
-    stages = _latency_stages(inserted, claims, started)
+    stages = latency_stages(inserted, claims, started, trace)
     ins = percentiles([x * 1000 for x in insert_s], (50, 99))
     result: dict[str, Any] = {
         "rate_per_s": rate,
@@ -346,58 +351,6 @@ async def bench_pickup_latency(
         if wal0 and wal1:
             result["wal_io"] = {k: round(wal1[k] - wal0[k], 3) for k in wal0}
     return result
-
-
-_STAGES = (
-    ("insert", "t0 → insert() returned (statement + commit + pool release)"),
-    ("wake", "insert() returned → claim sent (NOTIFY delivery + dispatcher wake)"),
-    ("claim", "claim sent → claim returned (statement + commit + pool release + decode)"),
-    ("start", "claim returned → handler started (task spawn)"),
-)
-
-
-def _latency_stages(
-    inserted: list[tuple[int, float, float]],
-    claims: dict[int, tuple[float, float]],
-    started: dict[int, float],
-) -> dict[str, Any]:
-    """Where each job's pickup time went, as p50/p99/max per stage in ms, plus the mean
-    split of the jobs slower than 5 ms. ``wake`` can be negative: NOTIFY is delivered at
-    the insert's commit, and the dispatcher may claim while the producer is still waiting
-    for the pool's connection reset that follows it."""
-    per_stage: dict[str, list[float]] = {name: [] for name, _ in _STAGES}
-    slow: dict[str, list[float]] = {name: [] for name, _ in _STAGES}
-    for job_id, t0, t_ins in inserted:
-        if job_id not in claims or job_id not in started:
-            continue
-        c1, c2 = claims[job_id]
-        parts = {
-            "insert": t_ins - t0,
-            "wake": c1 - t_ins,
-            "claim": c2 - c1,
-            "start": started[job_id] - c2,
-        }
-        is_slow = started[job_id] - t0 > 0.005
-        for name, value in parts.items():
-            per_stage[name].append(value * 1000)
-            if is_slow:
-                slow[name].append(value * 1000)
-    out: dict[str, Any] = {}
-    for name, meaning in _STAGES:
-        values = per_stage[name]
-        if not values:
-            continue
-        pct = percentiles(values, (50, 99))
-        out[name] = {
-            "meaning": meaning,
-            "p50_ms": round(pct["p50"], 3),
-            "p99_ms": round(pct["p99"], 3),
-            "max_ms": round(max(values), 3),
-            "mean_ms_in_jobs_over_5ms": round(sum(slow[name]) / len(slow[name]), 3)
-            if slow[name]
-            else None,
-        }
-    return out
 
 
 def _literal_claim_sql(limit: int) -> str:
@@ -738,12 +691,23 @@ def render(payload: dict[str, Any]) -> str:
         row("", "insert() p50 / p99 ms", f"{p['insert_p50_ms']:.2f} / {p['insert_p99_ms']:.2f}")
         row("", "jobs over 5 ms", _fmt(p["over_5ms"]))
         _cores(p)
-        for name, st in p.get("stages", {}).items():
-            slow = st["mean_ms_in_jobs_over_5ms"]
+        stages = p.get("stages", {})
+        for name, st in stages.items():
+            if not isinstance(st, dict) or "p50_ms" not in st:
+                continue
+            slow = st["mean_ms_in_slow_jobs"]
             row(
                 "",
-                f"stage {name}: p50/p99 (slow-job mean)",
-                f"{st['p50_ms']:.2f}/{st['p99_ms']:.2f} ({_fmt(slow, '.1f')})",
+                f"stage {name}: p50/p99/max (slow-job mean)",
+                f"{st['p50_ms']:.2f}/{st['p99_ms']:.2f}/{st['max_ms']:.1f} ({_fmt(slow, '.1f')})",
+            )
+        if "gc" in stages:
+            g = stages["gc"]
+            row(
+                "",
+                "gc pauses (max ms); slow jobs overlapping one",
+                f"{g['pauses']} ({_fmt(g['max_ms'], '.1f')}); "
+                f"{stages['slow_jobs_overlapping_gc']}/{stages['slow_jobs']}",
             )
     if "explain" in r:
         e = r["explain"]

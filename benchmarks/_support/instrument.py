@@ -5,13 +5,14 @@ for a busy event loop, so it is not server time (``pg_stats`` gives that)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from _support.stats import percentiles
 
-__all__ = ["CallStats", "instrument"]
+__all__ = ["CallStats", "instrumented"]
 
 
 @dataclass
@@ -37,25 +38,42 @@ class CallStats:
         }
 
 
-def instrument(store: Any, names: Sequence[str]) -> dict[str, CallStats]:
-    """Wrap ``store.<name>`` on this instance to time each call (the class is untouched)."""
+@contextmanager
+def instrumented(
+    cls: type,
+    names: Sequence[str],
+    on_call: Callable[[str, float, float, Any], None] | None = None,
+) -> Iterator[dict[str, CallStats]]:
+    """Time every call of ``cls.<name>`` while inside, on every instance: the runtime opens
+    its own store (``awa.runtime.wiring``), so wrapping the client's instance would time
+    nothing. ``on_call(name, sent, returned, result)`` sees each call too. The class is
+    restored on exit."""
     stats: dict[str, CallStats] = {}
+    originals: dict[str, Callable[..., Awaitable[Any]]] = {}
     for name in names:
-        original: Callable[..., Awaitable[Any]] = getattr(store, name)
+        original = originals[name] = getattr(cls, name)
         entry = stats[name] = CallStats()
 
-        def make(fn: Callable[..., Awaitable[Any]], s: CallStats) -> Callable[..., Awaitable[Any]]:
+        def make(
+            fn: Callable[..., Awaitable[Any]], s: CallStats, label: str
+        ) -> Callable[..., Awaitable[Any]]:
             async def timed(*args: Any, **kwargs: Any) -> Any:
                 t0 = time.perf_counter()
                 result = await fn(*args, **kwargs)
-                dt = time.perf_counter() - t0
+                t1 = time.perf_counter()
                 s.calls += 1
-                s.seconds += dt
-                s.durations.append(dt)
+                s.seconds += t1 - t0
+                s.durations.append(t1 - t0)
                 s.rows += len(result) if isinstance(result, list | set) else 1
+                if on_call is not None:
+                    on_call(label, t0, t1, result)
                 return result
 
             return timed
 
-        setattr(store, name, make(original, entry))
-    return stats
+        setattr(cls, name, make(original, entry, name))
+    try:
+        yield stats
+    finally:
+        for name, original in originals.items():
+            setattr(cls, name, original)
