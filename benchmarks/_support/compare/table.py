@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from _support.compare.systems import SYSTEMS
 from _support.machine import describe_machine
@@ -24,7 +24,7 @@ Results = dict[str, dict[str, Any]]
 PEERS = ("pgqueuer", "awa069")
 
 
-def _num(v: Any) -> bool:
+def _num(v: Any) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
