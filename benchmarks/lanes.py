@@ -51,7 +51,7 @@ from _support import REPO_ROOT
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.cpu import CpuMeter, wait_for_quiet
 from _support.machine import describe_machine, machine_info
-from _support.pg_stats import pg_stat_statements_top, reset_pg_stats
+from _support.pg_stats import pg_stat_statements_top, reset_pg_stats, xact_count
 from _support.results import run_and_report
 from _support.server import BenchServer, fresh_database
 from _support.statement_log import (
@@ -452,13 +452,6 @@ async def bench_crash(server_url: str, repeat: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- idle
 
 
-async def _xacts(admin: Any, dbname: str) -> int:
-    value = await admin.fetchval(
-        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", dbname
-    )
-    return int(value)
-
-
 def _pgss_calls(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return {r["query"]: int(r["calls"]) for r in rows}
 
@@ -479,9 +472,9 @@ async def bench_idle(server: BenchServer, window: float, settle: float) -> dict[
             await asyncio.sleep(1.0)
 
             print(f"    idle: background, {window:g}s", file=sys.stderr, flush=True)
-            b0, tb0 = await _xacts(admin, dbname), time.perf_counter()
+            b0, tb0 = await xact_count(admin, dbname), time.perf_counter()
             await asyncio.sleep(window)
-            b1, tb1 = await _xacts(admin, dbname), time.perf_counter()
+            b1, tb1 = await xact_count(admin, dbname), time.perf_counter()
             background = {"xacts": b1 - b0, "seconds": round(tb1 - tb0, 2)}
             background["tx_per_s"] = round(background["xacts"] / (tb1 - tb0), 3)
 
@@ -509,9 +502,9 @@ async def bench_idle(server: BenchServer, window: float, settle: float) -> dict[
                     runs0 = {name: s.runs for name, s in leader.stats.items()}
                     offset0 = log_file.stat().st_size if log_file is not None else 0
                     meter = CpuMeter(server.server_pid).start()
-                    r0, t0 = await _xacts(admin, dbname), time.perf_counter()
+                    r0, t0 = await xact_count(admin, dbname), time.perf_counter()
                     await asyncio.sleep(window)
-                    r1, t1 = await _xacts(admin, dbname), time.perf_counter()
+                    r1, t1 = await xact_count(admin, dbname), time.perf_counter()
                     meter.stop()
                     offset1 = log_file.stat().st_size if log_file is not None else 0
                     runs1 = {name: s.runs for name, s in leader.stats.items()}

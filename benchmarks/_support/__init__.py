@@ -8,8 +8,10 @@
 - ``statement_log``: attributing a server statement log to the code that issued it;
 - ``plots``: matplotlib figures of a long-horizon run;
 - ``results`` and ``cli``: the flags every script shares, running, writing results;
-- ``compare_core``, ``compare_project``, ``awa_reference``: the side-by-side comparison's
-  driver contract and its two adapters (run as subprocesses, each in its own interpreter).
+- ``compare/``: the side-by-side comparison: its scenario module and driver contract
+  (``scenarios``), one adapter per system (``project``, ``pgqueuer_adapter``, ``awa069``; run
+  as subprocesses, each in its own interpreter), the systems and their venvs (``systems``),
+  the subprocess runner (``runner``) and the ratio table (``table``).
 
 Importing the package puts this checkout's ``src/`` first on ``sys.path``: the installed
 ``awa`` may be an editable install of another clone, and results must say what they measured.

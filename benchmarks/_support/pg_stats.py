@@ -1,4 +1,5 @@
-"""What PostgreSQL says it did: ``pg_stat_statements`` top statements and WAL I/O counts."""
+"""What PostgreSQL says it did: ``pg_stat_statements`` top statements, WAL I/O counts and
+a database's transaction count."""
 
 from __future__ import annotations
 
@@ -71,3 +72,14 @@ async def wal_io_snapshot(url: str) -> dict[str, float]:
         await conn.close()
     assert row is not None
     return {k: float(row[k]) for k in ("writes", "fsyncs", "fsync_ms", "write_ms")}
+
+
+async def xact_count(admin: Any, dbname: str) -> int:
+    """``xact_commit + xact_rollback`` of ``dbname`` in ``pg_stat_database``. Read it over a
+    connection to another database (``admin``), so the reading adds nothing to the count.
+    A backend flushes its counters at most once a second, and one that goes quiet up to
+    ~10 s late: sample windows of several seconds, after a settle of more than 10 s."""
+    value = await admin.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", dbname
+    )
+    return int(value)

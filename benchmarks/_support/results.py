@@ -28,7 +28,8 @@ def run_and_report(
     """What every benchmark's ``main`` does: start the embedded server (``--data-dir``,
     ``--fast``), ``run``, stop it, print ``render``'s text and write the JSON (unless
     ``--no-save``; ``--quick`` writes ``<stem>-quick`` only with ``--save``). Only a run of
-    every scenario replaces ``<stem>-latest.json``. Returns the payload."""
+    every scenario replaces ``<stem>-latest.json``, and not one that sets ``args.partial``
+    (e.g. ``compare.py --systems`` without every system). Returns the payload."""
     server = BenchServer(args.data_dir, durable=not args.fast)
     server.start()
     try:
@@ -38,6 +39,7 @@ def run_and_report(
     print(render(payload))
     if args.save or not (args.no_save or args.quick):
         complete = set(args.scenario_list) == set(scenarios)
+        complete = complete and not getattr(args, "partial", False)
         name = f"{stem}-quick" if args.quick else stem
         paths = write_results(payload, name, directory=args.output_dir, latest=complete)
         print(f"\nwrote {', '.join(str(p) for p in paths)}")

@@ -1,15 +1,16 @@
 """The scenarios of ``compare.py``, written once against a small driver interface so the
-same code measures this project and Awa 0.6.9.
+same code measures this project, pgqueuer 1.6.0 and Awa 0.6.9.
 
-Why a driver: both packages import as ``awa``, so they can never share an interpreter. Each
-system gets an adapter script (``_support/compare/project.py`` for this checkout, run by the
-project's Python; ``_support/compare/awa069.py`` for Awa 0.6.9, run by the Python of its own
-virtual environment) that implements ``Driver`` and hands it to ``main``. This module uses
-the standard library only, so it imports in both environments.
+Why a driver: Awa 0.6.9 imports as ``awa`` too, and pgqueuer brings its own dependencies, so
+the systems never share an interpreter. Each system gets an adapter script in
+``_support/compare/`` (``project.py`` for this checkout, run by the project's Python;
+``pgqueuer_adapter.py`` and ``awa069.py``, each run by the Python of its own virtual
+environment) that implements ``Driver`` and hands it to ``main``. This module uses the
+standard library only, so it imports in every environment.
 
 Protocol: ``python <adapter> <scenario> <url> <json-params>``. A scenario prints one line
-``RESULT <json>`` at the end; the crash roles print event lines (``READY``, ``HELD ...``)
-and run until killed. Times are ``time.perf_counter()`` inside one process, or
+``RESULT <json>`` at the end; the crash and idle roles print event lines (``READY``,
+``HELD ...``) and run until killed. Times are ``time.perf_counter()`` inside one process, or
 ``time.time()`` where two processes compare (same host clock).
 """
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -61,6 +63,19 @@ class Driver(Protocol):
 def _cpu_s() -> float:
     self_ = resource.getrusage(resource.RUSAGE_SELF)
     return self_.ru_utime + self_.ru_stime
+
+
+def _machine_cpu_s() -> float | None:
+    """CPU seconds used by the whole machine so far (all cores, /proc/stat; None off
+    Linux): the drain's cost per job counts PostgreSQL and every process a system runs,
+    not only this one (neighbours too, so read it next to ``other_cores``)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], points: tuple[float, ...]) -> dict[str, float]:
@@ -134,7 +149,7 @@ async def drain(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     d.handler("noop", noop)
     for start in range(0, n, CHUNK):
         await d.bulk_insert("noop", [{"i": i} for i in range(start, min(n, start + CHUNK))])
-    cpu0 = _cpu_s()
+    cpu0, machine0 = _cpu_s(), _machine_cpu_s()
     t0 = time.perf_counter()
     await d.start_worker(concurrency=int(p.get("concurrency", 50)))
     ok = await _until(lambda: handled >= n, float(p.get("timeout", 300)), 0.005)
@@ -147,8 +162,9 @@ async def drain(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
             break
         await asyncio.sleep(0.01)
     t_written = time.perf_counter() - t0
-    cpu = _cpu_s() - cpu0
+    cpu, machine1 = _cpu_s() - cpu0, _machine_cpu_s()
     await d.stop_worker()
+    machine = None if machine0 is None or machine1 is None else machine1 - machine0
     return {
         "jobs": n,
         "handled": handled,
@@ -159,6 +175,8 @@ async def drain(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
         "jobs_per_s": round(n / t_written) if completed >= n else None,
         "client_cpu_s": round(cpu, 2),
         "client_cpu_us_per_job": round(cpu / n * 1e6, 1),
+        "machine_cpu_s": None if machine is None else round(machine, 2),
+        "machine_cpu_ms_per_job": None if machine is None else round(machine / n * 1e3, 4),
         "ok": completed >= n and handled == n,
     }
 
@@ -201,7 +219,8 @@ async def promotion(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     instants) over ``spread`` seconds starting ``lead`` seconds after the insert; lateness =
     handler start (wall clock) minus the job's ``run_at``."""
     n, lead, spread = int(p["jobs"]), float(p["lead"]), float(p["spread"])
-    groups = int(p.get("groups", 100))
+    # No more instants than jobs: each group but the last gets ``n // groups`` jobs.
+    groups = max(1, min(int(p.get("groups", 100)), n))
     await d.setup()
     late: list[float] = []
 
@@ -233,6 +252,29 @@ async def promotion(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
         "min_ms": round(min(late) * 1000, 2) if late else None,
         "ok": len(late) == n,
     }
+
+
+# ------------------------------------------------------------------------ idle roles
+
+
+async def install(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
+    """Create the system's schema and exit (its backends' counters flush on exit)."""
+    await d.setup()
+    return {"installed": True}
+
+
+async def idle_worker(d: Driver, p: dict[str, Any]) -> None:
+    """One worker with a handler and nothing queued, run until killed; the parent counts
+    the database's transactions meanwhile."""
+    await d.setup(migrate=False)
+
+    async def noop(args: dict[str, Any]) -> None:
+        return None
+
+    d.handler("noop", noop)
+    await d.start_worker()
+    print("READY", flush=True)
+    await asyncio.Event().wait()
 
 
 # ---------------------------------------------------------------- crash-rescue roles
@@ -288,14 +330,22 @@ SCENARIOS: dict[str, Callable[[Driver, dict[str, Any]], Awaitable[Any]]] = {
     "drain": drain,
     "pickup": pickup,
     "promotion": promotion,
+    "install": install,
+    "idle_worker": idle_worker,
     "crash_leader": crash_leader,
     "crash_victim": crash_victim,
     "crash_survivor": crash_survivor,
 }
 
 
-def main(driver_factory: Callable[[str], Driver], describe: Callable[[], dict[str, Any]]) -> None:
-    """Entry point of an adapter script: ``<scenario> <url> <json-params>``."""
+def main(
+    driver_factory: Callable[[str], Driver],
+    describe: Callable[[], dict[str, Any]],
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run,
+) -> None:
+    """Entry point of an adapter script: ``<scenario> <url> <json-params>``. ``runner``
+    runs the event loop: a system whose own runner uses another loop (pgqueuer's ``pgq
+    run``: uvloop) is measured on that loop."""
     scenario, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if scenario == "describe":
         print("RESULT " + json.dumps(describe()), flush=True)
@@ -312,4 +362,4 @@ def main(driver_factory: Callable[[str], Driver], describe: Callable[[], dict[st
             result["process_cpu_s"] = round(_cpu_s() - cpu0, 3)
             print("RESULT " + json.dumps(result), flush=True)
 
-    asyncio.run(run())
+    runner(run())
