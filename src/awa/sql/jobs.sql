@@ -86,7 +86,12 @@ WITH picked AS (
      ORDER BY priority, run_at, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED
-), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
+), t AS (
+    -- Asynchronous commit for this transaction only (ADR 020): a claim lost in a server
+    -- crash leaves the job available, to be claimed again; at-least-once either way.
+    SELECT coalesce($5::timestamptz, now()) AS now,
+           set_config('synchronous_commit', 'off', true) AS relaxed
+)
 UPDATE awa.jobs j
    SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,

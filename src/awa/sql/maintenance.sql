@@ -2,8 +2,12 @@
 -- worker or another leader cannot corrupt a job (state + run_lease compare-and-set).
 
 -- name: promote_due
--- Make up to $1 due scheduled/retryable jobs available; returns their queues.
-WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
+-- Make up to $1 due scheduled/retryable jobs available; returns their queues. Commits
+-- asynchronously (ADR 020): a promotion lost in a server crash is redone by the next run.
+WITH t AS (
+    SELECT coalesce($2::timestamptz, now()) AS now,
+           set_config('synchronous_commit', 'off', true) AS relaxed
+),
 due AS (
     SELECT id FROM awa.jobs, t
      WHERE state IN ('scheduled', 'retryable') AND run_at <= t.now
