@@ -8,6 +8,7 @@ Each test gets ``CREATE DATABASE … TEMPLATE awa_tpl_<pid>``: isolated and fast
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -126,3 +127,13 @@ _hypothesis_settings.register_profile(
 )
 if os.environ.get("HYPOTHESIS_PROFILE"):
     _hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
+
+@pytest.fixture(autouse=True)
+def thawed_garbage_collector() -> Iterator[None]:
+    """Every started runtime freezes the objects alive (ADR 021). A worker does that once;
+    a test process starts hundreds of runtimes, and what each froze would never be
+    collected again. Each test starts and ends with nothing frozen."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()

@@ -83,6 +83,10 @@ class RuntimeConfig:
     - ``backoff``: retry delays for failed attempts.
     - ``startup_recovery``: how ``start()`` recovers work held by dead runtimes before it
       reports ready (``RecoveryPolicy``).
+    - ``freeze_gc``: once started, collect and then freeze every object alive (default
+      True; ``awa.runtime.gc_freeze``, ADR 021): the imports and pools of a worker make a
+      full collection cost ~10 ms, a pause of every loop and thread that shows up as the
+      pickup and promotion tail.
     """
 
     queues: dict[str, int] = field(default_factory=lambda: {"default": 50})
@@ -101,6 +105,7 @@ class RuntimeConfig:
     instance_id: str | None = None
     pool_size: int = 10
     startup_recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    freeze_gc: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.queues, dict):
@@ -127,6 +132,8 @@ class RuntimeConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValidationError(name, value, "expected seconds >= 0")
+        if not isinstance(self.freeze_gc, bool):
+            raise ValidationError("freeze_gc", self.freeze_gc, "expected True or False")
         if not 1 <= self.claim_batch <= 10_000:
             raise ValidationError("claim_batch", self.claim_batch, "expected 1..10000")
         if not 1 <= self.completion_batch <= 100_000:

@@ -17,6 +17,7 @@ from awa.db.queries import sql_text
 from awa.model import InsertParams
 from awa.store import Store
 
+
 async def setting_after(raw: asyncpg.Connection, query: str, *args: object) -> str:
     async with raw.transaction():
         await raw.fetch(sql_text(query), *args)

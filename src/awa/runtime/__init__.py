@@ -41,6 +41,7 @@ from awa.events import Sink
 from awa.maintenance import Branch, CleanupHook, MaintenanceLeader, default_branches
 from awa.maintenance.leader_thread import LeaderThread
 from awa.maintenance.tick import TickReport
+from awa.runtime.gc_freeze import freeze_startup_objects
 from awa.runtime.host import RuntimeHost
 from awa.runtime.presence import PresenceKeeper
 from awa.runtime.recovery import RecoveryReport
@@ -172,6 +173,8 @@ class Runtime:
             if self._stop.is_set():
                 raise RuntimeStateError(f"runtime {self.instance_id} was stopped while starting")
             self._state = "running"
+            if self.config.freeze_gc:
+                freeze_startup_objects()
             log.info(
                 "runtime %s started (role=%s, queues=%s, maintenance=%s)",
                 self.instance_id,

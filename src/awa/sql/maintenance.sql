@@ -2,8 +2,15 @@
 -- worker or another leader cannot corrupt a job (state + run_lease compare-and-set).
 
 -- name: promote_due
--- Make up to $1 due scheduled/retryable jobs available; returns their queues. Commits
--- asynchronously (ADR 020): a promotion lost in a server crash is redone by the next run.
+-- One statement, one round trip (issue 16): make up to $1 due scheduled/retryable jobs
+-- available, NOTIFY their queues (delivered at commit; identical payloads coalesce), and
+-- say when the earliest job still deferred is due. Returns one row: the queue of each
+-- promoted job, and next_in, the seconds from *this statement's end* (clock_timestamp,
+-- not the transaction's start, which the caller's clock has long passed) until that job
+-- is due, or NULL when nothing is deferred; with a pinned $2 (tests) it counts from $2.
+-- The statement's snapshot still sees the promoted rows as deferred, hence NOT IN (due).
+-- Commits asynchronously (ADR 020): a promotion lost in a server crash is redone by the
+-- next run.
 WITH t AS (
     SELECT coalesce($2::timestamptz, now()) AS now,
            set_config('synchronous_commit', 'off', true) AS relaxed
@@ -14,21 +21,25 @@ due AS (
      ORDER BY run_at
      LIMIT $1
        FOR UPDATE SKIP LOCKED
+),
+promoted AS (
+    UPDATE awa.jobs j SET state = 'available'
+      FROM due WHERE j.id = due.id
+    RETURNING j.queue
+),
+woken AS (
+    SELECT pg_notify('awa_jobs', q.queue) FROM (SELECT DISTINCT queue FROM promoted) q
 )
-UPDATE awa.jobs j SET state = 'available'
-  FROM due WHERE j.id = due.id
-RETURNING j.queue;
+SELECT coalesce((SELECT array_agg(queue ORDER BY queue) FROM promoted), '{}') AS queues,
+       (SELECT count(*) FROM woken) AS woken,
+       (SELECT extract(epoch FROM min(run_at) - coalesce($2::timestamptz, clock_timestamp()))
+          FROM awa.jobs
+         WHERE state IN ('scheduled', 'retryable')
+           AND id NOT IN (SELECT id FROM due))::double precision AS next_in;
 
 -- name: next_due_at
 -- When the earliest scheduled/retryable job becomes due (NULL if none).
 SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
-
--- name: next_due_in
--- Seconds until the earliest scheduled/retryable job becomes due by the database clock
--- ($1, default now()), NULL if none: the app clock may be skewed, and a wake-up computed
--- from it made promotion spin while the database still saw nothing due.
-SELECT extract(epoch FROM min(run_at) - coalesce($1::timestamptz, now()))::double precision
-  FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
 
 -- name: delete_expired_history
 -- Delete up to $3 finished jobs in state $1 finalized more than $2 seconds ago (only used

@@ -17,7 +17,7 @@ from awa.store.database import Database
 from awa.store.jobs import Jobs
 from awa.store.ring import RingPass
 
-__all__ = ["HealthRow", "Maintenance"]
+__all__ = ["HealthRow", "Maintenance", "Promotion"]
 
 T = TypeVar("T")
 
@@ -26,6 +26,17 @@ _QUERIES = paired_queries("maintenance")
 
 def _sql(name: str) -> str:
     return _QUERIES[name].sql
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What one promotion did, and when the next is due."""
+
+    #: The queue of each promoted job (one entry per job).
+    queues: list[str]
+    #: Seconds from the statement's end until the earliest deferred job is due, by the
+    #: database clock (negative when one already is); None when nothing is deferred.
+    next_due_in: float | None
 
 
 @dataclass(frozen=True)
@@ -54,29 +65,28 @@ class Maintenance:
         self._db = db
         self._jobs = jobs
 
-    async def promote_due(self, limit: int, now: datetime | None = None) -> list[str]:
-        """Promote due jobs and wake their queues in the same transaction; returns the queue
-        of each promoted job."""
+    async def promote(self, limit: int, now: datetime | None = None) -> Promotion:
+        """Promote due jobs, wake their queues and learn the next due time, in one
+        statement (so one round trip, fenced or not)."""
 
-        async def run() -> list[str]:
-            async with self._db.acquire() as c, c.transaction():
-                rows = await c.fetch(_sql("promote_due"), limit, now)
-                queues = sorted({r["queue"] for r in rows})
-                if queues:
-                    await self._jobs.notify_queues(queues, conn=c)
-                return [str(r["queue"]) for r in rows]
+        async def run() -> Promotion:
+            async with self._db.acquire() as c:
+                row = await c.fetchrow(_sql("promote_due"), limit, now)
+            assert row is not None, "an aggregate always returns its row"
+            next_in = row["next_in"]
+            return Promotion(
+                [str(q) for q in row["queues"]], None if next_in is None else float(next_in)
+            )
 
         return await self._db.guard(run)
+
+    async def promote_due(self, limit: int, now: datetime | None = None) -> list[str]:
+        """The queue of each job promoted (the store contract's view of ``promote``)."""
+        return (await self.promote(limit, now)).queues
 
     async def next_due_at(self) -> datetime | None:
         value = await self._db.guard(lambda: self._db.run.fetchval(_sql("next_due_at")))
         return value if isinstance(value, datetime) else None
-
-    async def next_due_in(self, now: datetime | None = None) -> float | None:
-        """Seconds until the earliest deferred job is due, by the database clock (None:
-        nothing deferred)."""
-        value = await self._db.guard(lambda: self._db.run.fetchval(_sql("next_due_in"), now))
-        return None if value is None else float(value)
 
     async def delete_expired_history(
         self, state: str, retention: float, limit: int, now: datetime | None = None

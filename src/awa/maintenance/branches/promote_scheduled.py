@@ -1,10 +1,11 @@
 """``promote_scheduled`` (SLO lane): scheduled and retryable jobs become available when due.
 
-Promotes up to ``batch`` (default 1000) due jobs per run in one transaction that also
-NOTIFYs their queues, so idle dispatchers wake at once. Runs every ``interval`` (default
-5 s) as a backstop, but mostly runs *at* the next due time: each run reports when the
-earliest deferred job is due, and the leader forwards due times announced by inserts and
-retries (``awa_due`` notifications), so a job scheduled for T runs at T plus milliseconds.
+Promotes up to ``batch`` (default 1000) due jobs per run in one statement that also
+NOTIFYs their queues, so idle dispatchers wake at once, and reports the next due time.
+Runs every ``interval`` (default 5 s) as a backstop, but mostly runs *at* the next due
+time: each run reports when the earliest deferred job is due, and the leader forwards due
+times announced by inserts and retries (``awa_due`` notifications), so a job scheduled for
+T runs at T plus milliseconds.
 
 Metrics: branch duration/lateness/overrun/errors; rows ``promoted``.
 Failure: the transaction rolls back; nothing is half-promoted; the lane retries.
@@ -29,12 +30,15 @@ class PromoteScheduled(Branch):
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
-        promoted = await ctx.store.maintenance.promote_due(self.batch, ctx.now)
-        if len(promoted) >= self.batch:
-            return BranchResult({"promoted": len(promoted)}, more=True)
-        # By the database clock: promote_due judges "due" by it, so a wake-up computed
-        # from a skewed app clock would spin (ahead) or sleep past due times (behind).
-        next_in = await ctx.store.maintenance.next_due_in(ctx.now)
-        if next_in is not None:
-            next_in = max(0.0, next_in)
-        return BranchResult({"promoted": len(promoted)}, next_due_in=next_in)
+        promotion = await ctx.store.maintenance.promote(self.batch, ctx.now)
+        promoted = len(promotion.queues)
+        if promoted >= self.batch:
+            return BranchResult({"promoted": promoted}, more=True)
+        # By the database clock, counted from the statement's end: promote judges "due" by
+        # that clock, so a wake-up computed from a skewed app clock would spin (ahead) or
+        # sleep past due times (behind); counted from the transaction's start it would
+        # wake late by the run's own duration.
+        next_in = promotion.next_due_in
+        return BranchResult(
+            {"promoted": promoted}, next_due_in=None if next_in is None else max(0.0, next_in)
+        )
