@@ -36,6 +36,7 @@ def test_the_public_runtime_is_the_package_lifecycle_class() -> None:
     assert {p.stem for p in RUNTIME_DIR.glob("*.py")} == {
         "__init__",
         "declarations",
+        "gc_freeze",
         "host",
         "presence",
         "recovery",
