@@ -39,7 +39,7 @@ class Store:
         self.admin = JobsAdmin(db, self.jobs)
         self.runtimes = Runtimes(db)
         self.leadership = Leadership(db)
-        self.maintenance = Maintenance(db, self.jobs)
+        self.maintenance = Maintenance(db)
         self.recovery = Recovery(db, self.jobs)
         self.cron = Cron(db, self.jobs)
         self.events = Events(db)

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 from awa.db.queries import paired_queries
 from awa.store.database import Database
-from awa.store.jobs import Jobs
 from awa.store.ring import RingPass
 
 __all__ = ["HealthRow", "Maintenance", "Promotion"]
@@ -59,11 +58,11 @@ class HealthRow:
 
 
 class Maintenance:
-    """Housekeeping statements of the maintenance branches; wakes queues through ``jobs``."""
+    """Housekeeping statements of the maintenance branches (promotion wakes its queues in
+    its own statement)."""
 
-    def __init__(self, db: Database, jobs: Jobs) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._jobs = jobs
 
     async def promote(self, limit: int, now: datetime | None = None) -> Promotion:
         """Promote due jobs, wake their queues and learn the next due time, in one
