@@ -31,21 +31,21 @@ async def session_on(raw: asyncpg.Connection) -> asyncpg.Connection:
     return raw
 
 
-async def test_a_claim_commits_asynchronously_and_only_itself(
-    store: Store, session_on: asyncpg.Connection
-) -> None:
+async def test_a_claim_stays_durable(store: Store, session_on: asyncpg.Connection) -> None:
+    """A claim lost in a crash would give its run_lease to the next claimant while the
+    first attempt still runs (ADR 020), so claims wait for their flush."""
     await store.jobs.insert_job(InsertParams("k", {}))
     claim = ("default", ["k"], 10, "inst", None)
-    assert await setting_after(session_on, "claim_batch", *claim) == "off"
-    assert await session_on.fetchval("SHOW synchronous_commit") == "on"
+    assert await setting_after(session_on, "claim_batch", *claim) == "on"
 
 
-async def test_an_empty_claim_leaves_the_setting_alone_or_off(
+async def test_a_promotion_sets_the_setting_for_its_own_transaction_only(
     store: Store, session_on: asyncpg.Connection
 ) -> None:
-    """Nothing to claim writes nothing, so nothing waits for a flush either way."""
-    got = await setting_after(session_on, "claim_batch", "default", ["k"], 10, "inst", None)
-    assert got in ("on", "off")
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await store.jobs.insert_many([InsertParams("k", run_at=past + timedelta(hours=1))])
+    await session_on.execute("UPDATE awa.jobs SET run_at = $1", past)
+    await session_on.fetch(sql_text("promote_due"), 10, None)
     assert await session_on.fetchval("SHOW synchronous_commit") == "on"
 
 

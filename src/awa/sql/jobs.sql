@@ -86,12 +86,9 @@ WITH picked AS (
      ORDER BY priority, run_at, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED
-), t AS (
-    -- Asynchronous commit for this transaction only (ADR 020): a claim lost in a server
-    -- crash leaves the job available, to be claimed again; at-least-once either way.
-    SELECT coalesce($5::timestamptz, now()) AS now,
-           set_config('synchronous_commit', 'off', true) AS relaxed
-)
+), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
+-- Durable on purpose (ADR 020): a claim lost in a crash would hand the same run_lease to
+-- the next claimant while the first attempt still runs.
 UPDATE awa.jobs j
    SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,

@@ -32,7 +32,10 @@ woken AS (
 )
 SELECT coalesce((SELECT array_agg(queue ORDER BY queue) FROM promoted), '{}') AS queues,
        (SELECT count(*) FROM woken) AS woken,
-       (SELECT extract(epoch FROM min(run_at) - coalesce($2::timestamptz, clock_timestamp()))
+       -- epoch arithmetic, not timestamp subtraction: a foreign producer's 'infinity'
+       -- run_at gives +/-Infinity here instead of an error that would roll back the run.
+       (SELECT extract(epoch FROM min(run_at))
+               - extract(epoch FROM coalesce($2::timestamptz, clock_timestamp()))
           FROM awa.jobs
          WHERE state IN ('scheduled', 'retryable')
            AND id NOT IN (SELECT id FROM due))::double precision AS next_in;
