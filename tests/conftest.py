@@ -19,6 +19,7 @@ import pytest
 
 from awa.db import migrate
 from awa.db.embedded import EmbeddedPostgres
+from awa.runtime import gc_freeze
 from awa.store import Store
 
 
@@ -135,5 +136,7 @@ def thawed_garbage_collector() -> Iterator[None]:
     a test process starts hundreds of runtimes, and what each froze would never be
     collected again. Each test starts and ends with nothing frozen."""
     gc.unfreeze()
+    gc_freeze.frozen_once = False
     yield
     gc.unfreeze()
+    gc_freeze.frozen_once = False

@@ -53,3 +53,13 @@ async def test_freeze_gc_false_leaves_the_collector_alone(database_url: str) -> 
 def test_freeze_gc_must_be_a_bool() -> None:
     with pytest.raises(ValidationError, match="freeze_gc"):
         awa.RuntimeConfig(freeze_gc="yes")  # type: ignore[arg-type]
+
+
+async def test_a_process_freezes_once_however_many_runtimes_start(database_url: str) -> None:
+    await run_one_job(database_url, awa.RuntimeConfig())
+    first = gc.get_freeze_count()
+    garbage: list[list[int]] = [[] for _ in range(20_000)]  # alive: a 2nd freeze takes them
+    for _ in range(2):
+        await run_one_job(database_url, awa.RuntimeConfig())
+    assert gc.get_freeze_count() <= first  # frozen objects may be freed, never added
+    del garbage

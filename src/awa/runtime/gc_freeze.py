@@ -9,7 +9,9 @@ what a job picked up or promoted at that moment sees as its latency.
 ``gc.freeze()`` moves every tracked object into a permanent generation that collections skip
 (a full collection then takes ~0 ms). Collecting first keeps garbage that already exists out
 of it. The cost: a reference cycle among the frozen objects that becomes garbage later is
-never collected (objects freed by reference counting still are). Opt out with
+never collected (objects freed by reference counting still are). Once per process: a
+process that starts and stops runtimes again and again (a supervisor, an application's
+tests) would otherwise freeze each stopped runtime's cycles for good. Opt out with
 ``RuntimeConfig(freeze_gc=False)``. ADR 021.
 """
 
@@ -22,9 +24,17 @@ __all__ = ["freeze_startup_objects"]
 
 log = logging.getLogger("awa.runtime")
 
+#: Whether a runtime of this process has frozen already (tests reset it with the thaw).
+frozen_once = False
+
 
 def freeze_startup_objects() -> int:
-    """Collect, then freeze what survives; returns how many objects are frozen now."""
+    """Collect, then freeze what survives, the first time only; returns how many objects
+    are frozen now."""
+    global frozen_once
+    if frozen_once:
+        return gc.get_freeze_count()
+    frozen_once = True
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()
