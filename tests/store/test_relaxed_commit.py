@@ -39,12 +39,17 @@ async def test_a_claim_stays_durable(store: Store, session_on: asyncpg.Connectio
     assert await setting_after(session_on, "claim_batch", *claim) == "on"
 
 
+async def one_due_job(store: Store, raw: asyncpg.Connection) -> None:
+    """A scheduled job whose run_at is already past: the next promotion takes it."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await store.jobs.insert_many([InsertParams("k", run_at=past + timedelta(hours=1))])
+    await raw.execute("UPDATE awa.jobs SET run_at = $1", past)
+
+
 async def test_a_promotion_sets_the_setting_for_its_own_transaction_only(
     store: Store, session_on: asyncpg.Connection
 ) -> None:
-    past = datetime.now(UTC) - timedelta(seconds=1)
-    await store.jobs.insert_many([InsertParams("k", run_at=past + timedelta(hours=1))])
-    await session_on.execute("UPDATE awa.jobs SET run_at = $1", past)
+    await one_due_job(store, session_on)
     await session_on.fetch(sql_text("promote_due"), 10, None)
     assert await session_on.fetchval("SHOW synchronous_commit") == "on"
 
@@ -52,9 +57,7 @@ async def test_a_promotion_sets_the_setting_for_its_own_transaction_only(
 async def test_a_promotion_commits_asynchronously(
     store: Store, session_on: asyncpg.Connection
 ) -> None:
-    past = datetime.now(UTC) - timedelta(seconds=1)
-    await store.jobs.insert_many([InsertParams("k", run_at=past + timedelta(hours=1))])
-    await session_on.execute("UPDATE awa.jobs SET run_at = $1", past)
+    await one_due_job(store, session_on)
     assert await setting_after(session_on, "promote_due", 10, None) == "off"
     assert await session_on.fetchval("SELECT state FROM awa.jobs") == "available"
 
