@@ -15,9 +15,7 @@ promote within the test's generous bound.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
 import anyio
 import asyncpg
@@ -32,51 +30,10 @@ from awa.maintenance.branches.rescue_stale_heartbeats import RescueStaleHeartbea
 from awa.store import Store
 from awa.store.recovery import RescueOutcome
 from awa.telemetry import instruments
+from support.listener import Listener, listener
+from support.store_world import mstore
 
-CHANNELS = ("awa_jobs", "awa_due")
-
-
-@dataclass
-class Listener:
-    """A connection LISTENing on both wake-up channels, collecting (channel, payload)."""
-
-    conn: asyncpg.Connection
-    got: asyncio.Queue[tuple[str, str]]
-
-    async def drain(self) -> list[tuple[str, str]]:
-        """Everything notified by transactions committed before this call."""
-        await self.conn.fetchval("SELECT 1")  # notifications precede ReadyForQuery
-        for _ in range(3):
-            await asyncio.sleep(0)  # let asyncpg run the listener callbacks
-        out = []
-        while not self.got.empty():
-            out.append(self.got.get_nowait())
-        return out
-
-
-@pytest.fixture
-async def mstore(database_url: str) -> AsyncIterator[Store]:
-    s = await Store.open(database_url, min_size=1, max_size=4)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def listener(database_url: str) -> AsyncIterator[Listener]:
-    conn = await asyncpg.connect(database_url)
-    got: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-
-    def deliver(_c: object, _pid: int, channel: str, payload: object) -> None:
-        got.put_nowait((channel, str(payload)))  # asyncpg types the payload loosely: a str
-
-    try:
-        for channel in CHANNELS:
-            await conn.add_listener(channel, deliver)
-        yield Listener(conn, got)
-    finally:
-        await conn.close()
+__all__ = ["listener", "mstore"]  # fixtures, used by name
 
 
 async def _running(

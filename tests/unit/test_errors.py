@@ -21,6 +21,7 @@ from awa.errors import (
     ValidationError,
     safe_repr,
 )
+from awa.store.database import one_row
 
 E = asyncpg.exceptions
 
@@ -105,3 +106,11 @@ def test_translation_gives_the_typed_error(exc: type[asyncpg.PostgresError], typ
     assert "second line" not in str(translated)
     if isinstance(translated, DatabaseBusy | DatabaseError):
         assert translated.sqlstate == exc.sqlstate
+
+
+def test_a_statement_that_must_return_a_row_and_did_not_is_a_typed_error() -> None:
+    """``one_row`` replaces ``assert row is not None`` in the store: ``python -O`` strips
+    asserts, and an AssertionError names neither the statement nor an outcome."""
+    with pytest.raises(DatabaseError, match="promote_due returned no row") as caught:
+        one_row(None, "promote_due")
+    assert caught.value.sqlstate == "XX000"

@@ -32,7 +32,7 @@ import asyncpg
 from awa.db.connect import CONNECT_ERRORS, connect, create_pool
 from awa.db.errors import translate_database_error
 from awa.db.queries import paired_queries
-from awa.errors import DatabaseUnavailable, LeadershipLost, PoolExhausted
+from awa.errors import DatabaseError, DatabaseUnavailable, LeadershipLost, PoolExhausted
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Connection",
     "Database",
     "PooledQueries",
+    "one_row",
 ]
 
 #: How long a call waits for a pooled connection before ``PoolExhausted``.
@@ -57,6 +58,15 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 T = TypeVar("T")
 
 _QUERIES = paired_queries("database")
+
+
+def one_row(row: asyncpg.Record | None, statement: str) -> asyncpg.Record:
+    """The row a statement always returns (an aggregate, an INSERT … RETURNING); its absence
+    means the statement itself is broken, so the caller gets a typed ``DatabaseError``
+    rather than an ``AssertionError`` (which ``python -O`` would not even raise)."""
+    if row is None:
+        raise DatabaseError("XX000", f"{statement} returned no row")
+    return row
 
 
 def _sql(name: str) -> str:

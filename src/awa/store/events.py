@@ -19,7 +19,7 @@ from awa.db.connect import RawJson
 from awa.db.queries import paired_queries
 from awa.errors import ValidationError
 from awa.events import Event
-from awa.store.database import Database
+from awa.store.database import Database, one_row
 
 __all__ = [
     "AppliedResult",
@@ -135,10 +135,12 @@ class Events:
         leader's ``subscriptions`` and every other registered sink. Returns (events,
         deliveries)."""
         payload = _subscriptions_json(subscriptions)
-        row = await self._db.guard(
-            lambda: self._db.run.fetchrow(_sql("event_fan_out"), payload, limit, now)
+        row = one_row(
+            await self._db.guard(
+                lambda: self._db.run.fetchrow(_sql("event_fan_out"), payload, limit, now)
+            ),
+            "event_fan_out",
         )
-        assert row is not None
         return int(row["events"]), int(row["deliveries"])
 
     async def event_claim(

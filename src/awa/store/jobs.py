@@ -22,7 +22,7 @@ from awa.errors import InvalidTransition
 from awa.model import InsertParams, Job, JobState
 from awa.store.attempts import FinishedAttempt, ReportedAttempt, Rescheduled, progress_param
 from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder, utf8_session
-from awa.store.database import Connection, Database
+from awa.store.database import Connection, Database, one_row
 from awa.store.rows import job_from_row
 
 __all__ = ["Jobs"]
@@ -114,7 +114,7 @@ class Jobs:
     async def _insert_row(
         self, c: Connection, p: InsertParams, job_id: int | None, now: datetime | None
     ) -> Job:
-        row = await c.fetchrow(
+        inserted = await c.fetchrow(
             _sql("insert_job"),
             p.kind,
             p.queue,
@@ -130,7 +130,7 @@ class Jobs:
             now,
             job_id,
         )
-        assert row is not None
+        row = one_row(inserted, "insert_job")
         state = JobState(row["state"])
         return Job(
             id=int(row["id"]),

@@ -7,13 +7,14 @@ deposed leader's late write changes nothing and raises ``LeadershipLost``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from awa.db.queries import paired_queries
-from awa.store.database import Database
+from awa.store.database import Database, one_row
 from awa.store.ring import RingPass
 
 __all__ = ["HealthRow", "Maintenance", "Promotion"]
@@ -57,6 +58,14 @@ class HealthRow:
     max_lateness_s: float | None = None
 
 
+def _seconds_until(next_in: float | None) -> float | None:
+    """None when nothing is deferred, or only jobs due at ``'infinity'`` (a foreign
+    producer's value: no finite wake-up can serve them)."""
+    if next_in is None or next_in == math.inf:
+        return None
+    return float(next_in)
+
+
 class Maintenance:
     """Housekeeping statements of the maintenance branches (promotion wakes its queues in
     its own statement)."""
@@ -70,12 +79,8 @@ class Maintenance:
 
         async def run() -> Promotion:
             async with self._db.acquire() as c:
-                row = await c.fetchrow(_sql("promote_due"), limit, now)
-            assert row is not None, "an aggregate always returns its row"
-            next_in = row["next_in"]
-            return Promotion(
-                [str(q) for q in row["queues"]], None if next_in is None else float(next_in)
-            )
+                row = one_row(await c.fetchrow(_sql("promote_due"), limit, now), "promote_due")
+            return Promotion([str(q) for q in row["queues"]], _seconds_until(row["next_in"]))
 
         return await self._db.guard(run)
 

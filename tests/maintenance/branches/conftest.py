@@ -13,9 +13,10 @@ import pytest
 from support.branch_world import World, seeded_world
 from support.dlq_world import client
 from support.events_world import receiver
+from support.listener import listener
 from support.store_world import mstore
 
-__all__ = ["client", "mstore", "receiver", "world"]
+__all__ = ["client", "listener", "mstore", "receiver", "world"]
 
 
 @pytest.fixture
