@@ -77,10 +77,10 @@ async def steps(url: str, chunk: int) -> dict[str, float]:
                 params = [client.params("noop", {"i": i}) for i in range(chunk)]
                 async with c.transaction():
                     t0 = time.perf_counter()
-                    rows = await c.fetch(sql_text("reserve_job_ids"), chunk)
+                    ids = list(await c.fetchval(sql_text("reserve_job_ids"), chunk))
                     t1 = time.perf_counter()
                     encoder = CopyEncoder(utcnow())
-                    data = encoder.encode_all(params, [int(r[0]) for r in rows])
+                    data = encoder.encode_all(params, ids)
                     t2 = time.perf_counter()
                     await c.copy_to_table(
                         "jobs",

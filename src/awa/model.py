@@ -175,6 +175,25 @@ class UnreadableMetadata(dict[str, Any]):
         return f"<unreadable metadata: {self.reason}>"
 
 
+class _AcceptedNames(set[str]):
+    """Kinds or queues ``check_text`` already accepted, so the bulk path checks each
+    distinct name once rather than once per job (~0.4 µs per job for the two). Only exact
+    ``str`` values are remembered (a subclass could compare equal to a valid name while
+    being something else); bounded, so names made up per job cannot grow it forever."""
+
+    LIMIT = 4096
+
+    def remember(self, name: str) -> None:
+        if name.__class__ is str:
+            if len(self) >= self.LIMIT:
+                self.clear()
+            self.add(name)
+
+
+_ACCEPTED_KINDS = _AcceptedNames()
+_ACCEPTED_QUEUES = _AcceptedNames()
+
+
 @dataclass(frozen=True, init=False)
 class InsertParams:
     """One job to insert, validated on construction (see ``Client.insert`` for meanings)."""
@@ -209,10 +228,15 @@ class InsertParams:
         unique_key: str | None = None,
         unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
     ) -> None:
-        check_text("kind", kind, MAX_KIND_LENGTH)
-        check_text("queue", queue, MAX_QUEUE_LENGTH)
-        check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
-        check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS_LIMIT)
+        # A batch repeats a few kinds and queues: each distinct one is checked once.
+        if kind.__class__ is not str or kind not in _ACCEPTED_KINDS:
+            _ACCEPTED_KINDS.remember(check_text("kind", kind, MAX_KIND_LENGTH))
+        if queue.__class__ is not str or queue not in _ACCEPTED_QUEUES:
+            _ACCEPTED_QUEUES.remember(check_text("queue", queue, MAX_QUEUE_LENGTH))
+        if priority.__class__ is not int or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+        if max_attempts.__class__ is not int or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+            check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS_LIMIT)
         if run_at is not None:
             check_aware("run_at", run_at)
         # An exact tuple or list (the common cases) skips the ABC check; an empty one, the scan.

@@ -146,3 +146,37 @@ def test_unreadable_values_say_why() -> None:
     metadata = UnreadableMetadata("stored metadata is [1]")
     assert metadata == {} and metadata.reason == "stored metadata is [1]"
     assert "unreadable metadata" in repr(metadata)
+
+
+class _Lying(str):
+    """Hashes and compares like a valid name, yet is another type (and longer than any
+    queue may be): only an exact ``str`` may skip the check."""
+
+    def __hash__(self) -> int:
+        return hash("mail")
+
+    def __eq__(self, other: object) -> bool:
+        return other == "mail"
+
+    def __len__(self) -> int:
+        return MAX_QUEUE_LENGTH + 1
+
+
+def test_a_name_accepted_once_is_still_checked_for_what_it_is() -> None:
+    """Kinds and queues are checked once per distinct name on the bulk path; a value that
+    merely compares equal to a remembered name is checked in full."""
+    InsertParams("k", queue="mail")
+    with pytest.raises(ValidationError, match="queue"):
+        InsertParams("k", queue=_Lying("mail" + "x" * MAX_QUEUE_LENGTH))
+    with pytest.raises(ValidationError, match="priority"):
+        InsertParams("k", queue="mail", priority=True)  # a bool is not a priority
+    with pytest.raises(ValidationError, match="max_attempts"):
+        InsertParams("k", queue="mail", max_attempts=0)
+
+
+def test_names_made_up_per_job_do_not_grow_the_accepted_set_forever() -> None:
+    from awa.model import _ACCEPTED_KINDS
+
+    for i in range(_ACCEPTED_KINDS.LIMIT + 10):
+        InsertParams(f"kind-{i}")
+    assert len(_ACCEPTED_KINDS) <= _ACCEPTED_KINDS.LIMIT

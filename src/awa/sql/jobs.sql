@@ -66,8 +66,9 @@ SELECT j.id, j.kind, j.queue, j.args::text AS args, j.state, j.priority, j.attem
  WHERE u.unique_key = $1;
 
 -- name: reserve_job_ids
--- Allocate $1 job ids in one round trip, for the COPY insert path.
-SELECT nextval('awa.job_id_seq') AS id FROM generate_series(1, $1);
+-- Allocate $1 job ids in one round trip, for the COPY insert path. One array, not $1 rows:
+-- the driver decodes an int8 array in C, where 10k records cost ~2 ms of client CPU.
+SELECT array_agg(nextval('awa.job_id_seq')) AS ids FROM generate_series(1, $1);
 
 -- name: notify_queues
 -- Wake idle dispatchers of these queues (delivered at commit; identical payloads coalesce).

@@ -169,8 +169,9 @@ class Jobs:
             at = now or utcnow()
             async with c.transaction():
                 if plain:
-                    rows = await c.fetch(_sql("reserve_job_ids"), len(plain))
-                    plain_ids = [int(row[0]) for row in rows]
+                    plain_ids: list[int] = list(
+                        await c.fetchval(_sql("reserve_job_ids"), len(plain)) or ()
+                    )
                     if len(plain_ids) != len(plain):
                         raise ValueError("reserve_job_ids returned the wrong number of ids")
                     if len(plain) == len(params):
