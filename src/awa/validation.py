@@ -11,6 +11,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from awa.errors import ValidationError
@@ -92,7 +93,7 @@ def encode_json(name: str, value: Any) -> str:
             if (text.isascii() or valid_utf8(text)) and (
                 "\\u0000" not in text or not _ESCAPED_NUL.search(text)
             ):
-                return text
+                return _storable(name, value, text)
     try:
         text = _ENCODER.encode(value)
         if not text.isascii():  # O(1) flag check; only non-ASCII text can hold a surrogate
@@ -112,7 +113,39 @@ def encode_json(name: str, value: Any) -> str:
         raise ValidationError(name, value, f"not JSON-serialisable: {exc}") from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise ValidationError(name, value, "JSON text may not contain NUL (\\u0000) characters")
+    return _storable(name, value, text)
+
+
+#: jsonb's limit on the elements of one value (PostgreSQL refuses more with SQLSTATE 54000).
+JSONB_MAX_BYTES = 0x0FFFFFFF
+
+
+def _storable(name: str, value: Any, text: str) -> str:
+    """``text`` as jsonb will give it back: large floats spelt out, oversized refused.
+
+    jsonb keeps numbers as ``numeric`` and prints them without an exponent, so ``1e+300``
+    would come back as 301 digits with no decimal point, which JSON readers take for an
+    int (``10**300 != 1e300`` in Python). Spelt out with a ``.0`` it keeps a scale, comes
+    back as ``1000…0.0`` and reads as the same float. Negative exponents need nothing: their
+    digits already carry a decimal point."""
+    if len(text) > JSONB_MAX_BYTES // 4 and len(text.encode()) > JSONB_MAX_BYTES:
+        raise ValidationError(
+            name, f"<{len(text)} characters of JSON>", "larger than jsonb stores (255 MB)"
+        )
+    if "e+" in text:
+        text = _FLOAT_OR_STRING.sub(_spelt_out, text)
     return text
+
+
+#: A JSON string (left alone) or a number with a positive exponent (group 1).
+_FLOAT_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def _spelt_out(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:
+        return match.group(0)
+    return format(Decimal(number), "f") + ".0"
 
 
 # An escaped NUL: "\u0000" preceded by an even number of backslashes (an odd number means

@@ -95,6 +95,7 @@ def test_every_sqlstate_has_an_outcome(sqlstate: str | None, outcome: str) -> No
         (E.QueryCanceledError, DatabaseBusy),
         (E.LockNotAvailableError, DatabaseBusy),
         (E.StringDataRightTruncationError, ValidationError),
+        (E.ProgramLimitExceededError, ValidationError),
         (E.UndefinedTableError, MigrationError),
         (E.UndefinedFunctionError, MigrationError),
         (E.UniqueViolationError, DatabaseError),

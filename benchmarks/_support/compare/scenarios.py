@@ -183,13 +183,24 @@ async def drain(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
 
 async def pickup(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
     """An idle worker; one ``insert`` at a time at ``rate``/s for ``seconds``; latency =
-    handler start minus the ``perf_counter()`` taken just before the insert call."""
+    handler start minus the ``perf_counter()`` taken just before the insert call.
+
+    Split in two as well, so that what every system pays alike is visible: ``insert_*``,
+    the producer's insert call (its durable commit after an idle gap dominates on a small
+    VM), and ``after_insert_*``, handler start minus the insert call's return (the
+    system's own dispatch; negative when the handler starts before the producer's call
+    has returned, e.g. while its pool is still releasing the connection)."""
     rate, seconds, warmup = float(p["rate"]), float(p["seconds"]), int(p.get("warmup", 20))
     await d.setup()
     lat: list[float] = []
+    started: dict[int, float] = {}
+    sent: dict[int, float] = {}
+    returned: dict[int, float] = {}
 
     async def stamp(args: dict[str, Any]) -> None:
-        lat.append(time.perf_counter() - float(args["t0"]))
+        now = time.perf_counter()
+        lat.append(now - float(args["t0"]))
+        started[int(args["i"])] = now
 
     d.handler("stamp", stamp)
     await d.start_worker()
@@ -200,16 +211,23 @@ async def pickup(d: Driver, p: dict[str, Any]) -> dict[str, Any]:
         delay = t0 + k / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await d.insert_one("stamp", {"i": k, "t0": time.perf_counter()})
+        sent[k] = time.perf_counter()
+        await d.insert_one("stamp", {"i": k, "t0": sent[k]})
+        returned[k] = time.perf_counter()
     await _until(lambda: len(lat) >= total, 30.0, 0.01)
     await d.stop_worker()
     measured = lat[warmup:] if len(lat) > warmup else lat
+    steady = [k for k in range(warmup, total) if k in started]
+    insert = _ms([returned[k] - sent[k] for k in steady])
+    after = _ms([started[k] - returned[k] for k in steady])
     return {
         "rate": rate,
         "inserted": total,
         "started": len(lat),
         "warmup_excluded": min(warmup, len(lat)),
         **_ms(measured),
+        **{f"insert_{key}": value for key, value in insert.items() if key.endswith("_ms")},
+        **{f"after_insert_{key}": v for key, v in after.items() if key.endswith("_ms")},
         "ok": len(lat) == total,
     }
 

@@ -95,6 +95,10 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("pickup", "p50_ms", "pickup latency p50, ms", False),
     Row("pickup", "p99_ms", "pickup latency p99, ms", False, "<= 0.5x pgq, <= 5 ms", _pickup),
+    Row("pickup", "insert_p50_ms", "  of which the insert call p50", False),
+    Row("pickup", "insert_p99_ms", "  of which the insert call p99", False),
+    Row("pickup", "after_insert_p50_ms", "  after the insert returned p50", False),
+    Row("pickup", "after_insert_p99_ms", "  after the insert returned p99", False),
     Row("promotion", "p50_ms", "promotion lateness p50, ms", False),
     Row("promotion", "p99_ms", "promotion lateness p99, ms", False, "<= 10 ms", _promotion_p99),
     Row(

@@ -87,6 +87,10 @@ def translate_database_error(exc: asyncpg.PostgresError) -> AwaError:
         return DatabaseUnavailable(f"PostgreSQL ended the session ({state}): {text}")
     if outcome == "retry":
         return DatabaseBusy(state or "", f"PostgreSQL interrupted the statement ({state}): {text}")
+    if isinstance(exc, _E.ProgramLimitExceededError):
+        # A value over one of PostgreSQL's size limits (a jsonb string over 255 MB, an
+        # index row too large for its page). Nothing was written.
+        return ValidationError("parameter", text, "too large for PostgreSQL")
     if isinstance(exc, _E.DataError):
         # A value PostgreSQL cannot represent: an id beyond bigint, a NUL or a lone surrogate
         # in text. Nothing was written.
