@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Self
 from opentelemetry import metrics, trace
 
 from awa.errors import ConfigError
+from awa.telemetry.extras import require
 from awa.telemetry.instrumentation import Instruments, instruments
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ def configure(
       (what every ``Client`` uses by default) and third-party instrumentation record into
       them. See the module docstring for calling this twice.
     """
+    require("opentelemetry.sdk", "awa.telemetry.configure")
     options = _Options(
         service_name,
         otlp,
@@ -342,8 +344,15 @@ def _otlp_protocol(signal: str, options: _Options) -> str | None:
     return protocol
 
 
+_OTLP_MODULES = {
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc",
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http",
+}
+
+
 def _metric_exporter(protocol: str) -> MetricExporter:
     # Imported here: the gRPC stack is heavy and only needed when chosen.
+    require(_OTLP_MODULES[protocol], f"OTLP export over {protocol}")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,
@@ -358,6 +367,7 @@ def _metric_exporter(protocol: str) -> MetricExporter:
 
 
 def _span_exporter(protocol: str) -> SpanExporter:
+    require(_OTLP_MODULES[protocol], f"OTLP export over {protocol}")
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcSpanExporter,
@@ -374,6 +384,7 @@ def _span_exporter(protocol: str) -> SpanExporter:
 def _prometheus(host: str, port: int) -> tuple[MetricReader, WSGIServer, threading.Thread]:
     """A Prometheus reader on a private registry (so several pipelines, or a test run,
     never collide in prometheus_client's global one) and its HTTP server."""
+    require("opentelemetry.exporter.prometheus", "Prometheus metrics")
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, start_http_server
 
