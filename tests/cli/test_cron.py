@@ -18,10 +18,10 @@ from awa.store import Store
 from support.store_world import ctx_for
 
 
-def run_cli(*argv: str) -> tuple[int, str]:
+def run_cli(argv: list[str]) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(list(argv))
+        code = main(argv)
     return code, out.getvalue()
 
 
@@ -49,12 +49,12 @@ async def test_cron_list_shows_each_schedules_queue(
     await CronSync(client.cron, "test").run_once(ctx_for(store))
     url = ["--database-url", database_url]
 
-    code, text = await anyio.to_thread.run_sync(run_cli, *url, "cron", "list")
+    code, text = await anyio.to_thread.run_sync(run_cli, [*url, "cron", "list"])
     assert code == 0, text
     assert column(text, "queue") == {"bulk_digest": "bulk", "digest": "mail"}
     assert column(text, "expression") == {"bulk_digest": "0 9 * * *", "digest": "0 8 * * *"}
 
-    code, text = await anyio.to_thread.run_sync(run_cli, *url, "cron", "list", "--json")
+    code, text = await anyio.to_thread.run_sync(run_cli, [*url, "cron", "list", "--json"])
     assert code == 0, text
     assert {s["name"]: s["queue"] for s in json.loads(text)} == {
         "bulk_digest": "bulk",
