@@ -49,8 +49,9 @@ class Client:
         self._url = database_url or database_url_from_env()
         self.clock: Clock = clock or SystemClock()
         self.registry = HandlerRegistry()
-        #: Cron schedules declared by this application (published by ``cron_sync``).
-        self.cron = CronTable()
+        #: Cron schedules declared by this application (published by ``cron_sync``); a
+        #: schedule naming no queue fires into its handler's, looked up when published.
+        self.cron = CronTable(queue_of=self._handler_queue)
         #: Dead-letter hold: per-queue policies declared here, and the operator API.
         self.dlq = DeadLetters(self)
         #: Resolve parked jobs' callbacks: complete / fail / retry / heartbeat.
@@ -145,6 +146,10 @@ class Client:
         with the application's declarations (``awa catalog``).
         """
         return self.registry(kind, queue=queue, timeout=timeout, description=description)
+
+    def _handler_queue(self, kind: str) -> str | None:
+        spec = self.registry.get(kind)
+        return None if spec is None else spec.queue
 
     def describe_queue(self, queue: str, description: str) -> None:
         """Document a queue; published with the application's declarations."""
@@ -249,7 +254,10 @@ class Client:
         timezone="Europe/Berlin", misfire="catchup_latest")``. Options: see
         ``awa.cron.CronSchedule`` (args, queue, priority, max_attempts, timezone, misfire,
         catchup_window, max_catchup, overlap, paused, miss_tolerance, tags, metadata).
-        Validated now; published to the database by the maintenance leader."""
+        Validated now; published to the database by the maintenance leader. Without
+        ``queue``, fires go to the queue of the handler registered for ``kind``, whether it
+        is registered before or after this call (resolved when published:
+        ``CronTable.resolved``)."""
         return self.cron.add(name, expression, kind, **options)
 
     async def list_schedules(self) -> list[dict[str, Any]]:

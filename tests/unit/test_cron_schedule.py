@@ -77,3 +77,28 @@ def test_the_table_refuses_a_second_schedule_with_the_same_name() -> None:
     with pytest.raises(ValidationError, match="already exists"):
         table.add("s", "0 * * * *", "k")
     assert [s.expression for s in table] == ["* * * * *"]
+
+
+def test_a_schedule_without_a_queue_is_resolved_when_the_table_is_published() -> None:
+    handlers: dict[str, str] = {}
+    table = CronTable(queue_of=handlers.get)
+    table.add("by_handler", "* * * * *", "mail_kind")
+    table.add("named", "* * * * *", "mail_kind", queue="bulk")
+    table.add("unhandled", "* * * * *", "other_kind")
+    assert [s.queue for s in table] == [None, "bulk", None]  # as declared
+    handlers["mail_kind"] = "mail"  # registered after the schedules: still taken
+    resolved = {s.name: s.queue for s in table.resolved()}
+    assert resolved == {"by_handler": "mail", "named": "bulk", "unhandled": "default"}
+    assert [s.queue for s in table] == [None, "bulk", None]  # the declarations are kept
+    by_handler = next(s for s in table.resolved() if s.name == "by_handler")
+    assert by_handler.declaration()["queue"] == "mail"
+    handlers["mail_kind"] = "mail_v2"  # the handler moved: the published fingerprint follows
+    moved = next(s for s in table.resolved() if s.name == "by_handler")
+    assert moved.fingerprint() != by_handler.fingerprint()
+
+
+def test_a_bare_table_sends_unnamed_queues_to_default() -> None:
+    table = CronTable()
+    table.add("s", "* * * * *", "k")
+    [schedule] = table.resolved()
+    assert schedule.queue == "default" and schedule.cron.expression == "* * * * *"

@@ -24,7 +24,8 @@ class Schedules:
         return self._host.store.cron
 
     async def all(self) -> list[dict[str, Any]]:
-        """Every synced schedule with policies, last success, last fire, next fire, misses."""
+        """Every synced schedule by name: its ``queue`` (where fires are enqueued, as
+        resolved when published), policies, last success, last fire, next fire, misses."""
         return await self._store().cron_list()
 
     async def pause(self, name: str) -> None:

@@ -1,5 +1,7 @@
-"""``awa cron``: list schedules (policies, last success, last and next fire, misses), pause
-and resume them, through ``awa.admin`` over a connected client's pool."""
+"""``awa cron``: list schedules (queue, policies, last success, last and next fire, misses),
+pause and resume them, through ``awa.admin`` over a connected client's pool. The queue is
+the one fires are enqueued into (the schedule's own, else its handler's, as published), so
+an operator can see at once whether a worker serves it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ __all__ = ["add_parser", "run"]
 
 _CRON_HEADERS = [
     "name",
+    "queue",
     "expression",
     "tz",
     "misfire",
@@ -31,7 +34,7 @@ def add_parser(sub: Verbs) -> None:
     cron = sub.add_parser("cron", help="list, pause or resume cron schedules")
     cron_sub = cron.add_subparsers(dest="cron_command", required=True)
     cron_list = cron_sub.add_parser(
-        "list", help="every schedule: policies, last success, last fire, next fire, misses"
+        "list", help="every schedule: queue, policies, last success, last fire, next fire, misses"
     )
     cron_list.add_argument("--json", action="store_true")
     for verb, text in (("pause", "stop firing a schedule"), ("resume", "fire it again")):
@@ -62,6 +65,7 @@ async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
         rows = [
             (
                 s["name"],
+                s["queue"],
                 s["expression"],
                 s["timezone"],
                 s["misfire"],

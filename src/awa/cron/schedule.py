@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -32,7 +32,11 @@ from awa.errors import ValidationError
 from awa.model import InsertParams
 from awa.validation import to_seconds
 
-__all__ = ["MISFIRE_ALIASES", "CronSchedule", "CronTable", "Misfire", "Overlap"]
+__all__ = ["DEFAULT_QUEUE", "MISFIRE_ALIASES", "CronSchedule", "CronTable", "Misfire", "Overlap"]
+
+#: Where a fire goes when neither the schedule nor a handler for its kind names a queue
+#: (the same fallback as ``client.insert`` for a kind nobody registered).
+DEFAULT_QUEUE = "default"
 
 
 class Misfire(StrEnum):
@@ -101,6 +105,11 @@ class CronSchedule:
     """One periodic job. ``args``/``metadata`` must be JSON; the job carries the scheduled
     instant in ``metadata["awa.cron"]``.
 
+    - ``queue``: where each fire is enqueued. ``None`` (the default) means *the queue of
+      the handler registered for ``kind``* (``"default"`` if this process registers none),
+      exactly as ``client.insert`` chooses; a queue given here always wins. ``None`` is
+      resolved by ``CronTable.resolved()`` when the table is published, see there why.
+
     - ``catchup_window``: how far back missed fires are still worth running (default 1 h).
     - ``max_catchup``: most missed fires enqueued per evaluation pass (default 100).
     - ``miss_tolerance``: how long after a fire instant a successful run may take before
@@ -111,7 +120,7 @@ class CronSchedule:
     expression: str
     kind: str
     args: Any = None
-    queue: str = "default"
+    queue: str | None = None
     priority: int = 2
     max_attempts: int = 25
     timezone: str = "UTC"
@@ -130,10 +139,11 @@ class CronSchedule:
         # The job each fire enqueues, validated now exactly as an insert would validate it
         # (kind, queue, priority, attempts, tags, metadata, strict JSON args): a bad
         # declaration fails at import time of the application, never in the leader.
+        # An unresolved queue stands for a handler's, which was validated when registered.
         job = InsertParams(
             kind=self.kind,
             args=self.args,
-            queue=self.queue,
+            queue=DEFAULT_QUEUE if self.queue is None else self.queue,
             priority=self.priority,
             max_attempts=self.max_attempts,
             tags=self.tags,
@@ -163,8 +173,17 @@ class CronSchedule:
     def tolerance_s(self) -> float:
         return float(self.miss_tolerance)  # type: ignore[arg-type]
 
+    def resolve(self, handler_queue: str | None) -> CronSchedule:
+        """This schedule with a concrete queue: its own if it names one, else
+        ``handler_queue`` (the queue of the handler for ``kind``), else ``"default"``."""
+        if self.queue is not None:
+            return self
+        return replace(self, queue=DEFAULT_QUEUE if handler_queue is None else handler_queue)
+
     def declaration(self) -> dict[str, Any]:
-        """The declared fields, as stored (and fingerprinted) by ``cron_sync``."""
+        """The declared fields, as stored (and fingerprinted) by ``cron_sync``, which
+        publishes those of ``CronTable.resolved()`` (``queue`` is None here until resolved,
+        and the stored row must name the queue its fires go to)."""
         return {
             "expression": self.expression,
             "timezone": self.timezone,
@@ -189,10 +208,16 @@ class CronSchedule:
 
 
 class CronTable:
-    """The schedules an application declares (``client.cron``)."""
+    """The schedules an application declares (``client.cron``).
 
-    def __init__(self) -> None:
+    ``queue_of(kind)`` names the queue of the handler registered for ``kind`` (None if
+    there is none); ``Client`` passes its handler registry's lookup, a bare table has none
+    and sends unnamed queues to ``"default"``.
+    """
+
+    def __init__(self, queue_of: Callable[[str], str | None] | None = None) -> None:
         self._schedules: dict[str, CronSchedule] = {}
+        self._queue_of = queue_of
 
     def add(self, name: str, expression: str, kind: str, **options: Any) -> CronSchedule:
         """Declare a periodic job (see ``CronSchedule`` for the options)."""
@@ -203,7 +228,30 @@ class CronTable:
         return schedule
 
     def __iter__(self) -> Iterator[CronSchedule]:
+        """The schedules as declared (``queue`` may still be None)."""
         return iter(self._schedules.values())
+
+    def resolved(self) -> list[CronSchedule]:
+        """The schedules as published: each with the queue its fires go to.
+
+        Why a schedule's default queue is resolved here, at publication (runtime start and
+        every ``cron_sync`` pass), and neither when it is declared nor when evaluated:
+
+        - not at declaration: ``client.schedule(...)`` may run before the
+          ``@client.handler(kind, queue=...)`` it refers to is registered (another module,
+          imported later), and then the handler's queue is not known yet; resolving there
+          froze ``"default"`` into the schedule, and its jobs waited in a queue nobody served.
+          By publication the application is imported and its handlers are registered,
+          whichever order they were declared in.
+        - not at evaluation: the leader that fires the schedule may be a process without
+          the application's handlers (``awa maintenance run`` without ``--app``, another
+          deploy's worker), so the stored row must already name the queue.
+
+        A handler moved to another queue changes the resolved declaration, hence its
+        fingerprint, so the next sync updates the stored row.
+        """
+        lookup = self._queue_of
+        return [s.resolve(lookup(s.kind) if lookup else None) for s in self._schedules.values()]
 
     def __len__(self) -> int:
         return len(self._schedules)

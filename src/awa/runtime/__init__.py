@@ -41,6 +41,7 @@ from awa.events import Sink
 from awa.maintenance import Branch, CleanupHook, MaintenanceLeader, default_branches
 from awa.maintenance.leader_thread import LeaderThread
 from awa.maintenance.tick import TickReport
+from awa.runtime.declarations import warn_unserved_queues
 from awa.runtime.gc_freeze import freeze_startup_objects
 from awa.runtime.host import RuntimeHost
 from awa.runtime.presence import PresenceKeeper
@@ -182,6 +183,8 @@ class Runtime:
                 self.queues,
                 self.run_maintenance,
             )
+            if self.role == "worker":
+                warn_unserved_queues(self.client, self.queues)
             return self
 
     async def shutdown(self, grace: float | None = None) -> None:

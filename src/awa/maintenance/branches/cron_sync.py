@@ -70,5 +70,9 @@ class CronSync(Branch):
 
 
 def declarations_of(table: CronTable) -> list[dict[str, Any]]:
-    """The rows ``cron_upsert`` expects, one per declared schedule."""
-    return [{"name": s.name, "fingerprint": s.fingerprint(), **s.declaration()} for s in table]
+    """The rows ``cron_upsert`` expects, one per declared schedule, each with its queue
+    resolved now (``CronTable.resolved`` says why then)."""
+    return [
+        {"name": s.name, "fingerprint": s.fingerprint(), **s.declaration()}
+        for s in table.resolved()
+    ]
