@@ -18,6 +18,7 @@ import pytest
 
 import awa
 from awa.errors import SyncCallTimeout, SyncClientClosed
+from support.chaos import wait_for
 
 
 def job_ids(url: str) -> set[int]:
@@ -239,12 +240,11 @@ def wait_until_blocked(url: str) -> None:
         conn = await asyncpg.connect(url)
         try:
             query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            while not await conn.fetchval(query):
-                await asyncio.sleep(0.01)
+            await wait_for(lambda: conn.fetchval(query), 30, what="a call blocked on the lock")
         finally:
             await conn.close()
 
-    asyncio.run(asyncio.wait_for(poll(), 30))
+    asyncio.run(poll())
 
 
 def test_close_cancels_a_call_stuck_past_the_grace_period(database_url: str) -> None:
@@ -273,11 +273,7 @@ def test_a_call_past_its_timeout_is_cancelled_and_the_client_goes_on(database_ur
 
 def test_the_interpreter_exits_without_close(database_url: str) -> None:
     """A forgotten client neither hangs the exit nor loses the insert it returned."""
-    script = (
-        "import sys, awa\n"
-        "sync = awa.SyncClient(sys.argv[1])\n"
-        "print(sync.insert('k').id)\n"
-    )
+    script = "import sys, awa\nsync = awa.SyncClient(sys.argv[1])\nprint(sync.insert('k').id)\n"
     done = subprocess.run(
         [sys.executable, "-c", script, database_url],
         capture_output=True,
