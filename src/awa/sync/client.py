@@ -14,9 +14,11 @@ connection (``asyncio.run`` per insert).
   each call, so an insert from a traced view continues the view's trace.
 - **Your own transaction**: an asyncpg connection belongs to the event loop that opened it,
   so the caller's connection cannot be handed over; ``conn=`` is refused with a
-  ``ValidationError`` that says so. Insert after your transaction commits instead (Django's
-  ``transaction.on_commit``), with a ``unique_key`` when a retry must not enqueue twice; or
-  use ``awa.Client`` with ``conn=`` from async code.
+  ``ValidationError`` that says so. Instead: run your statements and the inserts in
+  ``with sync.transaction() as tx`` (one of the client's connections, lent for the block);
+  or, with another driver or an ORM (psycopg, Django), insert after your transaction
+  commits (Django's ``transaction.on_commit``), with a ``unique_key`` when a retry must not
+  enqueue twice; or use ``awa.Client`` with ``conn=`` from async code.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from awa.model import InsertParams, Job, JobState, UniqueScope
 from awa.store import QueueCount
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.sync.loop_thread import LoopThread
+from awa.sync.transaction import SyncTransaction
 from awa.validation import to_seconds
 
 __all__ = ["SyncClient"]
@@ -42,9 +45,10 @@ T = TypeVar("T")
 #: Why ``conn=`` is refused: said in full, since the caller's next step depends on it.
 _NO_CALLER_CONNECTION = (
     "a SyncClient cannot join your transaction: asyncpg connections belong to the event "
-    "loop that opened them, and its own runs on another thread. Insert after your "
-    "transaction commits (Django: transaction.on_commit), with a unique_key if a retry "
-    "must not enqueue twice, or use awa.Client(...).insert(..., conn=conn) in async code"
+    "loop that opened them, and its own runs on another thread. Run your statements and the "
+    "insert in `with sync.transaction() as tx` (tx.execute, tx.insert), or insert after your "
+    "transaction commits (Django: transaction.on_commit) with a unique_key if a retry must "
+    "not enqueue twice, or use awa.Client(...).insert(..., conn=conn) in async code"
 )
 
 
@@ -87,8 +91,9 @@ class SyncClient:
         )
         self.call_timeout = to_seconds("call_timeout", call_timeout)
         self.close_grace = to_seconds("close_grace", close_grace, allow_zero=True) or 0.0
-        self._loop = LoopThread("awa-sync-client", shutdown=self._client.close)
+        self._loop = LoopThread("awa-sync-client", shutdown=self._shutdown)
         self._connecting: asyncio.Lock | None = None  # the loop's own; made there
+        self._transactions: set[SyncTransaction] = set()  # open ones; touched in the loop
 
     # ------------------------------------------------------------ lifecycle
 
@@ -109,6 +114,13 @@ class SyncClient:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    async def _shutdown(self) -> None:
+        """In the loop, once calls in flight have ended: roll back open transactions (their
+        connections go back to the pool), then close the pool."""
+        for transaction in list(self._transactions):
+            await transaction.abandon()
+        await self._client.close()
 
     def _call(self, use: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``use(client)`` in the loop, the client connected first, and wait for it."""
@@ -212,6 +224,13 @@ class SyncClient:
             raise ValidationError("conn", conn, _NO_CALLER_CONNECTION)
         items = list(jobs)  # here: a generator may belong to the caller's thread
         return self._call(lambda c: c.insert_many(items))
+
+    def transaction(self) -> SyncTransaction:
+        """``with sync.transaction() as tx``: ``tx.execute``/``fetch``/``fetchrow``/
+        ``fetchval`` (``$1`` parameters) and ``tx.insert``/``insert_many`` in one
+        transaction on a pooled connection, committed when the block ends, rolled back if it
+        raises (then no job exists). The connection is held for the block: keep it short."""
+        return SyncTransaction(self._call, self._transactions)
 
     # ---------------------------------------------------------------- admin
 
