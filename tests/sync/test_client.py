@@ -233,18 +233,31 @@ def row_locked(url: str, job_id: int) -> Iterator[None]:
         holder.join(timeout=30)
 
 
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+
+
 def wait_until_blocked(url: str) -> None:
     """Until some backend waits for a row lock (the stuck call reached the server)."""
 
     async def poll() -> None:
         conn = await asyncpg.connect(url)
         try:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            await wait_for(lambda: conn.fetchval(query), 30, what="a call blocked on the lock")
+            await wait_for(lambda: conn.fetchval(LOCK_WAITERS), 30, what="a call blocked")
         finally:
             await conn.close()
 
     asyncio.run(poll())
+
+
+def lock_waiters(url: str) -> int:
+    async def read() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval(LOCK_WAITERS))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def test_close_cancels_a_call_stuck_past_the_grace_period(database_url: str) -> None:
@@ -254,6 +267,9 @@ def test_close_cancels_a_call_stuck_past_the_grace_period(database_url: str) -> 
         stuck = pool.submit(sync.cancel_job, job.id)
         wait_until_blocked(database_url)
         sync.close()
+        # The statement was cancelled in the server, not left waiting there: close must
+        # not cancel the driver's own cancel request along with the call.
+        assert lock_waiters(database_url) == 0
         with pytest.raises(SyncClientClosed):
             stuck.result(timeout=60)
     with awa.SyncClient(database_url) as check:

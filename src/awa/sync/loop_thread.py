@@ -39,6 +39,9 @@ T = TypeVar("T")
 #: How long ``close`` waits for the thread after asking its loop to stop: the shutdown
 #: coroutine closes a pool, which ``Database.close`` bounds by its own timeout.
 JOIN_TIMEOUT: Final = 10.0
+#: How long cancelled calls get to unwind (roll back, give their connection back) before
+#: the pool is closed under them.
+UNWIND_TIMEOUT: Final = 5.0
 
 
 class LoopThread:
@@ -55,7 +58,8 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._pending: set[concurrent.futures.Future[Any]] = set()  # caller side
+        self._calls: set[asyncio.Task[Any]] = set()  # the loop's side of the same calls
 
     @property
     def closed(self) -> bool:
@@ -66,20 +70,25 @@ class LoopThread:
         seconds. Its exception is re-raised here as it is (same type, same object)."""
         future = self.submit(make)
         try:
-            done, _ = concurrent.futures.wait((future,), timeout)
-        except BaseException:  # KeyboardInterrupt while waiting: do not leave it running
-            future.cancel()
-            raise
-        if not done:
-            future.cancel()
-            raise SyncCallTimeout(timeout if timeout is not None else 0.0)
-        try:
-            return future.result()
+            try:
+                # result() wakes on cancel(); concurrent.futures.wait() would not (it hears
+                # of a cancel only when the task has finished unwinding).
+                return future.result(timeout)
+            except TimeoutError:
+                if future.done():  # finished just now, or the call's own TimeoutError
+                    return future.result()
+                future.cancel()
+                raise SyncCallTimeout(timeout if timeout is not None else 0.0) from None
         except concurrent.futures.CancelledError:
             raise SyncClientClosed(
                 "the client was closed while this call was in flight; it was cancelled "
                 "and may or may not have taken effect"
             ) from None
+        except BaseException:
+            # The call's own error (the future is done: cancel() does nothing), or the wait
+            # was interrupted (KeyboardInterrupt): then the call must not run on unowned.
+            future.cancel()
+            raise
 
     def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
         """Start ``make()`` in the loop (starting the loop first if need be). The coroutine
@@ -102,10 +111,22 @@ class LoopThread:
                     "a SyncClient was called from its own event loop (a deadlock): await the "
                     "awa.Client in async code instead"
                 )
-            future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._tracked(make()), self._loop)
             self._pending.add(future)
         future.add_done_callback(self._forget)
         return future
+
+    async def _tracked(self, call: Coroutine[Any, Any, T]) -> T:
+        """Run a call as a task the loop knows is a call: at close, only calls are
+        cancelled, never a driver's own helper tasks (asyncpg cancels a running statement
+        through one, and cancelling that would leave the statement to run on)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            return await call
+        finally:
+            self._calls.discard(task)
 
     def _forget(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
@@ -140,12 +161,13 @@ class LoopThread:
             await stop.wait()
         finally:
             # close() cancelled what outlived its grace; whatever is left (a call whose
-            # cancel was still in the post) is cancelled here, before its pool goes away.
-            current = asyncio.current_task()
-            calls = [t for t in asyncio.all_tasks() if t is not current]
+            # cancel was still in the post) is cancelled here, before its pool goes away,
+            # and given a bounded time to unwind (a driver cancelling a statement).
+            calls = list(self._calls)
             for task in calls:
                 task.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
+            if calls:
+                await asyncio.wait(calls, timeout=UNWIND_TIMEOUT)
             await self._shutdown()
 
     def close(self, grace: float = 5.0) -> None:
