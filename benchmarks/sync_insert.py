@@ -1,5 +1,5 @@
 """Insert latency from blocking code: ``awa.SyncClient`` against the async client and the
-status quo it replaces (a script, not a test; issue 18, ADR 022).
+status quo it replaces (a script, not a test; issue 18, ADR 023).
 
 Four ways to insert one job, each timed per call (``perf_counter`` around the call, in the
 thread that makes it), on the same durable server and database:

@@ -1,5 +1,5 @@
 """Blocking access to awa for code that cannot await: ``SyncClient`` and its
-``SyncTransaction`` (ADR 022)."""
+``SyncTransaction`` (ADR 023)."""
 
 from awa.sync.client import SyncClient
 from awa.sync.transaction import SyncTransaction

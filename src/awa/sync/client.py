@@ -1,4 +1,4 @@
-"""``awa.SyncClient``: the producer's API for code that cannot await (ADR 022).
+"""``awa.SyncClient``: the producer's API for code that cannot await (ADR 023).
 
 A Flask or Django view, a WSGI app, a script or a management command calls it like any
 blocking library. Behind it, one ``awa.Client`` (one connection pool) lives in an event loop

@@ -1,4 +1,4 @@
-"""One event loop on one thread, with an owner, a way in, and a way out (ADR 022).
+"""One event loop on one thread, with an owner, a way in, and a way out (ADR 023).
 
 Blocking code (a WSGI view, a script) cannot await, and ``asyncio.run`` per call pays for a
 new loop and a new connection every time (tens of milliseconds). A ``LoopThread`` keeps one

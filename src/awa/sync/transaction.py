@@ -1,5 +1,5 @@
 """``SyncClient.transaction()``: your statements and your jobs in one transaction, from
-blocking code (ADR 022).
+blocking code (ADR 023).
 
 A caller's own asyncpg connection cannot be handed to a ``SyncClient`` (it belongs to the
 caller's event loop), so the transaction goes the other way: the SyncClient lends one of
