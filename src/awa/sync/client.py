@@ -58,7 +58,8 @@ class SyncClient:
     ``SyncClient(url)`` (``url`` defaults to ``AWA_DATABASE_URL``) or
     ``SyncClient(client=app_client)`` to use an application's ``awa.Client`` (its handler
     declarations give inserts their default queue and timeout; it must not be connected:
-    the SyncClient connects it in its own loop and closes it). Use as a context manager or
+    the SyncClient connects it in its own loop and closes it; its own ``pool_size`` and
+    ``pool_acquire_timeout`` apply, not these). Use as a context manager or
     call ``close()``; a forgotten client is closed at interpreter exit.
 
     ``call_timeout`` bounds each call (``awa.SyncCallTimeout``; ``None``: wait for ever);
