@@ -27,6 +27,8 @@ from awa.errors import MigrationError as MigrationError
 from awa.errors import PoolExhausted as PoolExhausted
 from awa.errors import RuntimeStateError as RuntimeStateError
 from awa.errors import StartupRecoveryError as StartupRecoveryError
+from awa.errors import SyncCallTimeout as SyncCallTimeout
+from awa.errors import SyncClientClosed as SyncClientClosed
 from awa.errors import ValidationError as ValidationError
 from awa.events import CallableSink as CallableSink
 from awa.events import Event as Event
@@ -49,6 +51,7 @@ from awa.outcomes import RetryAfter as RetryAfter
 from awa.outcomes import Snooze as Snooze
 from awa.outcomes import WaitForCallback as WaitForCallback
 from awa.runtime import Runtime as Runtime
+from awa.sync import SyncClient as SyncClient
 
 __all__ = (
     "AwaError",
@@ -87,6 +90,9 @@ __all__ = (
     "SinkUnavailable",
     "Snooze",
     "StartupRecoveryError",
+    "SyncCallTimeout",
+    "SyncClient",
+    "SyncClientClosed",
     "SystemClock",
     "UndecodableJson",
     "UniqueScope",

@@ -28,6 +28,8 @@ __all__ = [
     "LeadershipLost",
     "MigrationError",
     "RuntimeStateError",
+    "SyncCallTimeout",
+    "SyncClientClosed",
     "ValidationError",
 ]
 
@@ -152,6 +154,23 @@ class InvalidTransition(AwaError):
 
 class RuntimeStateError(AwaError, RuntimeError):
     """A lifecycle call (start, shutdown) raced another one or came in the wrong order."""
+
+
+class SyncClientClosed(AwaError, RuntimeError):
+    """The ``SyncClient`` was closed: before this call (nothing was done), or while the call
+    was in flight and still unfinished after the close's grace period (it was cancelled;
+    whether its statement committed is unknown, so give inserts a ``unique_key`` when a
+    retry must not enqueue twice)."""
+
+
+class SyncCallTimeout(AwaError, TimeoutError):
+    """A ``SyncClient`` call did not finish within its ``call_timeout``; it was cancelled
+    in the client's event loop. Like any cancelled statement, it may or may not have
+    committed."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(f"the call did not finish within call_timeout={timeout:g}s")
 
 
 class StartupRecoveryError(AwaError):
