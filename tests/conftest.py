@@ -2,30 +2,29 @@
 
 With ``AWA_DATABASE_URL`` set, tests use that server (the role needs CREATEDB); otherwise an
 embedded PostgreSQL is started in ``.awa/test-pgdata`` (reused across runs, fsync off).
-Each test gets ``CREATE DATABASE … TEMPLATE awa_tpl_<pid>``: isolated and fast.
+Each test gets ``CREATE DATABASE … TEMPLATE awa_tpl_<pid>``: isolated and fast. The
+template and per-test databases come from ``awa.testing.pytest_plugin`` (what applications
+use too); the server is chosen here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from awa.db import migrate
 from awa.db.embedded import EmbeddedPostgres
+from awa.db.testdb import create_database, drop_database
 from awa.runtime import gc_freeze
 from awa.store import Store
 
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(path=f"/{name}").geturl()
+#: The database fixtures are awa.testing's, the ones applications use (one template per
+#: session, one copy per test); only the server is the suite's own, below.
+pytest_plugins = ["awa.testing.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")
@@ -41,66 +40,28 @@ def server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def template_name(server_url: str) -> Iterator[str]:
-    name = f"awa_tpl_{os.getpid()}"
+def awa_server_url(server_url: str) -> str:
+    """The plugin builds its template on the suite's server (``AWA_DATABASE_URL`` here)."""
+    return server_url
 
-    async def build() -> None:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(with_database(server_url, name))
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
 
-    async def drop() -> None:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(build())
-    yield name
-    asyncio.run(drop())
+@pytest.fixture(scope="session")
+def template_name(awa_template: str) -> str:
+    return awa_template
 
 
 @pytest.fixture
-async def database_url(server_url: str, template_name: str) -> AsyncIterator[str]:
+def database_url(awa_database_url: str) -> str:
     """A fresh, migrated database for this test alone."""
-    name = f"awa_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    finally:
-        await admin.close()
-    yield with_database(server_url, name)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return awa_database_url
 
 
 @pytest.fixture
 async def empty_database_url(server_url: str) -> AsyncIterator[str]:
     """A fresh database with no awa schema (for migration tests)."""
     name = f"awa_e_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield with_database(server_url, name)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield await create_database(server_url, name)
+    await drop_database(server_url, name)
 
 
 @pytest.fixture

@@ -22,8 +22,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "command",
     [
-        (sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"),
-        (sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks"),
+        (sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples"),
+        (
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--check",
+            "src",
+            "tests",
+            "benchmarks",
+            "examples",
+        ),
         (sys.executable, "-m", "mypy"),
         ("lint-imports",),
     ],

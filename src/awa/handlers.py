@@ -112,6 +112,11 @@ class JobContext:
             return None
         return CallbackResult(id=str(stored.get("id")), payload=stored.get("payload"))
 
+    @property
+    def registered_callback(self) -> Callback | None:
+        """The callback this attempt registered (``register_callback``), or None."""
+        return self._callback
+
     async def register_callback(
         self, *, timeout: float | timedelta, resume: bool = False
     ) -> Callback:

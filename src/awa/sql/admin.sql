@@ -93,3 +93,17 @@ SELECT state FROM awa.jobs WHERE id = $1 FOR UPDATE;
 -- name: job_unique_key
 -- The unique key of live job $1 (NULL: none), for a retry that must retake it.
 SELECT unique_key FROM awa.jobs WHERE id = $1;
+-- name: find_jobs
+-- Jobs in states $1 (NULL = any), of kind $2 and queue $3 (NULL = any), whose args contain
+-- $4 (jsonb @>, as text; NULL = any), oldest first. jsonb columns come back as text: this
+-- runs on a caller's own connection (awa.testing), which may have no awa codecs.
+SELECT id, kind, queue, args::text AS args, state, priority, attempt, max_attempts, run_at,
+       created_at, attempted_at, finalized_at, heartbeat_at, deadline_at, timeout_s, tags,
+       metadata::text AS metadata, errors::text AS errors, progress::text AS progress,
+       result::text AS result, unique_key, run_lease, claimed_by
+  FROM awa.all_jobs
+ WHERE ($1::text[] IS NULL OR state::text = ANY ($1::text[]))
+   AND ($2::text IS NULL OR kind = $2)
+   AND ($3::text IS NULL OR queue = $3)
+   AND ($4::text IS NULL OR args @> $4::text::jsonb)
+ ORDER BY id;

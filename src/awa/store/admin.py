@@ -14,7 +14,7 @@ from awa.store.database import Connection, Database
 from awa.store.jobs import Jobs
 from awa.store.rows import job_from_row
 
-__all__ = ["JobsAdmin", "QueueCount"]
+__all__ = ["JobsAdmin", "QueueCount", "find_jobs"]
 
 _QUERIES = paired_queries("admin")
 
@@ -123,6 +123,21 @@ class JobsAdmin:
             lambda: self._db.run.fetch(_sql("unhandled_kinds"), now, liveness_window)
         )
         return [(r["queue"], r["kind"], int(r["count"])) for r in rows]
+
+
+async def find_jobs(
+    conn: Connection,
+    *,
+    states: list[str] | None = None,
+    kind: str | None = None,
+    queue: str | None = None,
+    args_json: str | None = None,
+) -> list[Job]:
+    """Jobs, live or finished, matching every filter given (None = any), oldest first;
+    ``args_json`` is a JSON object the job's args must contain. Runs on ``conn`` as it is,
+    so a caller's open transaction sees its own uncommitted inserts (``awa.testing``)."""
+    rows = await conn.fetch(_sql("find_jobs"), states, kind, queue, args_json)
+    return [job_from_row(r, json_as_text=True) for r in rows]
 
 
 def _float(value: Any) -> float | None:

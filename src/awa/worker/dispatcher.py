@@ -7,10 +7,7 @@ back, briefly coalescing so the next claim takes several jobs instead of one at 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-from contextlib import nullcontext
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -22,6 +19,7 @@ from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
+from awa.worker.attempt import Invocation, attempt_timeout, invoke
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
@@ -194,38 +192,24 @@ class QueueDispatcher:
             log.warning("%s", refused.error["message"] if refused.error else "refused")
             span.record_error("undecodable")
             return refused
-        timeout = job.timeout if job.timeout is not None else spec.timeout
-        # No placeholder scope without a timeout: a cancel scope per job costs more than the
-        # rest of the bookkeeping (issue 16's drain profile); the attempt's scope remains.
-        deadline = anyio.move_on_after(timeout) if timeout is not None else None
-        returned: object = None
-        raised: BaseException | None = None
+        timeout = attempt_timeout(job, spec)
         started = self._clock.monotonic()
-        with entry.scope, deadline if deadline is not None else nullcontext():
-            try:
-                returned = await traced(spec.fn(entry.context), job.kind, job.id)
-            except Exception as exc:
-                raised = exc
-            except BaseException as exc:
-                if _cancelled_by_awa(exc):
-                    raise  # the deadline, an operator's cancel, shutdown or abort
-                # A handler leaking CancelledError, or raising SystemExit/KeyboardInterrupt,
-                # must not end the runtime (nor, when retried, the next one): this attempt
-                # fails as retryable, with a clear error.
-                raised = HandlerEscaped(exc)
+        ran = await invoke(
+            lambda context: traced(spec.fn(context), job.kind, job.id),
+            entry.context,
+            timeout=timeout,
+            scope=entry.scope,
+        )
         self._metrics.handler_duration.record(
             self._clock.monotonic() - started, {"awa.queue": self.queue, "awa.job.kind": job.kind}
         )
-        if raised is not None:
-            span.record_error(raised)
-        timed_out = deadline is not None and deadline.cancelled_caught
-        if raised is None and timed_out:
+        if ran.raised is not None:
+            span.record_error(ran.raised)
+        elif ran.timed_out:
             span.record_error("timeout")
-        return self._decide(entry, returned, raised, timed_out)
+        return self._decide(entry, ran)
 
-    def _decide(
-        self, entry: InFlightJob, returned: object, raised: BaseException | None, timed_out: bool
-    ) -> Decision | None:
+    def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:
         now = self._clock.now()
         job = entry.job
         if entry.stop_reason is StopReason.LOST:
@@ -240,40 +224,12 @@ class QueueDispatcher:
             return Decision(JobState.CANCELLED, "cancelled", error=error)
         if entry.stop_reason in (StopReason.SHUTDOWN, StopReason.FENCED):
             return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
-        spec = self._registry.get(job.kind)
-        limit = job.timeout if job.timeout is not None else (spec.timeout if spec else None)
         return decide(
             job,
             now,
             self._config.backoff,
-            returned=returned,
-            raised=raised,
-            timed_out=timed_out,
-            timeout=limit,
+            returned=ran.returned,
+            raised=ran.raised,
+            timed_out=ran.timed_out,
+            timeout=attempt_timeout(job, self._registry.get(job.kind)),
         )
-
-
-class HandlerEscaped(Exception):
-    """A handler raised a ``BaseException`` that is not awa's own cancellation: a leaked
-    ``CancelledError`` (e.g. from a future cancelled elsewhere), ``SystemExit`` or
-    ``KeyboardInterrupt``. The attempt fails (retryable); the runtime goes on."""
-
-    def __init__(self, escaped: BaseException) -> None:
-        self.escaped = escaped
-        what = type(escaped).__name__
-        detail = f": {escaped}" if str(escaped) else ""
-        super().__init__(
-            f"handler raised {what}{detail} without being cancelled by awa; "
-            "the attempt is failed (retryable) and the runtime goes on"
-        )
-
-
-def _cancelled_by_awa(exc: BaseException) -> bool:
-    """Whether ``exc`` is a cancellation awa asked for. Every cancellation awa sends a
-    handler comes through an anyio cancel scope (the deadline, the attempt's scope, the
-    executions group), and then the effective deadline here is -inf. ``Task.cancelling()``
-    is not enough: a handler or library that cancels its own task and never uncancels it
-    would make a later leaked ``CancelledError`` look like ours. Call inside the scopes."""
-    return (
-        isinstance(exc, asyncio.CancelledError) and anyio.current_effective_deadline() == -math.inf
-    )
