@@ -89,7 +89,10 @@ def handled_signals() -> Iterator[StopSignals]:
     try:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
-                previous[signum] = signal.getsignal(signum)
+                handler = signal.getsignal(signum)
+                if handler == signal.SIG_IGN:  # as Python does: a parent's "ignore" holds
+                    continue
+                previous[signum] = handler
                 signal.signal(signum, state.handle)
         yield state
     finally:
