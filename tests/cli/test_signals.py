@@ -10,10 +10,12 @@ process table (``postgres_of``) once the command has exited: no sleeping and hop
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,9 +108,15 @@ def test_sigterm_while_the_server_starts_still_stops_it(data_dir: Path) -> None:
 
 
 def test_ctrl_c_on_dashboard_prints_no_traceback_and_stops_the_server(data_dir: Path) -> None:
+    """The page has been polled (so the dashboard holds a pool): its close at shutdown
+    used to be cancelled mid-way, a CancelledError traceback."""
     dashboard = spawn_awa("--data-dir", str(data_dir), "dashboard", "--port", "0")
     try:
         seen = wait_for_line(dashboard, "awa dashboard on")
+        address = re.search(r"http://\S+/", seen[-1])
+        assert address is not None
+        with urllib.request.urlopen(address.group(0) + "api/status", timeout=30) as page:
+            assert page.status == 200
         dashboard.send_signal(signal.SIGINT)
         rest, _ = dashboard.communicate(timeout=60)
     finally:

@@ -2,7 +2,9 @@
 
 Every verb that reports something accepts ``--json``. Without ``--database-url`` or
 ``AWA_DATABASE_URL`` the CLI starts a private embedded PostgreSQL (``--data-dir``, default
-``./.awa/pgdata``) and stops it on exit.
+``./.awa/pgdata``) and stops it on exit, SIGINT and SIGTERM included. The global options
+may also follow the verb; ``--app module:attribute`` is imported from the working directory
+first; ``python -m awa`` is the same command.
 """
 
 from __future__ import annotations
