@@ -160,6 +160,8 @@ def test_every_module_has_its_tests_where_the_tree_says() -> None:
                 ok = (TESTS / folder).is_dir()
         elif p.name == "__init__.py":
             continue
+        elif p.name == "__main__.py":  # ``python -m awa``: the CLI's entry, tested with it
+            ok = (TESTS / "cli").is_dir()
         else:
             ok = (TESTS / p.stem).is_dir() or (TESTS / "unit" / f"test_{p.stem}.py").is_file()
         if not ok:

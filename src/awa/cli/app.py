@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from collections.abc import Awaitable, Callable
 
 from awa.admin import Admin
@@ -16,6 +18,17 @@ from awa.client import Client
 from awa.errors import ConfigError
 
 __all__ = ["load_app", "maintenance_client", "with_admin"]
+
+
+def _cwd_on_path() -> str:
+    """Put the working directory first on ``sys.path``, as uvicorn and ``python -m`` do:
+    ``awa worker --app myapp.jobs:client`` run from the app's folder must find ``myapp``,
+    while the ``awa`` script's own ``sys.path[0]`` is its ``bin`` directory. Returns it,
+    for the error message when the import still fails."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    return cwd
 
 
 def load_app(spec: str) -> Client:
@@ -27,10 +40,18 @@ def load_app(spec: str) -> Client:
             f"--app {spec!r}: relative module names have no package to resolve against; "
             "give the absolute module path (package.module:attribute)"
         )
+    cwd = _cwd_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+        missing = getattr(exc, "name", None)
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise ConfigError(
+                f"--app {spec!r}: cannot import module {module_name!r} from {cwd} "
+                f"(the working directory, then the installed packages): {exc}"
+            ) from exc
+        # The module was found; something it imports was not.
+        raise ConfigError(f"--app {spec!r}: importing {module_name!r} failed: {exc}") from exc
     app = getattr(module, attribute, None)
     if not isinstance(app, Client):
         raise ConfigError(f"--app {spec!r}: {attribute!r} is not an awa.Client")

@@ -4,15 +4,105 @@ way wherever it appears."""
 from __future__ import annotations
 
 import argparse
-from typing import TypeAlias
+import math
+from typing import Any, TypeAlias
 
 from awa.config import LANE_MODES
 
-__all__ = ["Verbs", "lanes_arg", "queue_arg", "reporter", "serving_args", "watch_arg"]
+__all__ = [
+    "SHARED_HELP",
+    "VerbParser",
+    "Verbs",
+    "add_global_options",
+    "lanes_arg",
+    "port_arg",
+    "positive_int",
+    "queue_arg",
+    "reporter",
+    "seconds_arg",
+    "serving_args",
+    "watch_arg",
+]
 
 #: The ``add_subparsers`` object verb modules add their parsers to.
 #: (A string: the class is not subscriptable at run time.)
 Verbs: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+#: Help for flags that mean the same on every verb, given where a verb module leaves it out.
+SHARED_HELP = {"--json": "print JSON (for scripts) instead of a table"}
+
+
+def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every verb understands. The top-level parser gives them their defaults;
+    every subcommand parser repeats them with ``SUPPRESS`` defaults, so ``awa jobs list
+    --database-url URL`` works and an absent option never overrides one given earlier."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    group = p.add_argument_group("global options")
+    group.add_argument(
+        "--database-url",
+        help="PostgreSQL URL (default: $AWA_DATABASE_URL, else embedded)",
+        **default,
+    )
+    group.add_argument(
+        "--data-dir",
+        help="embedded PostgreSQL data directory (default: $AWA_EMBEDDED_DIR, else ./.awa/pgdata)",
+        **default,
+    )
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logging", **default)
+
+
+class VerbParser(argparse.ArgumentParser):
+    """The parser class of every subcommand (``add_subparsers(parser_class=...)``, which
+    nested subcommands inherit): it accepts the global options after the verb too, and
+    fills in the shared help of a flag a verb module added without one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        add_global_options(self, suppress=True)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if "help" not in kwargs and args and args[0] in SHARED_HELP:
+            kwargs["help"] = SHARED_HELP[args[0]]
+        return super().add_argument(*args, **kwargs)
+
+
+def port_arg(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535: beyond it the socket layer raises
+    ``OverflowError`` deep inside the server, far from the flag that caused it."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (a size or a count where 0 or less means nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """A finite, non-negative number of seconds. ``float()`` alone accepts ``nan`` (which
+    compares false with everything, so a bounded wait never ends or never starts),
+    ``inf`` and negative values."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"seconds must be a finite number, 0 or more, got {text!r}"
+        )
+    return value
 
 
 def reporter(sub: Verbs, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -37,13 +127,13 @@ def serving_args(p: argparse.ArgumentParser) -> None:
     """Health and metrics endpoints of a long-running process (worker, maintenance run)."""
     p.add_argument(
         "--health-port",
-        type=int,
+        type=port_arg,
         help="serve /livez, /readyz and /health (JSON: leadership, lane health) on this port",
     )
     p.add_argument("--health-host", default="127.0.0.1", help="bind address for --health-port")
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_arg,
         help="serve Prometheus metrics on this port (OTLP export follows the OTEL_* "
         "environment variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT)",
     )

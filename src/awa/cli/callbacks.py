@@ -8,7 +8,7 @@ import os
 
 import anyio
 
-from awa.cli.args import Verbs
+from awa.cli.args import Verbs, port_arg, positive_int
 from awa.cli.serving import until_signal
 from awa.client import Client
 from awa.web import callback_app, serve
@@ -27,9 +27,16 @@ def add_parser(sub: Verbs) -> None:
         "the per-callback token; with AWA_CALLBACK_SECRET set (comma-separated for a "
         "rotation), every request must also carry a valid Awa-Signature (HMAC-SHA256).",
     )
-    cb_serve.add_argument("--host", default="127.0.0.1")
-    cb_serve.add_argument("--port", type=int, default=8788)
-    cb_serve.add_argument("--max-body", type=int, default=1 << 20, help="bytes (default 1 MiB)")
+    cb_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    cb_serve.add_argument(
+        "--port", type=port_arg, default=8788, help="port (default 8788; 0 picks a free one)"
+    )
+    cb_serve.add_argument(
+        "--max-body",
+        type=positive_int,
+        default=1 << 20,
+        help="largest request body accepted, in bytes (default 1 MiB)",
+    )
 
 
 async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:

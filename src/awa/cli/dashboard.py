@@ -7,7 +7,7 @@ import argparse
 
 import anyio
 
-from awa.cli.args import Verbs
+from awa.cli.args import Verbs, port_arg
 from awa.cli.serving import until_signal
 from awa.web import dashboard_app, serve
 
@@ -19,8 +19,10 @@ def add_parser(sub: Verbs) -> None:
         "dashboard",
         help="serve a live lane-health and queue page (reads what the leader persists)",
     )
-    dash.add_argument("--host", default="127.0.0.1")
-    dash.add_argument("--port", type=int, default=8787)
+    dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    dash.add_argument(
+        "--port", type=port_arg, default=8787, help="port (default 8787; 0 picks a free one)"
+    )
 
 
 async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:

@@ -18,12 +18,15 @@ log = logging.getLogger("awa.cli")
 
 @contextmanager
 def resolve_database(url: str | None, data_dir: str | None) -> Iterator[tuple[str, bool]]:
-    """Yield (url, embedded?)."""
+    """Yield (url, embedded?). A SIGINT or SIGTERM during the embedded server's start is
+    held by ``awa.cli.signals`` until the caller is inside this ``try``, whose ``finally``
+    stops the server."""
     chosen = url or database_url_from_env()
     if chosen:
         yield check_database_url(chosen), False
         return
     server = EmbeddedPostgres(data_dir)
+    log.debug("starting embedded PostgreSQL in %s", server.data_dir)
     started = server.start()
     log.info("using embedded PostgreSQL in %s", server.data_dir)
     try:

@@ -39,30 +39,30 @@ def add_parser(subparsers: Verbs) -> None:
     verbs = dlq.add_subparsers(dest="dlq_command", required=True)
 
     listing = verbs.add_parser("list", help="dead letters, newest first")
-    listing.add_argument("--queue")
-    listing.add_argument("--kind")
+    listing.add_argument("--queue", help="only letters of this queue")
+    listing.add_argument("--kind", help="only letters of this job kind")
     listing.add_argument(
         "--all", action="store_true", dest="include_retried", help="include retried letters"
     )
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.add_argument("--before-id", type=int, help="page: ids below this one")
     listing.add_argument("--json", action="store_true")
 
     show = verbs.add_parser("show", help="one dead letter with its full error history")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=int, help="the dead letter's id")
     show.add_argument("--json", action="store_true")
 
     retry = verbs.add_parser(
         "retry", help="run dead letters again as fresh jobs (exit 1 if any is refused)"
     )
-    retry.add_argument("ids", type=int, nargs="*", metavar="ID")
+    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="dead letter ids")
     retry.add_argument("--queue", help="every pending letter of this queue")
     retry.add_argument("--all", action="store_true", help="every pending letter")
     retry.add_argument("--limit", type=int, default=1000, help="with --queue/--all (1000)")
     retry.add_argument("--json", action="store_true")
 
     purge = verbs.add_parser("purge", help="delete dead letters for good")
-    purge.add_argument("ids", type=int, nargs="*", metavar="ID")
+    purge.add_argument("ids", type=int, nargs="*", metavar="ID", help="dead letter ids")
     purge.add_argument("--queue", help="every letter of this queue")
     purge.add_argument("--all", action="store_true", help="every letter of every queue")
     purge.add_argument(

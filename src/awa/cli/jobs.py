@@ -17,14 +17,16 @@ def add_parser(sub: Verbs) -> None:
     jobs = sub.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_sub.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--state")
-    listing.add_argument("--queue")
-    listing.add_argument("--kind")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument(
+        "--state", help="only jobs in this state (available, running, completed, failed, ...)"
+    )
+    listing.add_argument("--queue", help="only jobs of this queue")
+    listing.add_argument("--kind", help="only jobs of this kind")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.add_argument("--json", action="store_true")
     for verb in ("show", "cancel", "retry"):
         p = jobs_sub.add_parser(verb, help=f"{verb} one job")
-        p.add_argument("job_id", type=int)
+        p.add_argument("job_id", type=int, help="the job's id")
         p.add_argument("--json", action="store_true")
 
 

@@ -10,7 +10,7 @@ import argparse
 
 from awa.admin import Admin
 from awa.cli.app import maintenance_client
-from awa.cli.args import Verbs, lanes_arg, serving_args, watch_arg
+from awa.cli.args import Verbs, lanes_arg, seconds_arg, serving_args, watch_arg
 from awa.cli.output import emit, table, watching
 from awa.cli.serving import run_until_signal
 from awa.config import MaintenanceConfig
@@ -78,7 +78,12 @@ def add_parser(sub: Verbs) -> None:
         "run every due branch once, print a per-branch report, release leadership. If "
         "another process leads, report that and do nothing. Does not execute jobs.",
     )
-    tick.add_argument("--wait", type=float, default=0.0, help="seconds to wait for leadership")
+    tick.add_argument(
+        "--wait",
+        type=seconds_arg,
+        default=0.0,
+        help="seconds to wait for leadership (default 0: try once)",
+    )
     tick.add_argument("--force", action="store_true", help="run every branch, due or not")
     tick.add_argument("--app", help="module:attribute of an awa.Client (for its declarations)")
     tick.add_argument("--json", action="store_true")

@@ -11,6 +11,7 @@ import signal
 
 import anyio
 
+from awa.cli import signals
 from awa.runtime import Runtime
 from awa.telemetry import configure
 from awa.web import health_app, serve
@@ -27,11 +28,20 @@ _OTLP_ENDPOINT_VARS = (
 )
 
 
-async def until_signal() -> None:
-    """Return at the first SIGINT or SIGTERM."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            break
+async def until_signal() -> int | None:
+    """Return the first SIGINT or SIGTERM of this CLI call (``awa.cli.signals`` owns the
+    handlers, so a second signal, or one that arrives before this wait, cancels the verb
+    instead). Without handlers (``main`` outside the main thread) wait until cancelled."""
+    state = signals.current()
+    if state is None or state.stop is None:
+        await anyio.sleep_forever()
+        return None
+    state.listening += 1
+    try:
+        await state.stop.wait()
+    finally:
+        state.listening -= 1
+    return state.received[0] if state.received else None
 
 
 async def run_until_signal(
@@ -62,13 +72,10 @@ async def _serve_runtime(runtime: Runtime, banner: str, args: argparse.Namespace
             print(f"health endpoint on http://{args.health_host}:{bound}/health", flush=True)
 
         async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.warning(
-                        "received %s: shutting down gracefully", signal.Signals(signum).name
-                    )
-                    await runtime.shutdown()
-                    return
+            signum = await until_signal()
+            name = signal.Signals(signum).name if signum is not None else "a stop request"
+            log.warning("received %s: shutting down gracefully", name)
+            await runtime.shutdown()
 
         tg.start_soon(on_signal)
         await runtime.start()

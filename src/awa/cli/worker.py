@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from awa.cli.app import load_app
-from awa.cli.args import Verbs, lanes_arg, queue_arg, serving_args
+from awa.cli.args import Verbs, lanes_arg, queue_arg, seconds_arg, serving_args
 from awa.cli.serving import run_until_signal
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.runtime import Runtime
@@ -30,7 +30,12 @@ def add_parser(sub: Verbs) -> None:
         help="queue to serve, NAME[=CONCURRENCY] (repeatable; default default=50)",
     )
     worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
-    worker.add_argument("--shutdown-grace", type=float, default=30.0)
+    worker.add_argument(
+        "--shutdown-grace",
+        type=seconds_arg,
+        default=30.0,
+        help="seconds running handlers get to finish after SIGINT/SIGTERM (default 30)",
+    )
     worker.add_argument(
         "--no-maintenance",
         action="store_true",

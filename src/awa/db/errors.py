@@ -98,7 +98,10 @@ def translate_database_error(exc: asyncpg.PostgresError) -> AwaError:
     if isinstance(
         exc, _E.UndefinedTableError | _E.UndefinedFunctionError | _E.UndefinedColumnError
     ):
-        return MigrationError(f"awa's schema is missing or out of date ({state}): {text}")
+        return MigrationError(
+            f"awa's schema is missing or out of date ({state}): {text}; "
+            "run `awa migrate` or `await client.migrate()`"
+        )
     return DatabaseError(state or "", f"PostgreSQL refused the statement ({state}): {text}")
 
 

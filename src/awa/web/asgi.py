@@ -47,12 +47,19 @@ async def send_json(send: Send, status: int, data: Any) -> None:
     await send_text(send, status, to_json(data), "application/json")
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Answer the ASGI lifespan protocol (uvicorn sends it) with nothing to do."""
+async def lifespan(
+    receive: Receive, send: Send, on_shutdown: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Answer the ASGI lifespan protocol (uvicorn sends it). ``on_shutdown`` runs before
+    shutdown is reported complete: once it is, the server returns and the event loop
+    ends, cancelling whatever cleanup is still running (a pool closing its connections
+    ended as a CancelledError traceback on Ctrl-C)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if on_shutdown is not None:
+                await on_shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

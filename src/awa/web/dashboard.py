@@ -24,12 +24,14 @@ def dashboard_app(url: str, *, pool_size: int = 2) -> ASGIApp:
     the first request, closed at lifespan shutdown)."""
     admin: Admin | None = None
 
+    async def close() -> None:
+        if admin is not None:
+            await admin.close()
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         nonlocal admin
         if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            if admin is not None:
-                await admin.close()
+            await lifespan(receive, send, on_shutdown=close)
             return
         if scope["type"] != "http":
             return

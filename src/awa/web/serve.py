@@ -4,12 +4,14 @@ the group stops the server)."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 
+from awa.errors import ConfigError
 from awa.web.asgi import ASGIApp
 
 __all__ = ["serve"]
@@ -24,6 +26,23 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here rather than by uvicorn: uvicorn logs a bind
+    failure and calls ``sys.exit``, which leaves the caller neither the reason nor the
+    address (and its log line on top of the caller's error)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, OverflowError, ValueError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot serve on {host}:{port}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 async def serve(
     app: ASGIApp,
     host: str = "127.0.0.1",
@@ -32,7 +51,9 @@ async def serve(
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled; reports the bound port through ``task_status`` (``port=0``
-    picks a free one)."""
+    picks a free one). An address that cannot be bound (a port in use, an unknown host)
+    is a ``ConfigError`` naming it."""
+    sock = _bind(host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = _EmbeddedServer(config)
     stopped = anyio.Event()
@@ -42,17 +63,18 @@ async def serve(
         # connections cleanly), not by a cancellation landing in the middle of it.
         with anyio.CancelScope(shield=True):
             try:
-                await server.serve()
-            except SystemExit:  # uvicorn exits the process when it cannot bind
+                await server.serve(sockets=[sock])
+            except SystemExit:  # uvicorn exits the process when startup (lifespan) fails
                 pass
             finally:
                 stopped.set()
+                sock.close()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
         while not server.started:
             if stopped.is_set():
-                raise OSError(f"could not serve on {host}:{port}")
+                raise ConfigError(f"cannot serve on {host}:{port}: the application did not start")
             await anyio.sleep(0.01)
         bound = server.servers[0].sockets[0].getsockname()[1]
         task_status.started(int(bound))
