@@ -35,7 +35,13 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
             "examples",
         ),
         (sys.executable, "-m", "mypy"),
-        ("lint-imports",),
+        # The venv's own script: a lint-imports found first on PATH may belong to another
+        # checkout's venv and check that copy of the package.
+        (
+            str(_LINT)
+            if (_LINT := Path(sys.executable).with_name("lint-imports")).exists()
+            else "lint-imports",
+        ),
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict", "import-contracts"],
 )
