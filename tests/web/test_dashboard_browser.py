@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,29 +27,21 @@ from awa.web import dashboard_app, serve
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".awa" / "artifacts"
 
 
-def _install_chromium() -> None:
-    """Install Debian's chromium + chromium-driver when we can (CI runs as root)."""
+def _need_chromium() -> None:
+    """Chromium and its driver are system packages: ``.ci/run`` installs them, visibly, and
+    sets ``AWA_REQUIRE_BROWSER=1`` so CI fails rather than skips when they are missing.
+    Elsewhere the test skips and says what to install (a test never installs packages)."""
     if shutil.which("chromium") and shutil.which("chromedriver"):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail("needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    packages = [
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "chromium",
-        "chromium-driver",
-    ]
-    if subprocess.run(packages, env=env, capture_output=True, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-        subprocess.run(packages, env=env, capture_output=True, check=True)
+    reason = "needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+    if os.environ.get("AWA_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    _install_chromium()
+    _need_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
