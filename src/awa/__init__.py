@@ -11,6 +11,7 @@ from awa.clock import Clock as Clock
 from awa.clock import FakeClock as FakeClock
 from awa.clock import SystemClock as SystemClock
 from awa.config import RuntimeConfig as RuntimeConfig
+from awa.db.embedded import embedded as embedded
 from awa.errors import AwaError as AwaError
 from awa.errors import CallbackAlreadyResolved as CallbackAlreadyResolved
 from awa.errors import CallbackError as CallbackError
@@ -100,6 +101,7 @@ __all__ = (
     "ValidationError",
     "WaitForCallback",
     "WebhookSink",
+    "embedded",
     "http_worker",
     "verify_signature",
 )

