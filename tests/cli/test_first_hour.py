@@ -232,3 +232,14 @@ def test_subcommand_help_lists_the_global_options() -> None:
         code, out, _ = run_in_process([*argv, "--help"])
         assert code == 0
         assert "global options:" in out and "--database-url" in out, argv
+
+
+def test_the_embedded_server_is_announced_with_a_url_other_processes_can_use(
+    tmp_path: Path,
+) -> None:
+    """Not only the data directory: the URL, so a second process can reach the server."""
+    result = awa("migrate", "--data-dir", str(tmp_path / "pg"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "using embedded PostgreSQL" in x]
+    url = line.split("AWA_DATABASE_URL=", 1)[1].strip()
+    assert url.startswith("postgresql://") and str(tmp_path / "pg") in url

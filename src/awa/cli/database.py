@@ -28,7 +28,9 @@ def resolve_database(url: str | None, data_dir: str | None) -> Iterator[tuple[st
     server = EmbeddedPostgres(data_dir)
     log.debug("starting embedded PostgreSQL in %s", server.data_dir)
     started = server.start()
-    log.info("using embedded PostgreSQL in %s", server.data_dir)
+    # The URL, not only the folder: another process (a second worker, psql, the app's own
+    # producer) can then reach the same server while this command runs.
+    log.info("using embedded PostgreSQL in %s: AWA_DATABASE_URL=%s", server.data_dir, started)
     try:
         yield started, True
     finally:
