@@ -41,6 +41,7 @@ from awa.handlers import JobContext as JobContext
 from awa.http_worker import http_worker as http_worker
 from awa.model import Callback as Callback
 from awa.model import CallbackResult as CallbackResult
+from awa.model import InsertOptions as InsertOptions
 from awa.model import InsertParams as InsertParams
 from awa.model import Job as Job
 from awa.model import JobState as JobState
@@ -76,6 +77,7 @@ __all__ = (
     "EventRejected",
     "FakeClock",
     "HttpWorkerError",
+    "InsertOptions",
     "InsertParams",
     "InvalidTransition",
     "Job",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, Unpack, overload
 
 from awa.callbacks import Callbacks
 from awa.clock import Clock, SystemClock
@@ -20,14 +20,16 @@ from awa.db import check_database_url, connect, current_version, migrate
 from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
-from awa.handlers import Handler, HandlerRegistry, check_description
-from awa.model import InsertParams, Job, JobState, UniqueScope, parse_state
+from awa.handlers import Handler, HandlerRegistry, TypedHandler, check_description
+from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.store import Connection, QueueCount, Store
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.telemetry import Instruments, inject_trace_context, instruments
 from awa.validation import to_seconds
 
 __all__ = ["Client"]
+
+T = TypeVar("T")
 
 
 class Client:
@@ -131,6 +133,28 @@ class Client:
 
     # ------------------------------------------------------------- handlers
 
+    @overload
+    def handler(
+        self,
+        kind: str,
+        *,
+        queue: str = ...,
+        timeout: float | timedelta | None = ...,
+        description: str | None = ...,
+        args: None = ...,
+    ) -> Callable[[Handler], Handler]: ...
+
+    @overload
+    def handler(
+        self,
+        kind: str,
+        *,
+        queue: str = ...,
+        timeout: float | timedelta | None = ...,
+        description: str | None = ...,
+        args: type[T],
+    ) -> Callable[[TypedHandler[T]], TypedHandler[T]]: ...
+
     def handler(
         self,
         kind: str,
@@ -138,14 +162,17 @@ class Client:
         queue: str = "default",
         timeout: float | timedelta | None = None,
         description: str | None = None,
+        args: type[Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering an async handler for ``kind``.
 
         ``queue`` is where ``insert`` puts jobs of this kind unless told otherwise;
         ``timeout`` is the default per-attempt limit for them; ``description`` is published
-        with the application's declarations (``awa catalog``).
+        with the application's declarations (``awa catalog``). ``args`` (a dataclass, a
+        pydantic model or a TypedDict) types the job's args: inserts of this kind are
+        checked against it, and the handler's ``ctx.args`` is one (``awa.typed_args``).
         """
-        return self.registry(kind, queue=queue, timeout=timeout, description=description)
+        return self.registry(kind, queue=queue, timeout=timeout, description=description, args=args)
 
     def _handler_queue(self, kind: str) -> str | None:
         spec = self.registry.get(kind)
@@ -198,6 +225,8 @@ class Client:
             seconds = to_seconds("delay", delay, allow_zero=True)
             assert seconds is not None
             run_at = self.clock.now() + timedelta(seconds=seconds)
+        if spec is not None and spec.codec is not None:
+            spec.codec.check_insert(args)
         return InsertParams(
             kind=kind,
             args=args,
@@ -213,16 +242,23 @@ class Client:
         )
 
     async def insert(
-        self, kind: str, args: Any = None, *, conn: Connection | None = None, **options: Any
+        self,
+        kind: str,
+        args: Any = None,
+        *,
+        conn: Connection | None = None,
+        **options: Unpack[InsertOptions],
     ) -> Job:
         """Insert one job and return it as stored (``job.duplicate`` is True when a job with
         the same ``unique_key`` already held the key and was returned instead).
 
         Pass ``conn`` (an asyncpg connection, typically inside your own transaction) to make
         the insert part of that transaction: if it rolls back, the job never existed.
-        Options: queue, priority (1 most urgent .. 4), run_at (aware datetime) or delay,
-        max_attempts (1..1000), tags, metadata, timeout (per attempt), unique_key,
-        unique_scope (queued | active | all).
+        Options (``awa.InsertOptions``, checked by mypy): queue, priority (1 most urgent ..
+        4), run_at (aware datetime) or delay, max_attempts (1..1000), tags, metadata,
+        timeout (per attempt), unique_key, unique_scope (queued | active | all). ``args``
+        is any JSON value, a dataclass or a pydantic model (stored as the JSON object it
+        stands for); checked against the handler's ``args=`` type when one is registered.
         """
         params = self.params(kind, args, **options)
         job = await self.store.jobs.insert_job(params, conn=conn, now=self.clock.db_now())

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, overload
+
+from typing_extensions import TypeVar
 
 from awa.clock import Clock
 from awa.errors import ConfigError, InvalidTransition, ValidationError
@@ -26,9 +28,23 @@ from awa.model import (
     hash_callback_token,
     new_callback_token,
 )
+from awa.typed_args import ArgsCodec
 from awa.validation import encode_json, to_seconds, valid_utf8
 
-__all__ = ["CallbackRegistrar", "Handler", "HandlerRegistry", "HandlerSpec", "JobContext"]
+__all__ = [
+    "CallbackRegistrar",
+    "Handler",
+    "HandlerRegistry",
+    "HandlerSpec",
+    "JobContext",
+    "TypedHandler",
+]
+
+#: The type of ``ctx.args``: what ``args=`` registered, else ``Any`` (the stored JSON value).
+#: A default makes a bare ``JobContext`` annotation mean ``JobContext[Any]``.
+A = TypeVar("A", default=Any)
+#: The registered args type of one ``@client.handler(kind, args=T)`` call.
+T = TypeVar("T")
 
 
 class CallbackRegistrar(Protocol):
@@ -52,8 +68,12 @@ class CallbackRegistrar(Protocol):
         ...
 
 
-class JobContext:
-    """What a handler gets: the claimed ``job``, a way to report progress, and callbacks.
+class JobContext(Generic[A]):
+    """What a handler gets: the claimed ``job``, its ``args``, progress, and callbacks.
+
+    ``args`` is the stored JSON value, or, for a handler registered with ``args=T``, that
+    value rebuilt as a ``T`` (``load_args``, called by the runtime before the handler runs,
+    so a mismatch fails the job instead of reaching the handler).
 
     Progress is kept in memory and written with the runtime's next heartbeat (one statement
     for all running jobs), so reporting progress often costs no extra round trips.
@@ -62,7 +82,16 @@ class JobContext:
     registrar (unit tests, tools) cannot register callbacks.
     """
 
-    __slots__ = ("_callback", "_callbacks", "_clock", "_progress", "_progress_dirty", "job")
+    __slots__ = (
+        "_args",
+        "_callback",
+        "_callbacks",
+        "_clock",
+        "_codec",
+        "_progress",
+        "_progress_dirty",
+        "job",
+    )
 
     def __init__(
         self,
@@ -70,8 +99,11 @@ class JobContext:
         *,
         callbacks: CallbackRegistrar | None = None,
         clock: Clock | None = None,
+        codec: ArgsCodec[A] | None = None,
     ) -> None:
         self.job = job
+        self._codec = codec
+        self._args: Any = job.args
         self._progress: Any = job.progress
         self._progress_dirty = False
         self._callbacks = callbacks
@@ -79,8 +111,22 @@ class JobContext:
         self._callback: Callback | None = None
 
     @property
-    def args(self) -> Any:
-        return self.job.args
+    def args(self) -> A:
+        args: A = self._args
+        return args
+
+    def load_args(self) -> str | None:
+        """Rebuild typed args (see the class docstring); what does not fit, or None.
+
+        Called once, before the handler: the same stored value fails the same way on every
+        attempt, so the runtime fails such a job at once rather than retrying it."""
+        if self._codec is None:
+            return None
+        try:
+            self._args = self._codec.decode({} if self.job.args is None else self.job.args)
+        except ValidationError as exc:
+            return exc.reason  # "do not fit T: <the first problem>"
+        return None
 
     @property
     def progress(self) -> Any:
@@ -164,7 +210,9 @@ class JobContext:
         return self._callback
 
 
-Handler = Callable[[JobContext], Awaitable[Any]]
+Handler = Callable[[JobContext[Any]], Awaitable[Any]]
+#: A handler whose ``ctx.args`` is a ``T`` (registered with ``args=T``).
+TypedHandler = Callable[[JobContext[T]], Awaitable[Any]]
 
 _KIND = re.compile(r"[\w.:/-]+")  # fullmatch: "$" would let a trailing newline through
 
@@ -176,6 +224,8 @@ class HandlerSpec:
     queue: str = "default"
     timeout: float | None = None
     description: str | None = None
+    #: The ``args=`` type's reader, or None for handlers taking the stored JSON as is.
+    codec: ArgsCodec[Any] | None = None
 
 
 def check_description(value: object) -> str | None:
@@ -202,6 +252,7 @@ class HandlerRegistry:
         queue: str = "default",
         timeout: float | timedelta | None = None,
         description: str | None = None,
+        args: type[Any] | None = None,
     ) -> HandlerSpec:
         if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND_LENGTH:
             raise ValidationError("kind", kind, f"expected 1..{MAX_KIND_LENGTH} characters")
@@ -210,10 +261,37 @@ class HandlerRegistry:
         if kind in self._specs:
             raise ValidationError("kind", kind, "a handler for this kind is already registered")
         spec = HandlerSpec(
-            kind, fn, queue, to_seconds("timeout", timeout), check_description(description)
+            kind,
+            fn,
+            queue,
+            to_seconds("timeout", timeout),
+            check_description(description),
+            None if args is None else ArgsCodec(args),
         )
         self._specs[kind] = spec
         return spec
+
+    @overload
+    def __call__(
+        self,
+        kind: str,
+        *,
+        queue: str = ...,
+        timeout: float | timedelta | None = ...,
+        description: str | None = ...,
+        args: None = ...,
+    ) -> Callable[[Handler], Handler]: ...
+
+    @overload
+    def __call__(
+        self,
+        kind: str,
+        *,
+        queue: str = ...,
+        timeout: float | timedelta | None = ...,
+        description: str | None = ...,
+        args: type[T],
+    ) -> Callable[[TypedHandler[T]], TypedHandler[T]]: ...
 
     def __call__(
         self,
@@ -222,11 +300,15 @@ class HandlerRegistry:
         queue: str = "default",
         timeout: float | timedelta | None = None,
         description: str | None = None,
+        args: type[Any] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Decorator form: ``@registry("send_email")``."""
+        """Decorator form: ``@registry("send_email")``; with ``args=T`` the handler's
+        ``ctx.args`` is a ``T`` (``awa.typed_args``)."""
 
         def decorate(fn: Handler) -> Handler:
-            self.register(kind, fn, queue=queue, timeout=timeout, description=description)
+            self.register(
+                kind, fn, queue=queue, timeout=timeout, description=description, args=args
+            )
             return fn
 
         return decorate

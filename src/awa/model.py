@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from awa.errors import ValidationError
 from awa.validation import check_aware, check_int, check_text, encode_json, to_seconds, valid_utf8
@@ -32,6 +32,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Callback",
     "CallbackResult",
+    "InsertOptions",
     "InsertParams",
     "Job",
     "JobState",
@@ -192,6 +193,23 @@ class _AcceptedNames(set[str]):
 
 _ACCEPTED_KINDS = _AcceptedNames()
 _ACCEPTED_QUEUES = _AcceptedNames()
+
+
+class InsertOptions(TypedDict, total=False):
+    """The options of ``Client.insert`` (and ``SyncClient.insert``) as one typed set, so
+    ``mypy`` catches a misspelt option (``priorty=1``) instead of it reaching ``**kwargs``.
+    Meanings: ``Client.params``."""
+
+    queue: str | None
+    priority: int
+    run_at: datetime | None
+    delay: float | timedelta | None
+    max_attempts: int
+    tags: Sequence[str]
+    metadata: Mapping[str, Any] | None
+    timeout: float | timedelta | None
+    unique_key: str | None
+    unique_scope: UniqueScope | str
 
 
 @dataclass(frozen=True, init=False)

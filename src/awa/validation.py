@@ -7,6 +7,7 @@ validate a value the same way, before any SQL runs: a bad value raises a typed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -45,9 +46,22 @@ def to_seconds(
     return seconds
 
 
+def _structured(value: Any) -> Any:
+    """A dataclass instance or a pydantic model as the JSON object it stands for, so typed
+    args (``awa.typed_args``) are stored as plain JSON wherever a value is encoded: args,
+    cron args, progress, callback payloads. A dataclass gives its ``__init__`` fields (what
+    its reader takes back); a model its JSON-mode dump. Anything else stays refused."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and callable(getattr(type(value), "model_validate", None)):
+        return dump(mode="json")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 # One encoder for every call: json.dumps with options builds a new one each time.
 _ENCODER = json.JSONEncoder(
-    allow_nan=False, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    allow_nan=False, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=_structured
 )
 
 

@@ -636,7 +636,7 @@ async def test_tags_that_are_not_a_list_are_validation_error(client: awa.Client,
 
 async def test_tags_given_as_a_generator_are_kept_or_refused(client: awa.Client) -> None:
     try:
-        job = await client.insert("tagged", tags=(t for t in ["a", "b"]))
+        job = await client.insert("tagged", tags=(t for t in ["a", "b"]))  # type: ignore[arg-type]
     except awa.ValidationError as exc:
         assert exc.field == "tags"
         return

@@ -123,18 +123,20 @@ def test_the_callers_connection_is_refused_with_the_alternative(
 
 
 def test_insert_mirrors_the_async_options() -> None:
-    """Same keyword options, same defaults: a drift would silently change what a sync
-    insert means."""
-    sync_options = dict(inspect.signature(awa.SyncClient.insert).parameters)
-    del sync_options["self"], sync_options["conn"]
-    async_options = dict(inspect.signature(awa.Client.params).parameters)
-    del async_options["self"]
-    assert {k: p.default for k, p in sync_options.items()} == {
-        k: p.default for k, p in async_options.items()
+    """Same keyword options, by construction: the sync ``insert`` and ``params`` take
+    ``**options: Unpack[awa.InsertOptions]`` and forward them to ``Client.params``, whose
+    keyword list ``awa.InsertOptions`` matches (``tests/client/test_typed_args.py``)."""
+    for method in (awa.SyncClient.insert, awa.SyncClient.params):
+        options = inspect.signature(method).parameters["options"]
+        assert options.kind is inspect.Parameter.VAR_KEYWORD
+        assert "Unpack[InsertOptions]" in str(options.annotation)
+    assert set(inspect.signature(awa.SyncClient.insert).parameters) == {
+        "self",
+        "kind",
+        "args",
+        "conn",
+        "options",
     }
-    assert inspect.signature(awa.SyncClient.params).parameters.keys() == (
-        inspect.signature(awa.Client.params).parameters.keys()
-    )
 
 
 # ------------------------------------------------------------------------ threads

@@ -24,14 +24,13 @@ connection (``asyncio.run`` per insert).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from awa.client import Client
 from awa.errors import ConfigError, ValidationError
-from awa.model import InsertParams, Job, JobState, UniqueScope
+from awa.model import InsertOptions, InsertParams, Job, JobState
 from awa.store import QueueCount
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.sync.loop_thread import LoopThread
@@ -149,73 +148,19 @@ class SyncClient:
 
     # --------------------------------------------------------------- insert
 
-    def params(
-        self,
-        kind: str,
-        args: Any = None,
-        *,
-        queue: str | None = None,
-        priority: int = 2,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int = 25,
-        tags: Sequence[str] = (),
-        metadata: Mapping[str, Any] | None = None,
-        timeout: float | timedelta | None = None,
-        unique_key: str | None = None,
-        unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
-    ) -> InsertParams:
+    def params(self, kind: str, args: Any = None, **options: Unpack[InsertOptions]) -> InsertParams:
         """Validated insert parameters for ``insert_many`` (``awa.Client.params``; runs in
-        the calling thread, no database)."""
-        return self._client.params(
-            kind,
-            args,
-            queue=queue,
-            priority=priority,
-            run_at=run_at,
-            delay=delay,
-            max_attempts=max_attempts,
-            tags=tags,
-            metadata=metadata,
-            timeout=timeout,
-            unique_key=unique_key,
-            unique_scope=unique_scope,
-        )
+        the calling thread, no database). Options: ``awa.InsertOptions``."""
+        return self._client.params(kind, args, **options)
 
     def insert(
-        self,
-        kind: str,
-        args: Any = None,
-        *,
-        conn: object = None,
-        queue: str | None = None,
-        priority: int = 2,
-        run_at: datetime | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int = 25,
-        tags: Sequence[str] = (),
-        metadata: Mapping[str, Any] | None = None,
-        timeout: float | timedelta | None = None,
-        unique_key: str | None = None,
-        unique_scope: UniqueScope | str = UniqueScope.ACTIVE,
+        self, kind: str, args: Any = None, *, conn: object = None, **options: Unpack[InsertOptions]
     ) -> Job:
         """Insert one job and return it as stored (``awa.Client.insert``; ``job.duplicate``
         when its ``unique_key`` was already held). ``conn`` is refused: see the module
         docstring for inserting alongside your own transaction."""
         if conn is not None:
             raise ValidationError("conn", conn, _NO_CALLER_CONNECTION)
-        options: dict[str, Any] = {
-            "queue": queue,
-            "priority": priority,
-            "run_at": run_at,
-            "delay": delay,
-            "max_attempts": max_attempts,
-            "tags": tags,
-            "metadata": metadata,
-            "timeout": timeout,
-            "unique_key": unique_key,
-            "unique_scope": unique_scope,
-        }
         return self._call(lambda c: c.insert(kind, args, **options))
 
     def insert_many(self, jobs: Iterable[InsertParams], *, conn: object = None) -> list[int]:

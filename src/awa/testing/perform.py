@@ -143,12 +143,12 @@ async def perform(
         claimed_by=PERFORMER,
     )
     backoff = backoff or DEFAULT_BACKOFF
-    refused = refuse(job, now)
+    context = JobContext(job, callbacks=_MemoryCallbacks(clock), clock=clock, codec=spec.codec)
+    refused = refuse(job, now, context)
     if refused is not None:
         return from_decision(
             refused, job=job, now=now, progress=progress, exception=None, callback=None
         )
-    context = JobContext(job, callbacks=_MemoryCallbacks(clock), clock=clock)
     ran = await invoke(
         spec.fn, context, timeout=attempt_timeout(job, spec), scope=anyio.CancelScope()
     )

@@ -161,7 +161,8 @@ class QueueDispatcher:
     async def _run_handler(self, job: Job) -> None:
         spec = self._registry.get(job.kind)
         assert spec is not None, "claims only take kinds this process handles"
-        entry = InFlightJob(job, JobContext(job, callbacks=self._callbacks, clock=self._clock))
+        context = JobContext(job, callbacks=self._callbacks, clock=self._clock, codec=spec.codec)
+        entry = InFlightJob(job, context)
         self._inflight.add(entry)
         # run_at may be naive: -infinity written by another producer comes back that way.
         if job.attempted_at is not None and job.run_at.tzinfo is not None:
@@ -187,8 +188,8 @@ class QueueDispatcher:
     ) -> Decision | None:
         """Run the handler once under its deadline; what to record, or None if lost."""
         job = entry.job
-        refused = refuse(job, self._clock.now())
-        if refused is not None:  # args/metadata Python cannot decode: never run the handler
+        refused = refuse(job, self._clock.now(), entry.context)
+        if refused is not None:  # args/metadata that cannot be read: never run the handler
             log.warning("%s", refused.error["message"] if refused.error else "refused")
             span.record_error("undecodable")
             return refused

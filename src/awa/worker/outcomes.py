@@ -13,6 +13,7 @@ from typing import Any
 
 from awa.backoff import Backoff
 from awa.errors import ValidationError, safe_repr
+from awa.handlers import JobContext
 from awa.model import Job, JobState, UndecodableJson, UnreadableMetadata
 from awa.outcomes import Cancel, RetryAfter, Snooze, WaitForCallback
 from awa.validation import encode_json
@@ -60,20 +61,22 @@ def storable_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
-def refuse(job: Job, now: datetime) -> Decision | None:
+def refuse(job: Job, now: datetime, context: JobContext[Any] | None = None) -> Decision | None:
     """A terminal failure for a job that cannot be run as stored (args Python cannot decode,
-    metadata that is not a JSON object), or None. Another attempt would read the same
-    row, so it fails at once; the handler never sees a marker."""
+    metadata that is not a JSON object, args that do not fit the handler's ``args=`` type,
+    rebuilt here into ``context``), or None. Another attempt would read the same row, so it
+    fails at once; the handler never sees a marker or a half-typed value."""
+    kind = "undecodable"
     if isinstance(job.args, UndecodableJson):
         problem = f"its args cannot be decoded: {job.args.reason} ({job.args.size} characters)"
     elif isinstance(job.metadata, UnreadableMetadata):
         problem = f"its metadata cannot be decoded: {job.metadata.reason}"
+    elif context is not None and (mismatch := context.load_args()) is not None:
+        kind, problem = "invalid_args", f"its args {mismatch}"
     else:
         return None
     message = f"job {job.id} (kind {job.kind!r}) was not run: {problem}"
-    return Decision(
-        JobState.FAILED, "failed", error=error_record(job, now, "undecodable", None, message)
-    )
+    return Decision(JobState.FAILED, "failed", error=error_record(job, now, kind, None, message))
 
 
 def _fail_or_retry(job: Job, now: datetime, error: dict[str, Any], delay: float) -> Decision:
