@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +26,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from support.examples import LoadExample
 
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "sync_flask.py"
 THREADS = 8
 REQUESTS_PER_THREAD = 12
 
@@ -115,3 +120,27 @@ def test_eight_request_threads_insert_through_the_sync_client(
     assert len(expected_jobs) == len(answers)  # one job per request, none shared
     assert jobs == expected_jobs  # and the refused order's job rolled back with it
     assert orders == expected_orders
+
+
+def test_the_benchmark_runs_the_view_over_http(server_url: str, tmp_path: Path) -> None:
+    """``benchmarks/sync_flask.py --quick`` against this session's server: it runs, makes
+    no error and reports p50/p95/p99 for both scenarios (no timing is asserted)."""
+    env = {**os.environ, "AWA_DATABASE_URL": server_url}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--quick", "--save", "--output-dir", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "errors: 0" in result.stdout, output[-4000:]
+    payload = json.loads((tmp_path / "sync-flask-quick-latest.json").read_text())
+    assert payload["results"]["errors"] == 0
+    for scenario in ("flask_view", "direct"):
+        figures = payload["results"][scenario]
+        assert figures["n"] == 2 * 48, figures
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"], figures
