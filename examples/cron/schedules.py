@@ -31,10 +31,17 @@ async def pulse(ctx: awa.JobContext) -> None:
         two_pulses.set()
 
 
-client.schedule("nightly-report", "0 3 * * *", "report", args={"name": "sales"},
-                timezone="Europe/Berlin", misfire="catchup_latest",
-                catchup_window=6 * 3600, overlap="skip")  # fmt: skip
-client.schedule("pulse", "* * * * * *", "pulse", overlap="skip")  # leading seconds field
+client.schedule(
+    "nightly-report",
+    "0 3 * * *",  # 03:00 every day, in the schedule's timezone
+    "report",
+    args={"name": "sales"},
+    timezone="Europe/Berlin",
+    misfire="catchup_latest",  # after an outage: only the latest missed instant, if recent
+    catchup_window=6 * 3600,
+    overlap="skip",  # not while the previous fire's job is pending or running
+)
+client.schedule("pulse", "* * * * * *", "pulse", overlap="skip")  # optional seconds field
 
 
 async def main() -> None:
