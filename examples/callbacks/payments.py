@@ -39,7 +39,7 @@ charged = asyncio.Event()
 @client.handler("charge", queue="payments")
 async def charge(ctx: awa.JobContext) -> object:
     if ctx.callback is not None:  # resumed (resume=True)
-        charged.set()
+        charged.set()  # lets the script's main() finish
         return {"order": ctx.args["order"], "payment": ctx.callback.payload}
     cb = await ctx.register_callback(timeout=3600, resume=True)
     await provider.start_payment(ctx.args, callback_id=cb.id, token=cb.token)
