@@ -8,16 +8,23 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import asyncpg
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 import awa
 from awa.db.queries import paired_queries
 from awa.errors import ValidationError
+from awa.maintenance.branches.queue_stats import QueueStats
+from awa.model import InsertParams
 from awa.store import Store
+from awa.telemetry import Instruments
+from support.store_world import ctx_for
 
 
 class Tally:
@@ -265,3 +272,37 @@ async def test_the_claim_checks_the_pause_once_through_its_primary_key(
     assert unread["Actual Loops"] == 0  # never executed
     assert await store.jobs.claim_batch("q1", ["work"], 10, "someone") == []
     assert len(await store.jobs.claim_batch("q2", ["work"], 10, "someone")) == 10
+
+
+async def test_queue_stats_branch_feeds_the_paused_gauge(store: Store) -> None:
+    """The leader's queue_stats run reports 1 for a paused queue (even an empty one), 0 for
+    a queue with live jobs that is not paused, and 0 once a paused queue is resumed."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    ctx = replace(ctx_for(store), metrics=Instruments(provider))
+
+    def paused_gauge() -> dict[str, float]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            str((point.attributes or {})["awa.queue"]): point.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "awa.queue.paused"
+            for point in m.data.data_points
+            if isinstance(point, NumberDataPoint)
+        }
+
+    await store.jobs.insert_job(InsertParams(kind="work", queue="mail"))
+    await store.jobs.insert_job(InsertParams(kind="work", queue="other"))
+    await store.queues.pause("mail", "test", None)
+    await QueueStats().run_once(ctx)
+    assert paused_gauge() == {"mail": 1.0, "other": 0.0}
+
+    await store.queues.resume("mail")
+    await store.jobs.insert_job(InsertParams(kind="work", queue="late"))
+    await store.queues.pause("late", "test", None)
+    await QueueStats().run_once(ctx)
+    assert paused_gauge() == {"mail": 0.0, "other": 0.0, "late": 1.0}
+    provider.shutdown()
