@@ -22,6 +22,7 @@ from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import Handler, HandlerRegistry, TypedHandler, check_description
 from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
+from awa.queues import Queues
 from awa.store import Connection, QueueCount, Store
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.telemetry import Instruments, inject_trace_context, instruments
@@ -58,6 +59,7 @@ class Client:
         self.dlq = DeadLetters(self)
         #: Resolve parked jobs' callbacks: complete / fail / retry / heartbeat.
         self.callbacks = Callbacks(self)
+        self.queues = Queues(self)
         self.queue_descriptions: dict[str, str] = {}
         self.pool_size = pool_size
         acquire_timeout = to_seconds("pool_acquire_timeout", pool_acquire_timeout)

@@ -47,6 +47,7 @@ def record_everything(instruments: Instruments) -> None:
     instruments.observe_queue_stats(
         [{"queue": "x", "state": "available", "count": 3, "lag_s": 1.5}]
     )
+    instruments.observe_queue_paused({"x": True})
     instruments.observe_branch("x", "x", interval=1.0, delayed=True)
     instruments.observe_outbox_backlog({"x": 4})
 

@@ -22,6 +22,7 @@ from awa.admin.events import Events
 from awa.admin.host import AdminHost
 from awa.admin.jobs import Jobs
 from awa.admin.maintenance import Maintenance
+from awa.admin.queues import Queues
 from awa.clock import Clock, SystemClock
 from awa.store import Store
 
@@ -48,6 +49,8 @@ class Admin:
         self.dlq = DeadLetters(host)
         self.events = Events(host)
         self.maintenance = Maintenance(host)
+        #: Pause, resume and list paused queues (ADR 024).
+        self.queues = Queues(host)
 
     @classmethod
     def of(cls, host: AdminHost) -> Admin:

@@ -66,13 +66,23 @@ ON CONFLICT (unique_key) DO UPDATE SET job_id = EXCLUDED.job_id
 RETURNING job_id;
 
 -- name: queue_counts
--- Depth and lag per queue and state. Lag: age of the oldest due available job.
-SELECT queue, state::text AS state, count(*) AS count,
-       CASE WHEN state = 'available'
-            THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
-  FROM awa.jobs GROUP BY queue, state
-UNION ALL
-SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
+-- Depth and lag per queue and state, and whether the queue is paused. Lag: age of the
+-- oldest due available job. A paused queue with nothing available still shows, as 0
+-- available, so a pause is visible before the queue's first job arrives.
+WITH counts AS (
+    SELECT queue, state::text AS state, count(*) AS count,
+           CASE WHEN state = 'available'
+                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
+      FROM awa.jobs GROUP BY queue, state
+    UNION ALL
+    SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
+    UNION ALL
+    SELECT p.queue, 'available', 0, NULL FROM awa.queue_pauses p
+     WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.state = 'available' AND j.queue = p.queue)
+)
+SELECT c.queue, c.state, c.count, c.lag_s,
+       EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = c.queue) AS paused
+  FROM counts c
  ORDER BY 1, 2;
 
 -- name: unhandled_kinds

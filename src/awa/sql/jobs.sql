@@ -81,9 +81,13 @@ SELECT pg_notify('awa_due', $1::text);
 -- name: claim_batch
 -- Claim up to $3 available jobs of queue $1 whose kind is in $2 for runtime $4, in dispatch
 -- order (priority, run_at, id). Each claim bumps run_lease and starts the attempt's deadline.
+-- A paused queue (a row in awa.queue_pauses) claims nothing: the NOT EXISTS does not depend
+-- on the job row, so PostgreSQL checks it once per statement (an InitPlan, one primary-key
+-- probe) before reading the claim index at all (ADR 024).
 WITH picked AS (
     SELECT id FROM awa.jobs
      WHERE state = 'available' AND queue = $1 AND kind = ANY ($2::text[])
+       AND NOT EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = $1)
      ORDER BY priority, run_at, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED

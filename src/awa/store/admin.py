@@ -29,6 +29,8 @@ class QueueCount:
     state: str
     count: int
     lag_s: float | None
+    #: The queue is paused (ADR 024): its available jobs wait for a resume.
+    paused: bool = False
 
 
 class JobsAdmin:
@@ -113,7 +115,10 @@ class JobsAdmin:
     async def queue_counts(self, now: datetime | None = None) -> list[QueueCount]:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("queue_counts"), now))
         return [
-            QueueCount(r["queue"], r["state"], int(r["count"]), _float(r["lag_s"])) for r in rows
+            QueueCount(
+                r["queue"], r["state"], int(r["count"]), _float(r["lag_s"]), bool(r["paused"])
+            )
+            for r in rows
         ]
 
     async def unhandled_kinds(

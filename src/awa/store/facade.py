@@ -24,6 +24,7 @@ from awa.store.jobs import Jobs
 from awa.store.leadership import Leadership
 from awa.store.maintenance import Maintenance
 from awa.store.observe import Observe
+from awa.store.queues import Queues
 from awa.store.recovery import Recovery
 from awa.store.runtimes import Runtimes
 
@@ -46,6 +47,7 @@ class Store:
         self.callbacks = Callbacks(db, self.jobs)
         self.dlq = DeadLetters(db, self.jobs)
         self.observe = Observe(db, self.leadership, self.maintenance)
+        self.queues = Queues(db)
 
     @classmethod
     async def open(

@@ -49,6 +49,7 @@ from awa.telemetry.catalogue import OUTBOX_BACKLOG as OUTBOX_BACKLOG
 from awa.telemetry.catalogue import PICKUP_LATENCY as PICKUP_LATENCY
 from awa.telemetry.catalogue import QUEUE_DEPTH as QUEUE_DEPTH
 from awa.telemetry.catalogue import QUEUE_LAG as QUEUE_LAG
+from awa.telemetry.catalogue import QUEUE_PAUSED as QUEUE_PAUSED
 from awa.telemetry.catalogue import SPAN_BRANCH_TICK as SPAN_BRANCH_TICK
 from awa.telemetry.catalogue import SPAN_JOB_RUN as SPAN_JOB_RUN
 from awa.telemetry.catalogue import SPANS as SPANS
@@ -102,6 +103,7 @@ __all__ = (
     "PICKUP_LATENCY",
     "QUEUE_DEPTH",
     "QUEUE_LAG",
+    "QUEUE_PAUSED",
     "SPANS",
     "SPAN_BRANCH_TICK",
     "SPAN_JOB_RUN",

@@ -60,6 +60,7 @@ __all__ = [
     "PICKUP_LATENCY",
     "QUEUE_DEPTH",
     "QUEUE_LAG",
+    "QUEUE_PAUSED",
     "SECONDS_BUCKETS",
     "SPANS",
     "SPAN_BRANCH_TICK",
@@ -104,6 +105,7 @@ LOOP_ERRORS: Final = "awa.runtime.loop.errors"
 EVENT_LOOP_LAG: Final = "awa.runtime.event_loop.lag"
 QUEUE_DEPTH: Final = "awa.queue.depth"
 QUEUE_LAG: Final = "awa.queue.lag"
+QUEUE_PAUSED: Final = "awa.queue.paused"
 BRANCH_DURATION: Final = "awa.maintenance.branch.duration"
 BRANCH_LATENESS: Final = "awa.maintenance.branch.lateness"
 BRANCH_OVERRUN: Final = "awa.maintenance.branch.overrun"
@@ -276,6 +278,12 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
         QUEUE_LAG, _G, "s", (ATTR_QUEUE,),
         "Age of the oldest available job per queue (0 when none waits), from the last "
         "queue_stats run (leader only).",
+        "leader",
+    ),
+    InstrumentSpec(
+        QUEUE_PAUSED, _G, "1", (ATTR_QUEUE,),
+        "1 while an operator has the queue paused (no runtime claims its jobs), else 0, "
+        "from the last queue_stats run (leader only).",
         "leader",
     ),
     InstrumentSpec(

@@ -1,6 +1,6 @@
 """State behind the observable gauges: the last values the leader reported.
 
-Queue depth and lag, branch intervals and delayed flags, and the outbox backlog are
+Queue depth, lag and pauses, branch intervals and delayed flags, and the outbox backlog are
 *snapshots*, computed by maintenance branches on their own schedule; the exporter asks for
 them whenever it collects. So the branch (through ``Instruments.observe_*``) stores the
 latest rows here and the gauge callbacks read them.
@@ -43,6 +43,7 @@ class GaugeBoard:
         self._lock = threading.Lock()
         self._depth: dict[Attrs, float] = {}
         self._lag: dict[Attrs, float] = {}
+        self._paused: dict[Attrs, float] = {}
         self._interval: dict[str, tuple[Attrs, float]] = {}
         self._delayed: dict[str, tuple[Attrs, float]] = {}
         self._backlog: dict[Attrs, float] = {}
@@ -65,6 +66,15 @@ class GaugeBoard:
             self._depth = _zero_missing(self._depth, depth)
             self._lag = _zero_missing(self._lag, lag)
 
+    def set_queue_paused(self, paused: Mapping[str, bool]) -> None:
+        """Replace the pause snapshot: queue name → paused. A queue that leaves the
+        snapshot reads 0 from then on, like a drained queue's depth."""
+        fresh: dict[Attrs, float] = {
+            ((ATTR_QUEUE, queue),): 1.0 if flag else 0.0 for queue, flag in paused.items()
+        }
+        with self._lock:
+            self._paused = _zero_missing(self._paused, fresh)
+
     def set_branch(self, lane: str, branch: str, interval: float, delayed: bool) -> None:
         """Record a branch's interval and health; keyed by branch, so a lane-mode switch
         moves the series to the new lane instead of duplicating it."""
@@ -84,7 +94,7 @@ class GaugeBoard:
     def clear(self) -> None:
         """Forget every leader-computed value (this process stopped leading)."""
         with self._lock:
-            self._depth, self._lag, self._backlog = {}, {}, {}
+            self._depth, self._lag, self._backlog, self._paused = {}, {}, {}, {}
             self._interval, self._delayed = {}, {}
 
     # ------------------------------------------------------------------------ readers
@@ -96,6 +106,10 @@ class GaugeBoard:
     def queue_lag(self) -> list[tuple[float, dict[str, str]]]:
         with self._lock:
             return [(v, dict(k)) for k, v in self._lag.items()]
+
+    def queue_paused(self) -> list[tuple[float, dict[str, str]]]:
+        with self._lock:
+            return [(v, dict(k)) for k, v in self._paused.items()]
 
     def branch_interval(self) -> list[tuple[float, dict[str, str]]]:
         with self._lock:

@@ -43,6 +43,7 @@ from awa.telemetry.catalogue import (
     PICKUP_LATENCY,
     QUEUE_DEPTH,
     QUEUE_LAG,
+    QUEUE_PAUSED,
     SECONDS_BUCKETS,
     InstrumentKind,
     InstrumentSpec,
@@ -144,6 +145,7 @@ class Instruments:
         board = self._board
         self.queue_depth = gauge(QUEUE_DEPTH, board.queue_depth)
         self.queue_lag = gauge(QUEUE_LAG, board.queue_lag)
+        self.queue_paused = gauge(QUEUE_PAUSED, board.queue_paused)
         self.branch_interval = gauge(BRANCH_INTERVAL, board.branch_interval)
         self.branch_delayed = gauge(BRANCH_DELAYED, board.branch_delayed)
         self.outbox_backlog = gauge(OUTBOX_BACKLOG, board.outbox_backlog)
@@ -164,6 +166,11 @@ class Instruments:
         """Feed ``awa.queue.depth`` / ``awa.queue.lag`` from the rows the ``queue_stats``
         branch computed (dicts with ``queue``, ``state``, ``count``, ``lag_s``)."""
         self._board.set_queue_stats(rows)
+
+    def observe_queue_paused(self, paused: Mapping[str, bool]) -> None:
+        """Feed ``awa.queue.paused``: queue name → whether an operator has it paused (the
+        ``queue_stats`` branch reports every queue with live jobs, and every paused one)."""
+        self._board.set_queue_paused(paused)
 
     def observe_branch(self, lane: str, branch: str, *, interval: float, delayed: bool) -> None:
         """Feed ``awa.maintenance.branch.interval`` / ``.delayed`` after a branch run."""

@@ -1,7 +1,9 @@
 """``queue_stats`` (hygiene lane): depth and lag per queue and live state.
 
 Recomputes ``awa.queue_stats`` (count per queue/state; lag = age of the oldest available
-job) every ``interval`` (default 10 s) in one statement, for ``awa queues`` and dashboards.
+job) every ``interval`` (default 10 s) in one statement, for ``awa queues`` and dashboards,
+then reads the paused queues (a second, tiny read) for the ``awa.queue.paused`` gauge: every
+queue with live jobs reads 0 or 1, and a paused queue reads 1 even while empty (ADR 024).
 Metrics: rows ``queue_states``.
 """
 
@@ -21,4 +23,7 @@ class QueueStats(Branch):
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         rows = await ctx.store.maintenance.refresh_queue_stats(ctx.now)
         ctx.metrics.observe_queue_stats(rows)
+        paused = {p.queue for p in await ctx.store.queues.paused()}
+        known = {str(row["queue"]) for row in rows} | paused
+        ctx.metrics.observe_queue_paused({queue: queue in paused for queue in known})
         return BranchResult({"queue_states": len(rows)})
