@@ -125,7 +125,7 @@ def test_the_callers_connection_is_refused_with_the_alternative(
 def test_insert_mirrors_the_async_options() -> None:
     """Same keyword options, by construction: the sync ``insert`` and ``params`` take
     ``**options: Unpack[awa.InsertOptions]`` and forward them to ``Client.params``, whose
-    keyword list ``awa.InsertOptions`` matches (``tests/client/test_typed_args.py``)."""
+    keyword list ``awa.InsertOptions`` matches (``tests/typed_args/test_typed_args.py``)."""
     for method in (awa.SyncClient.insert, awa.SyncClient.params):
         options = inspect.signature(method).parameters["options"]
         assert options.kind is inspect.Parameter.VAR_KEYWORD
