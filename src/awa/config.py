@@ -173,6 +173,10 @@ class MaintenanceConfig:
     - ``startup_jitter``: spread branch first runs over up to this many seconds (default
       0.2; tests set 0).
     - ``intervals``: per-branch interval overrides, ``{"cleanup": 10.0}``.
+    - ``idle_stretch``: let branches with nothing to watch run less often (each idle run
+      doubles the interval up to a per-branch factor; work announced by a claim, a due time
+      or a cron change restores it; ADR 029). Default True: an idle database then costs
+      under one transaction a second. False keeps every interval constant.
     - ``isolate``: run the leader and its lanes on a thread of their own, with their own
       event loop, so a handler blocking the runtime's loop cannot delay them (default True;
       ADR 013). Only with the real clock: under a ``FakeClock`` the leader stays in the
@@ -198,6 +202,7 @@ class MaintenanceConfig:
     )
     startup_jitter: float = 0.2
     intervals: dict[str, float] = field(default_factory=dict)
+    idle_stretch: bool = True
     isolate: bool = True
 
     def __post_init__(self) -> None:
@@ -226,3 +231,5 @@ class MaintenanceConfig:
         for name, value in self.intervals.items():
             if not isinstance(value, int | float) or value <= 0:
                 raise ValidationError(f"intervals[{name!r}]", value, "expected seconds > 0")
+        if not isinstance(self.idle_stretch, bool):
+            raise ValidationError("idle_stretch", self.idle_stretch, "expected True or False")

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,52 +24,22 @@ from awa.config import MaintenanceConfig
 
 JOBS = 5
 
-WORKER = textwrap.dedent(
-    """
-    import sys
-
-    import anyio
-
-    import awa
-    from awa.config import MaintenanceConfig
-
-
-    async def main(url: str) -> None:
-        client = awa.Client(url)
-
-        @client.handler("hang")
-        async def hang(ctx: awa.JobContext) -> None:
-            await anyio.sleep_forever()
-
-        maintenance = MaintenanceConfig(
-            startup_jitter=0, election_interval=0.2, leader_check_interval=0.2
-        )
-        async with client:
-            runtime = awa.Runtime(
-                client, awa.RuntimeConfig(queues={"default": 10}), maintenance=maintenance
-            )
-            async with runtime:
-                print(runtime.instance_id, flush=True)
-                await anyio.sleep_forever()
-
-
-    anyio.run(main, sys.argv[1])
-    """
-)
+#: The victim: ``python -m support.hang_worker URL`` (a handler that never returns).
+WORKER = [sys.executable, "-m", "support.hang_worker"]
+TESTS = Path(__file__).resolve().parents[1]
 
 
 async def test_sigkilled_worker_jobs_are_rescued_and_rerun(
-    database_url: str, raw: asyncpg.Connection, tmp_path: Path
+    database_url: str, raw: asyncpg.Connection
 ) -> None:
     client = awa.Client(database_url)
     async with client:
         ids = {job.id for job in [await client.insert("hang", {"n": i}) for i in range(JOBS)]}
-    script = tmp_path / "hang_worker.py"
-    script.write_text(WORKER)
     proc = await anyio.open_process(
-        [sys.executable, str(script), database_url],
+        [*WORKER, database_url],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
     )
     try:
         with anyio.fail_after(30):

@@ -30,6 +30,7 @@ __all__ = [
     "DUE",
     "HYGIENE",
     "SLO",
+    "WORK",
     "Branch",
     "BranchContext",
     "BranchResult",
@@ -42,6 +43,10 @@ HYGIENE = "hygiene"
 DUE = "due"
 #: ``CRON_CHANGED``: cron schedules were (re)declared.
 CRON_CHANGED = "cron_changed"
+#: ``WORK``: a runtime claimed jobs (announced at most once a second per runtime), so jobs
+#: are running again: branches that stretched their interval on an idle database resume
+#: their normal cadence.
+WORK = "work"
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,15 @@ class BranchResult:
 
     ``rows``: counts by action (``{"promoted": 12}``). ``more``: the page was full, run
     again at once. ``next_due_in``: seconds until this branch knows it has work (lets the
-    lane wake early, e.g. for the next scheduled job).
+    lane wake early, e.g. for the next scheduled job). ``idle``: nothing exists that this
+    branch could have to act on before something announces it (a topic in ``wakes_on``),
+    so the lane may stretch its interval (``Branch.idle_stretch``).
     """
 
     rows: dict[str, int] = field(default_factory=dict)
     more: bool = False
     next_due_in: float | None = None
+    idle: bool = False
 
     @property
     def total(self) -> int:
@@ -90,6 +98,14 @@ class Branch:
     default_timeout: ClassVar[float] = 30.0
     #: Topics that wake this branch before its interval is up (see ``Lane.wake``).
     wakes_on: ClassVar[frozenset[str]] = frozenset()
+    #: How far the lane may stretch this branch's interval while its runs report ``idle``
+    #: (doubling per idle run, up to ``interval × idle_stretch``; 1 never stretches). A
+    #: factor, not a ceiling in seconds, so an interval shortened on purpose (tests, an
+    #: operator wanting fast reactions) keeps its stretch proportionally short. A branch
+    #: that sets it must report ``idle`` only when what ends the idleness is announced on a
+    #: topic it ``wakes_on``, or when waiting up to the stretched interval is acceptable:
+    #: an idle database then costs a transaction per stretched interval (issue 19).
+    idle_stretch: ClassVar[float] = 1.0
 
     def __init__(self, interval: float | None = None, timeout: float | None = None) -> None:
         self.interval = float(interval if interval is not None else self.default_interval)

@@ -11,7 +11,9 @@ lane, and with it this leadership.
 Scheduling per branch: next due = max(due + interval, finished + min_rest), sooner when the
 page was full (``more``) or the branch knows its next work time (``next_due_in``), or when
 ``wake(topic)`` names a topic the branch ``wakes_on`` (a due time announced by an insert,
-redeclared cron schedules).
+redeclared cron schedules, a runtime claiming work). A run that reports ``idle`` doubles the
+branch's interval, up to ``interval × idle_stretch``; the first run that is not idle, or a wake-up
+on a topic it listens to, restores it (ADR 029; ``MaintenanceConfig.idle_stretch``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ class BranchStats:
     last_error: str | None = None
     last_result: BranchResult | None = None
     requested: float | None = None  # an explicit wake-up time (monotonic), if any
+    #: Consecutive idle runs: the interval is stretched to interval × 2^idle_streak, capped
+    #: at ``interval × idle_stretch``.
+    idle_streak: int = 0
+
+    @property
+    def current_interval(self) -> float:
+        """The interval in force: the branch's, or its stretch while idle."""
+        base = self.branch.interval
+        if not self.idle_streak:
+            return base
+        return min(base * 2.0 ** min(self.idle_streak, 30), base * self.branch.idle_stretch)
 
     def take_request(self, not_before: float) -> None:
         """Fold a pending wake-up request into ``next_due``."""
@@ -89,7 +102,7 @@ class BranchStats:
         return HealthRow(
             branch=self.branch.name,
             lane=lane,
-            interval_s=self.branch.interval,
+            interval_s=self.current_interval,
             last_started_at=self.last_started_at,
             last_finished_at=self.last_finished_at,
             last_duration_s=self.last_duration,
@@ -149,6 +162,18 @@ class Lane:
         for stats in self.stats.values():
             if topic in stats.branch.wakes_on:
                 stats.requested = at if stats.requested is None else min(stats.requested, at)
+                stats.wake.set()
+
+    def resume_cadence(self, topic: str) -> None:
+        """Work appeared (``WORK``): every branch of this lane that listens to ``topic`` and
+        is stretched by idleness runs now, and so returns to its normal interval unless it
+        finds itself idle again. A branch at its normal cadence is left alone, so frequent
+        announcements cost nothing."""
+        now = self.ctx.clock.monotonic()
+        for stats in self.stats.values():
+            if topic in stats.branch.wakes_on and stats.idle_streak:
+                stats.idle_streak = 0
+                stats.requested = now
                 stats.wake.set()
 
     async def drive(self, branch: str) -> BranchResult | None:
@@ -232,7 +257,11 @@ class Lane:
             delayed=stats.tracker.health.value == "delayed",
         )
         self._report(stats, observation, lateness, duration, attrs)
-        next_due = max(due + branch.interval, finished + observation.min_rest)
+        if result is not None:
+            stretch = result.idle and self.ctx.config.idle_stretch
+            stats.idle_streak = stats.idle_streak + 1 if stretch else 0
+        interval = stats.current_interval
+        next_due = max(due + interval, finished + observation.min_rest)
         if result is None:
             retry = Backoff(base=min(1.0, branch.interval), cap=max(30.0, 4 * branch.interval))
             next_due = finished + max(observation.min_rest, retry.delay(min(stats.failures, 30)))

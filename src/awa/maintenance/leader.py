@@ -305,11 +305,13 @@ class MaintenanceLeader:
             healthy = False
             if conn.alive and not self._resign.is_set():
                 try:
-                    healthy = await conn.check(self.config.leader_check_timeout)
+                    before = self.clock.now().timestamp()
+                    healthy, db_epoch = await conn.check(self.config.leader_check_timeout)
+                    after = self.clock.now().timestamp()
                 except DatabaseUnavailable as exc:
                     log.warning("maintenance leader health check failed: %s", exc)
                 if healthy:
-                    await self._learn_clock(conn)
+                    self._set_db_offset(db_epoch, before, after)
             if self._resign.is_set():
                 log.info("maintenance leader %s resigning", self.instance_id)
             elif not healthy:
@@ -333,7 +335,13 @@ class MaintenanceLeader:
         except DatabaseUnavailable as exc:
             log.warning("maintenance leader could not read the database clock: %s", exc)
             return
-        self.db_offset = db - (before + after) / 2
+        self._set_db_offset(db, before, after)
+
+    def _set_db_offset(self, db_epoch: float, before: float, after: float) -> None:
+        """The database clock minus the app clock, read at the midpoint of a round trip that
+        started at ``before`` and ended at ``after`` (app clock). Pinned time: 0."""
+        pinned = self.clock.db_now() is not None
+        self.db_offset = 0.0 if pinned else db_epoch - (before + after) / 2
 
     async def _health_writer(self, store: Store) -> None:
         while True:

@@ -6,9 +6,10 @@ Kept apart from the election (``leader``) because it is policy, not protocol:
   ``split`` runs an SLO lane and a hygiene lane, each with its own pool and capacity;
   ``auto`` starts single and splits for good at the first overrun episode of an SLO branch
   (the reason is recorded, so an operator sees why the leader switched).
-- **Due-time routing**: the ``awa_due`` channel carries either a job's due epoch (topic
-  ``DUE``) or ``cron`` (topic ``CRON_CHANGED``); every lane wakes the branches that listen
-  to the topic. No branch is named here.
+- **Due-time routing**: the ``awa_due`` channel carries a job's due epoch (topic ``DUE``),
+  ``cron`` (topic ``CRON_CHANGED``) or ``work`` (topic ``WORK``: a runtime claimed jobs, so
+  branches stretched by an idle database resume their cadence); every lane wakes the
+  branches that listen to the topic. No branch is named here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from awa.config import MaintenanceConfig
-from awa.maintenance.branch import CRON_CHANGED, DUE, HYGIENE, SLO, BranchContext
+from awa.maintenance.branch import CRON_CHANGED, DUE, HYGIENE, SLO, WORK, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation, Transition
 from awa.telemetry import Instruments
@@ -25,6 +26,7 @@ __all__ = [
     "CRON_PAYLOAD",
     "SINGLE",
     "SPLIT",
+    "WORK_PAYLOAD",
     "auto_split_reason",
     "build_lanes",
     "initial_mode",
@@ -35,6 +37,8 @@ SINGLE = "single"
 SPLIT = "split"
 #: Payload on ``awa_due`` when cron schedules were (re)declared (see ``cron_upsert``).
 CRON_PAYLOAD = "cron"
+#: Payload on ``awa_due`` when a runtime claimed jobs (``awa.worker.work_announcer``).
+WORK_PAYLOAD = "work"
 
 Observer = Callable[[str, BranchStats, Observation], None]
 
@@ -106,11 +110,16 @@ def auto_split_reason(
 
 def route_due(payload: str, lanes: Mapping[str, Lane], now_epoch: float, db_offset: float) -> None:
     """Wake the branches listening to what ``payload`` announces: ``cron`` wakes
-    ``CRON_CHANGED`` listeners at once; a due epoch (database clock) wakes ``DUE``
+    ``CRON_CHANGED`` listeners at once; ``work`` returns stretched ``WORK`` listeners to
+    their cadence; a due epoch (database clock) wakes ``DUE``
     listeners at that instant; anything else is ignored."""
     if payload == CRON_PAYLOAD:
         for lane in lanes.values():
             lane.wake(CRON_CHANGED, 0.0)
+        return
+    if payload == WORK_PAYLOAD:
+        for lane in lanes.values():
+            lane.resume_cadence(WORK)
         return
     try:
         seconds = float(payload) - now_epoch - db_offset

@@ -28,6 +28,7 @@ from awa.runtime.wiring import Wiring
 from awa.store import Store
 from awa.worker import CompletionBuffer, Heartbeat, QueueDispatcher, StopReason, Wakeups
 from awa.worker.loop_monitor import LoopMonitor
+from awa.worker.work_announcer import WorkAnnouncer
 
 if TYPE_CHECKING:
     from awa.runtime import Runtime
@@ -61,6 +62,7 @@ class RuntimeHost:
             batch=config.completion_batch,
         )
         rt.heartbeat = Heartbeat(store, rt.inflight, clock, config.heartbeat_interval, metrics)
+        self.announcer = WorkAnnouncer(store, clock, metrics)
         rt.dispatchers = [
             QueueDispatcher(
                 queue,
@@ -74,6 +76,7 @@ class RuntimeHost:
                 config=config,
                 metrics=metrics,
                 gate=rt.gate,
+                announcer=self.announcer,
             )
             for queue, limit in rt.queues.items()
         ]
@@ -145,6 +148,8 @@ class RuntimeHost:
             await services.start(rt.wakeups.listen, self.wiring.url)
         services.start_soon(self._run_buffer, flushed)
         await services.start(rt.heartbeat.run)
+        if rt.queues:
+            await services.start(self.announcer.run)
         async with anyio.create_task_group() as executions:
             async with anyio.create_task_group() as dispatch:
                 for dispatcher in rt.dispatchers:

@@ -74,6 +74,11 @@ SELECT array_agg(nextval('awa.job_id_seq')) AS ids FROM generate_series(1, $1);
 -- Wake idle dispatchers of these queues (delivered at commit; identical payloads coalesce).
 SELECT pg_notify('awa_jobs', q) FROM unnest($1::text[]) AS q;
 
+-- name: announce_work
+-- Tell the maintenance leader that jobs were claimed (branches stretched by idleness resume
+-- their cadence; awa.worker.work_announcer, ADR 029).
+SELECT pg_notify('awa_due', 'work');
+
 -- name: notify_due
 -- Tell the maintenance leader a deferred job is due at epoch $1 (so promotion runs on time).
 SELECT pg_notify('awa_due', $1::text);

@@ -6,10 +6,13 @@
 SELECT pg_try_advisory_lock($1);
 
 -- name: leader_holds_lock
--- True while this session still holds the leader lock $1 (the watchdog's health check).
+-- Whether this session still holds the leader lock $1 (the watchdog's health check), and the
+-- database clock as a Unix epoch: the watchdog learns the clock offset from the same round
+-- trip, so an idle leader spends one transaction per check, not two (issue 19).
 SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                   AND pid = pg_backend_pid() AND objsubid = 1
-                  AND ((classid::bigint << 32) | objid::bigint) = $1);
+                  AND ((classid::bigint << 32) | objid::bigint) = $1) AS holds,
+       extract(epoch FROM clock_timestamp())::float8 AS db_epoch;
 
 -- name: db_epoch
 -- The database clock now, as a Unix epoch (the leader learns its offset from the app clock).

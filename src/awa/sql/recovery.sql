@@ -17,6 +17,15 @@ SELECT j.id, j.run_lease FROM awa.jobs j
  ORDER BY j.id
  LIMIT $2;
 
+-- name: in_flight
+-- Whether anything exists for the rescue branches to watch: a running attempt, one with a
+-- deadline, a parked one. Three index probes (jobs_running_idx, jobs_deadline_idx,
+-- jobs_callback_timeout_idx); an idle database answers from three empty index pages.
+SELECT EXISTS (SELECT 1 FROM awa.jobs WHERE state = 'running') AS running,
+       EXISTS (SELECT 1 FROM awa.jobs WHERE state = 'running' AND deadline_at IS NOT NULL)
+           AS with_deadline,
+       EXISTS (SELECT 1 FROM awa.jobs WHERE state = 'waiting_external') AS waiting;
+
 -- name: find_rescuable_running
 -- One pass of rescue_stale_heartbeats in one round trip: running attempts whose runtime's
 -- presence lock is gone (claimed more than $1 s ago; lock key1 = $3, key2 =

@@ -51,6 +51,10 @@ class Jobs:
         if deferred:
             await c.execute(_sql("notify_due"), str(min(deferred).timestamp()))
 
+    async def announce_work(self) -> None:
+        """``awa_due`` ``work``: this runtime claimed jobs (``awa.worker.work_announcer``)."""
+        await self._db.guard(lambda: self._db.run.execute(_sql("announce_work")))
+
     async def cancel_the_rest(
         self,
         c: Connection,

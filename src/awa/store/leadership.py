@@ -27,7 +27,7 @@ import asyncpg
 from awa.db.connect import CONNECT_ERRORS, connect
 from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable
-from awa.store.database import Database
+from awa.store.database import Database, one_row
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT, DedicatedConnection
 
 __all__ = ["LEADER_LOCK_KEY", "LeaderConnection", "Leadership"]
@@ -63,9 +63,21 @@ class LeaderConnection(DedicatedConnection):
         within ``timeout`` (a half-open connection would otherwise hang the campaign)."""
         return bool(await self._ask("leader election", timeout, _sql("leader_try_lock")))
 
-    async def check(self, timeout: float = 5.0) -> bool:
-        """True while this session still holds the leadership lock."""
-        return bool(await self._ask("leader health check", timeout, _sql("leader_holds_lock")))
+    async def check(self, timeout: float = 5.0) -> tuple[bool, float]:
+        """(whether this session still holds the leadership lock, the database clock as a
+        Unix epoch), in one round trip."""
+        try:
+            with anyio.fail_after(timeout):
+                row = await self._conn.fetchrow(_sql("leader_holds_lock"), LEADER_LOCK_KEY)
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(
+                f"leader health check: no answer within {timeout:g}s"
+            ) from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"leader health check failed: {exc}") from exc
+        row = one_row(row, "leader_holds_lock")
+        return bool(row["holds"]), float(row["db_epoch"])
 
     async def db_epoch(self, timeout: float = 5.0) -> float:
         """The database clock now (``clock_timestamp()``), as a Unix epoch."""

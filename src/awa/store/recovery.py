@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from awa.db.queries import paired_queries
-from awa.store.database import Database
+from awa.store.database import Database, one_row
 from awa.store.jobs import Jobs
 from awa.store.presence import PRESENCE_LOCK_CLASS
 
-__all__ = ["Recovery", "RescueOutcome", "RescueRecheck"]
+__all__ = ["InFlight", "Recovery", "RescueOutcome", "RescueRecheck"]
 
 _QUERIES = paired_queries("recovery")
 
@@ -33,6 +33,17 @@ class RescueOutcome:
     failed: int
     queues: frozenset[str]
     cancelled: int = 0
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """What the rescue branches could find work among (``Recovery.in_flight``): any running
+    attempt, any running attempt with a deadline, any parked job. All False means an idle
+    database, where those branches may run less often until work appears."""
+
+    running: bool
+    with_deadline: bool
+    waiting: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,13 @@ class Recovery:
     async def _pairs(self, name: str, *args: Any) -> list[tuple[int, int]]:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql(name), *args))
         return [(int(r["id"]), int(r["run_lease"])) for r in rows]
+
+    async def in_flight(self) -> InFlight:
+        """One read of ``InFlight`` (three index probes)."""
+        row = one_row(
+            await self._db.guard(lambda: self._db.run.fetchrow(_sql("in_flight"))), "in_flight"
+        )
+        return InFlight(bool(row["running"]), bool(row["with_deadline"]), bool(row["waiting"]))
 
     async def find_orphaned_running(
         self,

@@ -3,6 +3,11 @@
 The loop sleeps until woken (NOTIFY) or its poll timer fires, then claims while there is
 free capacity and the queue has work. After a full claim it waits for capacity to come
 back, briefly coalescing so the next claim takes several jobs instead of one at a time.
+
+While notifications are trusted the poll is only a backstop for a lost one, so each poll
+that finds nothing doubles the next wait, up to ``_IDLE_POLL_CEILING`` (30 s); a claim that
+takes jobs restores ``poll_interval``. An idle runtime then costs a claim every 30 s, not
+every 5 s (issue 19, ADR 029). Without LISTEN the fast fallback rate is never stretched.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from awa.worker.loop_errors import LoopErrors
 from awa.worker.loop_monitor import traced
 from awa.worker.outcomes import Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
+from awa.worker.work_announcer import WorkAnnouncer
 
 __all__ = ["QueueDispatcher"]
 
@@ -34,6 +40,8 @@ log = logging.getLogger("awa.worker.dispatcher")
 
 _CLAIM_RETRY = Backoff(base=0.1, factor=2.0, cap=5.0, jitter=0.2)
 _COALESCE = 0.001
+#: Longest backstop poll while LISTEN is trusted and polls keep finding nothing.
+_IDLE_POLL_CEILING = 30.0
 
 
 class QueueDispatcher:
@@ -51,6 +59,7 @@ class QueueDispatcher:
         config: RuntimeConfig,
         metrics: Instruments,
         gate: ClaimGate | None = None,
+        announcer: WorkAnnouncer | None = None,
     ) -> None:
         self.queue = queue
         self.concurrency = concurrency
@@ -71,6 +80,8 @@ class QueueDispatcher:
         self._stopping = False
         self._claim_errors = LoopErrors(f"claim:{queue}", clock, metrics, _CLAIM_RETRY)
         self._gate = gate or ClaimGate()
+        self._announcer = announcer
+        self._empty_polls = 0  #: consecutive wake-ups that claimed nothing
         assert config.instance_id is not None, "the runtime gives every config an instance id"
         self._instance_id = config.instance_id
         self.claimed = 0
@@ -86,7 +97,9 @@ class QueueDispatcher:
 
     def _poll_timeout(self) -> float:
         if self._config.notify and self._wakeups.listening:
-            return self._config.poll_interval
+            base = self._config.poll_interval
+            stretched = base * 2.0 ** min(self._empty_polls, 16)
+            return min(stretched, max(base, _IDLE_POLL_CEILING))
         return self._config.poll_interval_without_notify
 
     async def run(
@@ -97,7 +110,9 @@ class QueueDispatcher:
         if not self._kinds:
             return
         while not self._stopping:
+            before = self.claimed
             await self._drain(executions)
+            self._empty_polls = self._empty_polls + 1 if self.claimed == before else 0
             if self._stopping:
                 break
             await self._wakeups.wait(self.queue, self._poll_timeout())
@@ -122,6 +137,8 @@ class QueueDispatcher:
             if jobs:
                 self.claimed += len(jobs)
                 self._metrics.claimed.add(len(jobs), {"awa.queue": self.queue})
+                if self._announcer is not None:
+                    self._announcer.claimed()
             for job in jobs:
                 self._active += 1
                 if self._idle.is_set():

@@ -80,6 +80,9 @@ class CronEvaluate(Branch):
     default_interval = 5.0
     default_timeout = 30.0
     wakes_on = frozenset({CRON_CHANGED})
+    #: With no active schedule there is nothing to fire until schedules are (re)declared,
+    #: which is announced (``CRON_CHANGED``) or seen by ``cron_sync`` (ADR 029).
+    idle_stretch = 12.0
 
     def __init__(
         self,
@@ -146,7 +149,9 @@ class CronEvaluate(Branch):
             wait = outcome.get("next_in")
             if wait is not None:
                 soonest = wait if soonest is None else min(soonest, wait)
-        return BranchResult({**totals, "missed_alert": alerts}, more=more, next_due_in=soonest)
+        return BranchResult(
+            {**totals, "missed_alert": alerts}, more=more, next_due_in=soonest, idle=not rows
+        )
 
     async def _evaluate(
         self, ctx: BranchContext, row: dict[str, Any], now: datetime

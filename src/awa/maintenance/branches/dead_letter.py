@@ -15,7 +15,10 @@ Per run (default every 10 s, timeout 30 s):
 3. *expire*: up to ``batch`` letters held longer than their queue's ``retention`` (counted
    from when they entered the hold) are deleted.
 
-A full page on either step asks the lane to run again at once.
+A full page on either step asks the lane to run again at once. A run that moved and expired
+nothing reports ``idle``: the lane stretches the interval up to ``idle_stretch`` (6) times
+(60 s by default), so an idle database pays for this branch once a minute; a failure reaches
+the hold within that (ADR 029).
 
 Metrics: rows ``declared``, ``orphaned``, ``moved``, ``expired`` (persisted health and the
 lane's per-branch telemetry).
@@ -54,6 +57,7 @@ class DeadLetterHold(Branch):
     lane = HYGIENE
     default_interval = 10.0
     default_timeout = 30.0
+    idle_stretch = 6.0
 
     def __init__(
         self,
@@ -101,4 +105,8 @@ class DeadLetterHold(Branch):
             log.info("moved %d failed job(s) to the dead-letter hold", len(moved))
         expired = await store.dlq.dlq_expire(self.batch, ctx.now)
         rows = {"declared": declared, "orphaned": orphaned, "moved": len(moved), "expired": expired}
-        return BranchResult(rows, more=len(moved) >= self.batch or expired >= self.batch)
+        return BranchResult(
+            rows,
+            more=len(moved) >= self.batch or expired >= self.batch,
+            idle=not moved and not expired,
+        )

@@ -1,8 +1,8 @@
 """``deliver_events`` (hygiene lane): deliver outbox events to sinks, with retry and backoff.
 
 Events are written to ``awa.events`` by the statements that make the changes (ADR 006).
-Per run (default every 5 s, at once again while a page was full; 5 s keeps an idle runtime
-cheap: see ADR 003 "Idle cost"):
+Per run (default every 5 s, at once again while a page was full; stretched up to 40 s while
+idle, see ADR 029):
 
 1. **register** this process's sinks (first run, then every ``housekeeping_interval``) and
    **fan out** up to ``fan_out_batch`` (1000) new events: one pending delivery per
@@ -58,7 +58,7 @@ import anyio
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.events import EventRejected, Sink, SinkUnavailable
-from awa.maintenance.branch import HYGIENE, Branch, BranchContext, BranchResult
+from awa.maintenance.branch import HYGIENE, WORK, Branch, BranchContext, BranchResult
 from awa.maintenance.options import BranchOptions
 from awa.store.events import AppliedResult, ClaimedDelivery, DeliveryResult
 
@@ -112,6 +112,11 @@ class DeliverEvents(Branch):
     lane = HYGIENE
     default_interval = 5.0
     default_timeout = 30.0
+    #: A run that fanned out, claimed and expired nothing is idle: the interval stretches to
+    #: this until a claim is announced (``WORK``; most events come from job lifecycles), so
+    #: on an idle database an event or a delivery retry waits up to 40 s (ADR 029).
+    wakes_on = frozenset({WORK})
+    idle_stretch = 8.0
 
     def __init__(
         self,
@@ -217,7 +222,8 @@ class DeliverEvents(Branch):
         if self._next_backlog is None or mono >= self._next_backlog:
             self._next_backlog = mono + self.backlog_interval
             ctx.metrics.observe_outbox_backlog(await store.events.event_backlog())
-        return BranchResult(rows, more=more or rows["expired"] >= self.expire_batch)
+        idle = not events and not runs and not rows["expired"]
+        return BranchResult(rows, more=more or rows["expired"] >= self.expire_batch, idle=idle)
 
     async def _deliver(self, sink: Sink, run: _SinkRun, deadline: float, clock: Clock) -> None:
         """Hand each claimed event to the sink in order; never raises (outcomes go to

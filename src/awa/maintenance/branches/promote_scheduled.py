@@ -24,6 +24,9 @@ class PromoteScheduled(Branch):
     default_interval = 5.0
     default_timeout = 10.0
     wakes_on = frozenset({DUE})
+    #: With nothing scheduled, every due time is announced (``DUE``) by the insert, retry
+    #: or snooze that creates it: the interval is only a backstop for a lost announcement.
+    idle_stretch = 6.0
 
     def __init__(self, batch: int = 1000, **kwargs: float | None) -> None:
         super().__init__(**kwargs)
@@ -40,5 +43,7 @@ class PromoteScheduled(Branch):
         # wake late by the run's own duration.
         next_in = promotion.next_due_in
         return BranchResult(
-            {"promoted": promoted}, next_due_in=None if next_in is None else max(0.0, next_in)
+            {"promoted": promoted},
+            next_due_in=None if next_in is None else max(0.0, next_in),
+            idle=next_in is None and not promoted,
         )

@@ -5,14 +5,16 @@ whose holder did not (it died or hung), ``grace`` (default 5 s) after the deadli
 attempt counts as failed: retried with backoff (1 s × 2^(attempt-1), capped) or failed when
 no attempts remain; guarded by run_lease. An attempt an operator asked to cancel ends
 ``cancelled`` instead (see ``Store.recovery.rescue``). A retry is announced on ``awa_due``,
-so promotion makes it available when due. Every ``interval`` (default 5 s), ``batch`` 500.
+so promotion makes it available when due. Every ``interval`` (default 5 s), ``batch`` 500;
+with no running attempt that has a deadline, the interval stretches up to ``idle_stretch``
+(8) times (40 s by default) until a claim is announced (``WORK``, ADR 029).
 
 Metrics: rows ``retried``, ``failed``, ``cancelled``.
 """
 
 from __future__ import annotations
 
-from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+from awa.maintenance.branch import SLO, WORK, Branch, BranchContext, BranchResult
 
 __all__ = ["RescueExpiredDeadlines"]
 
@@ -22,6 +24,8 @@ class RescueExpiredDeadlines(Branch):
     lane = SLO
     default_interval = 5.0
     default_timeout = 10.0
+    wakes_on = frozenset({WORK})
+    idle_stretch = 8.0
 
     def __init__(self, batch: int = 500, grace: float = 5.0, **kwargs: float | None) -> None:
         super().__init__(**kwargs)
@@ -29,6 +33,8 @@ class RescueExpiredDeadlines(Branch):
         self.grace = grace
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
+        if not (await ctx.store.recovery.in_flight()).with_deadline:
+            return BranchResult(idle=True)
         found = await ctx.store.recovery.find_expired_deadlines(self.grace, self.batch, ctx.now)
         outcome = await ctx.store.recovery.rescue(
             found,

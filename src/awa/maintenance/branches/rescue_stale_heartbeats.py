@@ -1,7 +1,10 @@
 """``rescue_stale_heartbeats`` (SLO lane): recover running jobs whose holder is gone.
 
-Two signals, checked every ``interval`` (default 1 s) by one statement (an idle database
-costs one transaction per second for this branch):
+Two signals, checked every ``interval`` (default 1 s) by one statement. On a database with
+no running job at all the branch only reads that (``Recovery.in_flight``) and the lane
+stretches its interval up to ``idle_stretch`` (16) times (16 s by default); the first claim
+anywhere is announced (``WORK``) and brings it back to 1 s, so a runtime crashing right
+after it claimed is still seen within a second (ADR 029).
 
 1. *Crashed holders, fast*: every runtime holds a session advisory lock keyed by its
    instance id for its whole life, and beats its liveness row every 0.5 s while it holds
@@ -23,7 +26,7 @@ Metrics: rows ``orphaned_retried``, ``stale_retried``, ``failed``, ``cancelled``
 
 from __future__ import annotations
 
-from awa.maintenance.branch import SLO, Branch, BranchContext, BranchResult
+from awa.maintenance.branch import SLO, WORK, Branch, BranchContext, BranchResult
 from awa.store.recovery import RescueRecheck
 
 __all__ = ["RescueStaleHeartbeats"]
@@ -34,12 +37,16 @@ class RescueStaleHeartbeats(Branch):
     lane = SLO
     default_interval = 1.0
     default_timeout = 10.0
+    wakes_on = frozenset({WORK})
+    idle_stretch = 16.0
 
     def __init__(self, batch: int = 500, **kwargs: float | None) -> None:
         super().__init__(**kwargs)
         self.batch = batch
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
+        if not (await ctx.store.recovery.in_flight()).running:
+            return BranchResult(idle=True)
         cfg = ctx.config
         orphaned, stale = await ctx.store.recovery.find_rescuable_running(
             cfg.crash_grace,
