@@ -95,8 +95,7 @@ ATTR_ACTION: Final = "awa.maintenance.action"
 ATTR_CRON_SCHEDULE: Final = "awa.cron.schedule"
 ATTR_OUTBOX_SINK: Final = "awa.outbox.sink"
 ATTR_LOOP: Final = "awa.runtime.loop"
-# OpenTelemetry messaging semantic conventions, on the job span only (ADR 025): metrics
-# keep their awa.* labels, where a constant messaging.system would only add noise.
+# OpenTelemetry messaging semantic conventions: on the job span only (ADR 025).
 ATTR_MESSAGING_SYSTEM: Final = "messaging.system"
 ATTR_MESSAGING_DESTINATION: Final = "messaging.destination.name"
 ATTR_MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
