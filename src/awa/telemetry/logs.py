@@ -163,19 +163,18 @@ def log_format_from(option: str | None, environ: Mapping[str, str] = os.environ)
 
 def configure_logging(
     log_format: str = "text", *, level: int = logging.INFO, stream: TextIO | None = None
-) -> logging.Handler:
-    """Send the root logger's records to ``stream`` (stderr) as text or JSON lines, once
-    (like ``logging.basicConfig``: a root logger that has handlers already is left alone,
-    except for its level). Returns the handler installed, or the existing first one."""
+) -> logging.Handler | None:
+    """Send the root logger's records to ``stream`` (stderr) as text or JSON lines, like
+    ``logging.basicConfig``: a root logger that has handlers already (the application's,
+    or a test runner's) is left entirely alone. Returns the handler installed, or None."""
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
     root = logging.getLogger()
-    root.setLevel(level)
     if root.handlers:
-        return root.handlers[0]
+        return None
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
     root.addHandler(handler)
+    root.setLevel(level)
     return handler
