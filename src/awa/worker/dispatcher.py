@@ -229,7 +229,7 @@ class QueueDispatcher:
             span.record_error("timeout")
         decision = self._decide(entry, ran)
         if decision is not None:
-            log_failed_attempt(log, job, ran, decision, timeout)
+            log_failed_attempt(job, ran, decision, timeout)
         return decision
 
     def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:

@@ -9,6 +9,10 @@ Not logged: the handler's own outcome signals (``RetryAfter``, ``Snooze``, ``Can
 ``WaitForCallback``: the handler chose them and the job row records them), an operator's
 cancel, shutdown requeues and lost leases (logged where they happen, or not failures).
 
+The records go to their own logger, ``awa.worker.failures``, so an application can route or
+quieten them apart from the rest of the worker's logs (a demo with a deliberately flaky
+handler sets it to ERROR: only final failures).
+
 Fields (``extra=``, rendered by ``awa.telemetry.logs.JsonFormatter``): ``event``
 (``job_retry`` or ``job_failed``), ``job_id``, ``kind``, ``queue``, ``attempt``,
 ``max_attempts``, ``outcome``, ``error_type``; the traceback rides on ``exc_info``.
@@ -23,14 +27,16 @@ from awa.outcomes import Cancel, RetryAfter, Snooze, WaitForCallback
 from awa.worker.attempt import Invocation
 from awa.worker.outcomes import Decision
 
-__all__ = ["log_failed_attempt"]
+__all__ = ["log", "log_failed_attempt"]
+
+log = logging.getLogger("awa.worker.failures")
 
 _FAILURES = frozenset({"retried", "failed"})
 _SIGNALS = (RetryAfter, Snooze, Cancel, WaitForCallback)
 
 
 def log_failed_attempt(
-    log: logging.Logger, job: Job, ran: Invocation, decision: Decision, timeout: float | None
+    job: Job, ran: Invocation, decision: Decision, timeout: float | None
 ) -> bool:
     """Log ``job``'s attempt if the handler failed it; returns whether a record was
     written (call inside the attempt's span, so the record carries its trace id)."""
