@@ -6,7 +6,7 @@ trace id its span exported, without a regular expression per message.
 
 Two parts, both on the standard library's ``logging`` only:
 
-- ``job_scope(...)``: the worker enters it around each handler execution; a context
+- ``JobScope(...)``: the worker enters it around each handler execution; a context
   variable (per asyncio task, so concurrent jobs never mix) then tells every log record
   emitted meanwhile — awa's own and the handler's — which job it belongs to.
 - ``JsonFormatter``: renders a record as one JSON object (schema in ADR 025): ``time``
@@ -25,11 +25,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Final, TextIO
 
 from opentelemetry import trace
@@ -39,10 +39,10 @@ from awa.errors import ConfigError
 __all__ = [
     "LOG_FORMATS",
     "JobLogContext",
+    "JobScope",
     "JsonFormatter",
     "configure_logging",
     "current_job",
-    "job_scope",
     "log_format_from",
 ]
 
@@ -82,20 +82,37 @@ def current_job() -> JobLogContext | None:
     return _current.get()
 
 
-@contextmanager
-def job_scope(
-    *, job_id: int, kind: str, queue: str, attempt: int, metadata: Mapping[str, Any] | None
-) -> Iterator[JobLogContext]:
-    """Make every log record of this task, until the block ends, carry this job."""
-    traceparent = metadata.get("traceparent") if isinstance(metadata, Mapping) else None
-    scope = JobLogContext(
-        job_id, kind, queue, attempt, traceparent if isinstance(traceparent, str) else None
-    )
-    token = _current.set(scope)
-    try:
-        yield scope
-    finally:
-        _current.reset(token)
+class JobScope:
+    """Make every log record of this task, until the block ends, carry this job. A plain
+    class, not a generator context manager: it wraps every job execution."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        kind: str,
+        queue: str,
+        attempt: int,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        traceparent = metadata.get("traceparent") if isinstance(metadata, Mapping) else None
+        self._scope = JobLogContext(
+            job_id, kind, queue, attempt, traceparent if isinstance(traceparent, str) else None
+        )
+        self._token: Token[JobLogContext | None] | None = None
+
+    def __enter__(self) -> JobLogContext:
+        self._token = _current.set(self._scope)
+        return self._scope
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
 
 def _trace_id_from(traceparent: str | None) -> str | None:

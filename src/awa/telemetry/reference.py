@@ -90,9 +90,10 @@ span, else the producer's `traceparent`); `event` on maintenance decisions
 (`leadership_gained`, `leadership_ended`, `leadership_deposed`, `leadership_lost`,
 `lane_switch`, `branch_delayed`, `branch_recovered`, `branch_failed`, `cron_missed`,
 `startup_recovery`) and on failed attempts (`job_retry`, `job_failed`, with
-`exc_type` and `traceback`; logger `awa.worker.failures`, one record per attempt); other fields a log call passed with `extra=`. An application
-that runs a `Runtime` itself installs the same formatter with
-`awa.telemetry.logs.configure_logging("json")` (or `JsonFormatter` on its own handler).
+`exc_type` and `traceback`; logger `awa.worker.failures`, one record per attempt); other
+fields a log call passed with `extra=`. An application that runs a `Runtime` itself
+installs the same formatter with `awa.telemetry.logs.configure_logging("json")` (or
+`JsonFormatter` on its own handler).
 """
 
 

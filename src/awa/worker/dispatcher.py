@@ -19,7 +19,7 @@ from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
-from awa.telemetry.logs import job_scope
+from awa.telemetry.logs import JobScope
 from awa.worker.attempt import Invocation, attempt_timeout, invoke
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
@@ -177,7 +177,7 @@ class QueueDispatcher:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
             self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
         with (
-            job_scope(
+            JobScope(
                 job_id=job.id,
                 kind=job.kind,
                 queue=job.queue,
