@@ -222,12 +222,25 @@ async def test_job_counters_and_histograms_have_exact_values(workload: dict[str,
     default = attrs(awa_queue="default")
     assert values(metrics["awa.jobs.inserted"]) == {default: 6, attrs(awa_queue="idle"): 1}
     assert values(metrics["awa.jobs.claimed"]) == {default: 6}  # flaky ran twice
-    assert values(metrics["awa.jobs.finished"]) == {
-        a({"awa.queue": "default", "awa.outcome": "completed"}): 3,
-        a({"awa.queue": "default", "awa.outcome": "retried"}): 1,
-        a({"awa.queue": "default", "awa.outcome": "failed"}): 1,
-        a({"awa.queue": "default", "awa.outcome": "cancelled"}): 1,
+    # By kind; completed/retried/failed exist at 0 from start for every kind declared on
+    # the served queue (ADR 025), the other outcomes appear when they happen.
+    finished: dict[Attrs, float] = {
+        a({"awa.queue": "default", "awa.job.kind": kind, "awa.outcome": outcome}): 0
+        for kind in ("ok", "flaky", "doomed", "bye")
+        for outcome in ("completed", "retried", "failed")
     }
+
+    def job(kind: str, outcome: str) -> Attrs:
+        return a({"awa.queue": "default", "awa.job.kind": kind, "awa.outcome": outcome})
+
+    finished |= {
+        job("ok", "completed"): 2,
+        job("flaky", "retried"): 1,
+        job("flaky", "completed"): 1,
+        job("doomed", "failed"): 1,
+        job("bye", "cancelled"): 1,
+    }
+    assert values(metrics["awa.jobs.finished"]) == finished
     assert values(metrics["awa.handler.duration"]) == {
         a({"awa.queue": "default", "awa.job.kind": "ok"}): 2,
         a({"awa.queue": "default", "awa.job.kind": "flaky"}): 2,
@@ -249,7 +262,12 @@ async def test_leadership_and_overrun_episode_are_counted(workload: dict[str, An
     slow = a({"awa.maintenance.lane": "hygiene", "awa.maintenance.branch": "slow"})
     assert workload["slow_episodes"] >= 1
     overrun = slow | {("branch", "slow")}  # plain `branch` label too (issue 3/7 wording)
-    assert values(metrics["awa.maintenance.branch.overrun"]) == {overrun: workload["slow_episodes"]}
+    overruns = values(metrics["awa.maintenance.branch.overrun"])
+    assert overruns[overrun] == workload["slow_episodes"]
+    # Every other branch's series exists at 0 from the start of its lane (ADR 025).
+    others = {dict(k)["branch"]: v for k, v in overruns.items() if k != overrun}
+    assert {"promote_scheduled", "cron_evaluate", "queue_stats"} <= set(others)
+    assert set(others.values()) == {0}
     assert values(metrics["awa.maintenance.branch.duration"])[slow] == workload["slow_runs"]
     assert values(metrics["awa.maintenance.branch.lateness"])[slow] == workload["slow_runs"]
     rows = values(metrics["awa.maintenance.branch.rows"])

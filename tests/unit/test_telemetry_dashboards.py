@@ -200,6 +200,11 @@ def test_alert_rules_cover_the_issue_and_are_well_formed() -> None:
         "AwaNoMaintenanceLeader",
         "AwaCronMissed",
         "AwaOutboxBacklogGrowing",
+        # issue 17
+        "AwaHygieneBranchStuck",
+        "AwaQueueLagHigh",
+        "AwaJobErrorRateHigh",
+        "AwaNoLiveRuntime",
     } <= names
     assert len(names) == len(rules)
     for rule in rules:
@@ -230,4 +235,7 @@ def test_slo_alerts_name_exactly_the_slo_lane_branches() -> None:
     for rule in alert_rules():
         if rule["alert"].startswith("AwaSloBranch"):
             (names,) = re.findall(r'awa_maintenance_branch=~"([^"]+)"', rule["expr"])
+            assert set(names.split("|")) == slo, rule["alert"]
+        if rule["alert"] == "AwaHygieneBranchStuck":  # every branch but the SLO ones
+            (names,) = re.findall(r'awa_maintenance_branch!~"([^"]+)"', rule["expr"])
             assert set(names.split("|")) == slo, rule["alert"]

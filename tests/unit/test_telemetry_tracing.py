@@ -135,6 +135,12 @@ def test_job_span_is_a_child_of_the_carried_context_and_current_inside(
         "awa.job.id": 7,
         "awa.job.attempt": 2,
         "awa.outcome": "completed",
+        # OpenTelemetry messaging semantic conventions (ADR 025)
+        "messaging.system": "awa",
+        "messaging.destination.name": "q",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "run",
+        "messaging.message.id": "7",
     }
     inner = only(exporter, "inside the handler")
     assert inner.parent is not None and inner.parent.span_id == job.context.span_id

@@ -3,6 +3,7 @@ built-in lane dashboard (served by uvicorn via ``awa.web.serve``), and ``--watch
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,9 @@ def test_cli_maintenance_run_serves_health_and_prometheus(database_url: str) -> 
         deadline = time.monotonic() + 30
         while True:
             scrape = httpx.get(urls["metrics"]).text
-            if 'awa_maintenance_branch="promote_scheduled"' in scrape:
+            # A run, not only the lane's start: the overrun counter's series exist at 0
+            # from then (ADR 025), the duration histogram only after a body ran.
+            if re.search(r'branch_duration\S*\{[^}]*="promote_scheduled"', scrape):
                 break
             assert time.monotonic() < deadline, scrape[-2000:]
             time.sleep(0.2)

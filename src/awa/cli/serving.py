@@ -54,7 +54,10 @@ async def run_until_signal(
     if metrics_port is None and not otlp:
         await _serve_runtime(runtime, banner, args)
         return
-    telemetry = await anyio.to_thread.run_sync(lambda: configure(prometheus_port=metrics_port))
+    metrics_host = getattr(args, "metrics_host", None) or "127.0.0.1"
+    telemetry = await anyio.to_thread.run_sync(
+        lambda: configure(prometheus_port=metrics_port, prometheus_host=metrics_host)
+    )
     if telemetry.prometheus_address is not None:
         host, port = telemetry.prometheus_address
         print(f"Prometheus metrics on http://{host}:{port}/metrics", flush=True)

@@ -149,6 +149,8 @@ class Lane:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         clock = self.ctx.clock
+        for name in self.stats:
+            self.metrics.declare_branch(self.name, name)  # series from start (ADR 025)
         async with anyio.create_task_group() as tg:
             for stats in self.stats.values():
                 stats.next_due = clock.monotonic() + random.uniform(0, self.jitter)
@@ -238,6 +240,13 @@ class Lane:
                     self.name,
                     stats.failures,
                     stats.last_error,
+                    extra={
+                        "event": "branch_failed",
+                        "lane": self.name,
+                        "branch": branch.name,
+                        "failures": stats.failures,
+                        "error_type": type(exc).__name__,
+                    },
                 )
             finished = clock.monotonic()
         duration = finished - started
@@ -302,6 +311,13 @@ class Lane:
                 lateness,
                 stats.tracker.episodes,
                 obs.min_rest,
+                extra={
+                    "event": "branch_delayed",
+                    "lane": self.name,
+                    "branch": name,
+                    "episode": stats.tracker.episodes,
+                    "load": round(obs.ratio, 3),
+                },
             )
         elif obs.transition is Transition.RECOVERED:
             log.warning(
@@ -309,6 +325,12 @@ class Lane:
                 name,
                 self.name,
                 obs.ratio,
+                extra={
+                    "event": "branch_recovered",
+                    "lane": self.name,
+                    "branch": name,
+                    "load": round(obs.ratio, 3),
+                },
             )
         if self.on_observation is not None:
             self.on_observation(self.name, stats, obs)

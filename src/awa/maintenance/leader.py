@@ -185,10 +185,15 @@ class MaintenanceLeader:
         self.mode, self.mode_reason = mode, reason
         self.term = term
         self.is_leader = True
+        self.metrics.declare_leadership()
         self.metrics.elections.add(1)
         self.metrics.leader.add(1)
         log.info(
-            "maintenance leadership won by %s (term %d, mode %s)", self.instance_id, term, mode
+            "maintenance leadership won by %s (term %d, mode %s)",
+            self.instance_id,
+            term,
+            mode,
+            extra={"event": "leadership_gained", "instance": self.instance_id, "term": term},
         )
         deposed = False
         try:
@@ -199,12 +204,14 @@ class MaintenanceLeader:
                 "maintenance leader %s deposed: %s; stopping lanes",
                 self.instance_id,
                 lost.exceptions[0],
+                extra={"event": "leadership_deposed", "instance": self.instance_id, "term": term},
             )
         except* DatabaseUnavailable as lost:
             log.warning(
                 "maintenance leader %s lost the database: %s",
                 self.instance_id,
                 lost.exceptions[0],
+                extra={"event": "leadership_lost", "instance": self.instance_id, "term": term},
             )
         finally:
             self.is_leader = False
@@ -220,7 +227,11 @@ class MaintenanceLeader:
                     tg.start_soon(conn.close if deposed else conn.release)
                     tg.start_soon(slo_store.close)
                     tg.start_soon(hygiene_store.close)
-            log.info("maintenance leadership of %s ended", self.instance_id)
+            log.info(
+                "maintenance leadership of %s ended",
+                self.instance_id,
+                extra={"event": "leadership_ended", "instance": self.instance_id, "term": term},
+            )
 
     async def _open_store(self, size: int, term: int) -> Store:
         """A lane's pool, every transaction of which is fenced by ``term``."""
@@ -278,7 +289,11 @@ class MaintenanceLeader:
                 await lanes.start(lane.run)
             await self._switch.wait()
             lanes.cancel_scope.cancel()
-        log.warning("maintenance lanes switching to split: %s", self.mode_reason)
+        log.warning(
+            "maintenance lanes switching to split: %s",
+            self.mode_reason,
+            extra={"event": "lane_switch", "mode": SPLIT, "reason": self.mode_reason},
+        )
 
     def _ctx(self, store: Store) -> BranchContext:
         return BranchContext(

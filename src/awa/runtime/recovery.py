@@ -82,6 +82,7 @@ async def recover_at_startup(
                 type(exc).__name__,
                 exc,
                 delay,
+                extra={"event": "startup_recovery_retry", "attempt": attempt},
             )
             await clock.sleep(delay)
             delay *= 2
@@ -96,6 +97,12 @@ async def recover_at_startup(
                 report.cancelled,
                 report.unique_keys_released,
                 report.pages,
+                extra={
+                    "event": "startup_recovery",
+                    "requeued": report.requeued,
+                    "failed": report.failed,
+                    "cancelled": report.cancelled,
+                },
             )
         return report
     raise AssertionError("unreachable: the loop returns or raises")

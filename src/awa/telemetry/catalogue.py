@@ -25,12 +25,18 @@ __all__ = [
     "ATTR_ACTION",
     "ATTR_ATTEMPT",
     "ATTR_BRANCH",
+    "ATTR_BRANCH_SHORT",
     "ATTR_CRON_SCHEDULE",
     "ATTR_ERROR_TYPE",
     "ATTR_JOB_ID",
     "ATTR_JOB_KIND",
     "ATTR_JOB_STATE",
     "ATTR_LANE",
+    "ATTR_MESSAGING_DESTINATION",
+    "ATTR_MESSAGING_MESSAGE_ID",
+    "ATTR_MESSAGING_OPERATION_NAME",
+    "ATTR_MESSAGING_OPERATION_TYPE",
+    "ATTR_MESSAGING_SYSTEM",
     "ATTR_OUTBOX_SINK",
     "ATTR_OUTCOME",
     "ATTR_QUEUE",
@@ -90,6 +96,12 @@ ATTR_ACTION: Final = "awa.maintenance.action"
 ATTR_CRON_SCHEDULE: Final = "awa.cron.schedule"
 ATTR_OUTBOX_SINK: Final = "awa.outbox.sink"
 ATTR_LOOP: Final = "awa.runtime.loop"
+# OpenTelemetry messaging semantic conventions: on the job span only (ADR 025).
+ATTR_MESSAGING_SYSTEM: Final = "messaging.system"
+ATTR_MESSAGING_DESTINATION: Final = "messaging.destination.name"
+ATTR_MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+ATTR_MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+ATTR_MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
 
 # ----------------------------------------------------------------------------------- names
 
@@ -221,11 +233,12 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
         "worker",
     ),
     InstrumentSpec(
-        JOBS_FINISHED, _C, "{job}", (ATTR_QUEUE, ATTR_OUTCOME),
-        "Attempts finished, by outcome: completed, retried, failed, cancelled, snoozed, "
-        "parked (waiting for a callback), "
+        JOBS_FINISHED, _C, "{job}", (ATTR_QUEUE, ATTR_JOB_KIND, ATTR_OUTCOME),
+        "Attempts finished, by kind and outcome: completed, retried, failed, cancelled, "
+        "snoozed, parked (waiting for a callback), "
         "requeued (shutdown) once the result is written; lost when the job moved on "
-        "meanwhile (nothing written).",
+        "meanwhile (nothing written). Completed, retried and failed start at 0 for every "
+        "kind a handler declares on a queue the runtime serves.",
         "worker",
     ),
     InstrumentSpec(
@@ -337,12 +350,14 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
     ),
     InstrumentSpec(
         CRON_FIRED, _C, "{fire}", (ATTR_CRON_SCHEDULE,),
-        "Cron fires enqueued.",
+        "Cron fires enqueued (starts at 0 for every schedule the leader evaluates).",
         "leader",
     ),
     InstrumentSpec(
         CRON_MISSED, _C, "{fire}", (ATTR_CRON_SCHEDULE,),
-        "Schedules with no successful run within their expected interval plus tolerance.",
+        "Schedules with no successful run within their expected interval plus tolerance "
+        "(one per missed fire instant, reported once across leaders, under every misfire "
+        "policy; starts at 0 for every schedule the leader evaluates).",
         "leader",
     ),
     InstrumentSpec(
@@ -357,9 +372,24 @@ SPANS: Final[tuple[SpanSpec, ...]] = (
     SpanSpec(
         SPAN_JOB_RUN,
         "consumer",
-        (ATTR_JOB_KIND, ATTR_QUEUE, ATTR_JOB_ID, ATTR_ATTEMPT, ATTR_OUTCOME, ATTR_ERROR_TYPE),
+        (
+            ATTR_JOB_KIND,
+            ATTR_QUEUE,
+            ATTR_JOB_ID,
+            ATTR_ATTEMPT,
+            ATTR_OUTCOME,
+            ATTR_ERROR_TYPE,
+            ATTR_MESSAGING_SYSTEM,
+            ATTR_MESSAGING_DESTINATION,
+            ATTR_MESSAGING_OPERATION_TYPE,
+            ATTR_MESSAGING_OPERATION_NAME,
+            ATTR_MESSAGING_MESSAGE_ID,
+        ),
         "One handler execution (one attempt). Child of the producer's span when the job's "
-        "metadata carries a W3C traceparent (injected at insert when a span is active).",
+        "metadata carries a W3C traceparent (injected at insert when a span is active). "
+        "Messaging conventions: `messaging.system` `awa`, `messaging.destination.name` the "
+        "queue, `messaging.operation.type` `process`, `messaging.operation.name` `run`, "
+        "`messaging.message.id` the job id.",
     ),
     SpanSpec(
         SPAN_BRANCH_TICK,

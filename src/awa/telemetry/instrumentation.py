@@ -18,6 +18,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from awa.clock import SystemClock
 from awa.telemetry.catalogue import (
+    ATTR_BRANCH,
+    ATTR_BRANCH_SHORT,
+    ATTR_CRON_SCHEDULE,
+    ATTR_JOB_KIND,
+    ATTR_LANE,
+    ATTR_OUTCOME,
+    ATTR_QUEUE,
+    ATTR_RESCUE_REASON,
     BRANCH_DELAYED,
     BRANCH_DURATION,
     BRANCH_ERRORS,
@@ -52,7 +60,13 @@ from awa.telemetry.catalogue import (
 from awa.telemetry.gauges import GaugeBoard, board_for
 from awa.telemetry.tracing import NO_SPAN, SpanHandle, branch_span, job_span
 
-__all__ = ["Instruments", "instruments"]
+__all__ = ["BASELINE_OUTCOMES", "RESCUE_REASONS", "Instruments", "instruments"]
+
+#: Outcomes of ``awa.jobs.finished`` given a 0 series per (queue, kind) at runtime start:
+#: the ones success-ratio and error-rate alerts divide (the others appear when they occur).
+BASELINE_OUTCOMES = ("completed", "retried", "failed")
+#: Every ``awa.rescue.reason`` a maintenance branch reports.
+RESCUE_REASONS = ("orphaned", "heartbeat", "deadline", "callback")
 
 _SCOPE = "awa"
 _NO_OP_TRACER_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
@@ -159,6 +173,42 @@ class Instruments:
     def instrument(self, name: str) -> Instrument:
         """The instrument called ``name`` (a catalogue name), for generic code and tests."""
         return self._by_name[name]
+
+    # ------------------------------------------------------------- zero baselines
+
+    def declare_queue(self, queue: str, kinds: Iterable[str]) -> None:
+        """Add 0 to the counters a runtime serving ``queue`` will increment, so each series
+        exists from start: Prometheus ``increase()``/``rate()`` cannot see the first
+        increment of a series that appears with value 1. ``kinds``: the handler kinds
+        declared on this queue (bounded by the registered handlers, ADR 025)."""
+        self.claimed.add(0, {ATTR_QUEUE: queue})
+        self.stale_results.add(0, {ATTR_QUEUE: queue})
+        for kind in kinds:
+            for outcome in BASELINE_OUTCOMES:
+                self.finished.add(
+                    0, {ATTR_QUEUE: queue, ATTR_JOB_KIND: kind, ATTR_OUTCOME: outcome}
+                )
+
+    def declare_branch(self, lane: str, branch: str) -> None:
+        """Add 0 to a branch's overrun counter when a lane starts running it."""
+        self.branch_overrun.add(
+            0, {ATTR_LANE: lane, ATTR_BRANCH: branch, ATTR_BRANCH_SHORT: branch}
+        )
+
+    def declare_leadership(self) -> None:
+        """Add 0 to the leader's counters whose label sets are known in advance (rescues by
+        reason and outcome, elections) when leadership starts."""
+        self.elections.add(0)
+        for reason in RESCUE_REASONS:
+            for outcome in ("retried", "failed"):
+                self.rescued.add(0, {ATTR_RESCUE_REASON: reason, ATTR_OUTCOME: outcome})
+
+    def declare_schedule(self, schedule: str) -> None:
+        """Add 0 to ``awa.cron.fired`` / ``awa.cron.missed`` for a schedule the leader
+        evaluates."""
+        attributes = {ATTR_CRON_SCHEDULE: schedule}
+        self.cron_fired.add(0, attributes)
+        self.cron_missed.add(0, attributes)
 
     # ------------------------------------------------------------------ observations
 

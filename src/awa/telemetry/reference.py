@@ -26,6 +26,17 @@ labels with dots replaced by underscores (`awa.maintenance.branch` →
 *Recorded by* says which component records an instrument: `client` (any producer),
 `worker` (processes that run handlers), `leader` (only the process that currently holds
 maintenance leadership; aggregate leader gauges across processes with `max`, not `sum`).
+
+**Series that exist from start.** A counter series that appears with the value 1 hides its
+first increment from `increase()` and `rate()`. So awa adds 0 to the label sets it knows in
+advance (ADR 025): when a runtime starts, per queue it serves, `awa.jobs.claimed` and
+`awa.jobs.stale_results`, and `awa.jobs.finished` with outcome `completed`, `retried` and
+`failed` for every kind whose handler is declared on that queue; when a lane starts,
+`awa.maintenance.branch.overrun` per branch; when leadership starts,
+`awa.maintenance.elections` and `awa.jobs.rescued` per reason and outcome; the first time
+the leader evaluates a cron schedule, `awa.cron.fired` and `awa.cron.missed` for it. Series
+whose labels are only known when they happen (an `error.type`, a job of a kind declared on
+another queue) still appear at their first event.
 """
 
 
@@ -49,7 +60,10 @@ finally:
   `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` work as
   for any OpenTelemetry service.
 - **Prometheus**: `prometheus_port=N` serves `/metrics` on that port (`prometheus_host`,
-  default `0.0.0.0`; port 0 picks a free one, see `Telemetry.prometheus_address`).
+  default `0.0.0.0`; port 0 picks a free one, see `Telemetry.prometheus_address`). The CLI's
+  `awa worker` and `awa maintenance run` take `--metrics-port N` and `--metrics-host`, which
+  defaults to `127.0.0.1` (loopback only): pass `--metrics-host 0.0.0.0` (or the address of
+  one interface) when Prometheus scrapes from another host or container.
 - **Twice**: a second `configure` with the same options returns the running handle; with
   different options it raises `ConfigError`. After `shutdown()` a new *global* pipeline
   cannot be installed (OpenTelemetry sets global providers once per process): use
@@ -64,7 +78,22 @@ source): lane health (per-branch duration against interval, load, lateness, over
 episodes, delayed state, errors, rows), leadership, queue depth and lag, pickup latency and
 throughput, cron and outbox. `dashboards/awa-alerts.yml` holds Prometheus alerting rules:
 SLO branch delayed or starting late, no maintenance leader, a branch failing repeatedly, a
-cron schedule missing runs, and an outbox backlog that keeps growing.
+cron schedule missing runs, an outbox backlog that keeps growing, a hygiene branch that
+stopped running, queue lag, a job error rate per queue and kind, and no live runtime.
+
+## Logs
+
+`awa --log-format json` (any verb; or `AWA_LOG_FORMAT=json`) writes one JSON object per
+line on stderr: `time` (UTC, ISO 8601), `level`, `logger`, `message`; while a handler runs,
+`job_id`, `kind`, `queue`, `attempt`, and `trace_id` / `span_id` (of the `awa.job.run`
+span, else the producer's `traceparent`); `event` on maintenance decisions
+(`leadership_gained`, `leadership_ended`, `leadership_deposed`, `leadership_lost`,
+`lane_switch`, `branch_delayed`, `branch_recovered`, `branch_failed`, `cron_missed`,
+`startup_recovery`) and on failed attempts (`job_retry`, `job_failed`, with
+`exc_type` and `traceback`; logger `awa.worker.failures`, one record per attempt); other
+fields a log call passed with `extra=`. An application that runs a `Runtime` itself
+installs the same formatter with `awa.telemetry.logs.configure_logging("json")` (or
+`JsonFormatter` on its own handler).
 """
 
 

@@ -30,6 +30,11 @@ from awa.telemetry.catalogue import (
     ATTR_JOB_ID,
     ATTR_JOB_KIND,
     ATTR_LANE,
+    ATTR_MESSAGING_DESTINATION,
+    ATTR_MESSAGING_MESSAGE_ID,
+    ATTR_MESSAGING_OPERATION_NAME,
+    ATTR_MESSAGING_OPERATION_TYPE,
+    ATTR_MESSAGING_SYSTEM,
     ATTR_OUTCOME,
     ATTR_QUEUE,
     SPAN_BRANCH_TICK,
@@ -132,6 +137,13 @@ def job_span(
         ATTR_QUEUE: queue,
         ATTR_JOB_ID: job_id,
         ATTR_ATTEMPT: attempt,
+        # OpenTelemetry messaging conventions: a job system is a queueing system, so
+        # generic messaging dashboards and trace views understand awa's spans too.
+        ATTR_MESSAGING_SYSTEM: "awa",
+        ATTR_MESSAGING_DESTINATION: queue,
+        ATTR_MESSAGING_OPERATION_TYPE: "process",
+        ATTR_MESSAGING_OPERATION_NAME: "run",
+        ATTR_MESSAGING_MESSAGE_ID: str(job_id),
     }
     return _SpanScope(tracer, SPAN_JOB_RUN, SpanKind.CONSUMER, attributes, parent)
 

@@ -53,6 +53,7 @@ class PendingResult:
     queue: str
     decision: Decision
     progress: Any = None  # the attempt's final progress: None keeps, CLEAR_PROGRESS clears
+    kind: str = "unknown"  # the job's kind, for awa.jobs.finished (bounded by handlers)
 
 
 class CompletionBuffer:
@@ -202,7 +203,12 @@ class CompletionBuffer:
             if newest.get(item.job_id) == item.run_lease:
                 self.applied += 1
                 self._metrics.finished.add(
-                    1, {"awa.queue": item.queue, "awa.outcome": item.decision.outcome}
+                    1,
+                    {
+                        "awa.queue": item.queue,
+                        "awa.job.kind": item.kind,
+                        "awa.outcome": item.decision.outcome,
+                    },
                 )
             else:
                 self.stale += 1

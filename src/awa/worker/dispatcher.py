@@ -24,9 +24,11 @@ from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
 from awa.model import Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
+from awa.telemetry.logs import JobScope
 from awa.worker.attempt import Invocation, attempt_timeout, invoke
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
+from awa.worker.failure_log import log_failed_attempt
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
 from awa.worker.loop_errors import LoopErrors
 from awa.worker.loop_monitor import traced
@@ -106,6 +108,13 @@ class QueueDispatcher:
         self, executions: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Claim loop; handlers run in ``executions`` so they can outlive claiming."""
+        # Every series this queue's attempts will count exists from start (ADR 025).
+        declared = [
+            kind
+            for kind in self._kinds
+            if (spec := self._registry.get(kind)) is not None and spec.queue == self.queue
+        ]
+        self._metrics.declare_queue(self.queue, declared)
         task_status.started()
         if not self._kinds:
             return
@@ -185,20 +194,31 @@ class QueueDispatcher:
         if job.attempted_at is not None and job.run_at.tzinfo is not None:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
             self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
-        with self._metrics.job_span(
-            kind=job.kind,
-            queue=job.queue,
-            job_id=job.id,
-            attempt=job.attempt,
-            metadata=job.metadata,
-        ) as span:
+        with (
+            JobScope(
+                job_id=job.id,
+                kind=job.kind,
+                queue=job.queue,
+                attempt=job.attempt,
+                metadata=job.metadata,
+            ),
+            self._metrics.job_span(
+                kind=job.kind,
+                queue=job.queue,
+                job_id=job.id,
+                attempt=job.attempt,
+                metadata=job.metadata,
+            ) as span,
+        ):
             decision = await self._attempt(entry, spec, span)
             span.set_outcome("lost" if decision is None else decision.outcome)
         if decision is None:
             self._inflight.discard(job.id, job.run_lease)
-            self._metrics.finished.add(1, {"awa.queue": self.queue, "awa.outcome": "lost"})
+            self._metrics.finished.add(
+                1, {"awa.queue": self.queue, "awa.job.kind": job.kind, "awa.outcome": "lost"}
+            )
             return
-        self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision))
+        self._buffer.add(PendingResult(job.id, job.run_lease, job.queue, decision, kind=job.kind))
 
     async def _attempt(
         self, entry: InFlightJob, spec: HandlerSpec, span: SpanHandle
@@ -225,7 +245,10 @@ class QueueDispatcher:
             span.record_error(ran.raised)
         elif ran.timed_out:
             span.record_error("timeout")
-        return self._decide(entry, ran)
+        decision = self._decide(entry, ran)
+        if decision is not None:
+            log_failed_attempt(job, ran, decision, timeout)
+        return decision
 
     def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:
         now = self._clock.now()

@@ -18,9 +18,13 @@ Per active schedule (not paused, not orphaned) and per run:
    no successful run (its job has not completed), report it once (claimed in the database
    so two leaders do not both report): a WARNING log, a ``cron.missed`` outbox event
    (written by the claim's own statement) and the ``cron_missed`` row count (exported as
-   ``awa.maintenance.branch.rows{action=missed_alert}``), even under ``skip``.
+   ``awa.maintenance.branch.rows{action=missed_alert}``), even under ``skip``, and one
+   increment of ``awa.cron.missed{awa.cron.schedule}``.
 
-Each enqueued fire also writes a ``cron.fired`` outbox event in the transaction of step 3.
+Each enqueued fire also writes a ``cron.fired`` outbox event in the transaction of step 3
+and, once that transaction committed, counts one ``awa.cron.fired{awa.cron.schedule}``.
+Both counters start at 0 for every schedule the first time this leader sees it, so a
+Prometheus ``increase()`` sees the first fire and the first miss (ADR 025).
 
 The branch asks to run again at the soonest next fire (``next_due_in``), so fires happen
 within milliseconds of their instant, not a polling period later.
@@ -44,6 +48,7 @@ from awa.cron.previous import previous_fire
 from awa.db.connect import decode_json
 from awa.maintenance.branch import CRON_CHANGED, HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import InsertParams
+from awa.telemetry import ATTR_CRON_SCHEDULE
 
 __all__ = ["CronEvaluate", "MissedFire"]
 
@@ -95,6 +100,7 @@ class CronEvaluate(Branch):
         self.on_missed = on_missed
         self._expressions: dict[tuple[str, str], CronExpression] = {}
         self._invalid: dict[str, str] = {}
+        self._declared: set[str] = set()
 
     def _report_invalid(self, name: str, exc: Exception) -> None:
         """Log a schedule that cannot be evaluated once per distinct error (it is retried
@@ -125,6 +131,10 @@ class CronEvaluate(Branch):
         more = False
         soonest: float | None = None
         for row in rows:
+            name = str(row["name"])
+            if name not in self._declared:
+                ctx.metrics.declare_schedule(name)
+                self._declared.add(name)
             now = ctx.clock.now()
             try:
                 outcome = await self._evaluate(ctx, row, now)
@@ -206,6 +216,8 @@ class CronEvaluate(Branch):
         if ids is None:
             log.info("cron schedule %r: another evaluator advanced it first; skipped", name)
             return {"lost_race": 1, "next_in": (next_fire - now).total_seconds()}
+        if ids:
+            ctx.metrics.cron_fired.add(len(ids), {ATTR_CRON_SCHEDULE: name})
         if missed:
             log.info(
                 "cron schedule %r: %d fire(s) recorded as missed (misfire=%s, window %gs), "
@@ -259,6 +271,7 @@ class CronEvaluate(Branch):
             return False
         if not await ctx.store.cron.cron_mark_alerted(str(row["name"]), latest, ctx.now):
             return False
+        ctx.metrics.cron_missed.add(1, {ATTR_CRON_SCHEDULE: str(row["name"])})
         log.warning(
             "cron schedule %r MISSED: no successful run for its fire at %s within %gs "
             "(last success: %s; last fire: %s; misfire=%s)",
@@ -268,6 +281,7 @@ class CronEvaluate(Branch):
             success.isoformat() if success else "never",
             row["last_fire_at"].isoformat() if row["last_fire_at"] else "never",
             row["misfire"],
+            extra={"event": "cron_missed", "schedule": str(row["name"])},
         )
         if self.on_missed is not None:
             try:
