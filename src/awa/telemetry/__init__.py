@@ -11,19 +11,19 @@
 Everything below is importable from ``awa.telemetry`` directly.
 """
 
-from awa.telemetry.catalogue import ATTR_ACTION as ATTR_ACTION
-from awa.telemetry.catalogue import ATTR_ATTEMPT as ATTR_ATTEMPT
-from awa.telemetry.catalogue import ATTR_BRANCH as ATTR_BRANCH
-from awa.telemetry.catalogue import ATTR_CRON_SCHEDULE as ATTR_CRON_SCHEDULE
-from awa.telemetry.catalogue import ATTR_ERROR_TYPE as ATTR_ERROR_TYPE
-from awa.telemetry.catalogue import ATTR_JOB_ID as ATTR_JOB_ID
-from awa.telemetry.catalogue import ATTR_JOB_KIND as ATTR_JOB_KIND
-from awa.telemetry.catalogue import ATTR_JOB_STATE as ATTR_JOB_STATE
-from awa.telemetry.catalogue import ATTR_LANE as ATTR_LANE
-from awa.telemetry.catalogue import ATTR_OUTBOX_SINK as ATTR_OUTBOX_SINK
-from awa.telemetry.catalogue import ATTR_OUTCOME as ATTR_OUTCOME
-from awa.telemetry.catalogue import ATTR_QUEUE as ATTR_QUEUE
-from awa.telemetry.catalogue import ATTR_RESCUE_REASON as ATTR_RESCUE_REASON
+from awa.telemetry.attributes import ATTR_ACTION as ATTR_ACTION
+from awa.telemetry.attributes import ATTR_ATTEMPT as ATTR_ATTEMPT
+from awa.telemetry.attributes import ATTR_BRANCH as ATTR_BRANCH
+from awa.telemetry.attributes import ATTR_CRON_SCHEDULE as ATTR_CRON_SCHEDULE
+from awa.telemetry.attributes import ATTR_ERROR_TYPE as ATTR_ERROR_TYPE
+from awa.telemetry.attributes import ATTR_JOB_ID as ATTR_JOB_ID
+from awa.telemetry.attributes import ATTR_JOB_KIND as ATTR_JOB_KIND
+from awa.telemetry.attributes import ATTR_JOB_STATE as ATTR_JOB_STATE
+from awa.telemetry.attributes import ATTR_LANE as ATTR_LANE
+from awa.telemetry.attributes import ATTR_OUTBOX_SINK as ATTR_OUTBOX_SINK
+from awa.telemetry.attributes import ATTR_OUTCOME as ATTR_OUTCOME
+from awa.telemetry.attributes import ATTR_QUEUE as ATTR_QUEUE
+from awa.telemetry.attributes import ATTR_RESCUE_REASON as ATTR_RESCUE_REASON
 from awa.telemetry.catalogue import BRANCH_DELAYED as BRANCH_DELAYED
 from awa.telemetry.catalogue import BRANCH_DURATION as BRANCH_DURATION
 from awa.telemetry.catalogue import BRANCH_ERRORS as BRANCH_ERRORS

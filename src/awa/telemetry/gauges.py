@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from awa.telemetry.catalogue import (
+from awa.telemetry.attributes import (
     ATTR_BRANCH,
     ATTR_JOB_STATE,
     ATTR_LANE,

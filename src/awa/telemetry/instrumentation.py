@@ -17,7 +17,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from awa.clock import SystemClock
-from awa.telemetry.catalogue import (
+from awa.telemetry.attributes import (
     ATTR_BRANCH,
     ATTR_BRANCH_SHORT,
     ATTR_CRON_SCHEDULE,
@@ -26,6 +26,8 @@ from awa.telemetry.catalogue import (
     ATTR_OUTCOME,
     ATTR_QUEUE,
     ATTR_RESCUE_REASON,
+)
+from awa.telemetry.catalogue import (
     BRANCH_DELAYED,
     BRANCH_DURATION,
     BRANCH_ERRORS,

@@ -23,7 +23,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from awa.telemetry.catalogue import (
+from awa.telemetry.attributes import (
     ATTR_ATTEMPT,
     ATTR_BRANCH,
     ATTR_ERROR_TYPE,
@@ -37,6 +37,8 @@ from awa.telemetry.catalogue import (
     ATTR_MESSAGING_SYSTEM,
     ATTR_OUTCOME,
     ATTR_QUEUE,
+)
+from awa.telemetry.catalogue import (
     SPAN_BRANCH_TICK,
     SPAN_JOB_RUN,
 )

@@ -18,7 +18,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.errors import DatabaseUnavailable
 from awa.telemetry import ATTR_ERROR_TYPE, Instruments
-from awa.telemetry.catalogue import ATTR_LOOP
+from awa.telemetry.attributes import ATTR_LOOP
 
 __all__ = ["LoopErrors"]
 
