@@ -171,7 +171,7 @@ def configure(
     otlp: bool | None = None,
     otlp_protocol: str | None = None,
     prometheus_port: int | None = None,
-    prometheus_host: str = "0.0.0.0",
+    prometheus_host: str = "127.0.0.1",
     traces: bool = True,
     export_interval: float | None = None,
     resource_attributes: Mapping[str, str] | None = None,

@@ -60,9 +60,9 @@ finally:
   `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` work as
   for any OpenTelemetry service.
 - **Prometheus**: `prometheus_port=N` serves `/metrics` on that port (`prometheus_host`,
-  default `0.0.0.0`; port 0 picks a free one, see `Telemetry.prometheus_address`). The CLI's
-  `awa worker` and `awa maintenance run` take `--metrics-port N` and `--metrics-host`, which
-  defaults to `127.0.0.1` (loopback only): pass `--metrics-host 0.0.0.0` (or the address of
+  default `127.0.0.1`, loopback only; port 0 picks a free one, see
+  `Telemetry.prometheus_address`). The CLI's `awa worker` and `awa maintenance run` take
+  `--metrics-port N` and `--metrics-host` (same default): pass `0.0.0.0` (or the address of
   one interface) when Prometheus scrapes from another host or container.
 - **Twice**: a second `configure` with the same options returns the running handle; with
   different options it raises `ConfigError`. After `shutdown()` a new *global* pipeline
