@@ -7,10 +7,10 @@ CLI's ``awa worker --app module:client`` loads it and runs a runtime for its han
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack, overload
+from typing import Any, Self, Unpack
 
 from awa.callbacks import Callbacks
 from awa.clock import Clock, SystemClock
@@ -20,7 +20,7 @@ from awa.db import check_database_url, connect, current_version, migrate
 from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
-from awa.handlers import Handler, HandlerRegistry, TypedHandler, check_description
+from awa.handlers import HandlerRegistry, check_description
 from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.queues import Queues
 from awa.store import Connection, QueueCount, Store
@@ -29,8 +29,6 @@ from awa.telemetry import Instruments, inject_trace_context, instruments
 from awa.validation import to_seconds
 
 __all__ = ["Client"]
-
-T = TypeVar("T")
 
 
 class Client:
@@ -135,46 +133,19 @@ class Client:
 
     # ------------------------------------------------------------- handlers
 
-    @overload
-    def handler(
-        self,
-        kind: str,
-        *,
-        queue: str = ...,
-        timeout: float | timedelta | None = ...,
-        description: str | None = ...,
-        args: None = ...,
-    ) -> Callable[[Handler], Handler]: ...
-
-    @overload
-    def handler(
-        self,
-        kind: str,
-        *,
-        queue: str = ...,
-        timeout: float | timedelta | None = ...,
-        description: str | None = ...,
-        args: type[T],
-    ) -> Callable[[TypedHandler[T]], TypedHandler[T]]: ...
-
-    def handler(
-        self,
-        kind: str,
-        *,
-        queue: str = "default",
-        timeout: float | timedelta | None = None,
-        description: str | None = None,
-        args: type[Any] | None = None,
-    ) -> Callable[[Handler], Handler]:
-        """Decorator registering an async handler for ``kind``.
+    @property
+    def handler(self) -> HandlerRegistry:
+        """Decorator registering an async handler for a kind:
+        ``@client.handler("send_email", queue="mail", timeout=30, args=Email)``.
 
         ``queue`` is where ``insert`` puts jobs of this kind unless told otherwise;
         ``timeout`` is the default per-attempt limit for them; ``description`` is published
         with the application's declarations (``awa catalog``). ``args`` (a dataclass, a
         pydantic model or a TypedDict) types the job's args: inserts of this kind are
         checked against it, and the handler's ``ctx.args`` is one (``awa.typed_args``).
+        The registry itself, whose call is the decorator (``HandlerRegistry.__call__``).
         """
-        return self.registry(kind, queue=queue, timeout=timeout, description=description, args=args)
+        return self.registry
 
     def _handler_queue(self, kind: str) -> str | None:
         spec = self.registry.get(kind)
