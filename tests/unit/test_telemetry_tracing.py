@@ -78,6 +78,28 @@ def test_active_span_adds_a_w3c_traceparent_without_mutating_the_input(
     assert set(empty) == {"traceparent"}  # no tracestate when empty, never baggage
 
 
+def test_each_span_gets_its_own_traceparent_and_none_after_it_ends(
+    traced: tuple[Instruments, InMemorySpanExporter, trace.Tracer],
+) -> None:
+    """The carrier is cached per context (the bulk path reads it once per params()): a new
+    span, a nested one, and leaving them must each be seen."""
+    _, _, tracer = traced
+    seen = []
+    for name in ("first", "second"):
+        with tracer.start_as_current_span(name) as span:
+            outer = inject_trace_context(None)
+            with tracer.start_as_current_span(f"{name}-child") as child:
+                inner = inject_trace_context(None)
+            again = inject_trace_context(None)
+        assert outer is not None and inner is not None and again is not None
+        assert outer["traceparent"].split("-")[2] == f"{span.get_span_context().span_id:016x}"
+        assert inner["traceparent"].split("-")[2] == f"{child.get_span_context().span_id:016x}"
+        assert again == outer
+        seen.append(outer["traceparent"])
+        assert inject_trace_context(None) is None  # the span ended: nothing to carry
+    assert seen[0] != seen[1]
+
+
 def test_a_callers_own_traceparent_wins(
     traced: tuple[Instruments, InMemorySpanExporter, trace.Tracer],
 ) -> None:
