@@ -106,6 +106,11 @@ class Branch:
     #: topic it ``wakes_on``, or when waiting up to the stretched interval is acceptable:
     #: an idle database then costs a transaction per stretched interval (issue 19).
     idle_stretch: ClassVar[float] = 1.0
+    #: Run on a slot (and pool connection) of its own in a split lane instead of the
+    #: lane's shared capacity: for a branch whose lateness users see (cron fires), so
+    #: slow neighbours holding every shared slot cannot delay it (ADR 030). Ignored in
+    #: ``single`` mode, the one-body-at-a-time loop.
+    reserved_slot: ClassVar[bool] = False
 
     def __init__(self, interval: float | None = None, timeout: float | None = None) -> None:
         self.interval = float(interval if interval is not None else self.default_interval)

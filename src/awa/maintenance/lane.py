@@ -138,10 +138,17 @@ class Lane:
         *,
         jitter: float = 0.0,
         on_observation: ObservationHook | None = None,
+        reserve: bool = False,
     ) -> None:
         self.name = name
         self.stats = {s.branch.name: s for s in stats}
         self.limiter = anyio.CapacityLimiter(capacity)
+        #: With ``reserve``, a slot of its own per branch that asks for one (ADR 030).
+        self._own_slots = {
+            s.branch.name: anyio.CapacityLimiter(1)
+            for s in stats
+            if reserve and s.branch.reserved_slot
+        }
         self.ctx = ctx
         self.metrics = metrics
         self.jitter = jitter
@@ -215,7 +222,7 @@ class Lane:
         due = stats.next_due
         attrs = {"awa.maintenance.lane": self.name, "awa.maintenance.branch": branch.name}
         result: BranchResult | None = None
-        async with self.limiter:
+        async with self._own_slots.get(branch.name, self.limiter):
             started = clock.monotonic()
             lateness = max(0.0, started - due)
             stats.last_started_at = clock.now()

@@ -35,7 +35,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, LeadershipLost
-from awa.maintenance.branch import Branch, BranchContext
+from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation
 from awa.maintenance.supervisor import (
@@ -174,9 +174,16 @@ class MaintenanceLeader:
         self.terms += 1
         self._resign = anyio.Event()
         mode, reason = initial_mode(self.config)
-        slo_store = await self._open_store(self.config.slo_capacity, term)
+        # A connection per reserved slot on top of each lane's shared capacity (ADR 030).
+        reserved = {
+            lane: sum(b.reserved_slot and (b.lane == SLO) == (lane == SLO) for b in self.branches)
+            for lane in (SLO, HYGIENE)
+        }
+        slo_store = await self._open_store(self.config.slo_capacity + reserved[SLO], term)
         try:
-            hygiene_store = await self._open_store(self.config.hygiene_capacity, term)
+            hygiene_store = await self._open_store(
+                self.config.hygiene_capacity + reserved[HYGIENE], term
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await slo_store.close()

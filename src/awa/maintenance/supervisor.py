@@ -69,6 +69,7 @@ def build_lanes(
             slo_ctx,
             metrics,
             jitter=jitter,
+            reserve=True,
         )
         hygiene = Lane(
             HYGIENE,
@@ -77,6 +78,7 @@ def build_lanes(
             hygiene_ctx,
             metrics,
             jitter=jitter,
+            reserve=True,
         )
         return {SLO: slo, HYGIENE: hygiene}
     single = Lane(

@@ -88,6 +88,9 @@ class CronEvaluate(Branch):
     #: With no active schedule there is nothing to fire until schedules are (re)declared,
     #: which is announced (``CRON_CHANGED``) or seen by ``cron_sync`` (ADR 029).
     idle_stretch = 12.0
+    #: A fire is due at a second the user chose: slow hygiene bodies holding both shared
+    #: slots must not delay it (issue 19, ADR 030).
+    reserved_slot = True
 
     def __init__(
         self,
