@@ -62,5 +62,5 @@ async def test_wiring_recovers_an_empty_database_in_one_attempt(database_url: st
         config = RuntimeConfig(startup_recovery=RecoveryPolicy(page_size=10, delay=0.01))
         wiring = await Wiring.of(client, config, MaintenanceConfig())
         report = await wiring.recover(client.clock)
-        assert (report.requeued, report.failed, report.unique_keys_released) == (0, 0, 0)
+        assert (report.requeued, report.failed, report.cancelled) == (0, 0, 0)
         assert report.attempts == 1

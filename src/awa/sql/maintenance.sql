@@ -62,13 +62,24 @@ DELETE FROM awa.runtimes
     OR last_seen_at < coalesce($3::timestamptz, now()) - make_interval(secs => $2);
 
 -- name: gc_unique_keys
--- Release up to $1 unique keys whose job no longer exists (history pruned by TRUNCATE).
-DELETE FROM awa.job_unique u
- WHERE u.unique_key IN (
-     SELECT x.unique_key FROM awa.job_unique x
-      WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.id = x.job_id)
-        AND NOT EXISTS (SELECT 1 FROM awa.jobs_done d WHERE d.id = x.job_id)
-      LIMIT $1);
+-- One page of the unique-key sweep: the $1 keys after $2 in key order (primary key), of which
+-- those whose job no longer exists (history pruned by TRUNCATE) are released. Returns how
+-- many were released, and the page's last key (NULL: the page was empty, the sweep is at
+-- the end). O(page): the next run goes on from the last key instead of re-reading the table.
+WITH page AS (
+    SELECT unique_key, job_id FROM awa.job_unique
+     WHERE unique_key > $2 ORDER BY unique_key LIMIT $1
+), gone AS (
+    DELETE FROM awa.job_unique u
+     USING page p
+     WHERE u.unique_key = p.unique_key AND u.job_id = p.job_id
+       AND NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.id = p.job_id)
+       AND NOT EXISTS (SELECT 1 FROM awa.jobs_done d WHERE d.id = p.job_id)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS released,
+       (SELECT max(unique_key) FROM page) AS last_key,
+       (SELECT count(*) FROM page) AS scanned;
 
 -- name: age_priorities
 -- Raise the priority (lower number) of up to $2 available jobs that waited more than $1 s

@@ -14,13 +14,21 @@ SELECT NOT EXISTS (SELECT 1 FROM awa.jobs_done WHERE slot = $1);
 
 -- name: slot_is_expired
 -- True when every row of slot $1 is past its state's retention ($2 completed, $3 failed,
--- $4 cancelled, in seconds).
-WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now)
-SELECT NOT EXISTS (
-    SELECT 1 FROM awa.jobs_done d, t
-     WHERE d.slot = $1
-       AND d.finalized_at >= t.now - make_interval(secs => CASE d.state
-                WHEN 'completed' THEN $2::float8 WHEN 'failed' THEN $3::float8 ELSE $4::float8 END));
+-- $4 cancelled, in seconds). One probe per state of jobs_done_finalized_idx (state,
+-- finalized_at) in the slot's partition, not a read of the partition (issue 19).
+SELECT NOT (
+    EXISTS (SELECT 1 FROM awa.jobs_done d
+             WHERE d.slot = $1 AND d.state = 'completed'
+               AND d.finalized_at >= coalesce($5::timestamptz, now())
+                                     - make_interval(secs => $2::float8))
+    OR EXISTS (SELECT 1 FROM awa.jobs_done d
+                WHERE d.slot = $1 AND d.state = 'failed'
+                  AND d.finalized_at >= coalesce($5::timestamptz, now())
+                                        - make_interval(secs => $3::float8))
+    OR EXISTS (SELECT 1 FROM awa.jobs_done d
+                WHERE d.slot = $1 AND d.state = 'cancelled'
+                  AND d.finalized_at >= coalesce($5::timestamptz, now())
+                                        - make_interval(secs => $4::float8)));
 
 -- name: truncate_slot
 -- TRUNCATE ring partition {slot} (a template: the slot number is formatted in, validated).

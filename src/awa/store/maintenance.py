@@ -110,9 +110,17 @@ class Maintenance:
         )
         return _count(status)
 
-    async def gc_unique_keys(self, limit: int) -> int:
-        status = await self._db.guard(lambda: self._db.run.execute(_sql("gc_unique_keys"), limit))
-        return _count(status)
+    async def gc_unique_keys(self, limit: int, after: str = "") -> tuple[int, str]:
+        """One page of the unique-key sweep after key ``after``: (keys released, where the
+        next page starts; ``""`` once this page reached the end, to start over)."""
+        row = one_row(
+            await self._db.guard(
+                lambda: self._db.run.fetchrow(_sql("gc_unique_keys"), limit, after)
+            ),
+            "gc_unique_keys",
+        )
+        full = int(row["scanned"]) >= limit
+        return int(row["released"]), str(row["last_key"]) if full else ""
 
     async def ring_pass(self, body: Callable[[RingPass], Awaitable[T]]) -> T:
         """Run ``body`` as one pass over the history ring: one connection, one transaction

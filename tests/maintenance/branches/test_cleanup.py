@@ -85,3 +85,32 @@ async def test_cleanup_runs_hooks_after_each_pass(world: World) -> None:
 
     await Cleanup(hooks=[hook]).run_once(world.ctx())
     assert len(seen) == 1
+
+
+async def test_cleanup_sweeps_unique_keys_a_page_per_run(world: World) -> None:
+    """Each run reads one page of keys (``batch``) after where the last one stopped, so a
+    big ``awa.job_unique`` costs a page per run, and every orphan is reached in turn."""
+    raw = world.raw
+    await raw.execute("DELETE FROM awa.job_unique")
+    orphans = [f"orphan-{n}" for n in range(5)]
+    await raw.executemany(
+        "INSERT INTO awa.job_unique VALUES ($1, $2)",
+        [(key, 900_000_000 + n) for n, key in enumerate(orphans)],
+    )
+    kept = [
+        await world.store.jobs.insert_job(awa.InsertParams("work", unique_key=f"kept-{n}"))
+        for n in range(2)
+    ]
+    cleanup = Cleanup(batch=2)
+    config = MaintenanceConfig(startup_jitter=0)
+    released = []
+    cursors = []
+    for _ in range(4):
+        result = await cleanup.run_once(world.ctx(config))
+        released.append(result.rows["unique_keys_released"])
+        cursors.append(cleanup.unique_after)
+    # Keys in order: kept-0, kept-1 | orphan-0, orphan-1 | orphan-2, orphan-3 | orphan-4
+    assert released == [0, 2, 2, 1]
+    assert cursors == ["kept-1", "orphan-1", "orphan-3", ""]  # a short page: start over
+    keys = pairs(await raw.fetch("SELECT unique_key, job_id FROM awa.job_unique"))
+    assert keys == {f"kept-{n}": job.id for n, job in enumerate(kept)}

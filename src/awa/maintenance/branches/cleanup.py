@@ -4,7 +4,9 @@ Per run (default every 60 s): delete, in bounded batches (``batch`` 1000), finis
 a state whose retention is shorter than the longest one (rotation TRUNCATEs a ring slot only
 when *every* row in it is past retention, so a short-lived state would otherwise wait for
 the longest); forget runtimes stopped for an hour or unseen for a day; release unique keys
-whose job was pruned. ``on_cleanup`` user callbacks, if any, run after it.
+whose job was pruned, one page of ``batch`` keys per run in key order, each run going on
+where the last stopped (O(page), not O(keys): issue 19). ``on_cleanup`` user callbacks, if
+any, run after it.
 
 Metrics: rows ``history_deleted``, ``runtimes_forgotten``, ``unique_keys_released``.
 """
@@ -31,6 +33,8 @@ class Cleanup(Branch):
         super().__init__(**kwargs)
         self.batch = batch
         self.hooks = list(hooks or [])
+        #: Where the unique-key sweep goes on (``""``: from the start).
+        self.unique_after = ""
 
     @classmethod
     def from_options(cls, options: BranchOptions) -> Self | None:
@@ -47,7 +51,9 @@ class Cleanup(Branch):
                     state, keep, self.batch, ctx.now
                 )
         forgotten = await ctx.store.maintenance.gc_runtimes(3600.0, 86400.0, ctx.now)
-        released = await ctx.store.maintenance.gc_unique_keys(self.batch)
+        released, self.unique_after = await ctx.store.maintenance.gc_unique_keys(
+            self.batch, self.unique_after
+        )
         callbacks = await ctx.store.callbacks.prune_callbacks(longest, self.batch, ctx.now)
         for hook in self.hooks:
             await hook(ctx)
