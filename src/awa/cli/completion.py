@@ -5,8 +5,8 @@ verb, nested subcommand, option and ``choices`` list completes the day it is add
 no second description of the command line to keep in step. It is static: pressing Tab runs
 no Python (importing ``awa`` takes a third of a second), and it never touches a database.
 
-This verb needs no database: ``awa.cli.main`` runs it before choosing one (it sets the
-``offline`` default), so asking for a script never starts an embedded server.
+This verb needs no database: ``awa.cli.main`` runs it (``OFFLINE_VERBS``) before choosing
+one, so asking for a script never starts an embedded server.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shtab
 from awa.cli.args import Verbs
 from awa.errors import ConfigError
 
-__all__ = ["SHELLS", "add_parser", "script", "write_script"]
+__all__ = ["SHELLS", "add_parser", "run_offline", "script"]
 
 #: The shells a script can be generated for (shtab's list: bash, zsh, tcsh, fish, ...).
 SHELLS: tuple[str, ...] = tuple(shtab.SUPPORTED_SHELLS)
@@ -50,7 +50,6 @@ def add_parser(sub: Verbs) -> None:
     # answers with one ``awa: error:`` line like every other bad value.
     shell = p.add_argument("shell", metavar="SHELL", help=f"one of: {', '.join(SHELLS)}")
     shell.complete = shtab.cmd(f"echo {' '.join(SHELLS)}")  # type: ignore[attr-defined]
-    p.set_defaults(offline=write_script)
 
 
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
@@ -61,7 +60,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     return shtab.complete(parser, shell=shell)
 
 
-def write_script(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def run_offline(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     sys.stdout.write(script(parser, args.shell))
     return 0
 
