@@ -86,3 +86,20 @@ async def test_cron_and_dlq_areas(database_url: str) -> None:
             await admin.cron.pause("nope")
         assert [p.queue for p in await admin.dlq.list_policies()] == ["emails"]
         assert await admin.dlq.list_letters() == []
+
+
+async def test_state_counts_cover_the_given_ids_only_with_every_state(database_url: str) -> None:
+    async with awa.Client(database_url) as client:
+        admin = Admin.of(client)
+        mine = await client.insert_many([client.params("send", {"n": i}) for i in range(3)])
+        later = await client.insert("send", {"n": 3}, delay=3600)
+        await client.insert_many([client.params("send", {"n": i}) for i in range(5)])  # not mine
+        await admin.jobs.cancel(mine[0])  # finished: counted from the history
+        counts = await admin.jobs.state_counts([*mine, later.id, 10**12])
+        assert counts == {
+            **dict.fromkeys(awa.JobState, 0),
+            awa.JobState.AVAILABLE: 2,
+            awa.JobState.SCHEDULED: 1,
+            awa.JobState.CANCELLED: 1,
+        }
+        assert await admin.jobs.state_counts([]) == dict.fromkeys(awa.JobState, 0)

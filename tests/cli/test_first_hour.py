@@ -167,6 +167,11 @@ def test_version_and_python_dash_m() -> None:
         (("maintenance", "tick", "--wait", "nan"), "--wait"),
         (("maintenance", "tick", "--wait", "inf"), "--wait"),
         (("worker", "--app", "m:c", "--shutdown-grace", "nan"), "--shutdown-grace"),
+        (("queues", "--watch", "-1"), "--watch"),
+        (("maintenance", "status", "--watch", "nan"), "--watch"),
+        (("demo", "--rate", "0"), "--rate"),
+        (("demo", "--rate", "inf"), "--rate"),
+        (("demo", "--duration", "-3"), "--duration"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
 )

@@ -382,12 +382,33 @@ def test_subprocess_usage_errors_and_typed_errors_end_cleanly(database_url: str)
         (("cron", "pause", "x' OR '1'='1"), 2, b"awa: error: no cron schedule"),
         (("jobs", "list", "--kind", "x' OR '1'='1", "--json"), 0, b""),
         (("bogus",), 2, b"invalid choice"),
+        # nonexistent ids and names, negative values, an unknown shell
+        (("jobs", "cancel", "999999999"), 2, b"awa: error: no job with id=999999999"),
+        (("jobs", "retry", "999999999"), 2, b"awa: error: no job with id=999999999"),
+        (("dlq", "show", "999999999"), 2, b"awa: error: no dead letter with id=999999999"),
+        (("cron", "resume", "nope"), 2, b"awa: error: no cron schedule named 'nope'"),
+        (("dlq", "list", "--limit", "-1"), 2, b"awa: error: invalid limit=-1"),
+        (("queues", "--watch", "-1"), 2, b"argument --watch"),
+        (("demo", "--rate", "-1"), 2, b"argument --rate"),
+        (("completion", "nope"), 2, b"awa: error: unknown shell 'nope'"),
     ]
     for argv, code, expected in cases:
         result = awa_cli("--database-url", database_url, *argv)
         assert result.returncode == code, (argv, result.stderr)
         assert expected in result.stderr + result.stdout, (argv, result.stderr)
         assert b"Traceback" not in result.stderr, argv
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "http://x/y", "postgresql://x@host:99999/db", "postgresql://x@[::1/db"]
+)
+def test_subprocess_bad_database_url_is_one_error_line(url: str) -> None:
+    for argv in (("jobs", "list"), ("migrate",), ("demo", "--duration", "1")):
+        result = awa_cli("--database-url", url, *argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(b"awa: error: "), (argv, lines)
+        assert b"is malformed" in lines[0]
 
 
 def test_subprocess_invalid_utf8_argument_is_a_clean_error(database_url: str) -> None:

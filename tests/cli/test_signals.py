@@ -75,8 +75,34 @@ def test_sigterm_on_demo_stops_the_embedded_server(data_dir: Path) -> None:
         demo.kill()
         demo.wait()
     output = "".join(seen) + rest
-    assert demo.returncode == 128 + signal.SIGTERM, output
+    # The first signal ends the demo gracefully, as it does ``awa worker``: summary, exit 0.
+    assert demo.returncode == 0, output
+    assert "demo interrupted by SIGTERM" in output
     assert crash_tracebacks(output) == 0, output
+    assert_stopped(data_dir)
+
+
+def test_sigint_on_demo_json_prints_the_summary_and_stops_the_embedded_server(
+    data_dir: Path,
+) -> None:
+    demo = spawn_awa(
+        "--data-dir", str(data_dir), "demo", "--duration", "0", "--json", merge_stderr=False
+    )
+    try:
+        assert demo.stderr is not None
+        for line in demo.stderr:  # progress goes to stderr under --json
+            if "this run: inserted=" in line:
+                break
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+        demo.wait()
+    assert demo.returncode == 0, err
+    assert crash_tracebacks(err) == 0, err
+    summary = json.loads(out)
+    assert summary["interrupted"] is True and summary["signal"] == "SIGINT"
+    assert summary["this_run"]["inserted"] > 0
     assert_stopped(data_dir)
 
 

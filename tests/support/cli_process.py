@@ -52,13 +52,17 @@ def _default_stop_signals() -> None:
 
 
 def spawn_awa(
-    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    *argv: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    merge_stderr: bool = True,
 ) -> subprocess.Popen[str]:
-    """``awa`` running in the background, stdout and stderr merged, line by line."""
+    """``awa`` running in the background, stdout and stderr merged (or, with
+    ``merge_stderr=False``, apart: ``--json`` output alone on stdout), line by line."""
     return subprocess.Popen(
         [sys.executable, "-m", "awa", *argv],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
         bufsize=1,
         cwd=cwd,

@@ -6,6 +6,8 @@ stand on a host's pool so the CLI and the dashboard share one implementation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from awa.admin.host import AdminHost
 from awa.model import Job, JobState, parse_state
 from awa.store import QueueCount
@@ -46,6 +48,14 @@ class Jobs:
     async def retry(self, job_id: int) -> Job:
         """Run a finished, scheduled or retryable job again now."""
         return await self._host.store.admin.retry_job(job_id, self._host.clock.db_now())
+
+    async def state_counts(self, ids: Iterable[int]) -> dict[JobState, int]:
+        """How many of the jobs ``ids`` are in each state, every state listed (zeros
+        included): the figures of one producer's own jobs, not the whole database's. An id
+        not found is not counted (never inserted, or a finished job already rotated out of
+        the history), so the counts may add up to fewer than ``ids``."""
+        found = await self._host.store.admin.state_counts_of(list(ids))
+        return {state: found.get(state.value, 0) for state in JobState}
 
     async def queue_stats(self) -> list[QueueCount]:
         """Count and lag per queue and state, computed now (not the leader's snapshot)."""

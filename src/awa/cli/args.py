@@ -156,7 +156,7 @@ def watch_arg(p: argparse.ArgumentParser) -> None:
     """``--watch [SECONDS]`` on a status view (see ``awa.cli.output.watching``)."""
     p.add_argument(
         "--watch",
-        type=float,
+        type=seconds_arg,  # a negative or NaN interval used to refresh forever at 0.2 s
         nargs="?",
         const=2.0,
         metavar="SECONDS",

@@ -21,6 +21,7 @@ import anyio
 from awa.cli import (
     callbacks,
     catalog,
+    completion,
     cron,
     dashboard,
     demo,
@@ -38,7 +39,7 @@ from awa.cli.log_setup import setup_logging
 from awa.cli.signals import StopSignals, handled_signals
 from awa.errors import AwaError, ConfigError
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["OFFLINE_VERBS", "VERBS", "build_parser", "main"]
 
 
 class Verb(Protocol):
@@ -47,6 +48,15 @@ class Verb(Protocol):
     def add_parser(self, sub: Verbs) -> None: ...
 
     async def run(self, args: argparse.Namespace, url: str, embedded: bool) -> int: ...
+
+
+class OfflineVerb(Protocol):
+    """A verb that needs no database (``awa completion``): it runs before one is chosen,
+    so it never starts an embedded server, and reads the whole parser."""
+
+    def add_parser(self, sub: Verbs) -> None: ...
+
+    def run_offline(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> int: ...
 
 
 #: Every top-level verb, by name; the module of verb ``x`` is ``awa/cli/x.py``. Help lists
@@ -66,6 +76,10 @@ VERBS: dict[str, Verb] = {
     "demo": demo,
 }
 
+#: The verbs that need no database, by name (module ``awa/cli/<name>.py``); listed after
+#: ``VERBS`` in help.
+OFFLINE_VERBS: dict[str, OfflineVerb] = {"completion": completion}
+
 
 def _version() -> str:
     try:
@@ -81,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = cast(Verbs, parser.add_subparsers(dest="command", required=True, parser_class=VerbParser))
     for verb in VERBS.values():
         verb.add_parser(sub)
+    for offline in OFFLINE_VERBS.values():
+        offline.add_parser(sub)
     return parser
 
 
@@ -110,7 +126,10 @@ async def _dispatch(
     return code
 
 
-def _run(args: argparse.Namespace, stop: StopSignals) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, stop: StopSignals) -> int:
+    offline = OFFLINE_VERBS.get(args.command)
+    if offline is not None:
+        return offline.run_offline(parser, args)
     verb = VERBS.get(args.command)
     if verb is None:
         raise ConfigError(f"unknown command {args.command!r}")
@@ -144,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with handled_signals() as stop:
         try:
-            return _run(args, stop)
+            return _run(parser, args, stop)
         except AwaError as exc:
             error: AwaError | None = exc
         except BaseExceptionGroup as group:

@@ -85,6 +85,16 @@ SELECT c.queue, c.state, c.count, c.lag_s,
   FROM counts c
  ORDER BY 1, 2;
 
+-- name: state_counts_of
+-- How many of the jobs with ids $1 are in each state, live or finished: the figures of one
+-- producer's own jobs (``awa demo``), whatever else the database holds. An id not found
+-- (never inserted, or a finished job whose history partition was rotated away) is not
+-- counted.
+SELECT state::text AS state, count(*) AS count
+  FROM awa.all_jobs
+ WHERE id = ANY ($1::bigint[])
+ GROUP BY state;
+
 -- name: unhandled_kinds
 -- Available jobs whose kind no live runtime has a handler for (they wait, never lose an
 -- attempt; this makes them visible).

@@ -121,6 +121,11 @@ class JobsAdmin:
             for r in rows
         ]
 
+    async def state_counts_of(self, ids: list[int]) -> dict[str, int]:
+        """Jobs per state among ``ids`` (live or finished); states without one are absent."""
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("state_counts_of"), ids))
+        return {r["state"]: int(r["count"]) for r in rows}
+
     async def unhandled_kinds(
         self, liveness_window: float, now: datetime | None = None
     ) -> list[tuple[str, str, int]]:
