@@ -1,0 +1,401 @@
+"""Run one application's workers in several processes: all the cores of a host (ADR 028).
+
+One Python process runs its handlers on one core. ``WorkerProcesses`` is a supervisor that
+starts N children, each ``python -m awa worker ...``: a complete, ordinary runtime with its
+own instance id, pools and presence, all on one database. At most one of them leads
+maintenance, by the usual advisory-lock election; the supervisor itself never connects to
+the database and never claims a job, so it has nothing to recover when a child dies.
+
+Why children are *spawned* (a fresh interpreter, ``asyncio.create_subprocess_exec``) and
+never forked from the supervisor: a forked copy of a process that runs an event loop and
+threads (asyncpg, the leader thread, telemetry exporters) inherits locks held by threads
+that do not exist in the copy. A fresh interpreter imports the application itself, exactly
+as ``awa worker`` does, and nothing is shared but the database.
+
+What the supervisor does:
+
+- restarts a child that exits while no stop was asked for, after a delay that doubles with
+  each restart of that child (``RestartPolicy``); past the policy it stops every child and
+  raises ``WorkerCrashLoop``;
+- ``request_stop(signum)`` passes ``signum`` on to every child (each shuts down
+  gracefully, as ``awa worker`` does on SIGTERM/SIGINT), waits ``stop_timeout`` for them
+  and kills the rest; a second request (or a cancellation while waiting) passes the signal
+  on again, which makes the children give up waiting for their handlers;
+- children run in their own process group, so a Ctrl-C in a terminal reaches only the
+  supervisor, which passes it on once (a child hearing it twice would abort its handlers);
+- each child watches the read end of a pipe whose write end only the supervisor holds
+  (``--supervisor-fd``, ``supervisor_gone``): when the supervisor dies, even by SIGKILL,
+  the kernel closes it, the child reads end-of-file and shuts down gracefully. No orphan
+  keeps claiming jobs for an application nobody supervises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from awa.errors import ConfigError, ValidationError, WorkerCrashLoop
+from awa.runtime.restarts import RestartPolicy, RestartTracker
+from awa.runtime.supervisor_pipe import supervisor_gone
+
+__all__ = [
+    "WorkerProcesses",
+    "resolve_processes",
+    "run_processes",
+    "supervisor_gone",
+    "worker_argv",
+]
+
+log = logging.getLogger("awa.processes")
+
+#: Seconds a stop waits beyond the children's own shutdown grace (closing pools, the leader
+#: handing over) before it kills them.
+STOP_MARGIN = 15.0
+
+
+def resolve_processes(value: int | None) -> int:
+    """``None`` or ``0``: one per core (``os.cpu_count()``); otherwise at least 1."""
+    if value is None or value == 0:
+        return os.cpu_count() or 1
+    if value < 0:
+        raise ValidationError("processes", value, "must be 0 (one per core) or more")
+    return value
+
+
+def worker_argv(
+    app: str,
+    *,
+    queues: Mapping[str, int] | None = None,
+    migrate: bool = False,
+    maintenance: bool = True,
+    shutdown_grace: float | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The ``awa`` arguments of one child: ``worker --app APP [--queue NAME=N ...] ...``."""
+    module, _, attribute = app.partition(":")
+    if not module or not attribute:
+        raise ValidationError("app", app, "expected module:attribute of an awa.Client")
+    argv = ["worker", "--app", app]
+    for name, limit in (queues or {}).items():
+        argv += ["--queue", f"{name}={limit}"]
+    if migrate:
+        argv.append("--migrate")
+    if not maintenance:
+        argv.append("--no-maintenance")
+    if shutdown_grace is not None:
+        argv += ["--shutdown-grace", str(shutdown_grace)]
+    return argv + list(extra_args)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@dataclass
+class _Child:
+    slot: int
+    process: asyncio.subprocess.Process
+    pipe: int  # the write end of its liveness pipe; closing it tells the child to stop
+
+
+class WorkerProcesses:
+    """Supervise one child per entry of ``argvs`` (each the arguments after ``python -m
+    awa``, usually from ``worker_argv``) until ``request_stop``; see the module docstring.
+
+    ``env`` replaces the children's environment (default: this process's), ``cwd`` their
+    working directory (where ``--app`` is imported from). After ``run()`` returns,
+    ``clean`` says whether every child stopped by itself, in time, with a clean code.
+    """
+
+    def __init__(
+        self,
+        argvs: Sequence[Sequence[str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        python: str = sys.executable,
+        stop_timeout: float = 30.0 + STOP_MARGIN,
+        policy: RestartPolicy | None = None,
+    ) -> None:
+        if not argvs:
+            raise ValidationError("processes", 0, "at least one worker process is needed")
+        self._argvs = [list(argv) for argv in argvs]
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
+        self._python = python
+        self._stop_timeout = stop_timeout
+        self._tracker = RestartTracker(policy or RestartPolicy())
+        self._children: dict[int, _Child] = {}
+        self._stop = anyio.Event()
+        self._signals: list[int] = []
+        self.failure: WorkerCrashLoop | None = None
+        self.clean = False
+        #: Processes started so far, restarts included.
+        self.started = 0
+
+    @classmethod
+    def for_app(
+        cls,
+        app: str,
+        processes: int | None = None,
+        *,
+        queues: Mapping[str, int] | None = None,
+        database_url: str | None = None,
+        migrate: bool = False,
+        maintenance: bool = True,
+        shutdown_grace: float = 30.0,
+        extra_args: Sequence[str] = (),
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        policy: RestartPolicy | None = None,
+    ) -> WorkerProcesses:
+        """``processes`` children (``None`` or 0: one per core) of ``awa worker --app
+        app`` on ``database_url`` (default ``AWA_DATABASE_URL``), given to them in their
+        environment rather than on their command line, where ``ps`` would show a password."""
+        base = dict(env if env is not None else os.environ)
+        url = database_url or base.get("AWA_DATABASE_URL")
+        if not url:
+            raise ConfigError("worker processes need database_url= or AWA_DATABASE_URL")
+        base["AWA_DATABASE_URL"] = url
+        argv = worker_argv(
+            app,
+            queues=queues,
+            migrate=migrate,
+            maintenance=maintenance,
+            shutdown_grace=shutdown_grace,
+            extra_args=extra_args,
+        )
+        count = resolve_processes(processes)
+        return cls(
+            [argv] * count,
+            env=base,
+            cwd=cwd,
+            stop_timeout=shutdown_grace + STOP_MARGIN,
+            policy=policy,
+        )
+
+    @property
+    def pids(self) -> dict[int, int]:
+        """Slot → pid of every child currently running."""
+        return {
+            slot: c.process.pid
+            for slot, c in self._children.items()
+            if c.process.returncode is None
+        }
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop every child by passing ``signum`` on (from ``run()``); called again while
+        they stop, pass it on again at once: the children stop waiting for handlers."""
+        if self._stop.is_set():
+            self._forward(signum)
+            return
+        self._signals.append(signum)
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start every child, keep them running until ``request_stop``, stop them. Raises
+        ``WorkerCrashLoop`` when a child exhausted the restart policy."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for slot in range(len(self._argvs)):
+                    tg.start_soon(self._keep, slot)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        except BaseException:
+            # Cancelled or failed before any stop was asked for: stop them gracefully.
+            with anyio.CancelScope(shield=True):
+                await self._stop_all()
+            raise
+        await self._stop_all()
+        if self.failure is not None:
+            raise self.failure
+
+    # ------------------------------------------------------------------ children
+
+    async def _keep(self, slot: int) -> None:
+        """Run slot ``slot`` until a stop, restarting its child when it dies."""
+        while not self._stop.is_set():
+            child = await self._spawn(slot)
+            code = await child.process.wait()
+            self._release(child)
+            if self._stop.is_set():
+                return
+            delay = self._tracker.restart_delay(slot, time.monotonic())
+            if delay is None:
+                policy = self._tracker.policy
+                self.failure = WorkerCrashLoop(
+                    f"worker process {slot + 1} is crash-looping: it died more than "
+                    f"{policy.max_restarts} times in {policy.window:g} s (last: "
+                    f"{describe_exit(code)}); stopped the others (see its output above)"
+                )
+                log.error("%s", self.failure)
+                self._signals.append(signal.SIGTERM)
+                self._stop.set()
+                return
+            log.warning(
+                "worker process %d (pid %d) died unexpectedly (%s); restarting in %.2f s",
+                slot + 1,
+                child.process.pid,
+                describe_exit(code),
+                delay,
+            )
+            await anyio.sleep(delay)
+
+    async def _spawn(self, slot: int) -> _Child:
+        read_end, write_end = os.pipe()  # both non-inheritable; pass_fds hands over one
+        argv = [*self._argvs[slot], "--supervisor-fd", str(read_end)]
+        try:
+            with anyio.CancelScope(shield=True):  # a started child must not go unrecorded
+                process = await asyncio.create_subprocess_exec(
+                    self._python,
+                    "-m",
+                    "awa",
+                    *argv,
+                    stdin=subprocess.DEVNULL,
+                    env=self._env,
+                    cwd=self._cwd,
+                    pass_fds=(read_end,),
+                    process_group=0,
+                )
+        except OSError as exc:
+            os.close(write_end)
+            raise ConfigError(f"cannot start a worker process ({self._python}): {exc}") from exc
+        finally:
+            os.close(read_end)
+        child = _Child(slot, process, write_end)
+        self._children[slot] = child
+        self.started += 1
+        log.info("worker process %d started (pid %d)", slot + 1, process.pid)
+        return child
+
+    def _release(self, child: _Child) -> None:
+        """The child is gone (reaped): close its pipe, forget it."""
+        if self._children.get(child.slot) is child:
+            del self._children[child.slot]
+        with contextlib.suppress(OSError):
+            os.close(child.pipe)
+
+    def _forward(self, signum: int) -> None:
+        for child in list(self._children.values()):
+            if child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signum)
+
+    # ---------------------------------------------------------------------- stop
+
+    async def _stop_all(self) -> None:
+        """Pass the stop signal on, wait for every child until ``stop_timeout``, kill the
+        rest. Cancelled while waiting (a second Ctrl-C in the CLI): pass it on once more
+        and keep waiting, shielded, within the same bound."""
+        self._stop.set()
+        signum = self._signals[0] if self._signals else signal.SIGTERM
+        self._forward(signum)
+        deadline = time.monotonic() + self._stop_timeout
+        codes: list[int] = []
+        try:
+            codes += await self._wait_children(deadline)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                self._forward(signum)
+                codes += await self._wait_children(deadline)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                killed = await self._kill_leftovers()
+            allowed = {0} | {128 + s for s in self._signals}
+            self.clean = not killed and all(c in allowed for c in codes)
+            self.clean = self.clean and self.failure is None
+
+    async def _wait_children(self, deadline: float) -> list[int]:
+        codes = []
+        for child in list(self._children.values()):
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+                code = await child.process.wait()
+                codes.append(code)
+                if code not in (0, *(128 + s for s in self._signals)):
+                    log.warning(
+                        "worker process %d (pid %d) stopped with %s",
+                        child.slot + 1,
+                        child.process.pid,
+                        describe_exit(code),
+                    )
+                self._release(child)
+        return codes
+
+    async def _kill_leftovers(self) -> int:
+        """SIGKILL every child still running after the stop bound; how many there were."""
+        left = list(self._children.values())
+        for child in left:
+            log.error(
+                "worker process %d (pid %d) did not stop within %.0f s: killing it",
+                child.slot + 1,
+                child.process.pid,
+                self._stop_timeout,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                child.process.kill()
+        for child in left:
+            await child.process.wait()
+            self._release(child)
+        return len(left)
+
+
+def run_processes(
+    app: str,
+    processes: int | None = None,
+    *,
+    queues: Mapping[str, int] | None = None,
+    database_url: str | None = None,
+    migrate: bool = False,
+    maintenance: bool = True,
+    shutdown_grace: float = 30.0,
+    extra_args: Sequence[str] = (),
+    cwd: str | os.PathLike[str] | None = None,
+    policy: RestartPolicy | None = None,
+) -> bool:
+    """Run ``processes`` worker processes of ``app`` (``"module:client"``; ``None`` or 0:
+    one per core) until SIGINT or SIGTERM, then stop them gracefully; what ``awa worker
+    --processes N`` does, from Python. Blocks; call it from the main thread (it handles the
+    signals). Returns whether every child stopped cleanly; raises ``WorkerCrashLoop``."""
+    supervisor = WorkerProcesses.for_app(
+        app,
+        processes,
+        queues=queues,
+        database_url=database_url,
+        migrate=migrate,
+        maintenance=maintenance,
+        shutdown_grace=shutdown_grace,
+        extra_args=extra_args,
+        cwd=cwd,
+        policy=policy,
+    )
+    anyio.run(_until_signalled, supervisor)
+    return supervisor.clean
+
+
+async def _until_signalled(supervisor: WorkerProcesses) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def relay() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for signum in received:
+                    supervisor.request_stop(signum)
+
+        tg.start_soon(relay)
+        await supervisor.run()
+        tg.cancel_scope.cancel()
