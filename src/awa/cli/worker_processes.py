@@ -28,7 +28,8 @@ from awa.cli import signals
 from awa.cli.args import port_arg
 from awa.cli.serving import until_signal
 from awa.errors import ConfigError
-from awa.runtime.processes import STOP_MARGIN, WorkerProcesses, supervisor_gone
+from awa.runtime.processes import STOP_MARGIN, WorkerProcesses
+from awa.runtime.supervisor_pipe import supervisor_gone
 
 __all__ = ["add_process_options", "processes_arg", "supervise", "watching_supervisor"]
 

@@ -24,7 +24,7 @@ What the supervisor does:
 - children run in their own process group, so a Ctrl-C in a terminal reaches only the
   supervisor, which passes it on once (a child hearing it twice would abort its handlers);
 - each child watches the read end of a pipe whose write end only the supervisor holds
-  (``--supervisor-fd``, ``supervisor_gone``): when the supervisor dies, even by SIGKILL,
+  (``--supervisor-fd``, ``awa.runtime.supervisor_pipe``): when the supervisor dies, even by SIGKILL,
   the kernel closes it, the child reads end-of-file and shuts down gracefully. No orphan
   keeps claiming jobs for an application nobody supervises.
 """
@@ -46,15 +46,8 @@ import anyio
 
 from awa.errors import ConfigError, ValidationError, WorkerCrashLoop
 from awa.runtime.restarts import RestartPolicy, RestartTracker
-from awa.runtime.supervisor_pipe import supervisor_gone
 
-__all__ = [
-    "WorkerProcesses",
-    "resolve_processes",
-    "run_processes",
-    "supervisor_gone",
-    "worker_argv",
-]
+__all__ = ["WorkerProcesses", "resolve_processes", "run_processes", "worker_argv"]
 
 log = logging.getLogger("awa.processes")
 
@@ -317,9 +310,15 @@ class WorkerProcesses:
         finally:
             with anyio.CancelScope(shield=True):
                 killed = await self._kill_leftovers()
-            allowed = {0} | {128 + s for s in self._signals}
+            allowed = self._clean_codes()
             self.clean = not killed and all(c in allowed for c in codes)
             self.clean = self.clean and self.failure is None
+
+    def _clean_codes(self) -> set[int]:
+        """0 after a graceful stop; 128 + signal from a child stopped before it could shut
+        down gracefully (still starting); minus the signal from one killed by it before
+        its handlers were installed (still importing)."""
+        return {0} | {128 + s for s in self._signals} | {-s for s in self._signals}
 
     async def _wait_children(self, deadline: float) -> list[int]:
         codes = []
@@ -327,9 +326,9 @@ class WorkerProcesses:
             with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
                 code = await child.process.wait()
                 codes.append(code)
-                if code not in (0, *(128 + s for s in self._signals)):
+                if code not in self._clean_codes():
                     log.warning(
-                        "worker process %d (pid %d) stopped with %s",
+                        "worker process %d (pid %d) stopped: %s",
                         child.slot + 1,
                         child.process.pid,
                         describe_exit(code),
