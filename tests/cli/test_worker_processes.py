@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import asyncpg
 import pytest
 
@@ -124,8 +125,12 @@ def poll(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+#: Starts the supervisor with extra arguments: (its process, its output).
+Start = Callable[..., tuple[subprocess.Popen[str], Output]]
+
+
 @pytest.fixture
-def supervisor(app_folder: Path, database_url: str) -> Iterator[Callable[..., tuple[subprocess.Popen[str], Output]]]:  # fmt: skip
+def supervisor(app_folder: Path, database_url: str) -> Iterator[Start]:
     """Start ``awa worker --processes ...`` for ``procapp``; killed (and its children)
     whatever the test did."""
     started: list[tuple[subprocess.Popen[str], Output]] = []
@@ -160,17 +165,11 @@ async def wait_done(conn: asyncpg.Connection, n: int, timeout: float = 60) -> No
     deadline = time.monotonic() + timeout
     while await conn.fetchval("SELECT count(*) FROM awa.jobs_done WHERE state='completed'") < n:
         assert time.monotonic() < deadline, "jobs did not complete"
-        await _sleep(0.1)
-
-
-async def _sleep(seconds: float) -> None:
-    import anyio
-
-    await anyio.sleep(seconds)
+        await anyio.sleep(0.1)
 
 
 async def test_two_processes_share_the_jobs_and_one_leads_then_sigterm_stops_all(
-    supervisor: Callable[..., tuple[subprocess.Popen[str], Output]],
+    supervisor: Start,
     database_url: str,
     raw: asyncpg.Connection,
 ) -> None:
@@ -188,7 +187,7 @@ async def test_two_processes_share_the_jobs_and_one_leads_then_sigterm_stops_all
     deadline = time.monotonic() + 30
     while (leader := await raw.fetchval("SELECT instance_id FROM awa.maintenance_leader")) is None:
         assert time.monotonic() < deadline, "no maintenance leader"
-        await _sleep(0.2)
+        await anyio.sleep(0.2)
     assert leader in ids
     runtimes = await raw.fetch("SELECT instance_id, pid FROM awa.runtimes")
     assert {r["instance_id"] for r in runtimes} == ids
@@ -204,7 +203,7 @@ async def test_two_processes_share_the_jobs_and_one_leads_then_sigterm_stops_all
 
 
 async def test_a_killed_child_is_restarted_and_its_jobs_are_rescued(
-    supervisor: Callable[..., tuple[subprocess.Popen[str], Output]],
+    supervisor: Start,
     database_url: str,
     raw: asyncpg.Connection,
 ) -> None:
@@ -220,7 +219,7 @@ async def test_a_killed_child_is_restarted_and_its_jobs_are_rescued(
         if len(holders) == 2:
             break
         assert time.monotonic() < deadline, "the jobs were not spread over both children"
-        await _sleep(0.05)
+        await anyio.sleep(0.05)
     victim = holders[0]["claimed_by"]
     held = {r[0] for r in await raw.fetch("SELECT id FROM awa.jobs WHERE claimed_by=$1", victim)}
     victim_pid = await raw.fetchval("SELECT pid FROM awa.runtimes WHERE instance_id=$1", victim)
@@ -244,7 +243,7 @@ async def test_a_killed_child_is_restarted_and_its_jobs_are_rescued(
 
 
 def test_children_stop_by_themselves_when_the_supervisor_is_killed(
-    supervisor: Callable[..., tuple[subprocess.Popen[str], Output]],
+    supervisor: Start,
 ) -> None:
     process, out = supervisor("--processes", "2")
     out.wait_for(lambda: len(out.banners()) == 2, "two worker banners")
