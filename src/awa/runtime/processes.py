@@ -1,32 +1,23 @@
 """Run one application's workers in several processes: all the cores of a host (ADR 028).
 
-One Python process runs its handlers on one core. ``WorkerProcesses`` is a supervisor that
-starts N children, each ``python -m awa worker ...``: a complete, ordinary runtime with its
-own instance id, pools and presence, all on one database. At most one of them leads
-maintenance, by the usual advisory-lock election; the supervisor itself never connects to
-the database and never claims a job, so it has nothing to recover when a child dies.
+``WorkerProcesses`` is a supervisor of N children, each ``python -m awa worker ...``: an
+ordinary runtime with its own instance id, pools and presence, all on one database; at most
+one leads maintenance, by the usual election. The supervisor never connects to the
+database, so it has nothing to recover when a child dies. Children are *spawned* (a fresh
+interpreter), never forked: a forked copy of a process running an event loop and threads
+inherits locks held by threads that do not exist in the copy.
 
-Why children are *spawned* (a fresh interpreter, ``asyncio.create_subprocess_exec``) and
-never forked from the supervisor: a forked copy of a process that runs an event loop and
-threads (asyncpg, the leader thread, telemetry exporters) inherits locks held by threads
-that do not exist in the copy. A fresh interpreter imports the application itself, exactly
-as ``awa worker`` does, and nothing is shared but the database.
-
-What the supervisor does:
-
-- restarts a child that exits while no stop was asked for, after a delay that doubles with
-  each restart of that child (``RestartPolicy``); past the policy it stops every child and
-  raises ``WorkerCrashLoop``;
+- A child that exits while no stop was asked for is restarted after a delay that doubles
+  per restart (``RestartPolicy``); past the policy every child is stopped and
+  ``WorkerCrashLoop`` raised.
 - ``request_stop(signum)`` passes ``signum`` on to every child (each shuts down
-  gracefully, as ``awa worker`` does on SIGTERM/SIGINT), waits ``stop_timeout`` for them
-  and kills the rest; a second request (or a cancellation while waiting) passes the signal
-  on again, which makes the children give up waiting for their handlers;
-- children run in their own process group, so a Ctrl-C in a terminal reaches only the
-  supervisor, which passes it on once (a child hearing it twice would abort its handlers);
-- each child watches the read end of a pipe whose write end only the supervisor holds
-  (``--supervisor-fd``, ``awa.runtime.supervisor_pipe``): when the supervisor dies, even by SIGKILL,
-  the kernel closes it, the child reads end-of-file and shuts down gracefully. No orphan
-  keeps claiming jobs for an application nobody supervises.
+  gracefully), waits ``stop_timeout`` and kills the rest; a second request (or a
+  cancellation while waiting) passes it on again: the children stop waiting for handlers.
+- Children run in their own process group, so a terminal's Ctrl-C reaches only the
+  supervisor, which passes it on once (twice would make them abort their handlers).
+- Each child watches a pipe only the supervisor can write to (``--supervisor-fd``,
+  ``awa.runtime.supervisor_pipe``): when the supervisor dies, SIGKILL included, the child
+  reads end-of-file and shuts down gracefully. No orphan keeps claiming jobs.
 """
 
 from __future__ import annotations
@@ -111,9 +102,10 @@ class WorkerProcesses:
     awa``, usually from ``worker_argv``) until ``request_stop``; see the module docstring.
 
     ``env`` replaces the children's environment (default: this process's), ``cwd`` their
-    working directory (where ``--app`` is imported from). After ``run()`` returns,
-    ``clean`` says whether every child stopped by itself, in time, with a clean code.
-    """
+    working directory (where ``--app`` is imported from), ``output`` (a file descriptor,
+    or ``subprocess.DEVNULL``) takes their stdout and stderr (default: this process's).
+    After ``run()``, ``clean`` says whether every child stopped by itself, in time, with a
+    clean code."""
 
     def __init__(
         self,
@@ -124,6 +116,7 @@ class WorkerProcesses:
         python: str = sys.executable,
         stop_timeout: float = 30.0 + STOP_MARGIN,
         policy: RestartPolicy | None = None,
+        output: int | None = None,
     ) -> None:
         if not argvs:
             raise ValidationError("processes", 0, "at least one worker process is needed")
@@ -131,6 +124,7 @@ class WorkerProcesses:
         self._env = dict(env) if env is not None else None
         self._cwd = cwd
         self._python = python
+        self._output = output
         self._stop_timeout = stop_timeout
         self._tracker = RestartTracker(policy or RestartPolicy())
         self._children: dict[int, _Child] = {}
@@ -156,6 +150,7 @@ class WorkerProcesses:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         policy: RestartPolicy | None = None,
+        output: int | None = None,
     ) -> WorkerProcesses:
         """``processes`` children (``None`` or 0: one per core) of ``awa worker --app
         app`` on ``database_url`` (default ``AWA_DATABASE_URL``), given to them in their
@@ -180,6 +175,7 @@ class WorkerProcesses:
             cwd=cwd,
             stop_timeout=shutdown_grace + STOP_MARGIN,
             policy=policy,
+            output=output,
         )
 
     @property
@@ -260,6 +256,8 @@ class WorkerProcesses:
                     "awa",
                     *argv,
                     stdin=subprocess.DEVNULL,
+                    stdout=self._output,
+                    stderr=self._output,
                     env=self._env,
                     cwd=self._cwd,
                     pass_fds=(read_end,),
