@@ -148,7 +148,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     machine = await machine_info(server, durability)
     runs = []
     with tempfile.TemporaryDirectory(prefix="awa-bench-processes-") as app_dir:
-        Path(app_dir, "bench_noop_app.py").write_text(APP)
+        await asyncio.to_thread(Path(app_dir, "bench_noop_app.py").write_text, APP)
         for n in process_counts(args.max_processes):
             async with fresh_database(server.url, f"procs{n}") as url:
                 result = await drain(url, n, args, app_dir)

@@ -73,7 +73,9 @@ async def test_the_supervisor_runs_children_from_python_and_stops_them(
         tg.start_soon(supervisor.run)
         with anyio.fail_after(60):
             query = "SELECT count(*) FROM awa.runtimes WHERE stopped_at IS NULL"
-            while await raw.fetchval(query) < 2:
+            while True:
+                if await raw.fetchval(query) == 2:
+                    break
                 await anyio.sleep(0.1)
         pids = {r[0] for r in await raw.fetch("SELECT pid FROM awa.runtimes")}
         assert pids == set(supervisor.pids.values())
