@@ -45,6 +45,11 @@ async def tick(ctx: awa.JobContext) -> None:
 @client.handler("slow")
 async def slow(ctx: awa.JobContext) -> None:
     await asyncio.sleep(3)
+
+
+@client.handler("stuck")
+async def stuck(ctx: awa.JobContext) -> None:
+    await asyncio.sleep(600)
 """
 
 BANNER = re.compile(r"worker (\S+) running queues")
@@ -240,6 +245,28 @@ async def test_a_killed_child_is_restarted_and_its_jobs_are_rescued(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, out.text()
+
+
+async def test_a_second_signal_makes_the_children_stop_waiting_for_their_handlers(
+    supervisor: Start, database_url: str, raw: asyncpg.Connection
+) -> None:
+    """As with one worker: the first SIGTERM waits for handlers (up to the grace, here
+    far longer than the test), the second gives up on them; the jobs stay for rescue."""
+    process, out = supervisor("--processes", "2", "--shutdown-grace", "300")
+    out.wait_for(lambda: len(out.banners()) == 2, "two worker banners")
+    children = children_of(process.pid)
+    await insert(database_url, "stuck", 2)
+    with anyio.fail_after(30):
+        while True:
+            if await raw.fetchval("SELECT count(*) FROM awa.jobs WHERE state='running'") == 2:
+                break
+            await anyio.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out.wait_for(lambda: "stopping 2 worker processes" in out.text(), "the stop")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM, out.text()
+    assert [pid for pid in children if alive(pid)] == []
+    assert await raw.fetchval("SELECT count(*) FROM awa.jobs WHERE state='running'") == 2
 
 
 def test_children_stop_by_themselves_when_the_supervisor_is_killed(
