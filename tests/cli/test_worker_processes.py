@@ -264,7 +264,11 @@ async def test_a_second_signal_makes_the_children_stop_waiting_for_their_handler
     process.send_signal(signal.SIGTERM)
     out.wait_for(lambda: "stopping 2 worker processes" in out.text(), "the stop")
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 128 + signal.SIGTERM, out.text()
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(out.text()) from None
+    assert code == 128 + signal.SIGTERM, out.text()
     assert [pid for pid in children if alive(pid)] == []
     assert await raw.fetchval("SELECT count(*) FROM awa.jobs WHERE state='running'") == 2
 

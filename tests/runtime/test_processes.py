@@ -67,7 +67,6 @@ async def test_the_supervisor_runs_children_from_python_and_stops_them(
     (tmp_path / "libapp.py").write_text(APP)
     supervisor = WorkerProcesses.for_app(
         "libapp:client", 2, database_url=database_url, cwd=tmp_path, shutdown_grace=5,
-        output=subprocess.DEVNULL,
     )  # fmt: skip
     async with anyio.create_task_group() as tg:
         tg.start_soon(supervisor.run)
@@ -80,7 +79,7 @@ async def test_the_supervisor_runs_children_from_python_and_stops_them(
         pids = {r[0] for r in await raw.fetch("SELECT pid FROM awa.runtimes")}
         assert pids == set(supervisor.pids.values())
         supervisor.request_stop()
-    assert supervisor.clean and supervisor.pids == {}
+    assert supervisor.clean and supervisor.pids == {}, supervisor.stop_codes
     assert await raw.fetchval("SELECT count(*) FROM awa.runtimes WHERE stopped_at IS NULL") == 0
 
 

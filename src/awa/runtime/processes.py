@@ -37,6 +37,7 @@ import anyio
 
 from awa.errors import ConfigError, ValidationError, WorkerCrashLoop
 from awa.runtime.restarts import RestartPolicy, RestartTracker
+from awa.runtime.worker_command import describe_exit, resolve_processes, worker_argv
 
 __all__ = ["WorkerProcesses", "resolve_processes", "run_processes", "worker_argv"]
 
@@ -45,49 +46,6 @@ log = logging.getLogger("awa.processes")
 #: Seconds a stop waits beyond the children's own shutdown grace (closing pools, the leader
 #: handing over) before it kills them.
 STOP_MARGIN = 15.0
-
-
-def resolve_processes(value: int | None) -> int:
-    """``None`` or ``0``: one per core (``os.cpu_count()``); otherwise at least 1."""
-    if value is None or value == 0:
-        return os.cpu_count() or 1
-    if value < 0:
-        raise ValidationError("processes", value, "must be 0 (one per core) or more")
-    return value
-
-
-def worker_argv(
-    app: str,
-    *,
-    queues: Mapping[str, int] | None = None,
-    migrate: bool = False,
-    maintenance: bool = True,
-    shutdown_grace: float | None = None,
-    extra_args: Sequence[str] = (),
-) -> list[str]:
-    """The ``awa`` arguments of one child: ``worker --app APP [--queue NAME=N ...] ...``."""
-    module, _, attribute = app.partition(":")
-    if not module or not attribute:
-        raise ValidationError("app", app, "expected module:attribute of an awa.Client")
-    argv = ["worker", "--app", app]
-    for name, limit in (queues or {}).items():
-        argv += ["--queue", f"{name}={limit}"]
-    if migrate:
-        argv.append("--migrate")
-    if not maintenance:
-        argv.append("--no-maintenance")
-    if shutdown_grace is not None:
-        argv += ["--shutdown-grace", str(shutdown_grace)]
-    return argv + list(extra_args)
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 @dataclass
@@ -132,6 +90,8 @@ class WorkerProcesses:
         self._signals: list[int] = []
         self.failure: WorkerCrashLoop | None = None
         self.clean = False
+        #: The children's exit codes at the last stop (SIGKILLed ones as -9).
+        self.stop_codes: list[int] = []
         #: Processes started so far, restarts included.
         self.started = 0
 
@@ -206,9 +166,9 @@ class WorkerProcesses:
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
         except BaseException:
-            # Cancelled or failed before any stop was asked for: stop them gracefully.
+            # Cancelled or failed: stop them; a cancel after a stop request is a second one.
             with anyio.CancelScope(shield=True):
-                await self._stop_all()
+                await self._stop_all(again=bool(self._signals))
             raise
         await self._stop_all()
         if self.failure is not None:
@@ -289,28 +249,40 @@ class WorkerProcesses:
 
     # ---------------------------------------------------------------------- stop
 
-    async def _stop_all(self) -> None:
+    async def _stop_all(self, *, again: bool = False) -> None:
         """Pass the stop signal on, wait for every child until ``stop_timeout``, kill the
-        rest. Cancelled while waiting (a second Ctrl-C in the CLI): pass it on once more
-        and keep waiting, shielded, within the same bound."""
+        rest. ``again``, or cancelled while waiting (a second Ctrl-C in the CLI): pass it
+        on once more and keep waiting, shielded, within the same bound."""
         self._stop.set()
         signum = self._signals[0] if self._signals else signal.SIGTERM
         self._forward(signum)
-        deadline = time.monotonic() + self._stop_timeout
+        first = time.monotonic()
+        deadline = first + self._stop_timeout
         codes: list[int] = []
         try:
+            if again:
+                await self._forward_again(signum, first)
             codes += await self._wait_children(deadline)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                self._forward(signum)
+                if not again:
+                    await self._forward_again(signum, first)
                 codes += await self._wait_children(deadline)
             raise
         finally:
             with anyio.CancelScope(shield=True):
                 killed = await self._kill_leftovers()
+            self.stop_codes = codes + [-signal.SIGKILL] * killed
             allowed = self._clean_codes()
             self.clean = not killed and all(c in allowed for c in codes)
             self.clean = self.clean and self.failure is None
+
+    async def _forward_again(self, signum: int, first: float) -> None:
+        """Python runs a signal handler once for signals that arrive before it could run:
+        leave the children a moment to handle the first one, or the two would be one."""
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(max(0.0, first + 0.2 - time.monotonic()))
+        self._forward(signum)
 
     def _clean_codes(self) -> set[int]:
         """0 after a graceful stop; 128 + signal from a child stopped before it could shut
