@@ -61,25 +61,31 @@ def test_bad_arguments_are_typed_errors(monkeypatch: pytest.MonkeyPatch) -> None
         WorkerProcesses.for_app("m:client", 2, env={})
 
 
+def banners(log: Path) -> int:
+    return log.read_text().count("running queues")
+
+
 async def test_the_supervisor_runs_children_from_python_and_stops_them(
     tmp_path: Path, database_url: str, raw: asyncpg.Connection
 ) -> None:
     (tmp_path / "libapp.py").write_text(APP)
-    supervisor = WorkerProcesses.for_app(
-        "libapp:client", 2, database_url=database_url, cwd=tmp_path, shutdown_grace=5,
-    )  # fmt: skip
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(supervisor.run)
-        with anyio.fail_after(60):
-            query = "SELECT count(*) FROM awa.runtimes WHERE stopped_at IS NULL"
-            while True:
-                if await raw.fetchval(query) == 2:
-                    break
-                await anyio.sleep(0.1)
-        pids = {r[0] for r in await raw.fetch("SELECT pid FROM awa.runtimes")}
-        assert pids == set(supervisor.pids.values())
-        supervisor.request_stop()
-    assert supervisor.clean and supervisor.pids == {}, supervisor.stop_codes
+    log = tmp_path / "children.log"
+    with log.open("wb") as output:
+        supervisor = WorkerProcesses.for_app(
+            "libapp:client", 2, database_url=database_url, cwd=tmp_path, shutdown_grace=5,
+            output=output.fileno(),
+        )  # fmt: skip
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(supervisor.run)
+            with anyio.fail_after(60):  # both ready: their banners are out
+                while True:
+                    if banners(log) == 2:
+                        break
+                    await anyio.sleep(0.1)
+            pids = {r[0] for r in await raw.fetch("SELECT pid FROM awa.runtimes")}
+            assert pids == set(supervisor.pids.values())
+            supervisor.request_stop()
+    assert supervisor.clean and supervisor.pids == {}, (supervisor.stop_codes, log.read_text())
     assert await raw.fetchval("SELECT count(*) FROM awa.runtimes WHERE stopped_at IS NULL") == 0
 
 
