@@ -3,8 +3,8 @@
 For each process count N in 1, 2, 4, ... up to ``--max-processes`` (default: the CPU count,
 which is always included): a fresh database, K no-op jobs inserted into a *paused* queue,
 N worker processes started through ``awa.runtime.processes.WorkerProcesses`` (what
-``awa worker --processes N`` runs) and waited for until every one has registered its
-runtime; then the queue is resumed and the clock runs until all K are completed in
+``awa worker --processes N`` runs) and waited for until every one has printed its ready
+banner; then the queue is resumed and the clock runs until all K are completed in
 ``awa.jobs_done`` (database time from the resume to the last ``finalized_at``, so the
 polling period does not count). The pause keeps process start-up (an interpreter and the
 application import per child) out of the timed window.
@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +67,14 @@ SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, 'running'
 """
 
 
+def _log(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")
+
+
+def _banners(log_path: Path) -> int:
+    return _log(log_path).count("running queues")
+
+
 def process_counts(maximum: int) -> list[int]:
     """1, 2, 4, ... below ``maximum``, then ``maximum`` itself."""
     counts, n = [], 1
@@ -85,6 +92,10 @@ async def drain(url: str, processes: int, args: argparse.Namespace, app_dir: str
             await client.insert_many([client.params("noop", {"i": i}) for i in range(start, stop)])
         await client.queues.pause("default", reason="benchmark: workers starting")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), app_dir])}
+    # The children's output, read for their banners: a child prints one once it is ready
+    # (dispatching, listening), later than it registers its runtime row.
+    log_path = Path(app_dir, f"workers-{processes}.log")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     supervisor = WorkerProcesses.for_app(
         "bench_noop_app:client",
         processes,
@@ -93,7 +104,7 @@ async def drain(url: str, processes: int, args: argparse.Namespace, app_dir: str
         shutdown_grace=5.0,
         cwd=app_dir,
         env=env,
-        output=None if args.worker_output else subprocess.DEVNULL,
+        output=log_fd,
     )
     events: Counter[str] = Counter()
     samples = 0
@@ -102,10 +113,10 @@ async def drain(url: str, processes: int, args: argparse.Namespace, app_dir: str
     run = asyncio.ensure_future(supervisor.run())
     try:
         deadline = time.monotonic() + 120
-        query = "SELECT count(*) FROM awa.runtimes WHERE stopped_at IS NULL"
-        while await conn.fetchval(query) < processes:
+        while _banners(log_path) < processes:
             if run.done() or time.monotonic() > deadline:
-                raise RuntimeError(f"{processes} worker processes did not all start")
+                tail = _log(log_path)[-3000:]
+                raise RuntimeError(f"{processes} worker processes did not all start:\n{tail}")
             await asyncio.sleep(0.1)
         t0 = time.perf_counter()
         db_t0 = await conn.fetchval("SELECT clock_timestamp()")
@@ -132,6 +143,7 @@ async def drain(url: str, processes: int, args: argparse.Namespace, app_dir: str
         supervisor.request_stop()
         await run
         await conn.close()
+        os.close(log_fd)
     return {
         "processes": processes,
         "jobs": jobs,
@@ -209,7 +221,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=5_000, help="insert_many chunk size")
     parser.add_argument("--sample-interval", type=float, default=0.2, help="seconds")
     parser.add_argument("--timeout", type=float, default=600.0, help="per drain, seconds")
-    parser.add_argument("--worker-output", action="store_true", help="show the workers' logs")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 500 jobs, at most 2 processes"
     )
