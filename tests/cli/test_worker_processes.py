@@ -341,6 +341,17 @@ def test_bad_process_counts_are_usage_errors(value: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_malformed_app_is_refused_before_any_child_starts() -> None:
+    result = run_awa(
+        "worker", "--app", "no_colon", "--processes", "2",
+        "--database-url", "postgresql://x@127.0.0.1:1/x", timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result.stderr) == [
+        "awa: error: invalid app='no_colon': expected module:attribute of an awa.Client"
+    ]
+
+
 def test_auto_and_zero_mean_one_per_core() -> None:
     assert processes_arg("auto") == processes_arg("0") == (os.cpu_count() or 1)
     assert processes_arg("3") == 3

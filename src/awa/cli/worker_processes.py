@@ -30,6 +30,7 @@ from awa.cli.serving import until_signal
 from awa.errors import ConfigError
 from awa.runtime.processes import STOP_MARGIN, WorkerProcesses
 from awa.runtime.supervisor_pipe import supervisor_gone
+from awa.runtime.worker_command import worker_argv
 
 __all__ = ["add_process_options", "processes_arg", "supervise", "watching_supervisor"]
 
@@ -102,6 +103,7 @@ def child_argv(args: argparse.Namespace, migrate: bool, slot: int) -> list[str]:
 async def supervise(args: argparse.Namespace, url: str, embedded: bool) -> int:
     """Run ``args.processes`` children until SIGINT/SIGTERM; 0 after a clean stop."""
     count: int = args.processes
+    worker_argv(args.app)  # a malformed --app fails here once, not in N crash-looping children
     # Every child migrates (under the migration lock: one applies, the others find it done).
     migrate = bool(args.migrate or embedded)
     env = {**os.environ, "AWA_DATABASE_URL": url}
