@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,36 @@ def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: str) -
     assert all(r["completed"] == 200 and r["stopped_cleanly"] for r in runs)
     assert all(r["wait_event_samples"] >= 1 for r in runs)
     assert "efficiency" in result.stdout
+
+
+def test_run_processes_blocks_until_sigterm_then_stops_cleanly(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``awa.run_processes`` as a script calls it: children start, SIGTERM stops them all,
+    and it returns True (every child stopped cleanly)."""
+    (tmp_path / "libapp.py").write_text(APP)
+    script = (
+        "import sys, awa\n"
+        f"clean = awa.run_processes('libapp:client', 2, database_url={database_url!r})\n"
+        "print('clean' if clean else 'unclean', flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AWA_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "".join(seen).count("running queues") == 2:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    output = "".join(seen) + rest
+    assert process.returncode == 0, output
+    assert output.strip().endswith("clean") and "unclean" not in output, output
