@@ -31,6 +31,7 @@ from awa.errors import StartupRecoveryError as StartupRecoveryError
 from awa.errors import SyncCallTimeout as SyncCallTimeout
 from awa.errors import SyncClientClosed as SyncClientClosed
 from awa.errors import ValidationError as ValidationError
+from awa.errors import WorkerCrashLoop as WorkerCrashLoop
 from awa.events import CallableSink as CallableSink
 from awa.events import Event as Event
 from awa.events import EventRejected as EventRejected
@@ -53,6 +54,7 @@ from awa.outcomes import RetryAfter as RetryAfter
 from awa.outcomes import Snooze as Snooze
 from awa.outcomes import WaitForCallback as WaitForCallback
 from awa.runtime import Runtime as Runtime
+from awa.runtime.processes import run_processes as run_processes
 from awa.sync import SyncClient as SyncClient
 
 __all__ = (
@@ -103,7 +105,9 @@ __all__ = (
     "ValidationError",
     "WaitForCallback",
     "WebhookSink",
+    "WorkerCrashLoop",
     "embedded",
     "http_worker",
+    "run_processes",
     "verify_signature",
 )

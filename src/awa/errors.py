@@ -31,6 +31,7 @@ __all__ = [
     "SyncCallTimeout",
     "SyncClientClosed",
     "ValidationError",
+    "WorkerCrashLoop",
 ]
 
 
@@ -154,6 +155,12 @@ class InvalidTransition(AwaError):
 
 class RuntimeStateError(AwaError, RuntimeError):
     """A lifecycle call (start, shutdown) raced another one or came in the wrong order."""
+
+
+class WorkerCrashLoop(AwaError, RuntimeError):
+    """A worker process kept dying: ``awa worker --processes`` (``awa.run_processes``)
+    restarted it more often than its restart policy allows and stopped the others rather
+    than restart it forever. The message names the process and its last exit code."""
 
 
 class SyncClientClosed(AwaError, RuntimeError):

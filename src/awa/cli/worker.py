@@ -8,6 +8,7 @@ import argparse
 from awa.cli.app import load_app
 from awa.cli.args import Verbs, lanes_arg, queue_arg, seconds_arg, serving_args
 from awa.cli.serving import run_until_signal
+from awa.cli.worker_processes import add_process_options, supervise, watching_supervisor
 from awa.config import MaintenanceConfig, RuntimeConfig
 from awa.runtime import Runtime
 
@@ -43,9 +44,12 @@ def add_parser(sub: Verbs) -> None:
     )
     lanes_arg(worker)
     serving_args(worker)
+    add_process_options(worker)
 
 
 async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    if args.processes > 1:  # a supervisor of N `awa worker` children (ADR 028)
+        return await supervise(args, url, embedded)
     client = load_app(args.app)
     client.set_database_url(url)
     if args.migrate or embedded:
@@ -63,6 +67,6 @@ async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
         + ("" if args.no_maintenance else f", maintenance lanes {args.lanes}")
         + " (Ctrl-C to stop)"
     )
-    async with client:
+    async with client, watching_supervisor(args.supervisor_fd):
         await run_until_signal(runtime, banner, args)
     return 0
