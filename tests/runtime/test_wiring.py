@@ -41,6 +41,11 @@ def test_the_public_runtime_is_the_package_lifecycle_class() -> None:
         "presence",
         "recovery",
         "wiring",
+        # Worker processes (ADR 028): a supervisor of runtimes in child processes.
+        "processes",
+        "restarts",
+        "supervisor_pipe",
+        "worker_command",
     }
 
 
