@@ -124,6 +124,31 @@ class BenchServer:
         return check
 
 
+    async def ensure_max_connections(self, wanted: int) -> int:
+        """Make ``max_connections`` at least ``wanted``; return the value in force.
+
+        On the embedded server: ``ALTER SYSTEM SET`` and a restart (the setting needs one).
+        Its next ordinary start sets it back to the embedded default (300), so only this
+        benchmark's data directory runs with more. An external server is only read: the
+        caller decides what a too-low value means."""
+        conn = await connect(self.url)
+        try:
+            current = int(await conn.fetchval("SHOW max_connections"))
+            if current >= wanted or self._embedded is None:
+                return current
+            await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+        finally:
+            await conn.close()
+        # No public restart on EmbeddedPostgres (a stop + start would re-apply its 300).
+        await asyncio.to_thread(self._embedded._restart)
+        log.warning("embedded server restarted with max_connections = %d", wanted)
+        conn = await connect(self.url)
+        try:
+            return int(await conn.fetchval("SHOW max_connections"))
+        finally:
+            await conn.close()
+
+
 async def _settings(conn: Any) -> dict[str, str]:
     return {name: str(await conn.fetchval(f"SHOW {name}")) for name in _DURABILITY_SETTINGS}
 
