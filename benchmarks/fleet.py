@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
-
-import asyncpg
 
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 from _support.cli import add_output_args, add_server_args
@@ -43,6 +40,7 @@ from _support.cpu import server_cpu_seconds as pg_cpu
 from _support.fleet_probe import (
     FleetProcess,
     activity,
+    enable_statements,
     holder_pid,
     leader_term,
     name_calls,
@@ -50,7 +48,7 @@ from _support.fleet_probe import (
     wait_for_new_leader,
 )
 from _support.machine import describe_machine, machine_info
-from _support.pg_stats import reset_pg_stats, xact_count
+from _support.pg_stats import xact_count
 from _support.results import run_and_report
 from _support.server import BenchServer, fresh_database
 from awa.db import connect
@@ -101,13 +99,18 @@ async def _count_window(admin: Any, dbname: str, window: float) -> dict[str, Any
 
 
 async def _idle_window(
-    args: argparse.Namespace, server: BenchServer, admin: Any, db: str, procs: list[FleetProcess]
+    args: argparse.Namespace,
+    server: BenchServer,
+    admin: Any,
+    db: str,
+    procs: list[FleetProcess],
+    statements: bool,
 ) -> dict[str, Any]:
     """The sampled window: transactions, connections, statements, leader churn."""
     dbname = urlsplit(db).path.lstrip("/")
     term0, holder0 = await leader_term(db)
-    calls0 = await statement_calls(db)
-    await asyncio.sleep(1.0)  # those two connections flush their counts as they exit
+    await asyncio.sleep(1.0)  # that connection flushes its counts as it exits
+    calls0 = await statement_calls(admin, dbname) if statements else None
     pids = [p.pid for p in procs]
     load0, busy0 = _loads(pids, server), cpu_busy_snapshot()
     x0, t0 = await xact_count(admin, dbname), time.perf_counter()
@@ -117,7 +120,7 @@ async def _idle_window(
         samples.append(await activity(admin, dbname))
     x1, t1 = await xact_count(admin, dbname), time.perf_counter()
     load = _load_summary(load0, _loads(pids, server), cpu_busy_since(busy0), t1 - t0)
-    calls1 = await statement_calls(db)
+    calls1 = await statement_calls(admin, dbname) if statements else None
     term1, holder1 = await leader_term(db)
     runtimes = sum(p.count for p in procs)
     totals = [sum(s.values()) for s in samples]
@@ -141,7 +144,9 @@ async def _idle_window(
             "holder_after": holder1,
         },
         "statements": (
-            name_calls(calls0, calls1, t1 - t0, runtimes) if calls0 and calls1 else None
+            name_calls(calls0, calls1, t1 - t0, runtimes)
+            if calls0 is not None and calls1 is not None
+            else None
         ),
         "load": load,
     }
@@ -190,10 +195,9 @@ async def _scenario(
     per_process = [runtimes // processes + (i < runtimes % processes) for i in range(processes)]
     async with fresh_database(server.url, label) as db:
         dbname = urlsplit(db).path.lstrip("/")
-        # Without pg_stat_statements preloaded, the window goes without statement counts.
-        with contextlib.suppress(asyncpg.PostgresError):
-            await reset_pg_stats(db)
         admin = await connect(server.url)
+        # Without pg_stat_statements, the window goes without statement counts.
+        statements = await enable_statements(admin)
         procs = [FleetProcess(db, n) for n in per_process]
         try:
             await asyncio.sleep(1.0)
@@ -209,7 +213,7 @@ async def _scenario(
                 flush=True,
             )
             await asyncio.sleep(args.settle)
-            window = await _idle_window(args, server, admin, db, procs)
+            window = await _idle_window(args, server, admin, db, procs, statements)
             alive = all(p.alive for p in procs)
             runs = await _failovers(db, procs, failovers) if failovers else []
         finally:
@@ -302,7 +306,8 @@ def render(payload: dict[str, Any]) -> str:
     for row in (fleet["window"]["statements"] or [])[:8]:
         lines.append(
             f"  {row['calls_per_s']:>8.3f}/s {row['calls_per_s_per_runtime']:>7.4f}/s/rt"
-            f"  {row['statement']} ({row['source']})"
+            f"  {row['statement']}"
+            + (f" ({row['source']})" if row["source"] != row["statement"] else "")
         )
     load = fleet["window"]["load"]
     lines.append(f"fleet window load: {load}")

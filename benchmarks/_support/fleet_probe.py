@@ -3,8 +3,9 @@ the fleet's database (connections, statements, leadership).
 
 Every reading here that can run on a connection to another database does (``admin``, a
 connection to the server's maintenance database), so it adds nothing to the benchmark
-database's transaction count. The two that cannot (``pg_stat_statements`` and the
-leadership term live in the benchmark database) are taken outside the sampled window.
+database's transaction count. The one that cannot (the leadership term lives in the
+benchmark database) is taken outside the sampled window, on connections closed a second
+before it starts (a backend flushes its counters as it exits).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from typing import Any
 
 import asyncpg
 
-from _support.pg_stats import pg_stat_statements_top
 from _support.statement_log import StatementNamer
 from awa.db import connect
 
 __all__ = [
     "FleetProcess",
     "activity",
+    "enable_statements",
     "holder_pid",
     "leader_term",
     "name_calls",
@@ -40,6 +41,11 @@ __all__ = [
 _BENCH_DIR = Path(__file__).resolve().parents[1]
 
 _LEADER_TERM = "SELECT term, holder FROM awa.leader_term"
+
+_STATEMENTS = """
+SELECT query, calls FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+"""
 
 _ACTIVITY = """
 SELECT coalesce(state, '(none)') AS state, count(*) AS n
@@ -154,14 +160,24 @@ async def activity(admin: Any, dbname: str) -> dict[str, int]:
     return {str(r["state"]): int(r["n"]) for r in rows}
 
 
-async def statement_calls(url: str) -> dict[str, int] | None:
-    """Calls so far per normalised statement of this database (``pg_stat_statements``);
-    None when the extension is not available."""
+async def enable_statements(admin: Any) -> bool:
+    """Make ``pg_stat_statements`` readable from ``admin``'s database (it shows every
+    database's statements there), so reading it opens no connection to the measured one,
+    whose opening statements would count as the fleet's. False when the server does not
+    preload it or the role may not create it."""
     try:
-        rows = await pg_stat_statements_top(url, 1000)
-    except asyncpg.PostgresError:  # not preloaded on this server: go without
-        return None
-    return {r["query"]: int(r["calls"]) for r in rows}
+        await admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await admin.fetchval("SELECT count(*) FROM pg_stat_statements")
+    except asyncpg.PostgresError:
+        return False
+    return True
+
+
+async def statement_calls(admin: Any, dbname: str) -> dict[str, int]:
+    """Calls so far per normalised statement of ``dbname`` (``pg_stat_statements``, read
+    from ``admin`` once ``enable_statements`` said yes)."""
+    rows = await admin.fetch(_STATEMENTS, dbname)
+    return {str(r["query"]): int(r["calls"]) for r in rows}
 
 
 def name_calls(

@@ -123,7 +123,6 @@ class BenchServer:
             await conn.close()
         return check
 
-
     async def ensure_max_connections(self, wanted: int) -> int:
         """Make ``max_connections`` at least ``wanted``; return the value in force.
 
