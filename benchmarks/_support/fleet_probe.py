@@ -23,7 +23,13 @@ from typing import Any
 
 import asyncpg
 
-from _support.statement_log import StatementNamer
+from _support.statement_log import (
+    StatementNamer,
+    attribute_transactions,
+    group_transactions,
+    parse_statement_log,
+    read_segment,
+)
 from awa.db import connect
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "enable_statements",
     "holder_pid",
     "leader_term",
+    "log_transactions",
     "name_calls",
     "statement_calls",
     "wait_for_new_leader",
@@ -202,3 +209,22 @@ def name_calls(
         for label, c in calls.most_common()
         if c > 0
     ]
+
+
+def log_transactions(log_file: Path, start: int, stop: int, seconds: float) -> dict[str, Any]:
+    """Transactions in the server log between two offsets (``log_statement = 'all'`` set
+    on the measured database only), grouped per backend and named after their source
+    (``_support/statement_log.py``, as in ``lanes.py``'s idle scenario).
+
+    Why not only ``pg_stat_database``: a backend adds its transaction count to it when it
+    flushes other pending statistics, or when it exits. A transaction that touches no
+    table (the election's ``pg_try_advisory_lock``) leaves nothing else pending, so a
+    follower's attempts are mostly counted only when its connection closes: a fleet of
+    followers looks cheaper there than it is. The log sees every statement when it runs."""
+    txs = group_transactions(parse_statement_log(read_segment(log_file, start, stop)))
+    return {
+        "tx": len(txs),
+        "tx_per_s": round(len(txs) / seconds, 3),
+        "backends": len({pid for pid, _ in txs}),
+        "by_source": attribute_transactions(txs, StatementNamer(), seconds)[:15],
+    }
