@@ -219,6 +219,7 @@ async def _scenario(
             t0 = time.monotonic()
             await asyncio.gather(*(p.start(start_timeout(p.count)) for p in procs))
             started_s = round(time.monotonic() - t0, 2)
+            ready_s = [p.ready_s for p in procs]
             print(
                 f"  {label}: {runtimes} runtimes in {processes} processes started in "
                 f"{started_s:g}s; settle {args.settle:g}s + window {args.window:g}s",
@@ -248,6 +249,7 @@ async def _scenario(
         "processes": processes,
         "runtimes_per_process": per_process,
         "started_s": started_s,
+        "process_ready_s": ready_s,
         "settle_s": args.settle,
         "background": {**background, "tx_per_s": round(background["tx_per_s"], 3)},
         "window": {**window, "tx_per_s": round(window["tx_per_s"], 3)},
