@@ -37,6 +37,33 @@ class Maintenance:
         """Queues and job kinds the applications declared, with descriptions."""
         return await self._store().observe.read_declarations()
 
+    async def lanes(self, health_interval: float) -> dict[str, Any]:
+        """The snapshot plus how old it is and whether the leader still looks alive.
+
+        The leader rewrites every branch's health row each ``health_interval`` seconds (its
+        ``MaintenanceConfig.health_interval``, not persisted, so the caller says it). Rows
+        older than twice that mean no leader is writing: the data is ``stale`` and every
+        branch's verdict is withheld (a dead leader's last "on time" is not a verdict).
+        Ages are measured on the database clock, which also stamped the rows.
+        """
+        snap = await self.snapshot()
+        now = await self._store().observe.database_now()
+        written = [b["updated_at"] for b in snap["branches"] if b.get("updated_at")]
+        age = (now - max(written)).total_seconds() if written else None
+        stale_after = 2 * health_interval
+        stale = age is None or age > stale_after
+        stats = [q["updated_at"] for q in snap["queues"] if q.get("updated_at")]
+        snap.update(
+            now=now,
+            health_interval_s=health_interval,
+            stale_after_s=stale_after,
+            data_age_s=age,
+            stale=stale,
+            leader_alive=snap["leader"] is not None and not stale,
+            queue_stats_age_s=(now - max(stats)).total_seconds() if stats else None,
+        )
+        return snap
+
     async def snapshot(self) -> dict[str, Any]:
         """Leader, per-branch health and queue stats, as one JSON-able document (the
         dashboard's ``/api/status``)."""
