@@ -63,6 +63,11 @@ document.addEventListener("click", async e => {
 
 const button = (attrs, action) => operator
   ? `<button ${attrs} data-action="${action}">${action}</button>` : "";
+// What the admin layer accepts for each action (others would answer 409).
+const RETRYABLE = new Set(["completed", "failed", "cancelled", "scheduled", "retryable"]);
+const CANCELLABLE = new Set(["scheduled", "available", "retryable", "waiting_external", "running"]);
+const jobButtons = j => [RETRYABLE.has(j.state) ? button(`data-job="${j.id}"`, "retry") : "",
+  CANCELLABLE.has(j.state) ? button(`data-job="${j.id}"`, "cancel") : ""].join(" ");
 
 async function lanes() {
   const s = await get("api/lanes");
@@ -105,7 +110,7 @@ async function jobs() {
   put(document.querySelector("#jobs tbody"), s.jobs.map(j => `<tr data-job="${j.id}">
     <td><a href="jobs/${j.id}">${j.id}</a></td><td>${esc(j.kind)}</td><td>${esc(j.queue)}</td>
     <td>${esc(j.state)}</td><td>${j.attempt}/${j.max_attempts}</td><td>${j.errors}</td><td>${esc(j.run_at)}</td>
-    <td>${button(`data-job="${j.id}"`, "retry")} ${button(`data-job="${j.id}"`, "cancel")}</td></tr>`).join(""));
+    <td>${jobButtons(j)}</td></tr>`).join(""));
   const older = $("older");
   older.hidden = s.next_before_id === null;
   if (s.next_before_id !== null) { params.set("before_id", s.next_before_id); older.href = "jobs?" + params; }
@@ -114,7 +119,7 @@ async function jobs() {
 async function job(id) {
   const j = await get(`api/jobs/${id}`);
   $("job-title").textContent = `Job ${j.id} — ${j.kind} (${j.state})`;
-  put($("job-actions"), button(`data-job="${j.id}"`, "retry") + " " + button(`data-job="${j.id}"`, "cancel"));
+  put($("job-actions"), jobButtons(j));
   const fields = ["state", "queue", "priority", "attempt", "max_attempts", "created_at", "run_at",
     "attempted_at", "heartbeat_at", "deadline_at", "finalized_at", "claimed_by", "unique_key", "tags"];
   put(document.querySelector("#job-fields tbody"),
