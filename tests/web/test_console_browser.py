@@ -131,3 +131,29 @@ async def test_operator_pauses_resumes_and_retries_from_the_browser(
         # --- the jobs list shows it, filtered by kind
         await anyio.to_thread.run_sync(browser.get, base + "jobs?kind=flaky")
         await until_true(lambda: f"{job.id}" in _text(browser, "#jobs tbody"))
+
+
+async def test_lanes_page_marks_a_stopped_leaders_data_stale(
+    database_url: str, browser: webdriver.Chrome
+) -> None:
+    client = awa.Client(database_url)
+    interval = 0.3
+    maintenance = MaintenanceConfig(
+        startup_jitter=0, election_interval=0.2, health_interval=interval
+    )
+
+    def health() -> set[str]:
+        return set(_text(browser, "#branches tbody td:nth-child(11)").split("\n")) - {""}
+
+    async with client, served_console(database_url, health_interval=interval) as base:
+        async with awa.Runtime(client, maintenance=maintenance):
+            await anyio.to_thread.run_sync(browser.get, base)
+            await until_true(lambda: health() == {"on time"})
+            assert "alive" in _text(browser, "#leader")
+        stopped = anyio.current_time()
+        await until_true(lambda: health() == {"STALE"})
+        # 2 x interval after the last write, plus the page's 2 s refresh and a busy machine.
+        assert anyio.current_time() - stopped <= 2 * interval + 2.0 + 2.0
+        assert "NOT alive" in _text(browser, "#leader")
+        assert "STALE" in _text(browser, "#age")
+        screenshot(browser, "console-lanes-stale.png")
