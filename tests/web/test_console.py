@@ -8,6 +8,7 @@ the lanes page marking a dead leader's data STALE within twice the health interv
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ import awa
 from awa.config import MaintenanceConfig
 from awa.errors import ValidationError
 from awa.web import console_app, serve
+from support.cli_process import awa_env, spawn_awa, wait_for_line
 from support.console import QUICK_RETRY, csrf_of, finished, served_console, until
 
 TOKEN = "s3cret-operator-token"
@@ -272,3 +274,33 @@ async def test_lanes_turn_stale_within_twice_the_health_interval_after_the_leade
 async def _when(answer: Any, predicate: Any) -> Any:
     value = await answer
     return value if predicate(value) else None
+
+
+def test_cli_dashboard_takes_the_token_from_the_environment(database_url: str) -> None:
+    """`awa dashboard` binds 127.0.0.1, says it needs a token, and the token from
+    ``AWA_CONSOLE_TOKEN`` is the one that logs in."""
+    dashboard = spawn_awa(
+        "--database-url", database_url, "dashboard", "--port", "0",
+        env=awa_env(AWA_CONSOLE_TOKEN=TOKEN),
+    )  # fmt: skip
+    try:
+        (line,) = wait_for_line(dashboard, "awa dashboard on")[-1:]
+        assert "http://127.0.0.1:" in line and "operator token required" in line
+        base = line.split()[3]
+        with httpx.Client(base_url=base) as http:
+            csrf = csrf_of(http.get("").text)
+            assert http.get("api/session").json() == {
+                "operator": False, "read_only": False, "login": True,
+            }  # fmt: skip
+            headers = {"x-csrf-token": csrf}
+            assert http.post("api/login", json={"token": "no"}, headers=headers).status_code == 403
+            assert http.post("api/login", json={"token": TOKEN}, headers=headers).status_code == 200
+            assert http.get("api/session").json()["operator"] is True
+        dashboard.send_signal(signal.SIGINT)
+        assert dashboard.wait(timeout=60) == 0
+    finally:
+        if dashboard.poll() is None:
+            dashboard.kill()
+            dashboard.wait()
+        if dashboard.stdout is not None:
+            dashboard.stdout.close()

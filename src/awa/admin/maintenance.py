@@ -8,6 +8,7 @@ tables, so a status view or a dashboard refresh costs the database a few cheap r
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from awa.admin.host import AdminHost
@@ -48,11 +49,9 @@ class Maintenance:
         """
         snap = await self.snapshot()
         now = await self._store().observe.database_now()
-        written = [b["updated_at"] for b in snap["branches"] if b.get("updated_at")]
-        age = (now - max(written)).total_seconds() if written else None
+        age = _age(now, snap["branches"])
         stale_after = 2 * health_interval
         stale = age is None or age > stale_after
-        stats = [q["updated_at"] for q in snap["queues"] if q.get("updated_at")]
         snap.update(
             now=now,
             health_interval_s=health_interval,
@@ -60,11 +59,26 @@ class Maintenance:
             data_age_s=age,
             stale=stale,
             leader_alive=snap["leader"] is not None and not stale,
-            queue_stats_age_s=(now - max(stats)).total_seconds() if stats else None,
+            queue_stats_age_s=_age(now, snap["queues"]),
         )
         return snap
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """Depth and lag per queue and live state as the leader's ``queue_stats`` branch
+        last persisted them (``queues``), with their age on the database clock
+        (``age_s``; None when nothing was persisted) and that clock's ``now``."""
+        observe = self._store().observe
+        rows = await observe.read_queue_stats()
+        now = await observe.database_now()
+        return {"queues": rows, "now": now, "age_s": _age(now, rows)}
 
     async def snapshot(self) -> dict[str, Any]:
         """Leader, per-branch health and queue stats, as one JSON-able document (the
         dashboard's ``/api/status``)."""
         return await self._store().observe.snapshot()
+
+
+def _age(now: datetime, rows: list[dict[str, Any]]) -> float | None:
+    """Seconds since the newest row's ``updated_at`` (None: no rows)."""
+    written = [r["updated_at"] for r in rows if r.get("updated_at")]
+    return (now - max(written)).total_seconds() if written else None

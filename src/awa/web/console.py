@@ -137,7 +137,7 @@ def console_app(
         Route("/api/logout", api.logout, methods=["POST"]),
         Route("/api/lanes", api.lanes),
         Route("/api/queues", api.queues),
-        Route("/api/queues/{name}/{action}", api.queue_action, methods=["POST"]),
+        Route("/api/queues/{name:path}/{action}", api.queue_action, methods=["POST"]),
         Route("/api/jobs", api.jobs),
         Route("/api/jobs/{job_id:int}", api.job),
         Route("/api/jobs/{job_id:int}/{action}", api.job_action, methods=["POST"]),

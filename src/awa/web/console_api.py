@@ -106,10 +106,10 @@ class ConsoleApi:
     async def queues(self, request: Request) -> Response:
         """Per queue: counts by live state, depth and lag (persisted stats), paused."""
         admin = await self._admin()
-        snap = await admin.maintenance.lanes(self._health_interval)
+        stats = await admin.maintenance.queue_stats()
         pauses = {p.queue: p.as_dict() for p in await admin.queues.list()}
         queues: dict[str, dict[str, Any]] = {}
-        for row in snap["queues"]:
+        for row in stats["queues"]:
             q = queues.setdefault(row["queue"], _queue(row["queue"]))
             q["states"][row["state"]] = row["count"]
             if row["state"] == "available":
@@ -120,8 +120,8 @@ class ConsoleApi:
         return Json(
             {
                 "queues": [queues[name] for name in sorted(queues)],
-                "stats_age_s": snap["queue_stats_age_s"],
-                "now": snap["now"],
+                "stats_age_s": stats["age_s"],
+                "now": stats["now"],
             }
         )
 
