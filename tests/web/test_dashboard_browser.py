@@ -1,7 +1,7 @@
-"""The built-in dashboard in a real headless Chromium (Debian's ``chromium`` and
-``chromium-driver`` packages, installed by the fixture when missing and possible): the page
-loads, shows both lanes and every branch, and updates in place when a branch becomes
-delayed. A screenshot is saved to ``.awa/artifacts/dashboard-delayed.png``.
+"""The lanes page of the console (``dashboard_app``, the read-only console) in a real
+headless Chromium (``support.browser``): the page loads, shows both lanes and every branch,
+and updates in place when a branch becomes delayed. A screenshot is saved to
+``.awa/artifacts/dashboard-delayed.png``.
 """
 
 from __future__ import annotations

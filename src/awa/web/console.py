@@ -105,13 +105,10 @@ def console_app(
     """
     if token == "":
         raise ValidationError("token", token, "an empty operator token would admit anyone")
-    guard = Guard(
-        token=token,
-        read_only=(token is None) if read_only is None else read_only,
-    )
-    if read_only:  # read_only=True wins over a token
-        guard.token = None
-        guard.read_only = True
+    if read_only:  # wins over a token
+        guard = Guard(token=None, read_only=True)
+    else:  # a token, or (read_only=False) the application's own auth, admits actions
+        guard = Guard(token=token, read_only=token is None and read_only is None)
     pool = _Pool(url, pool_size)
     api = ConsoleApi(pool.admin, guard, health_interval)
     page = _page(guard)
