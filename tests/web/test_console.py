@@ -8,8 +8,11 @@ the lanes page marking a dead leader's data STALE within twice the health interv
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import signal
+import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -304,3 +307,15 @@ def test_cli_dashboard_takes_the_token_from_the_environment(database_url: str) -
             dashboard.wait()
         if dashboard.stdout is not None:
             dashboard.stdout.close()
+
+
+def test_every_static_asset_ships_in_the_wheel() -> None:
+    """``package-data`` names every file the console serves (no build step at install)."""
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["awa"]
+    static = root / "src" / "awa" / "web" / "static"
+    assets = [p.relative_to(root / "src" / "awa").as_posix() for p in static.iterdir()]
+    assert {"web/static/console.html", "web/static/console.js"} <= set(assets)
+    assert all(any(fnmatch.fnmatch(a, g) for g in globs) for a in assets), (assets, globs)

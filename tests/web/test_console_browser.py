@@ -1,7 +1,9 @@
 """The operator console in a real headless Chromium, clicked as an operator would, against a
 real runtime: log in with the operator token; pause a queue and see the runtime stop
 claiming it (its jobs stay available), resume and see them run; open a failed job's detail
-showing its two failed attempts, click retry and see it complete. Screenshots go to
+showing its two failed attempts, click retry and see it complete; cancel a running job
+(confirming the dialog) and see its runtime stop it; the lanes page marks a stopped
+leader's data STALE. Screenshots go to
 ``.awa/artifacts/`` (console-*.png).
 """
 
@@ -48,6 +50,10 @@ def _text(driver: webdriver.Chrome, css: str) -> str:
         return ""
 
 
+def _accept_dialog(driver: webdriver.Chrome) -> None:
+    driver.switch_to.alert.accept()
+
+
 def _log_in(driver: webdriver.Chrome, base: str) -> None:
     driver.get(base)
     driver.find_element(By.ID, "token").send_keys(TOKEN)
@@ -69,12 +75,18 @@ async def test_operator_pauses_resumes_and_retries_from_the_browser(
     async def send(ctx: awa.JobContext) -> None:
         ran.append(ctx.job.id)
 
+    @client.handler("stuck")
+    async def stuck(ctx: awa.JobContext) -> None:
+        await anyio.sleep(3600)  # until the operator cancels it
+
     @client.handler("flaky")
     async def flaky(ctx: awa.JobContext) -> None:
         if failing:
             raise RuntimeError(f"upstream down (attempt {ctx.job.attempt})")
 
-    config = awa.RuntimeConfig(queues={"default": 2, "mail": 2}, backoff=QUICK_RETRY)
+    config = awa.RuntimeConfig(
+        queues={"default": 2, "mail": 2}, backoff=QUICK_RETRY, heartbeat_interval=0.2
+    )
     maintenance = MaintenanceConfig(
         startup_jitter=0,
         election_interval=0.2,
@@ -131,6 +143,16 @@ async def test_operator_pauses_resumes_and_retries_from_the_browser(
         # --- the jobs list shows it, filtered by kind
         await anyio.to_thread.run_sync(browser.get, base + "jobs?kind=flaky")
         await until_true(lambda: f"{job.id}" in _text(browser, "#jobs tbody"))
+
+        # --- cancel a running job from the list, confirming the browser's dialog
+        running = await client.insert("stuck", {})
+        await until(lambda: _state_is(client, running.id, "running"))
+        await anyio.to_thread.run_sync(browser.get, base + "jobs?state=running")
+        cancel = f'tr[data-job="{running.id}"] button[data-action="cancel"]'
+        await until_true(lambda: _click(browser, cancel))
+        await anyio.to_thread.run_sync(_accept_dialog, browser)
+        assert (await finished(client, running.id)).state == "cancelled"
+        await until_true(lambda: "done" in _text(browser, "#flash"))
 
 
 async def test_lanes_page_marks_a_stopped_leaders_data_stale(
