@@ -167,6 +167,11 @@ async def test_actions_need_the_token_and_the_csrf_secret(database_url: str) -> 
             assert (await http.post(actions[3], headers=good)).json()["resumed"] is True
             assert not await client.queues.is_paused("slow")
 
+            # Behind a proxy that rewrites Host, the forwarded host is the browser's site.
+            proxied = {**good, "origin": "https://ops.example", "x-forwarded-host": "ops.example"}
+            assert (await http.post(actions[2], headers=proxied)).status_code == 200
+            assert (await http.post(actions[3], headers=proxied)).status_code == 200
+
             # Bad requests are typed answers, not tracebacks.
             again = await http.post(actions[1], headers=good)
             assert again.status_code == 409  # a cancelled job cannot be cancelled

@@ -68,9 +68,15 @@ class Guard:
         origin = request.headers.get("origin")
         if origin is None:
             return  # not a browser's cross-site request (curl, same-origin GET-like)
-        host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc != host:
-            raise Refusal(f"cross-origin request from {origin} refused")
+        # Behind a reverse proxy the Host header may name the upstream (nginx's default);
+        # the proxy's X-Forwarded-Host then names the site the browser used. Accepting it
+        # weakens nothing: a cross-site page cannot set that header without a preflight.
+        hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+        if origin == "null" or urlsplit(origin).netloc not in hosts - {""}:
+            raise Refusal(
+                f"cross-origin request from {origin} refused (a proxy in front must pass "
+                "the Host or X-Forwarded-Host the browser used)"
+            )
 
     def check_csrf(self, request: Request) -> None:
         """Refuse a POST without the page's secret (origin first, then the header)."""
