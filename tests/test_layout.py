@@ -170,8 +170,9 @@ def test_every_module_has_its_tests_where_the_tree_says() -> None:
     assert homeless == [], "modules whose tests cannot be found from the tree"
 
 
-#: A web page's path as its module compares it (``path == "/livez"``, ``path in (...)``).
-PAGE_PATH = re.compile(r"""path\s*(?:==|!=|in)\s*\(?([^:\n]*)""")
+#: A web page's path as its module compares it (``path == "/livez"``, ``path in (...)``) or
+#: routes it (Starlette's ``Route("/api/jobs", ...)``; paths with parameters are not listed).
+PAGE_PATH = re.compile(r"""(?:path\s*(?:==|!=|in)\s*\(?|Route\()([^:\n]*)""")
 
 
 def web_pages() -> dict[str, str]:
@@ -187,7 +188,7 @@ def web_pages() -> dict[str, str]:
 def test_the_page_detector_finds_the_known_pages() -> None:
     pages = web_pages()
     assert pages["/livez"] == pages["/readyz"] == pages["/health"] == "health.py"
-    assert pages["/"] == pages["/api/status"] == "dashboard.py"
+    assert pages["/"] == pages["/api/status"] == pages["/api/jobs"] == "console.py"
 
 
 @pytest.mark.parametrize("path", sorted(web_pages()))

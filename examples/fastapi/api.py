@@ -6,6 +6,7 @@ migrated); the worker is ``awa worker --app jobs:client --queue orders=10`` (``j
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from jobs import client
 from pydantic import BaseModel
 
 import awa
+from awa.web import console_app
 
 pools: dict[str, asyncpg.Pool] = {}  # the application's own pool, for its own tables
 
@@ -30,9 +32,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pools["app"] = pool
         yield
         del pools["app"]
+    await console.state.close()  # a mounted app gets no lifespan of its own
 
 
+console = console_app(client.database_url, token=os.environ.get("AWA_CONSOLE_TOKEN"))
 app = FastAPI(lifespan=lifespan)
+app.mount("/ops", console)  # the operator console; read-only until an operator logs in
 
 
 class Order(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import asyncpg
 import httpx
+import pytest
 
 from awa.web import serve
 from support.cli_process import awa_env, spawn_awa
@@ -33,8 +34,12 @@ async def wait_for_state(http: httpx.AsyncClient, job_id: int, state: str) -> di
 
 
 async def test_orders_are_inserted_over_http_and_run_by_the_worker(
-    database_url: str, raw: asyncpg.Connection, example: LoadExample
+    database_url: str,
+    raw: asyncpg.Connection,
+    example: LoadExample,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("AWA_DATABASE_URL", database_url)  # as a deployment sets it
     jobs = example("fastapi", "jobs")
     api = example("fastapi", "api")
     jobs.client.set_database_url(database_url)  # as AWA_DATABASE_URL would
@@ -47,6 +52,10 @@ async def test_orders_are_inserted_over_http_and_run_by_the_worker(
             receipt = await http.post(f"/orders/{order_id}/receipt", json={"email": "a@b.c"})
             assert receipt.status_code == 202, receipt.text
             receipt_id = receipt.json()["job_id"]
+
+            console = await http.get("/ops/api/queues")  # the console mounted under /ops
+            assert console.status_code == 200, console.text
+            assert (await http.get("/ops/")).status_code == 200
 
             refused = await http.post("/orders", json={"email": "nobody"})
             assert refused.status_code == 422, refused.text

@@ -8,6 +8,7 @@ tables, so a status view or a dashboard refresh costs the database a few cheap r
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from awa.admin.host import AdminHost
@@ -37,7 +38,47 @@ class Maintenance:
         """Queues and job kinds the applications declared, with descriptions."""
         return await self._store().observe.read_declarations()
 
+    async def lanes(self, health_interval: float) -> dict[str, Any]:
+        """The snapshot plus how old it is and whether the leader still looks alive.
+
+        The leader rewrites every branch's health row each ``health_interval`` seconds (its
+        ``MaintenanceConfig.health_interval``, not persisted, so the caller says it). Rows
+        older than twice that mean no leader is writing: the data is ``stale`` and every
+        branch's verdict is withheld (a dead leader's last "on time" is not a verdict).
+        Ages are measured on the database clock, which also stamped the rows.
+        """
+        snap = await self.snapshot()
+        now = await self._store().observe.database_now()
+        age = _age(now, snap["branches"])
+        stale_after = 2 * health_interval
+        stale = age is None or age > stale_after
+        snap.update(
+            now=now,
+            health_interval_s=health_interval,
+            stale_after_s=stale_after,
+            data_age_s=age,
+            stale=stale,
+            leader_alive=snap["leader"] is not None and not stale,
+            queue_stats_age_s=_age(now, snap["queues"]),
+        )
+        return snap
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """Depth and lag per queue and live state as the leader's ``queue_stats`` branch
+        last persisted them (``queues``), with their age on the database clock
+        (``age_s``; None when nothing was persisted) and that clock's ``now``."""
+        observe = self._store().observe
+        rows = await observe.read_queue_stats()
+        now = await observe.database_now()
+        return {"queues": rows, "now": now, "age_s": _age(now, rows)}
+
     async def snapshot(self) -> dict[str, Any]:
         """Leader, per-branch health and queue stats, as one JSON-able document (the
         dashboard's ``/api/status``)."""
         return await self._store().observe.snapshot()
+
+
+def _age(now: datetime, rows: list[dict[str, Any]]) -> float | None:
+    """Seconds since the newest row's ``updated_at`` (None: no rows)."""
+    written = [r["updated_at"] for r in rows if r.get("updated_at")]
+    return (now - max(written)).total_seconds() if written else None

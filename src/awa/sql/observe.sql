@@ -23,3 +23,8 @@ ON CONFLICT (type, name) DO UPDATE
 SELECT type, name, description, queue, declared_by, first_seen, last_seen
   FROM awa.declarations
  ORDER BY type DESC, name;
+
+-- name: database_now
+-- The database clock, against which the age of persisted health and stats is measured
+-- (the console's clock may differ from the leader's; both wrote with the database's).
+SELECT now() AS now;

@@ -49,6 +49,11 @@ class Observe:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("read_queue_stats")))
         return [dict(r) for r in rows]
 
+    async def database_now(self) -> datetime:
+        """The database clock (what persisted ``updated_at`` columns were written with)."""
+        now: datetime = await self._db.guard(lambda: self._db.run.fetchval(_sql("database_now")))
+        return now
+
     async def snapshot(self) -> dict[str, Any]:
         """Leader, per-branch lane health and queue stats, as one JSON-able document."""
         return {

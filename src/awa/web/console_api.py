@@ -1,0 +1,195 @@
+"""The console's JSON API: one endpoint per page, and the actions (ADR 031).
+
+Reads are open to anyone who can reach the console; every POST passes ``Guard`` first.
+The queues page reads the leader's persisted ``queue_stats`` (cheap: no scan of the job
+tables per refresh) plus the pause table, which is small and always current, so a pause
+shows at once while depth and lag are as old as ``queue_stats_age_s`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from awa.admin import Admin
+from awa.errors import ValidationError
+from awa.web.asgi import to_json
+from awa.web.console_guard import COOKIE, Guard
+
+__all__ = ["ConsoleApi", "Json"]
+
+#: Most jobs one page of the jobs list returns.
+MAX_PAGE = 200
+
+
+class Json(JSONResponse):
+    """JSON with datetimes as ISO 8601 (the admin layer returns them as they are)."""
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
+def _int(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(name, raw, "expected an integer") from None
+
+
+def _text(request: Request, name: str) -> str | None:
+    return request.query_params.get(name, "").strip() or None
+
+
+class ConsoleApi:
+    """The endpoints, over an ``Admin`` opened on demand."""
+
+    def __init__(
+        self, admin: Callable[[], Awaitable[Admin]], guard: Guard, health_interval: float
+    ) -> None:
+        self._admin = admin
+        self._guard = guard
+        self._health_interval = health_interval
+
+    # ---------------------------------------------------------------- session
+
+    async def session(self, request: Request) -> Response:
+        """What the page may offer: actions allowed now, and whether a login could allow
+        them."""
+        guard = self._guard
+        return Json(
+            {
+                "operator": guard.is_operator(request),
+                "read_only": guard.read_only and guard.token is None,
+                "login": guard.login_possible,
+            }
+        )
+
+    async def login(self, request: Request) -> Response:
+        """Check the token once and keep it in an HttpOnly cookie scoped to the console."""
+        body = await request.json() if await request.body() else {}
+        presented = str(body.get("token", "")) if isinstance(body, dict) else ""
+        self._guard.check_login(request, presented)
+        response = Json({"operator": True})
+        response.set_cookie(
+            COOKIE,
+            presented,
+            path=_base(request),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        self._guard.check_csrf(request)
+        response = Json({"operator": False})
+        response.delete_cookie(COOKIE, path=_base(request))
+        return response
+
+    # ------------------------------------------------------------------ reads
+
+    async def status(self, request: Request) -> Response:
+        """The lane dashboard's original document (leader, branches, queue stats)."""
+        return Json(await (await self._admin()).maintenance.snapshot())
+
+    async def lanes(self, request: Request) -> Response:
+        """Branches with the data's age and the leader's liveness (stale data is STALE)."""
+        admin = await self._admin()
+        return Json(await admin.maintenance.lanes(self._health_interval))
+
+    async def queues(self, request: Request) -> Response:
+        """Per queue: counts by live state, depth and lag (persisted stats), paused."""
+        admin = await self._admin()
+        stats = await admin.maintenance.queue_stats()
+        pauses = {p.queue: p.as_dict() for p in await admin.queues.list()}
+        queues: dict[str, dict[str, Any]] = {}
+        for row in stats["queues"]:
+            q = queues.setdefault(row["queue"], _queue(row["queue"]))
+            q["states"][row["state"]] = row["count"]
+            if row["state"] == "available":
+                q["depth"] = row["count"]
+                q["lag_s"] = row["lag_s"]
+        for name, pause in pauses.items():
+            queues.setdefault(name, _queue(name)).update(paused=True, pause=pause)
+        return Json(
+            {
+                "queues": [queues[name] for name in sorted(queues)],
+                "stats_age_s": stats["age_s"],
+                "now": stats["now"],
+            }
+        )
+
+    async def jobs(self, request: Request) -> Response:
+        """Newest first, filtered by queue/kind/state; keyset paging by ``before_id``."""
+        limit = _int(request, "limit", 50) or 50
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", limit, f"expected 1..{MAX_PAGE}")
+        admin = await self._admin()
+        found = await admin.jobs.find(
+            state=_text(request, "state"),
+            queue=_text(request, "queue"),
+            kind=_text(request, "kind"),
+            limit=limit,
+            before_id=_int(request, "before_id"),
+        )
+        return Json(
+            {
+                "jobs": [_summary(j.as_dict()) for j in found],
+                "next_before_id": found[-1].id if len(found) == limit else None,
+            }
+        )
+
+    async def job(self, request: Request) -> Response:
+        admin = await self._admin()
+        return Json((await admin.jobs.get(request.path_params["job_id"])).as_dict())
+
+    # ---------------------------------------------------------------- actions
+
+    async def queue_action(self, request: Request) -> Response:
+        self._guard.check_action(request)
+        name, action = request.path_params["name"], request.path_params["action"]
+        admin = await self._admin()
+        if action == "pause":
+            outcome = await admin.queues.pause(name, by="console")
+            return Json({"queue": name, "paused": True, "created": outcome.created})
+        if action == "resume":
+            resumed = await admin.queues.resume(name)
+            return Json({"queue": name, "paused": False, "resumed": resumed})
+        raise ValidationError("action", action, "expected pause or resume")
+
+    async def job_action(self, request: Request) -> Response:
+        self._guard.check_action(request)
+        job_id, action = request.path_params["job_id"], request.path_params["action"]
+        admin = await self._admin()
+        if action == "retry":
+            job = await admin.jobs.retry(job_id)
+        elif action == "cancel":
+            job = await admin.jobs.cancel(job_id, "cancelled from the console")
+        else:
+            raise ValidationError("action", action, "expected retry or cancel")
+        return Json(job.as_dict())
+
+
+def _base(request: Request) -> str:
+    """The console's own path (its mount point), which scopes its cookie."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/") + "/"
+
+
+def _queue(name: str) -> dict[str, Any]:
+    return {"queue": name, "states": {}, "depth": 0, "lag_s": None, "paused": False, "pause": None}
+
+
+def _summary(job: dict[str, Any]) -> dict[str, Any]:
+    """A list row: the job without its args, result and error texts (detail has them)."""
+    keep = ("id", "kind", "queue", "state", "attempt", "max_attempts", "priority", "run_at")
+    row = {k: job[k] for k in keep}
+    row.update(created_at=job["created_at"], finalized_at=job["finalized_at"])
+    row["errors"] = len(job["errors"] or [])
+    return row

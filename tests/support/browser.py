@@ -1,0 +1,62 @@
+"""A real headless Chromium for the console's browser tests (Debian's ``chromium`` and
+``chromium-driver`` packages): skip, or fail under CI, when it is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+#: Where browser tests save screenshots (CI keeps the folder as an artefact).
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".awa" / "artifacts"
+
+
+def need_chromium() -> None:
+    """Chromium and its driver are system packages: ``.ci/run`` installs them, visibly, and
+    sets ``AWA_REQUIRE_BROWSER=1`` so CI fails rather than skips when they are missing.
+    Elsewhere the test skips and says what to install (a test never installs packages)."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    reason = "needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+    if os.environ.get("AWA_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextmanager
+def chromium() -> Iterator[webdriver.Chrome]:
+    need_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1400,1000")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def until_true(predicate: Any, timeout: float = 30.0) -> Any:
+    """Run the (blocking, webdriver-calling) ``predicate`` in a thread until it returns
+    something truthy; return that."""
+    with anyio.fail_after(timeout):
+        while True:
+            value = await anyio.to_thread.run_sync(predicate)
+            if value:
+                return value
+            await anyio.sleep(0.2)
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / name))
