@@ -27,7 +27,6 @@ import os
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TextIO
@@ -51,15 +50,35 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ENV_LOG_FORMAT: Final = "AWA_LOG_FORMAT"
 
 
-@dataclass(frozen=True, slots=True)
 class JobLogContext:
-    """The job an execution is about, as logs show it."""
+    """The job an execution is about, as logs show it.
 
-    job_id: int
-    kind: str
-    queue: str
-    attempt: int
-    traceparent: str | None = None  # the producer's, when no span of our own is recording
+    Built for every execution and read only when a record is logged, so it only keeps
+    references: the producer's ``traceparent`` is looked up in the metadata when a record
+    asks (a frozen dataclass and the lookup up front cost ~3 µs per job on the drain)."""
+
+    __slots__ = ("_metadata", "attempt", "job_id", "kind", "queue")
+
+    def __init__(
+        self,
+        job_id: int,
+        kind: str,
+        queue: str,
+        attempt: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.kind = kind
+        self.queue = queue
+        self.attempt = attempt
+        self._metadata = metadata
+
+    @property
+    def traceparent(self) -> str | None:
+        """The producer's trace context, used when no span of our own is recording."""
+        metadata = self._metadata
+        value = metadata.get("traceparent") if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) else None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,10 +116,7 @@ class JobScope:
         attempt: int,
         metadata: Mapping[str, Any] | None,
     ) -> None:
-        traceparent = metadata.get("traceparent") if isinstance(metadata, Mapping) else None
-        self._scope = JobLogContext(
-            job_id, kind, queue, attempt, traceparent if isinstance(traceparent, str) else None
-        )
+        self._scope = JobLogContext(job_id, kind, queue, attempt, metadata)
         self._token: Token[JobLogContext | None] | None = None
 
     def __enter__(self) -> JobLogContext:
