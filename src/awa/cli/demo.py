@@ -121,8 +121,13 @@ async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     progress = sys.stderr if args.json else sys.stdout
     # The demo's handler fails a fifth of its attempts on purpose: logging each retried one
     # with its traceback (ADR 025) would bury the progress lines. Final failures still show.
-    logging.getLogger("awa.worker.failures").setLevel(logging.ERROR)
-    report = await run_demo(url, duration=args.duration, rate=args.rate, progress=progress)
+    failures = logging.getLogger("awa.worker.failures")
+    level = failures.level
+    failures.setLevel(logging.ERROR)
+    try:  # restored: the CLI may run in-process (tests, python -m awa from a script)
+        report = await run_demo(url, duration=args.duration, rate=args.rate, progress=progress)
+    finally:
+        failures.setLevel(level)
     emit(report.summary(), as_json=args.json, text=report.closing())
     return 0
 
