@@ -305,7 +305,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise _Refused(400, "invalid", "error must be a string")
     _number(request, "delay", positive=False)
     _number(request, "extend_by", positive=True)
-    if action == "heartbeat" and "extend_by" not in request:
+    if action == "heartbeat" and request.get("extend_by") is None:  # absent or null
         raise _Refused(400, "invalid", "heartbeat needs extend_by (seconds)")
     return request
 
