@@ -195,13 +195,7 @@ class QueueDispatcher:
             latency = max(0.0, (job.attempted_at - job.run_at).total_seconds())
             self._metrics.pickup_latency.record(latency, {"awa.queue": self.queue})
         with (
-            JobScope(
-                job_id=job.id,
-                kind=job.kind,
-                queue=job.queue,
-                attempt=job.attempt,
-                metadata=job.metadata,
-            ),
+            JobScope(job),
             self._metrics.job_span(
                 kind=job.kind,
                 queue=job.queue,
