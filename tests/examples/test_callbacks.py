@@ -5,14 +5,11 @@ handler resumes with the payload and the job completes with it as its result."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
-import anyio
 import asyncpg
 
-from support.examples import EXAMPLES
+from support.examples import EXAMPLES, run_script
 
 SCRIPT = EXAMPLES / "callbacks" / "payments.py"
 
@@ -20,14 +17,7 @@ SCRIPT = EXAMPLES / "callbacks" / "payments.py"
 async def test_the_parked_charge_completes_with_the_providers_payload(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "AWA_DATABASE_URL": empty_database_url}
-    with anyio.fail_after(90):
-        result = await anyio.run_process(
-            [sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, check=False
-        )
-    stdout = result.stdout.decode()
-    output = stdout + result.stderr.decode()
-    assert result.returncode == 0, output[-4000:]
+    stdout, output = run_script(SCRIPT, empty_database_url, tmp_path, timeout=90)
     assert " completed: " in stdout, output[-4000:]
 
     conn = await asyncpg.connect(empty_database_url)

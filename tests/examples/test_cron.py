@@ -4,14 +4,11 @@ every-second one into its handler's queue, and its workers run the fires."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-import anyio
 import asyncpg
 
-from support.examples import EXAMPLES
+from support.examples import EXAMPLES, run_script
 
 SCRIPT = EXAMPLES / "cron" / "schedules.py"
 
@@ -19,14 +16,7 @@ SCRIPT = EXAMPLES / "cron" / "schedules.py"
 async def test_the_schedules_fire_and_their_jobs_run(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "AWA_DATABASE_URL": empty_database_url}
-    with anyio.fail_after(90):
-        result = await anyio.run_process(
-            [sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, check=False
-        )
-    stdout = result.stdout.decode()
-    output = stdout + result.stderr.decode()
-    assert result.returncode == 0, output[-4000:]
+    stdout, output = run_script(SCRIPT, empty_database_url, tmp_path, timeout=90)
     assert "pulsed for " in stdout, output[-4000:]
 
     conn = await asyncpg.connect(empty_database_url)

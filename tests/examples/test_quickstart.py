@@ -3,15 +3,13 @@ block is exactly that file, so the first code a user copies cannot rot."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 
 import awa
+from support.examples import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart" / "quickstart.py"
@@ -20,19 +18,8 @@ QUICKSTART = ROOT / "examples" / "quickstart" / "quickstart.py"
 def test_the_quickstart_runs_on_a_fresh_database(database_url: str, tmp_path: Path) -> None:
     """A fresh database: the example migrates it first (``client.migrate()`` before
     ``async with client``), inserts five jobs and runs four of them."""
-    env = {**os.environ, "AWA_DATABASE_URL": database_url}
-    result = subprocess.run(
-        [sys.executable, str(QUICKSTART)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "done: 4 sent, 1 scheduled" in result.stdout, output[-4000:]
+    stdout, output = run_script(QUICKSTART, database_url, tmp_path)
+    assert "done: 4 sent, 1 scheduled" in stdout, output[-4000:]
     assert not (tmp_path / ".awa").exists()  # AWA_DATABASE_URL given: no embedded server
 
 

@@ -6,6 +6,8 @@ of ``examples/`` (``tests/examples/``, whose conftest imports the fixture)."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,25 @@ from types import ModuleType
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_script(script: Path, database_url: str, cwd: Path, timeout: float = 120) -> tuple[str, str]:
+    """Run an example as its users do: ``python script.py`` in ``cwd`` with
+    ``AWA_DATABASE_URL`` set. Asserts it exited 0; returns (stdout, stdout + stderr), the
+    second for failure messages."""
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env={**os.environ, "AWA_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return result.stdout, output
+
 
 #: ``example("fastapi", "api")``: the module ``api`` of ``examples/fastapi/``.
 LoadExample = Callable[[str, str], ModuleType]
