@@ -13,35 +13,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import asyncpg
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from support.examples import LoadExample
+from support.wsgi import serving
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "sync_flask.py"
 THREADS = 8
 REQUESTS_PER_THREAD = 12
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[BaseWSGIServer]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="wsgi")
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(timeout=30)
-        server.server_close()
 
 
 def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -12,16 +12,14 @@ import asyncio
 import http.client
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 import awa
+from support.wsgi import serving
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 25
@@ -39,19 +37,6 @@ def make_app(sync: awa.SyncClient, gate: threading.Barrier) -> flask.Flask:
         return {"job_id": job.id}, 201
 
     return app
-
-
-@contextmanager
-def serving(app: flask.Flask) -> Iterator[BaseWSGIServer]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="wsgi")
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(timeout=30)
-        server.server_close()
 
 
 def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
