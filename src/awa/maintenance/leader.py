@@ -35,7 +35,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseUnavailable, LeadershipLost
-from awa.maintenance.branch import HYGIENE, SLO, Branch, BranchContext
+from awa.maintenance.branch import SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation
 from awa.maintenance.supervisor import (
@@ -175,14 +175,12 @@ class MaintenanceLeader:
         self._resign = anyio.Event()
         mode, reason = initial_mode(self.config)
         # A connection per reserved slot on top of each lane's shared capacity (ADR 030).
-        reserved = {
-            lane: sum(b.reserved_slot and (b.lane == SLO) == (lane == SLO) for b in self.branches)
-            for lane in (SLO, HYGIENE)
-        }
-        slo_store = await self._open_store(self.config.slo_capacity + reserved[SLO], term)
+        reserved_slo = sum(b.reserved_slot for b in self.branches if b.lane == SLO)
+        reserved_hygiene = sum(b.reserved_slot for b in self.branches if b.lane != SLO)
+        slo_store = await self._open_store(self.config.slo_capacity + reserved_slo, term)
         try:
             hygiene_store = await self._open_store(
-                self.config.hygiene_capacity + reserved[HYGIENE], term
+                self.config.hygiene_capacity + reserved_hygiene, term
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
