@@ -420,3 +420,15 @@ def test_subprocess_invalid_utf8_argument_is_a_clean_error(database_url: str) ->
 def test_subprocess_id_beyond_bigint_is_a_clean_error(database_url: str) -> None:
     result = awa_cli("--database-url", database_url, "jobs", "show", BIG)
     assert result.returncode == 2 and b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "verb", [("dashboard", "--port", "0"), ("callbacks", "serve", "--port", "0")]
+)
+def test_serving_verbs_refuse_an_unreachable_database_in_one_line(verb: tuple[str, ...]) -> None:
+    """A console or ingress that answered every request with 503 would hide a wrong URL
+    behind a running process; the verb ends at once with the reason instead."""
+    result = awa_cli("--database-url", "postgresql://awa@127.0.0.1:1/awa", *verb)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, (verb, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(b"awa: error: cannot reach PostgreSQL"), lines

@@ -1,8 +1,9 @@
 """``awa dashboard``: serve the operator console (``awa.web.console_app``) until Ctrl-C.
 
-It binds 127.0.0.1 unless told otherwise, and is read-only unless given an operator token
-(``--token`` or ``AWA_CONSOLE_TOKEN``; the environment keeps it out of ``ps``). It reads
-what the maintenance leader persists and runs no maintenance itself. ADR 031."""
+It refuses to start when the database cannot be reached. It binds 127.0.0.1 unless told
+otherwise, and is read-only unless given an operator token (``--token`` or
+``AWA_CONSOLE_TOKEN``; the environment keeps it out of ``ps``). It reads what the
+maintenance leader persists and runs no maintenance itself. ADR 031."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import anyio
 
 from awa.cli.args import Verbs, port_arg, seconds_arg
 from awa.cli.serving import until_signal
+from awa.db import connect
 from awa.web import console_app, serve
 
 __all__ = ["add_parser", "run"]
@@ -46,6 +48,9 @@ def add_parser(sub: Verbs) -> None:
 
 async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    # Reach the database once before serving: a console that answers every page with 503
+    # hides a wrong URL behind a running process (the CLI says so in one line instead).
+    await (await connect(url)).close()
     app = console_app(url, token=token, health_interval=args.health_interval)
     mode = "operator token required for actions" if token else "read-only"
     async with anyio.create_task_group() as tg:
