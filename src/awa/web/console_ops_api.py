@@ -52,8 +52,8 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
 
 
 def _limit(request: Request) -> int:
-    limit = _int(request, "limit", 50) or 50
-    if not 1 <= limit <= MAX_PAGE:
+    limit = _int(request, "limit", 50)
+    if limit is None or not 1 <= limit <= MAX_PAGE:
         raise ValidationError("limit", limit, f"expected 1..{MAX_PAGE}")
     return limit
 
