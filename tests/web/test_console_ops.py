@@ -25,7 +25,7 @@ from awa.store import Store
 from awa.store.maintenance import HealthRow
 from support.cli_process import awa as run_awa
 from support.cli_process import error_lines
-from support.console import QUICK_RETRY, csrf_of, served_console, until
+from support.console import QUICK_RETRY, csrf_of, finished, served_console, until
 
 TOKEN = "ops-operator-token"
 
@@ -118,41 +118,44 @@ async def test_cron_page_pauses_resumes_and_runs_now(database_url: str) -> None:
     client = awa.Client(database_url)
     client.schedule("nightly", "0 3 * * *", "report", queue="reports")
     config = awa.RuntimeConfig(queues={})
-    async with client, awa.Runtime(client, config, run_maintenance=False):
-        async with _console(database_url) as (http, operator):
-            (schedule,) = [
-                s for s in (await _json(http, "/api/cron"))["schedules"] if s["name"] == "nightly"
-            ]
-            assert (schedule["fired_total"], schedule["operator_paused"]) == (0, False)
+    async with (
+        client,
+        awa.Runtime(client, config, run_maintenance=False),
+        _console(database_url) as (http, operator),
+    ):
+        (schedule,) = [
+            s for s in (await _json(http, "/api/cron"))["schedules"] if s["name"] == "nightly"
+        ]
+        assert (schedule["fired_total"], schedule["operator_paused"]) == (0, False)
 
-            refused = await http.post("/api/cron/nightly/run", headers={"x-csrf-token": "x"})
-            assert refused.status_code == 403
-            no_token = {"x-csrf-token": operator["x-csrf-token"]}
-            assert (await http.post("/api/cron/nightly/run", headers=no_token)).status_code == 403
+        refused = await http.post("/api/cron/nightly/run", headers={"x-csrf-token": "x"})
+        assert refused.status_code == 403
+        no_token = {"x-csrf-token": operator["x-csrf-token"]}
+        assert (await http.post("/api/cron/nightly/run", headers=no_token)).status_code == 403
 
-            ran = await http.post("/api/cron/nightly/run", headers=operator)
-            assert ran.status_code == 200, ran.text
-            job = ran.json()["job"]
-            assert (job["kind"], job["queue"], job["state"]) == ("report", "reports", "available")
-            assert job["metadata"]["awa.cron"]["schedule"] == "nightly"
-            assert job["metadata"]["awa.cron"]["manual"] is True
-            after = next(
-                s for s in (await _json(http, "/api/cron"))["schedules"] if s["name"] == "nightly"
-            )
-            assert after["fired_total"] == 1 and after["last_fire_at"] is not None
-            events = (await _json(http, "/api/events"))["events"]
-            assert any(e["kind"] == "cron.fired" and e["job_id"] == job["id"] for e in events)
+        ran = await http.post("/api/cron/nightly/run", headers=operator)
+        assert ran.status_code == 200, ran.text
+        job = ran.json()["job"]
+        assert (job["kind"], job["queue"], job["state"]) == ("report", "reports", "available")
+        assert job["metadata"]["awa.cron"]["schedule"] == "nightly"
+        assert job["metadata"]["awa.cron"]["manual"] is True
+        after = next(
+            s for s in (await _json(http, "/api/cron"))["schedules"] if s["name"] == "nightly"
+        )
+        assert after["fired_total"] == 1 and after["last_fire_at"] is not None
+        events = (await _json(http, "/api/events"))["events"]
+        assert any(e["kind"] == "cron.fired" and e["job_id"] == job["id"] for e in events)
 
-            paused = await http.post("/api/cron/nightly/pause", headers=operator)
-            assert paused.json() == {"schedule": "nightly", "operator_paused": True}
-            rows = (await _json(http, "/api/cron"))["schedules"]
-            assert next(s for s in rows if s["name"] == "nightly")["operator_paused"] is True
-            await http.post("/api/cron/nightly/resume", headers=operator)
-            rows = (await _json(http, "/api/cron"))["schedules"]
-            assert next(s for s in rows if s["name"] == "nightly")["operator_paused"] is False
+        paused = await http.post("/api/cron/nightly/pause", headers=operator)
+        assert paused.json() == {"schedule": "nightly", "operator_paused": True}
+        rows = (await _json(http, "/api/cron"))["schedules"]
+        assert next(s for s in rows if s["name"] == "nightly")["operator_paused"] is True
+        await http.post("/api/cron/nightly/resume", headers=operator)
+        rows = (await _json(http, "/api/cron"))["schedules"]
+        assert next(s for s in rows if s["name"] == "nightly")["operator_paused"] is False
 
-            assert (await http.post("/api/cron/nope/run", headers=operator)).status_code == 404
-            assert (await http.post("/api/cron/nightly/zap", headers=operator)).status_code == 400
+        assert (await http.post("/api/cron/nope/run", headers=operator)).status_code == 404
+        assert (await http.post("/api/cron/nightly/zap", headers=operator)).status_code == 400
 
 
 async def test_dead_letter_page_lists_retries_and_purges(database_url: str) -> None:
@@ -192,9 +195,7 @@ async def test_dead_letter_page_lists_retries_and_purges(database_url: str) -> N
         retried = await http.post(f"/api/dead-letters/{jobs[0].id}/retry", headers=operator)
         assert retried.status_code == 200, retried.text
         fresh = retried.json()["job"]
-        with anyio.fail_after(20):
-            while (await client.get_job(fresh["id"])).state != "completed":
-                await anyio.sleep(0.05)
+        assert (await finished(client, fresh["id"])).state == "completed"
         again = await http.post(f"/api/dead-letters/{jobs[0].id}/retry", headers=operator)
         assert again.status_code == 409  # already retried
         pending = (await _json(http, "/api/dead-letters"))["letters"]

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -83,15 +84,16 @@ def _log_in(driver: webdriver.Chrome, base: str, page: str) -> None:
     driver.get(base + page)
 
 
-def _chart(driver: webdriver.Chrome, branch: str) -> dict[str, object]:
+def _chart(driver: webdriver.Chrome, branch: str) -> dict[str, Any]:
     """What the lanes page drew for ``branch``: points per line, delayed marks, verdict."""
-    found: dict[str, object] = driver.execute_script(
+    found: dict[str, Any] = driver.execute_script(
         """const c = document.querySelector(`.chart[data-branch="${arguments[0]}"]`);
         if (!c) return {};
         const n = cls => Number(c.querySelector('polyline.' + cls).dataset.n);
         return {lateness: n('lateness'), duration: n('duration'),
                 delayed: c.querySelectorAll('rect.delayed').length,
-                verdict: c.querySelector('span').textContent, stale: c.classList.contains('stale')};""",
+                verdict: c.querySelector('span').textContent,
+                stale: c.classList.contains('stale')};""",
         branch,
     )
     return found
@@ -239,7 +241,7 @@ async def test_slowed_branch_is_delayed_then_stale_after_its_leader_is_killed(
     database_url: str, browser: webdriver.Chrome
 ) -> None:
     interval = 0.5
-    leader = subprocess.Popen(
+    leader = await anyio.open_process(
         [sys.executable, "-c", LEADER, database_url, str(interval)],
         env=awa_env(),
         stdout=subprocess.DEVNULL,
@@ -258,7 +260,7 @@ async def test_slowed_branch_is_delayed_then_stale_after_its_leader_is_killed(
             )
 
             leader.send_signal(signal.SIGKILL)  # no goodbye: the rows just stop coming
-            await anyio.to_thread.run_sync(leader.wait)
+            await leader.wait()
             killed = anyio.current_time()
             await until_true(lambda: set(_health(browser).values()) == {"STALE"})
             # 2 x interval after the last write, plus the page's 2 s refresh and a busy
@@ -270,6 +272,7 @@ async def test_slowed_branch_is_delayed_then_stale_after_its_leader_is_killed(
             assert "STALE" in _text(browser, "#history-age")
             await anyio.to_thread.run_sync(_shot, browser, "ops-lanes-delayed-then-stale.png")
     finally:
-        if leader.poll() is None:
+        if leader.returncode is None:
             leader.kill()
-        leader.wait()
+        with anyio.CancelScope(shield=True):
+            await leader.wait()

@@ -43,8 +43,8 @@ from awa.errors import (
     ValidationError,
 )
 from awa.web.console_api import ConsoleApi, Json
-from awa.web.console_ops_api import ConsoleOpsApi
 from awa.web.console_guard import Guard, Refusal
+from awa.web.console_ops_api import ConsoleOpsApi
 
 __all__ = ["console_app", "dashboard_app"]
 
