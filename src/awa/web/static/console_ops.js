@@ -57,6 +57,7 @@
 
   // ------------------------------------------------------------- lane history charts
   const W = 320, H = 90, PAD = 4;
+  let history = null, fetchedAt = 0;
   const SERIES = [["last_lateness_s", "lateness"], ["max_lateness_s", "worst"], ["last_duration_s", "duration"]];
 
   function chart(b, stale) {
@@ -90,7 +91,15 @@
       <p><small>per branch: <span class="k-lateness">lateness</span>, <span class="k-worst">worst lateness</span>,
       <span class="k-duration">duration</span> (s); red bars: DELAYED samples; dots: overruns</small></p>
       <p id="history-age"></p><div id="charts"></div>`, byId("view-lanes"));
-    const h = await get("api/lanes/history");
+    // The samples change once per health write: fetch them no more often than that (the
+    // whole ring is ~1,700 samples), but at least every 10 s so the age and STALE stay true.
+    const now = Date.now();
+    const every = history === null ? 0 : Math.min(10, Math.max(2, history.health_interval_s || 0) - 0.1);
+    if (now - fetchedAt >= 1000 * every) {
+      history = await get("api/lanes/history");
+      fetchedAt = now;
+    }
+    const h = history;
     const newest = h.branches.flatMap(b => b.samples.map(p => p.sampled_at)).sort().pop();
     const alive = h.leader_alive ? "<span class=ok>leader alive</span>"
       : "<span class=bad>leader NOT alive</span>";
