@@ -12,9 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from awa.admin.host import AdminHost
+from awa.config import MaintenanceConfig
 from awa.store import Store
 
-__all__ = ["Maintenance"]
+__all__ = ["DEFAULT_HEALTH_INTERVAL", "Maintenance"]
+
+#: The interval assumed when neither the caller nor the leader says one.
+DEFAULT_HEALTH_INTERVAL: float = MaintenanceConfig.health_interval
 
 
 class Maintenance:
@@ -38,23 +42,38 @@ class Maintenance:
         """Queues and job kinds the applications declared, with descriptions."""
         return await self._store().observe.read_declarations()
 
-    async def lanes(self, health_interval: float) -> dict[str, Any]:
+    async def health_interval(self) -> float | None:
+        """The health interval the recorded leader writes at (persisted with its health
+        since schema version 14; None: unknown, e.g. after a bounded ``tick()``)."""
+        return await self._store().health_history.interval()
+
+    async def lanes(self, health_interval: float | None = None) -> dict[str, Any]:
         """The snapshot plus how old it is and whether the leader still looks alive.
 
-        The leader rewrites every branch's health row each ``health_interval`` seconds (its
-        ``MaintenanceConfig.health_interval``, not persisted, so the caller says it). Rows
-        older than twice that mean no leader is writing: the data is ``stale`` and every
-        branch's verdict is withheld (a dead leader's last "on time" is not a verdict).
-        Ages are measured on the database clock, which also stamped the rows.
+        The leader rewrites every branch's health row each health interval, which it
+        persists with the rows; ``health_interval`` overrides it (and stands in when none is
+        persisted; else ``DEFAULT_HEALTH_INTERVAL``). Rows older than twice that mean no
+        leader is writing: the data is ``stale`` and every branch's verdict is withheld (a
+        dead leader's last "on time" is not a verdict). Ages are measured on the database
+        clock, which also stamped the rows. ``health_interval_source`` says where the
+        interval came from (``override``, ``leader`` or ``default``).
         """
         snap = await self.snapshot()
         now = await self._store().observe.database_now()
+        stored = await self.health_interval()
+        if health_interval is not None:
+            interval, source = health_interval, "override"
+        elif stored is not None:
+            interval, source = stored, "leader"
+        else:
+            interval, source = DEFAULT_HEALTH_INTERVAL, "default"
         age = _age(now, snap["branches"])
-        stale_after = 2 * health_interval
+        stale_after = 2 * interval
         stale = age is None or age > stale_after
         snap.update(
             now=now,
-            health_interval_s=health_interval,
+            health_interval_s=interval,
+            health_interval_source=source,
             stale_after_s=stale_after,
             data_age_s=age,
             stale=stale,
@@ -62,6 +81,15 @@ class Maintenance:
             queue_stats_age_s=_age(now, snap["queues"]),
         )
         return snap
+
+    async def history(self, branch: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The persisted health samples by branch, oldest first (at most
+        ``SAMPLES_PER_BRANCH`` each): time, lateness, worst lateness, duration, overruns
+        and runs added by each sample, delayed."""
+        by_branch: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._store().health_history.samples(branch):
+            by_branch.setdefault(row.pop("branch"), []).append(row)
+        return by_branch
 
     async def queue_stats(self) -> dict[str, Any]:
         """Depth and lag per queue and live state as the leader's ``queue_stats`` branch

@@ -40,9 +40,9 @@ def add_parser(sub: Verbs) -> None:
     dash.add_argument(
         "--health-interval",
         type=seconds_arg,
-        default=5.0,
-        help="the leader's health interval in seconds: health older than twice it is "
-        "shown STALE (default 5, MaintenanceConfig's default)",
+        default=None,
+        help="override the health interval in seconds (health older than twice it is "
+        "shown STALE); default: the one the leader persisted, else 5",
     )
 
 

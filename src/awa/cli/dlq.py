@@ -171,9 +171,12 @@ async def run(args: argparse.Namespace, url: str, embedded: bool = False) -> int
             return 1 if any(o.error for o in outcomes) else 0
         if command == "purge":
             _one_target(args.ids, args.queue, args.all, "purge")
-            purged = await dlq.purge(
-                args.ids, queue=args.queue, everything=args.all, retried_only=args.retried
-            )
+            if args.ids and not args.retried:  # named letters: every one exists, or an error
+                purged = await dlq.purge_letters(args.ids)
+            else:
+                purged = await dlq.purge(
+                    args.ids, queue=args.queue, everything=args.all, retried_only=args.retried
+                )
             emit({"purged": purged}, as_json=args.json, text=f"purged {purged} dead letter(s)")
             return 0
         if command == "policies":

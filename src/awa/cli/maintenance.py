@@ -103,8 +103,8 @@ def _seconds(value: float | None) -> str:
 
 async def _show_status(args: argparse.Namespace, url: str) -> int:
     async with await Admin.open(url) as admin:
-        leader = await admin.maintenance.leader()
-        health = await admin.maintenance.health()
+        lanes = await admin.maintenance.lanes()
+    leader, health, stale = lanes["leader"], lanes["branches"], lanes["stale"]
     rows = [
         (
             h["lane"],
@@ -116,7 +116,7 @@ async def _show_status(args: argparse.Namespace, url: str) -> int:
             h["runs"],
             h["errors"],
             h["overruns"],
-            "DELAYED" if h["delayed"] else "on time",
+            "STALE" if stale else "DELAYED" if h["delayed"] else "on time",
             h["rows_touched"],
         )
         for h in health
@@ -124,13 +124,38 @@ async def _show_status(args: argparse.Namespace, url: str) -> int:
     if leader is None:
         head = "no maintenance leader has run against this database yet"
     else:
+        alive = "alive" if lanes["leader_alive"] else "NOT alive (data STALE)"
         head = (
             f"leader {leader['instance_id']} since {leader['won_at']:%Y-%m-%d %H:%M:%S%z}, "
-            f"lanes {leader['mode']} ({leader['mode_reason']})"
+            f"lanes {leader['mode']} ({leader['mode_reason']}), {alive}"
+        )
+    if lanes["data_age_s"] is not None:  # the stale rule: ADR 031; the interval: ADR 033
+        head += (
+            f"\nhealth written {lanes['data_age_s']:.1f} s ago (stale after "
+            f"{lanes['stale_after_s']:g} s: health interval {lanes['health_interval_s']:g} s, "
+            f"{lanes['health_interval_source']})"
         )
     text = head + ("\n" + table(rows, _STATUS_HEADERS) if rows else "")
-    emit({"leader": leader, "branches": health}, as_json=args.json, text=text)
+    document = {
+        "leader": leader,
+        "branches": health,
+        **{k: lanes[k] for k in _LIVENESS},
+    }
+    emit(document, as_json=args.json, text=text)
     return 0
+
+
+#: What ``status --json`` adds to leader and branches: how old the data is, and whether
+#: that still makes a live leader.
+_LIVENESS = (
+    "now",
+    "data_age_s",
+    "stale",
+    "stale_after_s",
+    "leader_alive",
+    "health_interval_s",
+    "health_interval_source",
+)
 
 
 async def _run_maintenance(args: argparse.Namespace, url: str, embedded: bool) -> int:

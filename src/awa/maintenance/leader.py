@@ -374,7 +374,9 @@ class MaintenanceLeader:
         # meanwhile lands in the next window, never in neither.
         rows = [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
         try:
-            await store.maintenance.write_health(rows, self.instance_id, self.clock.db_now())
+            await store.maintenance.write_health(
+                rows, self.instance_id, self.clock.db_now(), interval=self.config.health_interval
+            )
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)
             for row in rows:  # the next write covers these windows too

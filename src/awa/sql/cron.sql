@@ -143,3 +143,22 @@ SELECT 'cron.fired', coalesce($3::timestamptz, now()), j.id, $1::text,
   FROM awa.jobs j
  WHERE j.id = ANY ($2::bigint[])
  ORDER BY j.id;
+
+-- name: cron_lock_for_fire
+-- Lock schedule $1 for an operator's "run now" (in the caller's transaction, which enqueues
+-- the job and records the fire), with the instant the fire stands for ($2, else now()).
+SELECT s.*, coalesce($2::timestamptz, now()) AS fired_at
+  FROM awa.cron_schedules s
+ WHERE s.name = $1
+   FOR UPDATE;
+
+-- name: cron_record_manual_fire
+-- Record an operator's "run now" of schedule $1 (job $2, instant $3) like a fire: counted in
+-- fired_total, last fire and enqueue time, and the job the overlap policy and success
+-- tracking follow. The evaluation mark is left alone: scheduled fires go on as before.
+UPDATE awa.cron_schedules
+   SET fired_total = fired_total + 1,
+       last_fire_at = $3,
+       last_enqueued_at = $3,
+       last_fired_job_id = $2
+ WHERE name = $1;

@@ -127,26 +127,6 @@ SELECT p.queue, p.kind, p.handled_by, p.live_jobs, t.now, t.now FROM pairs p, t
 ON CONFLICT (queue, kind) DO UPDATE
    SET handled_by = EXCLUDED.handled_by, live_jobs = EXCLUDED.live_jobs, last_seen = EXCLUDED.last_seen;
 
--- name: write_health
--- Upsert per-branch health rows (parallel arrays, one element per branch). max_lateness_s is
--- the worst lateness since the previous write (NULL: the branch did not run meanwhile).
-INSERT INTO awa.maintenance_health (branch, lane, interval_s, last_started_at, last_finished_at,
-        last_duration_s, last_lateness_s, runs, errors, overruns, delayed, rows_touched,
-        last_error, max_lateness_s, leader_instance, updated_at)
-SELECT b.*, $15, coalesce($16::timestamptz, now())
-  FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::timestamptz[],
-              $6::float8[], $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[],
-              $11::boolean[], $12::bigint[], $13::text[], $14::float8[]) AS b
-ON CONFLICT (branch) DO UPDATE
-   SET lane = EXCLUDED.lane, interval_s = EXCLUDED.interval_s,
-       last_started_at = EXCLUDED.last_started_at, last_finished_at = EXCLUDED.last_finished_at,
-       last_duration_s = EXCLUDED.last_duration_s, last_lateness_s = EXCLUDED.last_lateness_s,
-       max_lateness_s = EXCLUDED.max_lateness_s,
-       runs = EXCLUDED.runs, errors = EXCLUDED.errors, overruns = EXCLUDED.overruns,
-       delayed = EXCLUDED.delayed, rows_touched = EXCLUDED.rows_touched,
-       last_error = EXCLUDED.last_error, leader_instance = EXCLUDED.leader_instance,
-       updated_at = EXCLUDED.updated_at;
-
 -- name: read_health
 -- Persisted per-branch health, lane then branch.
 SELECT * FROM awa.maintenance_health ORDER BY lane, branch;

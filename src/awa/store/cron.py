@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -124,3 +124,26 @@ class Cron:
         )
         if row is None:
             raise ScheduleNotFound(name)
+
+    async def cron_fire_now(
+        self,
+        name: str,
+        build: Callable[[dict[str, Any]], InsertParams],
+        now: datetime | None = None,
+    ) -> int:
+        """An operator's "run now": lock schedule ``name``, enqueue the job ``build`` makes
+        from its row (``fired_at`` is the instant the fire stands for), record it like a fire
+        and write its ``cron.fired`` event, in one transaction. The new job's id;
+        ``ScheduleNotFound`` when there is no such schedule (nothing enqueued)."""
+
+        async def run() -> int:
+            async with self._db.acquire() as c, c.transaction():
+                row = await c.fetchrow(_sql("cron_lock_for_fire"), name, now)
+                if row is None:
+                    raise ScheduleNotFound(name)
+                job = await self._jobs.insert_job(build(dict(row)), conn=c, now=now)
+                await c.execute(_sql("cron_record_manual_fire"), name, job.id, row["fired_at"])
+                await c.execute(_sql("event_cron_fired"), name, [job.id], now)
+                return job.id
+
+        return await self._db.guard(run)

@@ -297,6 +297,23 @@ class DeadLetters:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("dlq_purge_ids"), list(ids)))
         return sorted(int(r["id"]) for r in rows)
 
+    async def dlq_purge_exactly(self, ids: Sequence[int]) -> list[int]:
+        """Delete the letters ``ids`` all together or none: one transaction that rolls
+        back and raises ``DeadLetterNotFound`` (naming the lowest missing id) when any of
+        them does not exist. The ids deleted, sorted."""
+        wanted = sorted(set(ids))
+
+        async def run() -> list[int]:
+            async with self._db.acquire() as c, c.transaction():
+                rows = await c.fetch(_sql("dlq_purge_ids"), wanted)
+                deleted = sorted(int(r["id"]) for r in rows)
+                missing = sorted(set(wanted) - set(deleted))
+                if missing:
+                    raise DeadLetterNotFound(missing[0])  # rolls the deletes back
+                return deleted
+
+        return await self._db.guard(run)
+
     async def dlq_purge_batch(self, queue: str | None, retried_only: bool, limit: int) -> int:
         status = await self._db.guard(
             lambda: self._db.run.execute(_sql("dlq_purge_batch"), queue, retried_only, limit)

@@ -20,6 +20,7 @@ from awa.store.cron import Cron
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT, Database
 from awa.store.dlq import DeadLetters
 from awa.store.events import Events
+from awa.store.health_history import HealthHistory
 from awa.store.jobs import Jobs
 from awa.store.leadership import Leadership
 from awa.store.maintenance import Maintenance
@@ -40,7 +41,8 @@ class Store:
         self.admin = JobsAdmin(db, self.jobs)
         self.runtimes = Runtimes(db)
         self.leadership = Leadership(db)
-        self.maintenance = Maintenance(db)
+        self.health_history = HealthHistory(db)
+        self.maintenance = Maintenance(db, self.health_history)
         self.recovery = Recovery(db, self.jobs)
         self.cron = Cron(db, self.jobs)
         self.events = Events(db)

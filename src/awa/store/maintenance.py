@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from awa.db.queries import paired_queries
 from awa.store.database import Database, one_row
+from awa.store.health_history import HealthHistory
 from awa.store.ring import RingPass
 
 __all__ = ["HealthRow", "Maintenance", "Promotion"]
@@ -70,8 +71,9 @@ class Maintenance:
     """Housekeeping statements of the maintenance branches (promotion wakes its queues in
     its own statement)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, history: HealthHistory) -> None:
         self._db = db
+        self._history = history
 
     async def promote(self, limit: int, now: datetime | None = None) -> Promotion:
         """Promote due jobs, wake their queues and learn the next due time, in one
@@ -155,32 +157,16 @@ class Maintenance:
         return _count(status)
 
     async def write_health(
-        self, rows: Sequence[HealthRow], leader: str, now: datetime | None = None
+        self,
+        rows: Sequence[HealthRow],
+        leader: str,
+        now: datetime | None = None,
+        *,
+        interval: float | None = None,
     ) -> None:
-        if not rows:
-            return
-        columns = [
-            [getattr(r, name) for r in rows]
-            for name in (
-                "branch",
-                "lane",
-                "interval_s",
-                "last_started_at",
-                "last_finished_at",
-                "last_duration_s",
-                "last_lateness_s",
-                "runs",
-                "errors",
-                "overruns",
-                "delayed",
-                "rows_touched",
-                "last_error",
-                "max_lateness_s",
-            )
-        ]
-        await self._db.guard(
-            lambda: self._db.run.execute(_sql("write_health"), *columns, leader, now)
-        )
+        """Persist per-branch health (with its history sample and the writer's health
+        ``interval``: one statement of ``store.health_history``, ADR 033)."""
+        await self._history.record(rows, leader, now, interval=interval)
 
     async def read_health(self) -> list[dict[str, Any]]:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("read_health")))

@@ -1,7 +1,9 @@
 """``awa dashboard``: the operator console, a Starlette app mountable under any prefix.
 
 Pages (one HTML shell, plain JS and CSS shipped in the wheel, no build step, no CDN):
-lanes (``/``), queues (``/queues``), jobs (``/jobs``) and a job's detail (``/jobs/{id}``).
+lanes (``/``), queues (``/queues``), jobs (``/jobs``), a job's detail (``/jobs/{id}``), and
+the operator pages of ``console_ops_api`` (lane history charts, ``/cron``,
+``/dead-letters``, ``/events``).
 Each page polls a JSON API under ``/api/``; actions (pause/resume a queue, retry/cancel a
 job) are POSTs guarded by ``console_guard`` (operator token + CSRF secret, ADR 031).
 
@@ -30,9 +32,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from awa.admin import Admin
-from awa.errors import AwaError, InvalidTransition, JobNotFound, ValidationError
+from awa.admin.maintenance import DEFAULT_HEALTH_INTERVAL
+from awa.errors import (
+    AwaError,
+    DeadLetterConflict,
+    DeadLetterNotFound,
+    InvalidTransition,
+    JobNotFound,
+    ScheduleNotFound,
+    ValidationError,
+)
 from awa.web.console_api import ConsoleApi, Json
 from awa.web.console_guard import Guard, Refusal
+from awa.web.console_ops_api import ConsoleOpsApi
 
 __all__ = ["console_app", "dashboard_app"]
 
@@ -90,7 +102,7 @@ def console_app(
     *,
     token: str | None = None,
     read_only: bool | None = None,
-    health_interval: float = 5.0,
+    health_interval: float | None = None,
     pool_size: int = 2,
 ) -> Starlette:
     """The console for the database at ``url`` as an ASGI app.
@@ -100,8 +112,9 @@ def console_app(
     - ``read_only=False`` without a token: every request may act — for a console mounted
       behind the application's own authentication (README, ADR 031). ``read_only=True``
       refuses actions even with a token.
-    - ``health_interval``: the maintenance leader's ``MaintenanceConfig.health_interval``;
-      health rows older than twice it are shown STALE, never "on time".
+    - ``health_interval``: overrides the health interval the maintenance leader persisted
+      (its ``MaintenanceConfig.health_interval``; ADR 033): health rows older than twice it
+      are shown STALE, never "on time". Default: the leader's (5 s if none is stored).
     """
     if token == "":
         raise ValidationError("token", token, "an empty operator token would admit anyone")
@@ -110,7 +123,10 @@ def console_app(
     else:  # a token, or (read_only=False) the application's own auth, admits actions
         guard = Guard(token=token, read_only=token is None and read_only is None)
     pool = _Pool(url, pool_size)
-    api = ConsoleApi(pool.admin, guard, health_interval)
+    # ConsoleApi's own lanes reader needs a number; /api/lanes is served by ops below, which
+    # reads the leader's persisted interval unless overridden (ADR 033).
+    api = ConsoleApi(pool.admin, guard, health_interval or DEFAULT_HEALTH_INTERVAL)
+    ops = ConsoleOpsApi(pool.admin, guard, health_interval)
     page = _page(guard)
 
     @contextlib.asynccontextmanager
@@ -132,12 +148,29 @@ def console_app(
         Route("/api/session", api.session, methods=["GET"]),
         Route("/api/login", api.login, methods=["POST"]),
         Route("/api/logout", api.logout, methods=["POST"]),
-        Route("/api/lanes", api.lanes),
         Route("/api/queues", api.queues),
         Route("/api/queues/{name:path}/{action}", api.queue_action, methods=["POST"]),
         Route("/api/jobs", api.jobs),
         Route("/api/jobs/{job_id:int}", api.job),
         Route("/api/jobs/{job_id:int}/{action}", api.job_action, methods=["POST"]),
+    ]
+    # Operator pages (ADR 033, ``console_ops_api``): lane history, cron, dead letters, events.
+    routes += [
+        Route("/cron", page),
+        Route("/dead-letters", page),
+        Route("/events", page),
+        Route("/api/lanes", ops.lanes),
+        Route("/api/lanes/history", ops.lane_history),
+        Route("/api/cron", ops.cron),
+        Route("/api/cron/{name:path}/{action}", ops.cron_action, methods=["POST"]),
+        Route("/api/dead-letters", ops.dead_letters),
+        Route("/api/dead-letters/purge", ops.purge_all_dead_letters, methods=["POST"]),
+        Route(
+            "/api/dead-letters/{letter_id:int}/{action}",
+            ops.dead_letter_action,
+            methods=["POST"],
+        ),
+        Route("/api/events", ops.events),
     ]
     app = Starlette(
         routes=routes,
@@ -145,6 +178,9 @@ def console_app(
         exception_handlers={
             Refusal: _error(403),
             JobNotFound: _error(404),
+            ScheduleNotFound: _error(404),
+            DeadLetterNotFound: _error(404),
+            DeadLetterConflict: _error(409),
             InvalidTransition: _error(409),
             ValidationError: _error(400),
             AwaError: _error(503),
