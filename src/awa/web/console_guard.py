@@ -12,19 +12,29 @@ Two independent checks guard every action (ADR 031):
   cross-site script cannot read the page to learn the secret. An ``Origin`` header naming
   another site is refused outright (belt and braces, and cheaper than trusting browsers).
 
-Comparisons are constant-time (``hmac.compare_digest``): the token is a password.
+Comparisons are constant-time (``hmac.compare_digest``): the token is a password, and like
+a password it must not be guessable at network speed: ``LoginLimiter`` allows a few wrong
+tokens per client address per window (5 per minute by default), then answers 429 with
+``Retry-After`` to every login attempt from that address, right token included (otherwise
+a guesser would still learn which guess was right), until the oldest failure leaves the
+window. Time comes from ``awa.clock`` so tests move it instead of sleeping a minute.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Guard", "Refusal"]
+from awa.clock import Clock, SystemClock
+
+__all__ = ["COOKIE", "CSRF_HEADER", "Guard", "LoginLimiter", "RateLimited", "Refusal"]
 
 #: The cookie that carries the operator token from the browser.
 COOKIE = "awa_console_token"
@@ -34,6 +44,67 @@ CSRF_HEADER = "x-csrf-token"
 
 class Refusal(Exception):
     """An action refused (HTTP 403) and why, in words the operator can act on."""
+
+
+class RateLimited(HTTPException):
+    """Too many wrong tokens from one address: HTTP 429 with ``Retry-After`` (seconds).
+
+    A Starlette ``HTTPException`` (not a ``Refusal``), so any Starlette app answers it with
+    its status and header without a handler of its own."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            429,
+            f"too many wrong operator tokens from this address: retry in {self.retry_after} s",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+@dataclass
+class LoginLimiter:
+    """Failed login attempts per client address in a sliding window.
+
+    ``attempts`` failures within ``window`` seconds lock the address until the oldest of
+    them is ``window`` old. Memory is bounded: at most ``max_addresses`` addresses are
+    tracked; beyond that the least recently failing one is forgotten (a flood of spoofed
+    addresses cannot exhaust memory; it can at worst unlock an old address early)."""
+
+    attempts: int = 5
+    window: float = 60.0
+    clock: Clock = field(default_factory=SystemClock)
+    max_addresses: int = 10_000
+    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+
+    def _recent(self, address: str) -> deque[float]:
+        times = self._failures.get(address, deque())
+        horizon = self.clock.monotonic() - self.window
+        while times and times[0] <= horizon:
+            times.popleft()
+        if not times:
+            self._failures.pop(address, None)
+        return times
+
+    def check(self, address: str) -> None:
+        """Raise ``RateLimited`` while ``address`` has used up its attempts."""
+        times = self._recent(address)
+        if len(times) >= self.attempts:
+            raise RateLimited(times[0] + self.window - self.clock.monotonic())
+
+    def failed(self, address: str) -> None:
+        """Count one wrong token from ``address``."""
+        times = self._recent(address)
+        times.append(self.clock.monotonic())
+        self._failures.pop(address, None)  # re-insert: dict order is recency of failure
+        self._failures[address] = times
+        while len(self._failures) > self.max_addresses:
+            del self._failures[next(iter(self._failures))]
+
+
+def _client_address(request: Request) -> str:
+    # The peer address, never X-Forwarded-For: a header the guesser sets is no identity.
+    # Behind a reverse proxy every client shares the proxy's address (and its limit).
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _same(a: str, b: str) -> bool:
@@ -47,6 +118,7 @@ class Guard:
     token: str | None = None
     read_only: bool = True
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     @property
     def login_possible(self) -> bool:
@@ -95,9 +167,13 @@ class Guard:
             raise Refusal("operator token missing or wrong: log in with the console's token")
 
     def check_login(self, request: Request, presented: str) -> None:
-        """Refuse a login attempt (CSRF-checked like any POST) with a wrong token."""
+        """Refuse a login attempt (CSRF-checked like any POST) with a wrong token, and
+        every attempt (``RateLimited``) from an address that sent too many wrong ones."""
         self.check_csrf(request)
         if self.token is None:
             raise Refusal("this console has no operator token to log in with")
+        address = _client_address(request)
+        self.limiter.check(address)
         if not _same(presented, self.token):
+            self.limiter.failed(address)
             raise Refusal("wrong operator token")
