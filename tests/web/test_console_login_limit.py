@@ -50,16 +50,16 @@ async def test_wrong_tokens_lock_the_address_then_429_with_retry_after(database_
 
 
 async def test_csrf_failures_are_not_counted_as_guesses(database_url: str) -> None:
-    async with served_console(database_url, token=TOKEN) as base:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(8):
-                refused = await http.post("/api/login", json={"token": "guess"})
-                assert refused.status_code == 403  # no CSRF secret: refused before the token
-            csrf = csrf_of((await http.get("")).text)
-            login = await http.post(
-                "/api/login", json={"token": TOKEN}, headers={"x-csrf-token": csrf}
-            )
-            assert login.status_code == 200
+    async with (
+        served_console(database_url, token=TOKEN) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        for _ in range(8):
+            refused = await http.post("/api/login", json={"token": "guess"})
+            assert refused.status_code == 403  # no CSRF secret: refused before the token
+        csrf = csrf_of((await http.get("")).text)
+        login = await http.post("/api/login", json={"token": TOKEN}, headers={"x-csrf-token": csrf})
+        assert login.status_code == 200
 
 
 def test_the_window_slides_on_the_clock() -> None:
