@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -233,8 +233,9 @@ class Scenario:
                 await step()
             await self.until(
                 "cron fired and missed",
-                lambda s: s.get("awa_cron_fired_total", 0) >= 1
-                and s.get("awa_cron_missed_total", 0) >= 1,
+                lambda s: (
+                    s.get("awa_cron_fired_total", 0) >= 1 and s.get("awa_cron_missed_total", 0) >= 1
+                ),
             )
             self.slow.slow = True
             await self.until("first overrun", lambda s: s.get(OVERRUN_FAMILY, 0) >= 1)
@@ -300,12 +301,13 @@ class Scenario:
         job = await self.client.insert("hang", {}, max_attempts=3)
         await self.until(
             "rescue, stale result, loop lag",
-            lambda s: s.get("awa_jobs_rescued_total", 0) >= 1
-            and s.get("awa_jobs_stale_results_total", 0) >= 1,
+            lambda s: (
+                s.get("awa_jobs_rescued_total", 0) >= 1
+                and s.get("awa_jobs_stale_results_total", 0) >= 1
+            ),
         )
         state = await self.finished(job.id)
         self.steps.append({"step": "rescued job retried", "ok": state == "completed"})
-
 
 
 def evaluate_prometheus(server: PrometheusServer, scenario: Scenario) -> dict[str, Any]:
@@ -341,4 +343,3 @@ def evaluate_prometheus(server: PrometheusServer, scenario: Scenario) -> dict[st
         "rules": rules,
         "rule_names": sorted(names),
     }
-
