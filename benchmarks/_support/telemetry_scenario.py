@@ -148,7 +148,7 @@ class Scenario:
         return await anyio.to_thread.run_sync(scrape, self.port)
 
     async def until(
-        self, what: str, done: Callable[[dict[str, float]], bool], timeout: float = 60.0
+        self, what: str, done: Callable[[dict[str, float]], bool], timeout: float = 30.0
     ) -> dict[str, float]:
         """Scrape until ``done`` holds; records the step (or that it timed out)."""
         started = time.monotonic()

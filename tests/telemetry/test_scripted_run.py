@@ -39,6 +39,9 @@ EXCLUDED: dict[str, str] = {}
 PROMETHEUS = shutil.which("prometheus")
 REQUIRED = os.environ.get("AWA_REQUIRE_PROMETHEUS") == "1"
 
+#: The run takes ~20 s; a step that never happens waits 30 s before the report says so.
+pytestmark = pytest.mark.timeout(400)
+
 
 @pytest.fixture(scope="module")
 def report(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
@@ -49,7 +52,7 @@ def report(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["AWA_DATABASE_URL"] = server_url
     result = subprocess.run(
-        command, cwd=out, env=env, capture_output=True, text=True, timeout=300, check=False
+        command, cwd=out, env=env, capture_output=True, text=True, timeout=360, check=False
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     yield json.loads((out / "report.json").read_text())
