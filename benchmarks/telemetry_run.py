@@ -44,7 +44,7 @@ from _support.cli import add_server_args
 from _support.prometheus_server import PrometheusServer
 from _support.server import BenchServer, fresh_database
 from _support.telemetry_probe import OtlpReceiver
-from _support.telemetry_scenario import Scenario, evaluate_prometheus, prepare_database
+from _support.telemetry_scenario import Scenario, prepare_database
 from awa.telemetry import CATALOGUE, SPANS, configure
 
 
@@ -73,10 +73,8 @@ async def run(url: str, prometheus_binary: str | None, workdir: Path) -> dict[st
         await scenario.run()
         report["steps"] = scenario.steps
         report["prometheus_scrape"] = scenario.final_scrape
-        if server is not None:
-            report["prometheus_server"] = await anyio.to_thread.run_sync(
-                evaluate_prometheus, server, scenario
-            )
+        if scenario.prometheus_report is not None:
+            report["prometheus_server"] = scenario.prometheus_report
     finally:
         await anyio.to_thread.run_sync(handle.shutdown)  # the last OTLP export
         receiver.stop()

@@ -26,7 +26,7 @@ from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import TERMINAL_STATES
 from awa.telemetry import CATALOGUE, Instruments
 
-__all__ = ["Scenario", "evaluate_prometheus", "prepare_database"]
+__all__ = ["Scenario", "prepare_database"]
 
 #: Handlers block the event loop this long: past HEARTBEAT_STALENESS plus a rescue interval.
 BLOCK_SECONDS = 4.0
@@ -102,6 +102,7 @@ class Scenario:
         self.steps: list[dict[str, Any]] = []
         self.final_scrape: dict[str, float] = {}
         self.zero_seen_at: float | None = None
+        self.prometheus_report: dict[str, Any] | None = None
         self.client = awa.Client(url, metrics=metrics)
         self.slow = Slow()
         self.gate_started = anyio.Event()
@@ -249,6 +250,11 @@ class Scenario:
                     self.prometheus_sees(OVERRUN, lambda v: v >= 1),
                 )
                 await anyio.sleep(3)  # a few more scrapes of the final state
+                # While the runtime still runs: once it stops, the leader's gauges are
+                # cleared (a follower knows nothing) and Prometheus marks them stale.
+                self.prometheus_report = await anyio.to_thread.run_sync(
+                    evaluate_prometheus, self.server, self
+                )
             self.final_scrape = await self.scrape()
 
     async def jobs(self) -> None:
