@@ -49,7 +49,7 @@ class OtlpReceiver:
                     answer = metrics_service_pb2.ExportMetricsServiceResponse()
                 else:
                     receiver.traces.append(body)
-                    answer = trace_service_pb2.ExportTraceServiceResponse()  # type: ignore[assignment]
+                    answer = trace_service_pb2.ExportTraceServiceResponse()
                 payload = answer.SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -195,3 +195,17 @@ def test_bad_sink_is_one_error_line(
         assert line.startswith("awa: error: --sink: "), line
         assert message in line, line
         assert "pw@" not in line  # a URL's credentials are never echoed
+
+
+def test_worker_processes_pass_every_sink_on_to_their_children() -> None:
+    """``--processes N``: each child worker gets the same ``--sink`` flags (the secret
+    travels in the inherited environment, never in the arguments)."""
+    from awa.cli.main import build_parser
+    from awa.cli.worker_processes import child_argv
+
+    specs = ["webhook:a=http://127.0.0.1:9/a", "webhook:b=http://127.0.0.1:9/b"]
+    argv = ["worker", "--app", "m:c", "--processes", "2"]
+    for spec in specs:
+        argv += ["--sink", spec]
+    child = child_argv(build_parser().parse_args(argv), migrate=False, slot=1)
+    assert [child[i + 1] for i, a in enumerate(child) if a == "--sink"] == specs
