@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 from awa.config import LANE_MODES
 from awa.errors import AwaError, ConfigError
-from awa.events import Sink, WebhookSink
+from awa.events import EVENT_KINDS, Sink, WebhookSink
 
 __all__ = [
     "SHARED_HELP",
@@ -192,8 +192,7 @@ def sink_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar=_SINK_FORMS,
-        help="deliver lifecycle events (job.failed, job.rescued, cron.fired, cron.missed) "
-        "to a webhook, signed with the secret in $AWA_SINK_SECRET_<NAME> (NAME upper-cased, "
+        help=f"deliver lifecycle events ({', '.join(sorted(EVENT_KINDS))}) to a webhook, signed with the secret in $AWA_SINK_SECRET_<NAME> (NAME upper-cased, "
         "other characters as _), else $AWA_SINK_SECRET (repeatable)",
     )
 
