@@ -192,7 +192,8 @@ def sink_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar=_SINK_FORMS,
-        help=f"deliver lifecycle events ({', '.join(sorted(EVENT_KINDS))}) to a webhook, signed with the secret in $AWA_SINK_SECRET_<NAME> (NAME upper-cased, "
+        help=f"deliver lifecycle events ({', '.join(sorted(EVENT_KINDS))}) to a "
+        "webhook, signed with the secret in $AWA_SINK_SECRET_<NAME> (NAME upper-cased, "
         "other characters as _), else $AWA_SINK_SECRET (repeatable)",
     )
 
