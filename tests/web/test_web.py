@@ -132,3 +132,29 @@ def test_cli_maintenance_run_serves_health_and_prometheus(database_url: str) -> 
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+async def test_health_app_mounted_under_a_prefix_in_fastapi(database_url: str) -> None:
+    """Mounted at ``/ops`` in a FastAPI app (issue 17: the hand-routed app answered 404
+    there), every endpoint answers under the prefix, with the runtime's real state."""
+    from fastapi import FastAPI
+
+    client = awa.Client(database_url)
+    runtime = awa.Runtime(client, maintenance=MaintenanceConfig(startup_jitter=0))
+    api = FastAPI()
+    api.mount("/ops", health_app(runtime))
+    async with client, anyio.create_task_group() as tg:
+        port = await tg.start(serve, api, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/ops/readyz")).status_code == 503
+            async with runtime:
+                live = await http.get("/ops/livez")
+                assert (live.status_code, live.text) == (200, "ok")
+                assert live.headers["cache-control"] == "no-store"
+                assert (await http.get("/ops/readyz")).status_code == 200
+                body = (await http.get("/ops/health")).json()
+                assert body["instance_id"] == runtime.instance_id and body["ready"] is True
+                assert (await http.get("/ops/healthz")).status_code == 200
+                assert (await http.get("/ops/nope")).status_code == 404
+                assert (await http.get("/livez")).status_code == 404  # only under the prefix
+        tg.cancel_scope.cancel()

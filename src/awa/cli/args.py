@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 from awa.config import LANE_MODES
+from awa.errors import AwaError, ConfigError
+from awa.events import EVENT_KINDS, Sink, WebhookSink
 
 __all__ = [
     "SHARED_HELP",
@@ -21,6 +26,8 @@ __all__ = [
     "reporter",
     "seconds_arg",
     "serving_args",
+    "sink_args",
+    "sinks_from_args",
     "watch_arg",
 ]
 
@@ -172,3 +179,55 @@ def lanes_arg(p: argparse.ArgumentParser) -> None:
         default="split",
         help="maintenance lane mode (default split; see ADR 003)",
     )
+
+
+#: ``--sink`` kinds and how each is spelled (one today; the prefix leaves room for more).
+_SINK_FORMS = "webhook:NAME=URL"
+
+
+def sink_args(p: argparse.ArgumentParser) -> None:
+    """``--sink webhook:NAME=URL`` (repeatable): event sinks without code (ADR 034)."""
+    p.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar=_SINK_FORMS,
+        help=f"deliver lifecycle events ({', '.join(sorted(EVENT_KINDS))}) to a "
+        "webhook, signed with the secret in $AWA_SINK_SECRET_<NAME> (NAME upper-cased, "
+        "other characters as _), else $AWA_SINK_SECRET (repeatable)",
+    )
+
+
+def sink_secret_variable(name: str) -> str:
+    """The environment variable holding sink ``name``'s signing secret. A secret never
+    goes on the command line: every local user can read a process's arguments."""
+    return "AWA_SINK_SECRET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def sinks_from_args(specs: Sequence[str], environ: Mapping[str, str] | None = None) -> list[Sink]:
+    """The sinks ``--sink`` names, built with the library's own classes (so a URL or name
+    the library refuses is refused here, in its words). Raises ``ConfigError`` starting
+    ``--sink:``, which the CLI prints as one ``awa: error:`` line."""
+    env = os.environ if environ is None else environ
+    sinks: list[Sink] = []
+    for spec in specs:
+        kind, colon, rest = spec.partition(":")
+        name, equals, url = rest.partition("=")
+        if kind != "webhook" or not colon:
+            raise ConfigError(f"--sink: expected {_SINK_FORMS}, got {kind!r} before ':'")
+        if not equals or not name.strip() or not url:
+            raise ConfigError(f"--sink: expected {_SINK_FORMS} (a name and a URL)")
+        if name in {s.name for s in sinks}:
+            raise ConfigError(f"--sink: sink name {name!r} given twice")
+        variable = sink_secret_variable(name)
+        secret = env.get(variable) or env.get("AWA_SINK_SECRET")
+        if not secret:
+            raise ConfigError(
+                f"--sink: webhook {name!r} needs a signing secret: set {variable} "
+                "(or AWA_SINK_SECRET for every sink)"
+            )
+        try:
+            sinks.append(WebhookSink(name, url, secret=secret))
+        except AwaError as exc:  # the library's ValidationError, URL already redacted
+            raise ConfigError(f"--sink: {exc}") from None
+    return sinks

@@ -10,7 +10,15 @@ import argparse
 
 from awa.admin import Admin
 from awa.cli.app import maintenance_client
-from awa.cli.args import Verbs, lanes_arg, seconds_arg, serving_args, watch_arg
+from awa.cli.args import (
+    Verbs,
+    lanes_arg,
+    seconds_arg,
+    serving_args,
+    sink_args,
+    sinks_from_args,
+    watch_arg,
+)
 from awa.cli.output import emit, table, watching
 from awa.cli.serving import run_until_signal
 from awa.config import MaintenanceConfig
@@ -69,6 +77,7 @@ def add_parser(sub: Verbs) -> None:
     )
     run_only.add_argument("--migrate", action="store_true", help="apply migrations before starting")
     lanes_arg(run_only)
+    sink_args(run_only)
     serving_args(run_only)
 
     tick = verbs.add_parser(
@@ -159,6 +168,7 @@ _LIVENESS = (
 
 
 async def _run_maintenance(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    sinks = sinks_from_args(args.sink)
     client = maintenance_client(args, url)
     if args.migrate or embedded:
         await client.migrate()
@@ -167,10 +177,12 @@ async def _run_maintenance(args: argparse.Namespace, url: str, embedded: bool) -
         role="maintenance",
         maintenance=MaintenanceConfig(mode=args.lanes),
         publish_declarations=bool(args.app),
+        sinks=sinks,
     )
     banner = (
-        f"maintenance-only runtime {runtime.instance_id} running, lanes {args.lanes}; it does "
-        "not execute jobs (Ctrl-C to stop)"
+        f"maintenance-only runtime {runtime.instance_id} running, lanes {args.lanes}"
+        + (f", event sinks {[s.name for s in sinks]}" if sinks else "")
+        + "; it does not execute jobs (Ctrl-C to stop)"
     )
     async with client:
         await run_until_signal(runtime, banner, args)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 
 from awa.cli.app import load_app
-from awa.cli.args import Verbs, lanes_arg, queue_arg, seconds_arg, serving_args
+from awa.cli.args import (
+    Verbs,
+    lanes_arg,
+    queue_arg,
+    seconds_arg,
+    serving_args,
+    sink_args,
+    sinks_from_args,
+)
 from awa.cli.serving import run_until_signal
 from awa.cli.worker_processes import add_process_options, supervise, watching_supervisor
 from awa.config import MaintenanceConfig, RuntimeConfig
@@ -43,11 +51,13 @@ def add_parser(sub: Verbs) -> None:
         help="do not campaign for maintenance leadership (run `awa maintenance run` elsewhere)",
     )
     lanes_arg(worker)
+    sink_args(worker)
     serving_args(worker)
     add_process_options(worker)
 
 
 async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
+    sinks = sinks_from_args(args.sink)  # a bad --sink fails here, before any child starts
     if args.processes > 1:  # a supervisor of N `awa worker` children (ADR 028)
         return await supervise(args, url, embedded)
     client = load_app(args.app)
@@ -60,11 +70,13 @@ async def run(args: argparse.Namespace, url: str, embedded: bool) -> int:
         RuntimeConfig(queues=queues, shutdown_grace=args.shutdown_grace),
         maintenance=MaintenanceConfig(mode=args.lanes),
         run_maintenance=not args.no_maintenance,
+        sinks=sinks,
     )
     banner = (
         f"worker {runtime.instance_id} running queues {queues} for kinds "
         f"{client.registry.kinds()}"
         + ("" if args.no_maintenance else f", maintenance lanes {args.lanes}")
+        + (f", event sinks {[s.name for s in sinks]}" if sinks else "")
         + " (Ctrl-C to stop)"
     )
     async with client, watching_supervisor(args.supervisor_fd):

@@ -81,6 +81,20 @@ SLO branch delayed or starting late, no maintenance leader, a branch failing rep
 cron schedule missing runs, an outbox backlog that keeps growing, a hygiene branch that
 stopped running, queue lag, a job error rate per queue and kind, and no live runtime.
 
+**Proof, not promise** (ADR 034): `python benchmarks/telemetry_run.py [--prometheus
+/usr/bin/prometheus]` drives real events (jobs that complete, retry and fail, a paused
+queue, a lock on `awa.jobs` under `lock_timeout`, a handler blocking the loop until its
+attempt is rescued, cron fires and misses, failing and slowing hygiene branches, an
+unreachable webhook sink) and prints, per instrument above, the largest value it reached
+over OTLP and in the Prometheus scrape; with a Prometheus server it also prints
+`increase()` over the first overrun (1), each panel query's result and each alert rule's
+health. `tests/telemetry/test_scripted_run.py` runs it in CI with Debian's Prometheus and
+fails naming any instrument without data.
+
+One limit of histograms: a series is born at its first observation (OpenTelemetry has no
+way to record "0 observations"), so `rate()` of a histogram whose label set saw a single
+observation is 0 and its quantile NaN; panels show it from the second observation on.
+
 ## Logs
 
 `awa --log-format json` (any verb; or `AWA_LOG_FORMAT=json`) writes one JSON object per

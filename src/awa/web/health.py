@@ -6,14 +6,24 @@
   shutdown begins, else 503.
 - ``GET /health``: JSON with role, state, leadership (leader or follower, lane mode) and
   per-branch lane health as the leader sees it in memory (duration, lateness, overrun
-  episodes, delayed flag, errors), 200 when ready, 503 otherwise.
+  episodes, delayed flag, errors), 200 when ready, 503 otherwise (``/healthz`` too).
+
+A Starlette app rather than hand routing (as the console, ADR 031): mounted under a prefix
+in FastAPI/Starlette (``app.mount("/ops", health_app(runtime))``), Starlette strips the
+prefix into ``root_path`` and routes the rest, where the hand-written router compared the
+full path and answered 404 for everything.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from awa.web.asgi import ASGIApp, Receive, Scope, Send, lifespan, send_json, send_text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from awa.web.asgi import to_json
 
 if TYPE_CHECKING:
     from awa.runtime import Runtime
@@ -57,23 +67,41 @@ def runtime_health(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def health_app(runtime: Runtime) -> ASGIApp:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path = scope.get("path", "")
-        alive = runtime.state in ("starting", "running")
-        ready = runtime.state == "running"
-        if path == "/livez":
-            await send_text(send, 200 if alive else 503, b"ok" if alive else b"not alive")
-        elif path == "/readyz":
-            await send_text(send, 200 if ready else 503, b"ready" if ready else b"not ready")
-        elif path in ("/health", "/healthz"):
-            await send_json(send, 200 if ready else 503, runtime_health(runtime))
-        else:
-            await send_text(send, 404, b"not found")
+class _Json(JSONResponse):
+    """JSON through awa's encoder (datetimes, decimals) like every other awa endpoint."""
 
-    return app
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
+#: Probes must never be answered from a cache between the orchestrator and the process.
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def health_app(runtime: Runtime) -> Starlette:
+    """The probes and the JSON health of ``runtime``, as an ASGI app mountable anywhere."""
+
+    async def livez(request: Request) -> Response:
+        alive = runtime.state in ("starting", "running")
+        return PlainTextResponse(
+            "ok" if alive else "not alive", 200 if alive else 503, headers=_NO_STORE
+        )
+
+    async def readyz(request: Request) -> Response:
+        ready = runtime.state == "running"
+        return PlainTextResponse(
+            "ready" if ready else "not ready", 200 if ready else 503, headers=_NO_STORE
+        )
+
+    async def health(request: Request) -> Response:
+        ready = runtime.state == "running"
+        return _Json(runtime_health(runtime), 200 if ready else 503, headers=_NO_STORE)
+
+    return Starlette(
+        routes=[
+            Route("/livez", livez),
+            Route("/readyz", readyz),
+            Route("/health", health),
+            Route("/healthz", health),
+        ]
+    )
