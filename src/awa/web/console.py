@@ -2,8 +2,9 @@
 
 Pages (one HTML shell, plain JS and CSS shipped in the wheel, no build step, no CDN):
 lanes (``/``), queues (``/queues``), jobs (``/jobs``) and a job's detail (``/jobs/{id}``).
-Each page polls a JSON API under ``/api/``; actions (pause/resume a queue, retry/cancel a
-job) are POSTs guarded by ``console_guard`` (operator token + CSRF secret, ADR 031).
+Each page polls a JSON API under ``/api/``; actions (pause/resume a queue; retry, cancel or
+discard a job, or every job a filter matches, ADR 032) are POSTs guarded by
+``console_guard`` (operator token + CSRF secret, ADR 031).
 
 Why Starlette rather than the hand routing this replaced: mounted in FastAPI/Starlette at
 ``/ops``, a hand-routed app saw ``/ops/api/status`` and answered 404. Starlette strips the
@@ -30,7 +31,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from awa.admin import Admin
-from awa.errors import AwaError, InvalidTransition, JobNotFound, ValidationError
+from awa.errors import (
+    AwaError,
+    ConfirmationExceeded,
+    InvalidTransition,
+    JobNotFound,
+    ValidationError,
+)
 from awa.web.console_api import ConsoleApi, Json
 from awa.web.console_guard import Guard, Refusal
 
@@ -136,6 +143,8 @@ def console_app(
         Route("/api/queues", api.queues),
         Route("/api/queues/{name:path}/{action}", api.queue_action, methods=["POST"]),
         Route("/api/jobs", api.jobs),
+        Route("/api/jobs/bulk/{action}", api.bulk_count, methods=["GET"]),
+        Route("/api/jobs/bulk/{action}", api.bulk_action, methods=["POST"]),
         Route("/api/jobs/{job_id:int}", api.job),
         Route("/api/jobs/{job_id:int}/{action}", api.job_action, methods=["POST"]),
     ]
@@ -146,6 +155,7 @@ def console_app(
             Refusal: _error(403),
             JobNotFound: _error(404),
             InvalidTransition: _error(409),
+            ConfirmationExceeded: _error(409),
             ValidationError: _error(400),
             AwaError: _error(503),
         },
