@@ -8,7 +8,11 @@ SELECT * FROM awa.all_jobs WHERE id = $1;
 -- Jobs matching the filter (state $1, queue $2, kind $3, tag $4, finalized in [$5, $6);
 -- NULL = any), ids below $7, newest first, at most $8. Run under force_custom_plans: each
 -- "$n IS NULL OR ..." then folds away and what remains can use its index (ADR 032). The
--- tag test repeats "tags <> '{}'" so the partial GIN index over tagged rows qualifies.
+-- tag test repeats "tags <> '{}'" so the partial GIN index over tagged rows qualifies; a
+-- time range names the finished states so the (state, finalized_at) index qualifies, and
+-- orders by "id + 0", which no index provides: the window's rows are read through that
+-- index and sorted, instead of walking every newer row of the id index to reach an old
+-- window (the planner cannot see that the id order and the finalized order correlate).
 SELECT * FROM awa.all_jobs
  WHERE ($1::awa.job_state IS NULL OR state = $1)
    AND ($2::text IS NULL OR queue = $2)
@@ -16,8 +20,11 @@ SELECT * FROM awa.all_jobs
    AND ($4::text IS NULL OR (tags @> ARRAY[$4::text] AND tags <> '{}'))
    AND ($5::timestamptz IS NULL OR finalized_at >= $5)
    AND ($6::timestamptz IS NULL OR finalized_at < $6)
+   AND ($5::timestamptz IS NULL AND $6::timestamptz IS NULL
+        OR state IN ('completed', 'failed', 'cancelled'))
    AND ($7::bigint IS NULL OR id < $7)
- ORDER BY id DESC
+ ORDER BY CASE WHEN $5::timestamptz IS NULL AND $6::timestamptz IS NULL THEN id ELSE id + 0 END
+          DESC
  LIMIT $8;
 
 -- name: force_custom_plans

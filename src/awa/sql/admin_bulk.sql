@@ -16,6 +16,8 @@ SELECT count(*) FROM awa.all_jobs
    AND ($4::text IS NULL OR (tags @> ARRAY[$4::text] AND tags <> '{}'))
    AND ($5::timestamptz IS NULL OR finalized_at >= $5)
    AND ($6::timestamptz IS NULL OR finalized_at < $6)
+   AND ($5::timestamptz IS NULL AND $6::timestamptz IS NULL
+        OR state IN ('completed', 'failed', 'cancelled'))
    AND state = ANY ($7::awa.job_state[]);
 
 -- name: bulk_job_ids
@@ -28,6 +30,8 @@ SELECT id FROM awa.all_jobs
    AND ($4::text IS NULL OR (tags @> ARRAY[$4::text] AND tags <> '{}'))
    AND ($5::timestamptz IS NULL OR finalized_at >= $5)
    AND ($6::timestamptz IS NULL OR finalized_at < $6)
+   AND ($5::timestamptz IS NULL AND $6::timestamptz IS NULL
+        OR state IN ('completed', 'failed', 'cancelled'))
    AND state = ANY ($7::awa.job_state[])
    AND ($8::bigint IS NULL OR id < $8)
  ORDER BY id DESC
