@@ -117,6 +117,16 @@ document.addEventListener("click", async e => {
   await refresh();
 });
 
+const button = (attrs, action) => operator
+  ? `<button ${attrs} data-action="${action}">${action}</button>` : "";
+// What the admin layer accepts for each action (others would answer 409).
+const RETRYABLE = new Set(["completed", "failed", "cancelled", "scheduled", "retryable"]);
+const CANCELLABLE = new Set(["scheduled", "available", "retryable", "waiting_external", "running"]);
+// Discard: any job but a running one (cancel it first).
+const jobButtons = j => [RETRYABLE.has(j.state) ? button(`data-job="${j.id}"`, "retry") : "",
+  CANCELLABLE.has(j.state) ? button(`data-job="${j.id}"`, "cancel") : "",
+  j.state !== "running" ? button(`data-job="${j.id}"`, "discard") : ""].join(" ");
+
 async function lanes() {
   const s = await get("api/lanes");
   const l = s.leader;
