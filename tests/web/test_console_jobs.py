@@ -6,6 +6,7 @@ the filter now matches more than was confirmed (nothing done), typed 400s for ba
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import httpx
@@ -83,7 +84,13 @@ async def test_filters_bulk_actions_and_discard_over_http(database_url: str) -> 
         grew = await http.post("/api/jobs/bulk/retry", json=short, headers=operator)
         assert grew.status_code == 409 and "matches 4 jobs" in grew.json()["error"]
         assert {(await client.get_job(i)).state for i in failed} == {awa.JobState.FAILED}
-        for bad_body in ({"filter": {}}, {"filter": {}, "confirmed": "4"}, {"filter": [1]}):
+        bad_bodies: list[dict[str, Any]] = [
+            {"filter": {}},
+            {"filter": {}, "confirmed": "4"},
+            {"filter": [1]},
+            {"filter": {"queue": 5}, "confirmed": 1},
+        ]
+        for bad_body in bad_bodies:
             answer = await http.post("/api/jobs/bulk/retry", json=bad_body, headers=operator)
             assert answer.status_code == 400, bad_body
         assert (

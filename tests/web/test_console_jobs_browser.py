@@ -126,7 +126,9 @@ async def test_bulk_retry_by_filter_after_confirming_the_count(
         ran.append(ctx.job.id)
 
     async with client, _console(database_url, browser, client) as base:
-        mail = [await client.insert("send", {"i": i}, queue="mail", max_attempts=1) for i in range(5)]
+        mail = [
+            await client.insert("send", {"i": i}, queue="mail", max_attempts=1) for i in range(5)
+        ]
         other = await client.insert("send", {"i": 9}, queue="default", max_attempts=1)
         for job in [*mail, other]:
             assert (await finished(client, job.id)).state == "failed"
@@ -209,8 +211,10 @@ async def test_discard_from_the_list_and_from_the_detail_page(
         with pytest.raises(JobNotFound):
             await client.get_job(first.id)
         await until_true(
-            lambda: not browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{first.id}"]')
-            and browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{second.id}"]')
+            lambda: (
+                not browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{first.id}"]')
+                and browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{second.id}"]')
+            )
         )
         again = await client.insert("report", {}, queue="slow", delay=3600, unique_key="nightly")
         assert again.id != first.id  # its unique key was freed
