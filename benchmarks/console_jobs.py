@@ -19,6 +19,13 @@ state + window, queue + state, and a deep page (``before_id`` in the middle of t
 history) — printing p50/p99 and the index(es) the plan reads (``EXPLAIN`` of the same query
 with the same parameters, custom plan as the console runs it), and flags any sequential
 scan. JSON: ``benchmarks/results/console_jobs-latest.json``.
+
+The other side of the indexes (``--completion-cost ROUNDS``): what migration 0015's three
+history indexes cost the hot path. Every completion inserts a history row, so each
+round drains ``--drain-jobs`` no-op jobs with a real ``Runtime`` (``throughput.py``'s
+``drain``) twice, in fresh databases, with the indexes and with them dropped, alternating
+so the machine's drift hits both alike; it reports jobs/s and PostgreSQL CPU seconds per
+job (less noisy than wall time on a shared machine), medians per side.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import httpx
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 from _support.cli import add_output_args, add_server_args, parse_scenarios
 from _support.results import run_and_report
-from _support.server import BenchServer, with_database
+from _support.server import BenchServer, fresh_database, with_database
 from _support.stats import ms_summary
 from awa.db import connect, migrate
 from awa.db.queries import sql_text
@@ -249,6 +256,54 @@ async def time_scenario(
     return latencies, len(answer.json()["jobs"])
 
 
+#: Migration 0015's indexes: the console's filters' side of the trade.
+FILTER_INDEXES = ("jobs_done_queue_id_idx", "jobs_done_kind_id_idx", "jobs_done_tags_idx")
+
+
+async def completion_cost(server: BenchServer, rounds: int, jobs: int) -> dict[str, Any]:
+    """Drain throughput and PostgreSQL CPU with and without ``FILTER_INDEXES``."""
+    from throughput import bench_drain  # the drain scenario itself, not a copy
+
+    runs: dict[str, list[dict[str, Any]]] = {"with_indexes": [], "without_indexes": []}
+    for r in range(rounds):
+        for side in ("with_indexes", "without_indexes"):
+            async with fresh_database(server.url, "drain") as url:
+                if side == "without_indexes":
+                    conn = await connect(url)
+                    try:
+                        for name in FILTER_INDEXES:
+                            await conn.execute(f"DROP INDEX awa.{name}")
+                    finally:
+                        await conn.close()
+                result = await bench_drain(
+                    url, jobs, 50, 50, chunk=5_000, pg_stats=False, timeout=600,
+                    server_pid=server.server_pid,
+                )  # fmt: skip
+            pg_cpu = result.get("postgres_cpu_s")
+            runs[side].append(
+                {
+                    "jobs_per_s": result["jobs_per_s"],
+                    "postgres_cpu_us_per_job": round(pg_cpu / jobs * 1e6, 1) if pg_cpu else None,
+                    "ok": result["ok"],
+                }
+            )
+            print(f"  completion cost round {r + 1} {side}: {runs[side][-1]}")
+    out: dict[str, Any] = {"rounds": rounds, "jobs": jobs, "runs": runs}
+    for side, found in runs.items():
+        cpu = [x["postgres_cpu_us_per_job"] for x in found if x["postgres_cpu_us_per_job"]]
+        out[side] = {
+            "median_jobs_per_s": statistics.median(x["jobs_per_s"] for x in found),
+            "median_postgres_cpu_us_per_job": statistics.median(cpu) if cpu else None,
+        }
+    w, wo = out["with_indexes"], out["without_indexes"]
+    out["throughput_ratio"] = round(w["median_jobs_per_s"] / wo["median_jobs_per_s"], 3)
+    if w["median_postgres_cpu_us_per_job"] and wo["median_postgres_cpu_us_per_job"]:
+        out["postgres_cpu_ratio"] = round(
+            w["median_postgres_cpu_us_per_job"] / wo["median_postgres_cpu_us_per_job"], 3
+        )
+    return out
+
+
 async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     url, build_s = await build(server.url, args.rows, args.live, args.rebuild)
     app = console_app(url)
@@ -269,6 +324,9 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
                 }
     finally:
         await app.state.close()
+    cost = None
+    if args.completion_cost:
+        cost = await completion_cost(server, args.completion_cost, args.drain_jobs)
     return {
         "benchmark": "console_jobs",
         "rows": args.rows,
@@ -280,6 +338,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "note": "measured on a shared 2-core machine under load from other work",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "scenarios": results,
+        "completion_cost": cost,
     }
 
 
@@ -297,6 +356,18 @@ def render(payload: dict[str, Any]) -> str:
             f"{name:<18}{r['rows_returned']:>5}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             f"{r['server_ms']:>11.2f}  {plan}"
         )
+    cost = payload.get("completion_cost")
+    if cost:
+        lines.append(
+            f"completion cost of the filter indexes ({cost['rounds']} rounds of "
+            f"{cost['jobs']:,} no-op jobs drained; medians): "
+            f"with {cost['with_indexes']['median_jobs_per_s']:,} jobs/s, "
+            f"{cost['with_indexes']['median_postgres_cpu_us_per_job']} PG CPU µs/job; "
+            f"without {cost['without_indexes']['median_jobs_per_s']:,} jobs/s, "
+            f"{cost['without_indexes']['median_postgres_cpu_us_per_job']} PG CPU µs/job "
+            f"(throughput ratio {cost['throughput_ratio']}, PG CPU ratio "
+            f"{cost.get('postgres_cpu_ratio')})"
+        )
     return "\n".join(lines)
 
 
@@ -308,6 +379,14 @@ def main() -> int:
     p.add_argument("--live", type=int, default=50_000, help="live rows (default 50,000)")
     p.add_argument("--runs", type=int, default=30, help="timed requests per scenario")
     p.add_argument("--rebuild", action="store_true", help="build the database again")
+    p.add_argument(
+        "--completion-cost",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also drain jobs with and without the filter indexes, ROUNDS times each",
+    )
+    p.add_argument("--drain-jobs", type=int, default=20_000, help="jobs per completion-cost run")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
