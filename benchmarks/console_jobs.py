@@ -24,7 +24,7 @@ The other side of the indexes (``--completion-cost ROUNDS``): what migration 001
 history indexes cost the hot path. Every completion inserts a history row, so each
 round drains ``--drain-jobs`` no-op jobs with a real ``Runtime`` (``throughput.py``'s
 ``drain``) twice, in fresh databases, with the indexes and with them dropped, alternating
-so the machine's drift hits both alike; it reports jobs/s and PostgreSQL CPU seconds per
+so the machine's drift hits both alike; it reports jobs/s and PostgreSQL CPU microseconds per
 job (less noisy than wall time on a shared machine), medians per side.
 """
 
