@@ -21,11 +21,12 @@ with the same parameters, custom plan as the console runs it), and flags any seq
 scan. JSON: ``benchmarks/results/console_jobs-latest.json``.
 
 The other side of the indexes (``--completion-cost ROUNDS``): what migration 0015's three
-history indexes cost the hot path. Every completion inserts a history row, so each
-round drains ``--drain-jobs`` no-op jobs with a real ``Runtime`` (``throughput.py``'s
-``drain``) twice, in fresh databases, with the indexes and with them dropped, alternating
-so the machine's drift hits both alike; it reports jobs/s and PostgreSQL CPU microseconds per
-job (less noisy than wall time on a shared machine), medians per side.
+history indexes cost the hot path. Every completion inserts a history row, so each round
+drains ``--drain-jobs`` no-op jobs with a real ``Runtime`` (``throughput.py``'s ``drain``)
+twice, in fresh databases, with the indexes and with them dropped, alternating (and
+swapping which side goes first) so the machine's drift hits both alike. It reports jobs/s
+and PostgreSQL CPU microseconds per job (less noisy than wall time on a shared machine),
+medians per side.
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ async def completion_cost(server: BenchServer, rounds: int, jobs: int) -> dict[s
 
     runs: dict[str, list[dict[str, Any]]] = {"with_indexes": [], "without_indexes": []}
     for r in range(rounds):
-        for side in ("with_indexes", "without_indexes"):
+        sides = ("with_indexes", "without_indexes")
+        for side in sides if r % 2 == 0 else sides[::-1]:  # neither side always goes first
             async with fresh_database(server.url, "drain") as url:
                 if side == "without_indexes":
                     conn = await connect(url)
