@@ -19,6 +19,7 @@ from awa.admin import Admin
 from awa.admin.jobs import JobFilter
 from awa.config import MaintenanceConfig
 from awa.errors import ConfirmationExceeded, InvalidTransition, JobNotFound, ValidationError
+from awa.store.admin_bulk import BulkActions
 from support.console import QUICK_RETRY, finished, until
 
 FAST = MaintenanceConfig(startup_jitter=0, election_interval=0.2)
@@ -210,3 +211,36 @@ async def test_bulk_cancel_asks_running_jobs_to_stop(database_url: str) -> None:
             await admin.jobs.count("zap", where)
         with pytest.raises(ValidationError):
             await admin.jobs.bulk("retry", where, confirmed=1, batch=0)
+
+
+async def test_a_job_that_starts_matching_during_the_walk_is_not_acted_on(
+    database_url: str,
+) -> None:
+    """The walk stops at the confirmed count even when another job starts matching while it
+    runs. Made deterministic by doing the concurrent change (an operator cancelling an
+    older job, so that it matches ``state=cancelled``) at a known point: when the walk
+    retries its keyed job, between two batches."""
+    async with awa.Client(database_url) as client:
+        admin = Admin.of(client)
+        older = await client.insert("later", {"n": 0}, delay=3600)
+        keyed = await client.insert("later", {"n": 1}, delay=3600, unique_key="k")
+        newest = await client.insert("later", {"n": 2}, delay=3600)
+        for job in (keyed, newest):
+            await admin.jobs.cancel(job.id)
+        where = JobFilter.of(state="cancelled")
+        assert await admin.jobs.count("retry", where) == 2
+
+        store = client.store
+
+        async def retry_one(job_id: int, now: object) -> object:
+            retried = await store.admin.retry_job(job_id)
+            await admin.jobs.cancel(older.id)  # now it matches too
+            return retried
+
+        bulk = BulkActions(store.db, store.jobs, retry_one)
+        outcome = await bulk.apply("retry", where, confirmed=2, batch=1)
+        assert (outcome.matched, outcome.acted) == (2, 2)
+        assert (await client.get_job(older.id)).state is awa.JobState.CANCELLED  # left alone
+        assert {(await client.get_job(j.id)).state for j in (keyed, newest)} == {
+            awa.JobState.AVAILABLE
+        }
