@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from awa.admin.jobs import JobFilter
 from awa.db import connect
 from awa.db.queries import sql_text
+from awa.store import admin_bulk
 
 ROWS = 80_000
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
@@ -126,3 +128,30 @@ async def test_the_plan_check_can_fail(history: Any) -> None:
     scans: list[tuple[str, str, str]] = []
     _scans(plan[0]["Plan"], scans)
     assert scans and not any("queue_id_idx" in s[2] for s in scans)
+
+
+def _rows_of(node: dict[str, Any], kind: str) -> float | None:
+    """The planner's row estimate of the first ``kind`` node (depth first)."""
+    if node["Node Type"] == kind:
+        return float(node["Plan Rows"])
+    for child in node.get("Plans", []):
+        if (found := _rows_of(child, kind)) is not None:
+            return found
+    return None
+
+
+async def test_a_bulk_filter_is_estimated_as_it_is(history: Any) -> None:
+    """The bulk queries get the filter's state once (``admin_bulk._args``): given twice
+    ("state = $1 AND state = ANY ($7)") the planner squared its selectivity, estimated
+    5x too few matches, and at 10M rows chose to bitmap-scan and sort every match below
+    the cursor on each batch (931 ms a batch instead of 35 ms, ADR 032)."""
+    where = JobFilter.of(state="failed", queue="q1")
+    args = (*admin_bulk._args(where), where.states_for("retry"))
+    async with history.transaction():
+        await history.execute(sql_text("bulk_custom_plans"))
+        out = await history.fetchval("EXPLAIN (FORMAT JSON) " + sql_text("count_jobs"), *args)
+        actual = await history.fetchval(sql_text("count_jobs"), *args)
+    plan = json.loads(out) if isinstance(out, str) else out
+    estimated = _rows_of(plan[0]["Plan"], "Append")
+    assert actual == ROWS // 20  # g % 5 = 3 (failed) and g % 4 = 1 (q1)
+    assert estimated is not None and actual / 2 <= estimated <= actual * 2, (estimated, actual)

@@ -40,6 +40,15 @@ def _sql(name: str) -> str:
     return _QUERIES[name].sql
 
 
+def _args(where: JobFilter) -> tuple[object, ...]:
+    """The filter's parameters without its state: ``states_for`` already narrowed the
+    action's states to it, and the same test twice ("state = $1 AND state = ANY ($7)")
+    made the planner square its selectivity — 7 % of rows failed was estimated as 0.5 %,
+    and it chose to bitmap-scan and sort every match below the cursor on each batch
+    instead of reading the next batch in id order."""
+    return (None, *where.sql_args()[1:])
+
+
 @dataclass(frozen=True)
 class BulkOutcome:
     action: str
@@ -81,7 +90,7 @@ class BulkActions:
         async def run() -> int:
             async with self._db.acquire() as c, c.transaction():
                 await c.execute(_sql("bulk_custom_plans"))
-                return int(await c.fetchval(_sql("count_jobs"), *where.sql_args(), states))
+                return int(await c.fetchval(_sql("count_jobs"), *_args(where), states))
 
         return await self._db.guard(run)
 
@@ -133,7 +142,7 @@ class BulkActions:
         async def run() -> tuple[int, list[int]]:
             async with self._db.acquire() as c, c.transaction():
                 await c.execute(_sql("bulk_custom_plans"))
-                args = (*where.sql_args(), states, cursor, limit)
+                args = (*_args(where), states, cursor, limit)
                 ids = [r["id"] for r in await c.fetch(_sql("bulk_job_ids"), *args)]
                 if not ids:
                     return 0, ids
