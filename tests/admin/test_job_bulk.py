@@ -81,6 +81,8 @@ async def test_filters_by_tag_and_finished_window(database_url: str) -> None:
             await admin.jobs.find(since="2026-12-06T02:00:00")  # no zone
         with pytest.raises(ValidationError):
             await admin.jobs.find(since=last, until=first)
+        with pytest.raises(ValidationError, match="not both"):
+            await admin.jobs.find(JobFilter.of(tag="red"), queue="mail")
         fail = False
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from awa.admin.host import AdminHost
+from awa.errors import ValidationError
 from awa.model import Job, JobState
 from awa.store import QueueCount
 from awa.store.admin_bulk import BulkOutcome
@@ -41,10 +42,10 @@ class Jobs:
         """Newest first; page with ``before_id`` (the last id of the previous page). Give
         a ``JobFilter``, or its fields as keywords (``since``/``until``: finished in that
         range)."""
-        if where is None:
-            where = JobFilter.of(
-                state=state, queue=queue, kind=kind, tag=tag, since=since, until=until
-            )
+        given = JobFilter.of(state=state, queue=queue, kind=kind, tag=tag, since=since, until=until)
+        if where is not None and given != JobFilter():
+            raise ValidationError("where", where, "give a JobFilter or its fields, not both")
+        where = where if where is not None else given
         return await self._host.store.admin.list_jobs(where, limit=limit, before_id=before_id)
 
     async def get(self, job_id: int) -> Job:

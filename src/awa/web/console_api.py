@@ -43,10 +43,6 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
         raise ValidationError(name, raw, "expected an integer") from None
 
 
-def _text(request: Request, name: str) -> str | None:
-    return request.query_params.get(name, "").strip() or None
-
-
 class ConsoleApi:
     """The endpoints, over an ``Admin`` opened on demand."""
 
