@@ -16,7 +16,11 @@ from pathlib import Path
 import anyio
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    UnexpectedAlertPresentException,
+)
 from selenium.webdriver.common.by import By
 
 import awa
@@ -41,12 +45,13 @@ def _shot(driver: webdriver.Chrome, name: str) -> None:
 
 
 def _click(driver: webdriver.Chrome, css: str) -> bool:
+    """Click ``css`` if it is there (the page re-renders on refresh: try again later)."""
     try:
         found = driver.find_elements(By.CSS_SELECTOR, css)
         if found and found[0].is_displayed() and found[0].is_enabled():
             found[0].click()
             return True
-    except StaleElementReferenceException:
+    except (StaleElementReferenceException, UnexpectedAlertPresentException):
         pass
     return False
 
@@ -54,7 +59,7 @@ def _click(driver: webdriver.Chrome, css: str) -> bool:
 def _text(driver: webdriver.Chrome, css: str) -> str:
     try:
         return "\n".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
-    except StaleElementReferenceException:
+    except (StaleElementReferenceException, UnexpectedAlertPresentException):
         return ""
 
 
@@ -169,7 +174,8 @@ async def test_detail_shows_each_failed_attempt_and_cancel_stops_a_running_job(
 
     async with client, _console(database_url, browser, client) as base:
         job = await client.insert("flaky", {"invoice": 7}, max_attempts=2)
-        assert (await finished(client, job.id)).state == "failed"
+        # Generous timeouts: the retry waits for the leader's promotion on a shared machine.
+        assert (await finished(client, job.id, timeout=60)).state == "failed"
         await anyio.to_thread.run_sync(browser.get, f"{base}jobs/{job.id}")
         rows = await until_true(
             lambda: (t := _text(browser, "#job-errors tbody tr")).count("upstream down") == 2 and t
@@ -183,15 +189,15 @@ async def test_detail_shows_each_failed_attempt_and_cancel_stops_a_running_job(
         async def is_running() -> bool:
             return (await client.get_job(running.id)).state == "running"
 
-        await until(is_running)
+        await until(is_running, timeout=60)
         await anyio.to_thread.run_sync(browser.get, f"{base}jobs/{running.id}")
         await until_true(lambda: "(running)" in _text(browser, "#job-title"))
         assert _text(browser, '#job-actions button[data-action="discard"]') == ""
         await until_true(lambda: _click(browser, '#job-actions button[data-action="cancel"]'))
         assert await until_true(lambda: _alert_text(browser)) == f"Cancel job {running.id}?"
         await anyio.to_thread.run_sync(_accept, browser)
-        assert (await finished(client, running.id)).state == "cancelled"
-        await until_true(lambda: "(cancelled)" in _text(browser, "#job-title"))
+        assert (await finished(client, running.id, timeout=60)).state == "cancelled"
+        await until_true(lambda: "(cancelled)" in _text(browser, "#job-title"), timeout=60)
         _shot(browser, "jobs-cancelled-running.png")
 
 
