@@ -17,6 +17,7 @@ __all__ = [
     "CallbackNotFound",
     "CallbackTokenInvalid",
     "ConfigError",
+    "ConfirmationExceeded",
     "DatabaseBusy",
     "DatabaseConflict",
     "DatabaseError",
@@ -151,6 +152,21 @@ class InvalidTransition(AwaError):
         self.state = state
         self.action = action
         super().__init__(f"cannot {action} job id={job_id} in state {state!r}")
+
+
+class ConfirmationExceeded(AwaError):
+    """A bulk action's filter now matches more jobs than the operator confirmed: nothing
+    was done; show the new count and ask again (an operator never acts on more jobs than
+    they saw)."""
+
+    def __init__(self, action: str, confirmed: int, matching: int) -> None:
+        self.action = action
+        self.confirmed = confirmed
+        self.matching = matching
+        super().__init__(
+            f"{action}: the filter now matches {matching} jobs, more than the {confirmed} "
+            "confirmed; nothing was done"
+        )
 
 
 class RuntimeStateError(AwaError, RuntimeError):

@@ -249,6 +249,14 @@ async def test_mounted_at_ops_in_fastapi_every_page_and_action_answers(database_
             ):
                 answer = await http.post(f"/ops/api/{action}", headers=good)
                 assert answer.status_code == 200, (action, answer.text)
+            # The bulk actions (ADR 032) answer under the prefix too.
+            count = await http.get("/ops/api/jobs/bulk/cancel", params={"kind": "flaky"})
+            assert count.status_code == 200 and count.json()["count"] == 1  # retried: live
+            bulk = {"filter": {"kind": "flaky"}, "confirmed": 1}
+            answer = await http.post("/ops/api/jobs/bulk/cancel", json=bulk, headers=good)
+            assert answer.status_code == 200 and answer.json()["acted"] == 1, answer.text
+            gone = await http.post(f"/ops/api/jobs/{failed.id}/discard", headers=good)
+            assert gone.status_code == 200, gone.text
             assert (await http.get("/ops/nope")).status_code == 404
         tg.cancel_scope.cancel()
 

@@ -35,6 +35,7 @@ async def test_wrong_tokens_lock_the_address_then_429_with_retry_after(database_
             locked = await http.post("/api/login", json={"token": "guess5"}, headers=headers)
             assert locked.status_code == 429, locked.text
             assert 1 <= int(locked.headers["retry-after"]) <= 60
+            assert "too many wrong tokens" in locked.json()["error"]  # JSON the page shows
             right = await http.post("/api/login", json={"token": TOKEN}, headers=headers)
             assert right.status_code == 429  # locked means locked, right token included
             assert "awa_console_token" not in http.cookies

@@ -5,14 +5,32 @@
 SELECT * FROM awa.all_jobs WHERE id = $1;
 
 -- name: list_jobs
--- Jobs filtered by state/queue/kind (NULL = any), newest first, at most $4, ids below $5.
+-- Jobs matching the filter (state $1, queue $2, kind $3, tag $4, finalized in [$5, $6);
+-- NULL = any), ids below $7, newest first, at most $8. Run under force_custom_plans: each
+-- "$n IS NULL OR ..." then folds away and what remains can use its index (ADR 032). The
+-- tag test repeats "tags <> '{}'" so the partial GIN index over tagged rows qualifies; a
+-- time range names the finished states so the (state, finalized_at) index qualifies, and
+-- orders by "id + 0", which no index provides: the window's rows are read through that
+-- index and sorted, instead of walking every newer row of the id index to reach an old
+-- window (the planner cannot see that the id order and the finalized order correlate).
 SELECT * FROM awa.all_jobs
  WHERE ($1::awa.job_state IS NULL OR state = $1)
    AND ($2::text IS NULL OR queue = $2)
    AND ($3::text IS NULL OR kind = $3)
-   AND ($5::bigint IS NULL OR id < $5)
- ORDER BY id DESC
- LIMIT $4;
+   AND ($4::text IS NULL OR (tags @> ARRAY[$4::text] AND tags <> '{}'))
+   AND ($5::timestamptz IS NULL OR finalized_at >= $5)
+   AND ($6::timestamptz IS NULL OR finalized_at < $6)
+   AND ($5::timestamptz IS NULL AND $6::timestamptz IS NULL
+        OR state IN ('completed', 'failed', 'cancelled'))
+   AND ($7::bigint IS NULL OR id < $7)
+ ORDER BY CASE WHEN $5::timestamptz IS NULL AND $6::timestamptz IS NULL THEN id ELSE id + 0 END
+          DESC
+ LIMIT $8;
+
+-- name: force_custom_plans
+-- Plan this transaction's statements for their actual parameters (a generic plan of an
+-- optional filter cannot use the filter's index).
+SET LOCAL plan_cache_mode = force_custom_plan;
 
 -- name: cancel_waiting_job
 -- Cancel a job that is not running: move it from the live table to history as cancelled.

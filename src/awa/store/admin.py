@@ -1,5 +1,6 @@
 """``Store.admin``: operator queries over jobs (``sql/admin.sql``): inspection and the manual
-transitions (cancel, retry). None is on a hot path."""
+transitions (cancel, retry, discard); ``.bulk`` does them by filter. None is on a hot
+path."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 from awa.db.queries import paired_queries
 from awa.errors import InvalidTransition, JobNotFound, ValidationError
 from awa.model import Job, JobState
+from awa.store.admin_bulk import BulkActions
 from awa.store.database import Connection, Database
+from awa.store.job_filter import JobFilter
 from awa.store.jobs import Jobs
 from awa.store.rows import job_from_row
 
@@ -39,6 +42,8 @@ class JobsAdmin:
     def __init__(self, db: Database, jobs: Jobs) -> None:
         self._db = db
         self._jobs = jobs
+        #: Retry, cancel and discard by filter, in batches (ADR 032).
+        self.bulk = BulkActions(db, jobs, self.retry_job)
 
     async def get_job(self, job_id: int) -> Job:
         row = await self._db.guard(lambda: self._db.run.fetchrow(_sql("get_job"), job_id))
@@ -48,6 +53,7 @@ class JobsAdmin:
 
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
         state: JobState | None = None,
         queue: str | None = None,
@@ -55,14 +61,34 @@ class JobsAdmin:
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[Job]:
+        """Newest first, ids below ``before_id``; ``where``, or its first fields as
+        keywords. Planned for the actual filter (ADR 032): a cached generic plan could not
+        use the filter's index."""
+        if where is None:
+            where = JobFilter(state=state, queue=queue, kind=kind)
         if not 1 <= limit <= 10_000:
             raise ValidationError("limit", limit, "expected 1..10000")
-        rows = await self._db.guard(
-            lambda: self._db.run.fetch(
-                _sql("list_jobs"), state.value if state else None, queue, kind, limit, before_id
-            )
-        )
-        return [job_from_row(r) for r in rows]
+
+        async def run() -> list[Any]:
+            async with self._db.acquire() as c, c.transaction():
+                await c.execute(_sql("force_custom_plans"))
+                return list(await c.fetch(_sql("list_jobs"), *where.sql_args(), before_id, limit))
+
+        return [job_from_row(r) for r in await self._db.guard(run)]
+
+    async def discard_job(self, job_id: int) -> Job:
+        """Delete a job that is not running (live or finished) and free its unique key;
+        the job as it was. A running job must be cancelled first (``InvalidTransition``)."""
+        job = await self.get_job(job_id)
+
+        async def run() -> list[int]:
+            async with self._db.acquire() as c, c.transaction():
+                return await self.bulk.discard_ids(c, [job_id])
+
+        if not await self._db.guard(run):
+            current = await self.get_job(job_id)  # JobNotFound if it went meanwhile
+            raise InvalidTransition(job_id, current.state.value, "discard")
+        return job
 
     async def cancel_job(self, job_id: int, reason: str, now: datetime | None = None) -> Job:
         """Cancel now if the job is waiting; ask its runtime to stop it if it is running."""

@@ -4,8 +4,9 @@ Pages (one HTML shell, plain JS and CSS shipped in the wheel, no build step, no 
 lanes (``/``), queues (``/queues``), jobs (``/jobs``), a job's detail (``/jobs/{id}``), and
 the operator pages of ``console_ops_api`` (lane history charts, ``/cron``,
 ``/dead-letters``, ``/events``).
-Each page polls a JSON API under ``/api/``; actions (pause/resume a queue, retry/cancel a
-job) are POSTs guarded by ``console_guard`` (operator token + CSRF secret, ADR 031).
+Each page polls a JSON API under ``/api/``; actions (pause/resume a queue; retry, cancel or
+discard a job, or every job a filter matches, ADR 032; the operator pages' actions, ADR 033)
+are POSTs guarded by ``console_guard`` (operator token + CSRF secret, ADR 031).
 
 Why Starlette rather than the hand routing this replaced: mounted in FastAPI/Starlette at
 ``/ops``, a hand-routed app saw ``/ops/api/status`` and answered 404. Starlette strips the
@@ -32,9 +33,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from awa.admin import Admin
-from awa.admin.maintenance import DEFAULT_HEALTH_INTERVAL
 from awa.errors import (
     AwaError,
+    ConfirmationExceeded,
     DeadLetterConflict,
     DeadLetterNotFound,
     InvalidTransition,
@@ -43,7 +44,7 @@ from awa.errors import (
     ValidationError,
 )
 from awa.web.console_api import ConsoleApi, Json
-from awa.web.console_guard import Guard, Refusal
+from awa.web.console_guard import Guard, RateLimited, Refusal
 from awa.web.console_ops_api import ConsoleOpsApi
 
 __all__ = ["console_app", "dashboard_app"]
@@ -90,6 +91,16 @@ def _page(guard: Guard) -> Any:
     return page
 
 
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    """429 as JSON like every other refusal, so the page can show why (and for how long)."""
+    assert isinstance(exc, RateLimited)
+    return Json(
+        {"error": f"too many wrong tokens from this address; try again in {exc.retry_after} s"},
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 def _error(status: int) -> Any:
     async def handler(request: Request, exc: Exception) -> Response:
         return Json({"error": str(exc)}, status_code=status)
@@ -125,7 +136,7 @@ def console_app(
     pool = _Pool(url, pool_size)
     # ConsoleApi's own lanes reader needs a number; /api/lanes is served by ops below, which
     # reads the leader's persisted interval unless overridden (ADR 033).
-    api = ConsoleApi(pool.admin, guard, health_interval or DEFAULT_HEALTH_INTERVAL)
+    api = ConsoleApi(pool.admin, guard)
     ops = ConsoleOpsApi(pool.admin, guard, health_interval)
     page = _page(guard)
 
@@ -151,6 +162,8 @@ def console_app(
         Route("/api/queues", api.queues),
         Route("/api/queues/{name:path}/{action}", api.queue_action, methods=["POST"]),
         Route("/api/jobs", api.jobs),
+        Route("/api/jobs/bulk/{action}", api.bulk_count, methods=["GET"]),
+        Route("/api/jobs/bulk/{action}", api.bulk_action, methods=["POST"]),
         Route("/api/jobs/{job_id:int}", api.job),
         Route("/api/jobs/{job_id:int}/{action}", api.job_action, methods=["POST"]),
     ]
@@ -177,11 +190,13 @@ def console_app(
         lifespan=lifespan,
         exception_handlers={
             Refusal: _error(403),
+            RateLimited: _rate_limited,
             JobNotFound: _error(404),
             ScheduleNotFound: _error(404),
             DeadLetterNotFound: _error(404),
             DeadLetterConflict: _error(409),
             InvalidTransition: _error(409),
+            ConfirmationExceeded: _error(409),
             ValidationError: _error(400),
             AwaError: _error(503),
         },

@@ -8,13 +8,14 @@ shows at once while depth and lag are as old as ``queue_stats_age_s`` says.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from awa.admin import Admin
+from awa.admin.jobs import BULK_ACTIONS, JobFilter
 from awa.errors import ValidationError
 from awa.web.asgi import to_json
 from awa.web.console_guard import COOKIE, Guard
@@ -42,19 +43,12 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
         raise ValidationError(name, raw, "expected an integer") from None
 
 
-def _text(request: Request, name: str) -> str | None:
-    return request.query_params.get(name, "").strip() or None
-
-
 class ConsoleApi:
     """The endpoints, over an ``Admin`` opened on demand."""
 
-    def __init__(
-        self, admin: Callable[[], Awaitable[Admin]], guard: Guard, health_interval: float
-    ) -> None:
+    def __init__(self, admin: Callable[[], Awaitable[Admin]], guard: Guard) -> None:
         self._admin = admin
         self._guard = guard
-        self._health_interval = health_interval
 
     # ---------------------------------------------------------------- session
 
@@ -98,11 +92,6 @@ class ConsoleApi:
         """The lane dashboard's original document (leader, branches, queue stats)."""
         return Json(await (await self._admin()).maintenance.snapshot())
 
-    async def lanes(self, request: Request) -> Response:
-        """Branches with the data's age and the leader's liveness (stale data is STALE)."""
-        admin = await self._admin()
-        return Json(await admin.maintenance.lanes(self._health_interval))
-
     async def queues(self, request: Request) -> Response:
         """Per queue: counts by live state, depth and lag (persisted stats), paused."""
         admin = await self._admin()
@@ -126,24 +115,30 @@ class ConsoleApi:
         )
 
     async def jobs(self, request: Request) -> Response:
-        """Newest first, filtered by queue/kind/state; keyset paging by ``before_id``."""
+        """Newest first, filtered by queue/kind/state/tag/finished-between; keyset paging
+        by ``before_id``."""
         limit = _int(request, "limit", 50) or 50
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", limit, f"expected 1..{MAX_PAGE}")
+        where = _filter(request.query_params)
         admin = await self._admin()
-        found = await admin.jobs.find(
-            state=_text(request, "state"),
-            queue=_text(request, "queue"),
-            kind=_text(request, "kind"),
-            limit=limit,
-            before_id=_int(request, "before_id"),
-        )
+        found = await admin.jobs.find(where, limit=limit, before_id=_int(request, "before_id"))
         return Json(
             {
                 "jobs": [_summary(j.as_dict()) for j in found],
+                "filter": where.as_dict(),
                 "next_before_id": found[-1].id if len(found) == limit else None,
             }
         )
+
+    async def bulk_count(self, request: Request) -> Response:
+        """How many jobs a bulk action would touch under the filter: the figure the
+        operator confirms ("Retry 37 failed jobs of queue mail?")."""
+        action = request.path_params["action"]
+        where = _filter(request.query_params)
+        admin = await self._admin()
+        count = await admin.jobs.count(action, where)
+        return Json({"action": action, "filter": where.as_dict(), "count": count})
 
     async def job(self, request: Request) -> Response:
         admin = await self._admin()
@@ -171,9 +166,40 @@ class ConsoleApi:
             job = await admin.jobs.retry(job_id)
         elif action == "cancel":
             job = await admin.jobs.cancel(job_id, "cancelled from the console")
+        elif action == "discard":
+            discarded = await admin.jobs.discard(job_id)
+            return Json({**discarded.as_dict(), "discarded": True})
         else:
-            raise ValidationError("action", action, "expected retry or cancel")
+            raise ValidationError("action", action, "expected retry, cancel or discard")
         return Json(job.as_dict())
+
+    async def bulk_action(self, request: Request) -> Response:
+        """``POST /api/jobs/bulk/<action>`` with ``{"filter": {...}, "confirmed": N}``:
+        act on at most N jobs; 409 if the filter now matches more (ADR 032)."""
+        self._guard.check_action(request)
+        action = request.path_params["action"]
+        if action not in BULK_ACTIONS:
+            raise ValidationError("action", action, f"expected one of {', '.join(BULK_ACTIONS)}")
+        body = await request.json() if await request.body() else {}
+        if not isinstance(body, dict) or not isinstance(body.get("filter", {}), dict):
+            raise ValidationError("body", body, 'expected {"filter": {...}, "confirmed": N}')
+        confirmed = body.get("confirmed")
+        if not isinstance(confirmed, int) or isinstance(confirmed, bool) or confirmed < 0:
+            raise ValidationError("confirmed", confirmed, "expected the count you confirmed")
+        where = _filter(body.get("filter", {}))
+        admin = await self._admin()
+        outcome = await admin.jobs.bulk(action, where, confirmed=confirmed)
+        return Json({**outcome.as_dict(), "filter": where.as_dict()})
+
+
+def _filter(given: Mapping[str, Any]) -> JobFilter:
+    """The jobs filter from query parameters or a JSON object (unknown keys ignored)."""
+    fields = ("state", "queue", "kind", "tag", "since", "until")
+    values = {k: given.get(k) for k in fields}
+    for key, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(key, value, "expected text")
+    return JobFilter.of(**values)
 
 
 def _base(request: Request) -> str:
@@ -188,7 +214,7 @@ def _queue(name: str) -> dict[str, Any]:
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:
     """A list row: the job without its args, result and error texts (detail has them)."""
-    keep = ("id", "kind", "queue", "state", "attempt", "max_attempts", "priority", "run_at")
+    keep = ("id", "kind", "queue", "state", "attempt", "max_attempts", "priority", "run_at", "tags")
     row = {k: job[k] for k in keep}
     row.update(created_at=job["created_at"], finalized_at=job["finalized_at"])
     row["errors"] = len(job["errors"] or [])

@@ -55,9 +55,65 @@ document.addEventListener("click", async e => {
     ? {path: `api/queues/${encodeURIComponent(b.dataset.queue)}/${b.dataset.action}`, label: `queue ${b.dataset.queue}`}
     : {path: `api/jobs/${b.dataset.job}/${b.dataset.action}`, label: `job ${b.dataset.job}`};
   if (b.dataset.action === "cancel" && !confirm(`Cancel ${what.label}?`)) return;
+  if (b.dataset.action === "discard" && !confirm(`Discard ${what.label}? It is deleted for good.`)) return;
   b.disabled = true;
-  try { await post(what.path); flash(`${b.dataset.action}: ${what.label} done`, true); }
-  catch (err) { flash(`${b.dataset.action} ${what.label} refused: ${err.message}`, false); }
+  try {
+    await post(what.path);
+    flash(`${b.dataset.action}: ${what.label} done`, true);
+    if (b.dataset.action === "discard" && view === "job") {  // nothing left to show here
+      sessionStorage.setItem("awa-flash", `discard: ${what.label} done`);
+      location.href = "jobs";
+      return;
+    }
+  } catch (err) { flash(`${b.dataset.action} ${what.label} refused: ${err.message}`, false); }
+  await refresh();
+});
+
+// ---- jobs filter: the form's fields <-> the URL's query <-> the API's filter.
+const FILTER_FIELDS = ["state", "queue", "kind", "tag", "since", "until"];
+const pad = n => String(n).padStart(2, "0");
+// datetime-local speaks the browser's local time without a zone; the API wants an instant.
+const toInstant = local => local ? new Date(local).toISOString() : "";
+const toLocal = iso => {
+  const d = new Date(iso);
+  return isNaN(d) ? "" : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+};
+function currentFilter() {
+  const params = new URLSearchParams(location.search), out = {};
+  for (const k of FILTER_FIELDS) if (params.get(k)) out[k] = params.get(k);
+  return out;
+}
+$("filters").addEventListener("submit", e => {
+  e.preventDefault();
+  const params = new URLSearchParams();
+  for (const el of $("filters").elements) {
+    if (!el.name || !el.value.trim()) continue;
+    params.set(el.name, el.type === "datetime-local" ? toInstant(el.value) : el.value.trim());
+  }
+  location.href = "jobs" + (params.toString() ? "?" + params : "");
+});
+// "Retry 37 failed jobs of queue mail?"
+function describe(action, n, f) {
+  let text = `${action[0].toUpperCase()}${action.slice(1)} ${n} ${f.state ? f.state + " " : ""}job${n === 1 ? "" : "s"}`;
+  if (f.queue) text += ` of queue ${f.queue}`;
+  if (f.kind) text += ` of kind ${f.kind}`;
+  if (f.tag) text += ` tagged ${f.tag}`;
+  if (f.since || f.until) text += ` finished ${f.since ? "from " + f.since : ""}${f.since && f.until ? " " : ""}${f.until ? "before " + f.until : ""}`;
+  return text;
+}
+document.addEventListener("click", async e => {
+  const b = e.target.closest("button[data-bulk]");
+  if (!b) return;
+  const action = b.dataset.bulk, filter = currentFilter();
+  b.disabled = true;
+  try {
+    const {count} = await get(`api/jobs/bulk/${action}?` + new URLSearchParams(filter));
+    if (count === 0) { flash(`${action}: no job matches this filter`, false); return; }
+    if (!confirm(describe(action, count, filter) + "?")) return;
+    const done = await post(`api/jobs/bulk/${action}`, {filter, confirmed: count});
+    flash(`${action}: ${done.acted} of ${done.matched} jobs done`, true);
+  } catch (err) { flash(`${action} refused: ${err.message}`, false); }
+  finally { b.disabled = false; }
   await refresh();
 });
 
@@ -66,8 +122,10 @@ const button = (attrs, action) => operator
 // What the admin layer accepts for each action (others would answer 409).
 const RETRYABLE = new Set(["completed", "failed", "cancelled", "scheduled", "retryable"]);
 const CANCELLABLE = new Set(["scheduled", "available", "retryable", "waiting_external", "running"]);
+// Discard: any job but a running one (cancel it first).
 const jobButtons = j => [RETRYABLE.has(j.state) ? button(`data-job="${j.id}"`, "retry") : "",
-  CANCELLABLE.has(j.state) ? button(`data-job="${j.id}"`, "cancel") : ""].join(" ");
+  CANCELLABLE.has(j.state) ? button(`data-job="${j.id}"`, "cancel") : "",
+  j.state !== "running" ? button(`data-job="${j.id}"`, "discard") : ""].join(" ");
 
 async function lanes() {
   const s = await get("api/lanes");
@@ -103,13 +161,21 @@ async function queues() {
     : `depth and lag as of ${f(s.stats_age_s, 1)} s ago (the leader's queue_stats); pauses are current`;
 }
 
+let filled = false;  // the form shows the URL's filter once; refreshes leave the operator's edits alone
 async function jobs() {
   const params = new URLSearchParams(location.search);
-  for (const el of $("filters").elements) if (el.name) el.value = params.get(el.name) || "";
+  for (const el of filled ? [] : $("filters").elements) {
+    if (!el.name) continue;
+    const v = params.get(el.name) || "";
+    el.value = el.type === "datetime-local" ? (v ? toLocal(v) : "") : v;
+  }
+  filled = true;
+  $("bulk").hidden = !operator;
   const s = await get("api/jobs?" + params);
   put(document.querySelector("#jobs tbody"), s.jobs.map(j => `<tr data-job="${j.id}">
     <td><a href="jobs/${j.id}">${j.id}</a></td><td>${esc(j.kind)}</td><td>${esc(j.queue)}</td>
-    <td>${esc(j.state)}</td><td>${j.attempt}/${j.max_attempts}</td><td>${j.errors}</td><td>${esc(j.run_at)}</td>
+    <td>${esc(j.state)}</td><td>${j.attempt}/${j.max_attempts}</td><td>${j.errors}</td>
+    <td>${esc((j.tags || []).join(", "))}</td><td>${esc(j.run_at)}</td><td>${esc(j.finalized_at)}</td>
     <td>${jobButtons(j)}</td></tr>`).join(""));
   const older = $("older");
   older.hidden = s.next_before_id === null;
@@ -145,5 +211,7 @@ async function refresh() {
     $("updated").textContent = "refresh failed: " + e.message;
   }
 }
+const carried = sessionStorage.getItem("awa-flash");
+if (carried) { sessionStorage.removeItem("awa-flash"); flash(carried, true); }
 session().catch(e => { $("session").textContent = "session: " + e.message; }).then(refresh);
 setInterval(refresh, 2000);
