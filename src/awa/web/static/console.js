@@ -198,12 +198,16 @@ async function job(id) {
 }
 
 const jobMatch = REL.match(/^jobs\/(\d+)$/);
-const view = jobMatch ? "job" : REL === "queues" ? "queues" : REL === "jobs" ? "jobs" : "lanes";
-$("view-" + view).hidden = false;
-for (const a of document.querySelectorAll("nav a")) if (a.dataset.view === view) a.classList.add("here");
-const render = {lanes, queues, jobs, job: () => job(jobMatch[1])}[view];
+// cron, dead letters and events are console_ops.js's pages: nothing to render or poll here.
+const OPS_PAGES = ["cron", "dead-letters", "events"];
+const view = jobMatch ? "job" : REL === "queues" ? "queues" : REL === "jobs" ? "jobs"
+  : OPS_PAGES.includes(REL) ? null : "lanes";
+if (view) $("view-" + view).hidden = false;
+for (const a of document.querySelectorAll("nav a")) if (view && a.dataset.view === view) a.classList.add("here");
+const render = view ? {lanes, queues, jobs, job: () => job(jobMatch[1])}[view] : null;
 
 async function refresh() {
+  if (!render) return;
   try {
     await render();
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
