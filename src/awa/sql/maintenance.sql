@@ -83,11 +83,16 @@ SELECT (SELECT count(*) FROM gone) AS released,
 
 -- name: age_priorities
 -- Raise the priority (lower number) of up to $2 available jobs that waited more than $1 s
--- per step already gained.
+-- per step already gained. Index-served (ADR 035): the redundant `run_at < now - $1` (a
+-- job ages only after waiting one step at least) bounds the range read in jobs_claim_idx,
+-- skipping over its (queue, kind) prefixes (priority 1 is never read), and the per-step
+-- bound filters on original_priority, which the index carries: no heap read but the rows
+-- aged.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
 aged AS (
     SELECT id FROM awa.jobs, t
      WHERE state = 'available' AND priority > 1
+       AND run_at < t.now - make_interval(secs => $1)
        AND run_at < t.now - make_interval(secs => $1 * (original_priority - priority + 1))
      LIMIT $2
        FOR UPDATE SKIP LOCKED
@@ -103,7 +108,17 @@ UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
 -- changes to zero, so idle pairs cost no writes. The row count reported is the pairs upserted
 -- (live or handled now), not the ones zeroed.
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
-live AS (SELECT queue, kind, count(*) AS n FROM awa.jobs GROUP BY queue, kind),
+live AS (
+    -- Index-only scans of the three live-state partial indexes, which carry queue and kind
+    -- (migration 16): O(live rows), never the heap of awa.jobs (ADR 035).
+    SELECT queue, kind, count(*) AS n
+      FROM (SELECT queue, kind FROM awa.jobs WHERE state = 'available'
+            UNION ALL
+            SELECT queue, kind FROM awa.jobs WHERE state IN ('scheduled', 'retryable')
+            UNION ALL
+            SELECT queue, kind FROM awa.jobs WHERE state IN ('running', 'waiting_external')) l
+     GROUP BY queue, kind
+),
 handled AS (
     -- Live runtimes only: a process killed with SIGKILL never marks itself stopped, but it
     -- stops beating its row (every 10 s at most); a minute of silence is death.
@@ -151,12 +166,21 @@ ON CONFLICT (branch) DO UPDATE
 -- Persisted per-branch health, lane then branch.
 SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- name: refresh_queue_stats
--- Recompute depth and lag per queue and live state into awa.queue_stats.
+-- Recompute depth and lag per queue and live state into awa.queue_stats. Counted with
+-- index-only scans of the live-state partial indexes (they carry queue, and state where one
+-- index covers two states; migration 16): O(live rows), never the heap of awa.jobs, whose
+-- pages stay allocated after a burst has moved to history (ADR 035).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 fresh AS (
-    SELECT queue, state, count(*) AS count,
-           CASE WHEN state = 'available' THEN extract(epoch FROM (SELECT now FROM t) - min(run_at)) END AS lag_s
-      FROM awa.jobs GROUP BY queue, state
+    SELECT queue, 'available'::awa.job_state AS state, count(*) AS count,
+           extract(epoch FROM (SELECT now FROM t) - min(run_at)) AS lag_s
+      FROM awa.jobs WHERE state = 'available' GROUP BY queue
+    UNION ALL
+    SELECT queue, state, count(*), NULL
+      FROM awa.jobs WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
+    UNION ALL
+    SELECT queue, state, count(*), NULL
+      FROM awa.jobs WHERE state IN ('running', 'waiting_external') GROUP BY queue, state
 ), gone AS (
     DELETE FROM awa.queue_stats s
      WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.queue = s.queue AND f.state = s.state)
