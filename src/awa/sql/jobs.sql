@@ -95,7 +95,8 @@ SELECT pg_notify('awa_due', $1::text);
 -- never read. `picked` then locks, per kind, as many jobs as that kind has in the head,
 -- SKIP LOCKED walking on down the kind's range past rows another claimer holds: exactly
 -- $3 rows locked at most (not $3 per kind), and a contended head still yields a full
--- batch. The LIMIT on `picked` only tells the planner how few rows the UPDATE joins.
+-- batch. The UPDATE finds the picked rows by primary key, = ANY of an array: a join could
+-- be planned as a Seq Scan of awa.jobs, the planner not knowing how few rows `picked` has.
 WITH head AS (
     SELECT c.kind
       FROM (SELECT DISTINCT unnest($2::text[]) AS kind) k
@@ -118,7 +119,6 @@ WITH head AS (
             ORDER BY j.priority, j.run_at, j.id
             LIMIT s.n
               FOR UPDATE SKIP LOCKED) p
-     LIMIT $3
 ), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
 -- Durable on purpose (ADR 020): a claim lost in a crash would hand the same run_lease to
 -- the next claimant while the first attempt still runs.
@@ -126,8 +126,8 @@ UPDATE awa.jobs j
    SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,
        deadline_at = t.now + make_interval(secs => j.timeout_s)
-  FROM picked, t
- WHERE j.id = picked.id
+  FROM t
+ WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, j.run_at,
           j.created_at, j.attempted_at, j.deadline_at, j.timeout_s, j.tags, j.metadata,
           j.errors, j.run_lease, j.unique_key, j.progress;
