@@ -46,7 +46,8 @@ SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
 
 -- name: delete_expired_history
 -- Delete up to $3 finished jobs in state $1 finalized more than $2 seconds ago (only used
--- for states whose retention is shorter than the ring's horizon).
+-- for states kept for less than completed jobs, whose retention the ring follows: none by
+-- default, ADR 035).
 WITH victims AS (
     SELECT slot, id FROM awa.jobs_done
      WHERE state = $1::awa.job_state
