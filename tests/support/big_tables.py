@@ -18,7 +18,15 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["buffers", "burst", "explain", "plan_nodes", "read_buffers", "scans_of"]
+__all__ = [
+    "buffers",
+    "burst",
+    "explain",
+    "index_searches",
+    "plan_nodes",
+    "read_buffers",
+    "scans_of",
+]
 
 #: The live states the kept jobs cycle through.
 _LIVE = "ARRAY['available','scheduled','running','retryable','waiting_external']::awa.job_state[]"
@@ -90,19 +98,31 @@ def buffers(root: dict[str, Any]) -> int:
     return int(root["Shared Hit Blocks"]) + int(root["Shared Read Blocks"])
 
 
+def _reads(root: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    """The scans that look for rows of ``table``, lookups by primary key left out (an
+    UPDATE joining the rows it picked costs the btree's depth per row written, O(work ·
+    log n), whatever the statement reads)."""
+    return [
+        n
+        for n in plan_nodes(root)
+        if n.get("Relation Name") == table
+        and str(n["Node Type"]).endswith("Scan")
+        and f"{table}_pkey" not in {str(c.get("Index Name")) for c in plan_nodes(n)}
+    ]
+
+
 def read_buffers(root: dict[str, Any], table: str) -> int:
-    """Buffers of the scans that look for rows of ``table`` (each scan's count includes its
-    bitmap index scan). Lookups by primary key (an UPDATE joining the rows it picked) are
-    left out: they cost the btree's depth per row written, O(work · log n), whatever the
-    statement reads."""
-    total = 0
-    for n in plan_nodes(root):
-        if n.get("Relation Name") != table or not str(n["Node Type"]).endswith("Scan"):
-            continue
-        if f"{table}_pkey" in {str(c.get("Index Name")) for c in plan_nodes(n)}:
-            continue
-        total += int(n["Shared Hit Blocks"]) + int(n["Shared Read Blocks"])
-    return total
+    """Buffers of the scans that look for rows of ``table`` (each scan's count includes
+    its bitmap index scan)."""
+    return sum(int(n["Shared Hit Blocks"]) + int(n["Shared Read Blocks"]) for n in _reads(root, table))
+
+
+def index_searches(root: dict[str, Any], table: str) -> int:
+    """Index descents of those scans (PostgreSQL 18's ``Index Searches``, over all loops):
+    each costs one page per btree level, and a burst may leave a btree a level deeper."""
+    return sum(
+        int(c.get("Index Searches", 0)) for n in _reads(root, table) for c in plan_nodes(n)
+    )
 
 
 def scans_of(root: dict[str, Any], table: str) -> list[str]:

@@ -84,21 +84,41 @@ SELECT (SELECT count(*) FROM gone) AS released,
 
 -- name: age_priorities
 -- Raise the priority (lower number) of up to $2 available jobs that waited more than $1 s
--- per step already gained. Index-served (ADR 035): the redundant `run_at < now - $1` (a
--- job ages only after waiting one step at least) bounds the range read in jobs_claim_idx,
--- skipping over its (queue, kind) prefixes (priority 1 is never read), and the per-step
--- bound filters on original_priority, which the index carries: no heap read but the rows
--- aged.
-WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+-- per step already gained. Index-served whatever the queue holds (ADR 035): `pairs` walks
+-- the distinct (queue, kind) prefixes of jobs_claim_idx (a loose index scan, one descent
+-- per pair), then each pair and priority 2..4 is one range of the index bounded by
+-- `run_at < now - $1` (a job ages only after waiting one step at least); the per-step
+-- bound filters on original_priority, which the index carries. Priority 1 is never read,
+-- and no plan can fall back to a Seq Scan hoping to meet $2 candidates early. The UPDATE
+-- finds the aged rows by primary key (= ANY of an array, not a join the planner could
+-- turn into a Seq Scan for want of knowing how few rows `aged` has).
+WITH RECURSIVE t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+pairs AS (
+    (SELECT queue, kind FROM awa.jobs WHERE state = 'available'
+      ORDER BY queue, kind LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.kind
+      FROM pairs p
+     CROSS JOIN LATERAL (
+           SELECT j.queue, j.kind FROM awa.jobs j
+            WHERE j.state = 'available' AND (j.queue, j.kind) > (p.queue, p.kind)
+            ORDER BY j.queue, j.kind LIMIT 1) n
+),
 aged AS (
-    SELECT id FROM awa.jobs, t
-     WHERE state = 'available' AND priority > 1
-       AND run_at < t.now - make_interval(secs => $1)
-       AND run_at < t.now - make_interval(secs => $1 * (original_priority - priority + 1))
+    SELECT a.id
+      FROM pairs p, t, (VALUES (2::smallint), (3::smallint), (4::smallint)) AS v (priority)
+     CROSS JOIN LATERAL (
+           SELECT j.id FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = p.queue AND j.kind = p.kind
+              AND j.priority = v.priority
+              AND j.run_at < t.now - make_interval(secs => $1)
+              AND j.run_at < t.now
+                             - make_interval(secs => $1 * (j.original_priority - j.priority + 1))
+            LIMIT $2
+              FOR UPDATE SKIP LOCKED) a
      LIMIT $2
-       FOR UPDATE SKIP LOCKED
 )
-UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
+UPDATE awa.jobs j SET priority = j.priority - 1 WHERE j.id = ANY (ARRAY(SELECT id FROM aged));
 
 -- name: refresh_admin_metadata
 -- Upsert the queue/kind pairs seen in live jobs and runtime registrations; zero the rest.
