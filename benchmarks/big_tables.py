@@ -60,9 +60,7 @@ _JOBS = paired_queries("jobs")
 #: Bumped when the built data changes shape: an older build is then rebuilt.
 BUILD_VERSION = 1
 
-_COLUMNS = (
-    "kind, queue, args, state, priority, original_priority, max_attempts, run_at, created_at"
-)
+_COLUMNS = "kind, queue, args, state, priority, original_priority, max_attempts, run_at, created_at"
 
 
 def _history_sql(first: int, count: int) -> str:
@@ -82,8 +80,9 @@ def _history_sql(first: int, count: int) -> str:
 
 async def build(conn: Any, history: int, live: int) -> None:
     """The data set described in the module docstring (set-based, a few minutes at 10M)."""
-    await conn.execute("CREATE TABLE bench_big (t timestamptz, history bigint, live bigint,"
-                       " version int)")
+    await conn.execute(
+        "CREATE TABLE bench_big (t timestamptz, history bigint, live bigint, version int)"
+    )
     await conn.execute("INSERT INTO bench_big VALUES (now(), $1, $2, $3)", history, live, 0)
     burst = min(history // 10, 1_000_000)
     step = 1_000_000
@@ -131,7 +130,10 @@ async def build(conn: Any, history: int, live: int) -> None:
             f"INSERT INTO awa.jobs ({_COLUMNS}) SELECT $1, $2, '{{}}', 'available', $3, $3, 5,"
             f" b.t - interval '{age}' + g * interval '1 ms', b.t"
             " FROM generate_series(1, $4::int) g, bench_big b",
-            kind, queue, priority, count,
+            kind,
+            queue,
+            priority,
+            count,
         )
     # Unique keys: odd ones held by finished jobs still stored, even ones by jobs gone.
     await conn.execute(
@@ -186,8 +188,10 @@ async def _blocks(conn: Any) -> int:
         " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND query NOT ILIKE '%pg_stat_statements%'"
     )
-    await conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
-                       " WHERE datname = current_database()), 0)")
+    await conn.execute(
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+        " WHERE datname = current_database()), 0)"
+    )
     return int(value)
 
 
@@ -235,7 +239,11 @@ async def claims(url: str, queue: str, rounds: int) -> dict[str, float]:
         await tx.start()
         plan = await conn.fetchval(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _JOBS["claim_batch"].sql,
-            queue, ["work"], 100, "b", None,
+            queue,
+            ["work"],
+            100,
+            "b",
+            None,
         )
         await tx.rollback()
     finally:

@@ -114,15 +114,15 @@ def _reads(root: dict[str, Any], table: str) -> list[dict[str, Any]]:
 def read_buffers(root: dict[str, Any], table: str) -> int:
     """Buffers of the scans that look for rows of ``table`` (each scan's count includes
     its bitmap index scan)."""
-    return sum(int(n["Shared Hit Blocks"]) + int(n["Shared Read Blocks"]) for n in _reads(root, table))
+    return sum(
+        int(n["Shared Hit Blocks"]) + int(n["Shared Read Blocks"]) for n in _reads(root, table)
+    )
 
 
 def index_searches(root: dict[str, Any], table: str) -> int:
     """Index descents of those scans (PostgreSQL 18's ``Index Searches``, over all loops):
     each costs one page per btree level, and a burst may leave a btree a level deeper."""
-    return sum(
-        int(c.get("Index Searches", 0)) for n in _reads(root, table) for c in plan_nodes(n)
-    )
+    return sum(int(c.get("Index Searches", 0)) for n in _reads(root, table) for c in plan_nodes(n))
 
 
 def scans_of(root: dict[str, Any], table: str) -> list[str]:

@@ -32,9 +32,7 @@ STATEMENTS: dict[str, tuple[str, Callable[[], tuple[object, ...]]]] = {
 }
 
 
-async def _measure(
-    database_url: str, history: int, name: str
-) -> tuple[int, int, int, list[str]]:
+async def _measure(database_url: str, history: int, name: str) -> tuple[int, int, int, list[str]]:
     """(buffers reading awa.jobs, its index descents, buffers in all, scan types on
     awa.jobs) of the branch's statement after a burst of ``history`` jobs."""
     conn = await asyncpg.connect(database_url)
