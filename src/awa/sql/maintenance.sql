@@ -131,13 +131,18 @@ UPDATE awa.jobs j SET priority = j.priority - 1 WHERE j.id = ANY (ARRAY(SELECT i
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 live AS (
     -- Index-only scans of the three live-state partial indexes, which carry queue and kind
-    -- (migration 16): O(live rows), never the heap of awa.jobs (ADR 035).
-    SELECT queue, kind, count(*) AS n
-      FROM (SELECT queue, kind FROM awa.jobs WHERE state = 'available'
+    -- (migration 16): O(live rows), never the heap of awa.jobs (ADR 035). Each index is
+    -- counted on its own (the claim index in its (queue, kind) order, no hashing) and only
+    -- the few per-pair counts are added up.
+    SELECT queue, kind, sum(n)::bigint AS n
+      FROM (SELECT queue, kind, count(*) AS n FROM awa.jobs
+             WHERE state = 'available' GROUP BY queue, kind
             UNION ALL
-            SELECT queue, kind FROM awa.jobs WHERE state IN ('scheduled', 'retryable')
+            SELECT queue, kind, count(*) FROM awa.jobs
+             WHERE state IN ('scheduled', 'retryable') GROUP BY queue, kind
             UNION ALL
-            SELECT queue, kind FROM awa.jobs WHERE state IN ('running', 'waiting_external')) l
+            SELECT queue, kind, count(*) FROM awa.jobs
+             WHERE state IN ('running', 'waiting_external') GROUP BY queue, kind) l
      GROUP BY queue, kind
 ),
 handled AS (
