@@ -78,7 +78,7 @@ def _history_sql(first: int, count: int) -> str:
       FROM generate_series({first}, {first + count - 1}) g, bench_big b"""
 
 
-async def build(conn: Any, history: int, live: int) -> None:
+async def build(conn: Any, history: int, live: int, unhandled: int, stock: int) -> None:
     """The data set described in the module docstring (set-based, a few minutes at 10M)."""
     await conn.execute(
         "CREATE TABLE bench_big (t timestamptz, history bigint, live bigint, version int)"
@@ -121,9 +121,9 @@ async def build(conn: Any, history: int, live: int) -> None:
     # Claim stock: 20k handled jobs in 'shared' (behind 200k unhandled ones) and in 'clean';
     # 100 in 'hb' for the heartbeat measurement.
     for queue, kind, count, priority, age in (
-        ("shared", "nobody_handles_this", 200_000, 1, "2 hours"),
-        ("shared", "work", 20_000, 2, "1 min"),
-        ("clean", "work", 20_000, 2, "1 min"),
+        ("shared", "nobody_handles_this", unhandled, 1, "2 hours"),
+        ("shared", "work", stock, 2, "1 min"),
+        ("clean", "work", stock, 2, "1 min"),
         ("hb", "work", 100, 2, "1 min"),
     ):
         await conn.execute(
@@ -146,13 +146,14 @@ async def build(conn: Any, history: int, live: int) -> None:
         await conn.execute(f"VACUUM ANALYZE {table}")
 
 
-async def database(server_url: str, history: int, live: int, rebuild: bool) -> str:
+async def database(args: argparse.Namespace, server_url: str) -> str:
     """The URL of the built database for these sizes, building it if needed."""
-    name = f"awa_big_h{history}_l{live}"
+    history, live = args.history, args.live
+    name = f"awa_big_h{history}_l{live}_u{args.unhandled}_s{args.stock}"
     admin = await connect(server_url)
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if exists and rebuild:
+        if exists and args.rebuild:
             await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             exists = None
         if not exists:
@@ -172,7 +173,7 @@ async def database(server_url: str, history: int, live: int, rebuild: bool) -> s
             print(f"building {name} (history {history:,}, live {live:,}) ...", flush=True)
             t0 = time.perf_counter()
             await conn.execute("DROP TABLE IF EXISTS bench_big")
-            await build(conn, history, live)
+            await build(conn, history, live, args.unhandled, args.stock)
             print(f"built in {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
         await conn.close()
@@ -266,7 +267,7 @@ async def heartbeats(url: str, beats: int = 20) -> dict[str, Any]:
     )
     conn = await connect(url)
     try:
-        await asyncio.sleep(11)  # every backend's pending statistics have been reported
+        await asyncio.sleep(1.0)  # earlier backends have exited, reporting as they went
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         before = await conn.fetchrow(query)
         store = await Store.open(url, max_size=1)
@@ -294,7 +295,7 @@ async def heartbeats(url: str, beats: int = 20) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     machine = await machine_info(server, await server.ensure_durability())
-    url = await database(server.url, args.history, args.live, args.rebuild)
+    url = await database(args, server.url)
     conn = await connect(url)
     try:
         built_at = await conn.fetchval("SELECT t FROM bench_big")
@@ -326,6 +327,8 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "durable": not args.fast,
         "history": args.history,
         "live": args.live,
+        "unhandled": args.unhandled,
+        "database": url.rsplit("/", 1)[-1].split("?")[0],
         "pages": sizes,
         "hygiene": branches,
         "queue_stats_ms": branches.get("queue_stats", {}).get("ms_median"),
@@ -370,6 +373,8 @@ def main() -> None:
     add_output_args(parser)
     parser.add_argument("--history", type=int, default=10_000_000, help="finished jobs")
     parser.add_argument("--live", type=int, default=1_000_000, help="live jobs")
+    parser.add_argument("--unhandled", type=int, default=200_000, help="unhandled backlog")
+    parser.add_argument("--stock", type=int, default=20_000, help="claimable jobs per queue")
     parser.add_argument("--rebuild", action="store_true", help="build the data set anew")
     parser.add_argument("--runs", type=int, default=5, help="runs per hygiene branch")
     parser.add_argument("--claims", type=int, default=200, help="claims per queue")
