@@ -4,6 +4,7 @@ timing is asserted; the figures come from the full run, see benchmarks/README.md
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,15 @@ import asyncpg
 BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "big_tables.py"
 
 
-async def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: str) -> None:
+async def _drop(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: str) -> None:
     env = {**os.environ, "AWA_DATABASE_URL": server_url}
     result = subprocess.run(
         [sys.executable, str(BENCHMARK), "--history", "20000", "--live", "2000",
@@ -26,11 +35,7 @@ async def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     payload = json.loads((tmp_path / "big_tables-latest.json").read_text())
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{payload["database"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    asyncio.run(_drop(server_url, payload["database"]))
     assert {"queue_stats", "refresh_admin_metadata", "priority_aging", "cleanup", "rotate"} <= set(
         payload["hygiene"]
     )
