@@ -169,7 +169,10 @@ class MaintenanceConfig:
       its liveness row for ``holder_silence`` (default 2 s, > 3 × the runtimes'
       ``presence_beat_interval``): a missing lock alone is not proof of death (ADR 014).
     - ``retention``: seconds finished jobs are kept, per state (default 1 day completed,
-      7 days failed and cancelled).
+      7 days failed and cancelled). The history ring turns with the completed retention
+      and reclaims completed jobs, the bulk, by TRUNCATE; failed and cancelled jobs, kept
+      longer, are carried forward through the ring until their own retention passes
+      (ADR 035). A state kept for less than completed is deleted row by row by cleanup.
     - ``startup_jitter``: spread branch first runs over up to this many seconds (default
       0.2; tests set 0).
     - ``intervals``: per-branch interval overrides, ``{"cleanup": 10.0}``.

@@ -89,13 +89,36 @@ SELECT pg_notify('awa_due', $1::text);
 -- A paused queue (a row in awa.queue_pauses) claims nothing: the NOT EXISTS does not depend
 -- on the job row, so PostgreSQL checks it once per statement (an InitPlan, one primary-key
 -- probe) before reading the claim index at all (ADR 024).
-WITH picked AS (
-    SELECT id FROM awa.jobs
-     WHERE state = 'available' AND queue = $1 AND kind = ANY ($2::text[])
-       AND NOT EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = $1)
-     ORDER BY priority, run_at, id
+-- Index-served whatever else is queued (ADR 035): jobs_claim_idx leads with (queue, kind),
+-- so `head` reads the first $3 entries of each handled kind's range (without locking) and
+-- keeps the $3 first in dispatch order; jobs of kinds this runtime does not handle are
+-- never read. `picked` then locks, per kind, as many jobs as that kind has in the head,
+-- SKIP LOCKED walking on down the kind's range past rows another claimer holds: exactly
+-- $3 rows locked at most (not $3 per kind), and a contended head still yields a full
+-- batch. The UPDATE finds the picked rows by primary key, = ANY of an array: a join could
+-- be planned as a Seq Scan of awa.jobs, the planner not knowing how few rows `picked` has.
+WITH head AS (
+    SELECT c.kind
+      FROM (SELECT DISTINCT unnest($2::text[]) AS kind) k
+     CROSS JOIN LATERAL (
+           SELECT j.kind, j.priority, j.run_at, j.id FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = $1 AND j.kind = k.kind
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT $3) c
+     WHERE NOT EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = $1)
+     ORDER BY c.priority, c.run_at, c.id
      LIMIT $3
-       FOR UPDATE SKIP LOCKED
+), share AS (
+    SELECT kind, count(*) AS n FROM head GROUP BY kind
+), picked AS (
+    SELECT p.id
+      FROM share s
+     CROSS JOIN LATERAL (
+           SELECT j.id FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = $1 AND j.kind = s.kind
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT s.n
+              FOR UPDATE SKIP LOCKED) p
 ), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
 -- Durable on purpose (ADR 020): a claim lost in a crash would hand the same run_lease to
 -- the next claimant while the first attempt still runs.
@@ -103,8 +126,8 @@ UPDATE awa.jobs j
    SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,
        deadline_at = t.now + make_interval(secs => j.timeout_s)
-  FROM picked, t
- WHERE j.id = picked.id
+  FROM t
+ WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, j.run_at,
           j.created_at, j.attempted_at, j.deadline_at, j.timeout_s, j.tags, j.metadata,
           j.errors, j.run_lease, j.unique_key, j.progress;

@@ -46,7 +46,8 @@ SELECT min(run_at) FROM awa.jobs WHERE state IN ('scheduled', 'retryable');
 
 -- name: delete_expired_history
 -- Delete up to $3 finished jobs in state $1 finalized more than $2 seconds ago (only used
--- for states whose retention is shorter than the ring's horizon).
+-- for states kept for less than completed jobs, whose retention the ring follows: none by
+-- default, ADR 035).
 WITH victims AS (
     SELECT slot, id FROM awa.jobs_done
      WHERE state = $1::awa.job_state
@@ -83,16 +84,41 @@ SELECT (SELECT count(*) FROM gone) AS released,
 
 -- name: age_priorities
 -- Raise the priority (lower number) of up to $2 available jobs that waited more than $1 s
--- per step already gained.
-WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+-- per step already gained. Index-served whatever the queue holds (ADR 035): `pairs` walks
+-- the distinct (queue, kind) prefixes of jobs_claim_idx (a loose index scan, one descent
+-- per pair), then each pair and priority 2..4 is one range of the index bounded by
+-- `run_at < now - $1` (a job ages only after waiting one step at least); the per-step
+-- bound filters on original_priority, which the index carries. Priority 1 is never read,
+-- and no plan can fall back to a Seq Scan hoping to meet $2 candidates early. The UPDATE
+-- finds the aged rows by primary key (= ANY of an array, not a join the planner could
+-- turn into a Seq Scan for want of knowing how few rows `aged` has).
+WITH RECURSIVE t AS (SELECT coalesce($3::timestamptz, now()) AS now),
+pairs AS (
+    (SELECT queue, kind FROM awa.jobs WHERE state = 'available'
+      ORDER BY queue, kind LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.kind
+      FROM pairs p
+     CROSS JOIN LATERAL (
+           SELECT j.queue, j.kind FROM awa.jobs j
+            WHERE j.state = 'available' AND (j.queue, j.kind) > (p.queue, p.kind)
+            ORDER BY j.queue, j.kind LIMIT 1) n
+),
 aged AS (
-    SELECT id FROM awa.jobs, t
-     WHERE state = 'available' AND priority > 1
-       AND run_at < t.now - make_interval(secs => $1 * (original_priority - priority + 1))
+    SELECT a.id
+      FROM pairs p, t, (VALUES (2::smallint), (3::smallint), (4::smallint)) AS v (priority)
+     CROSS JOIN LATERAL (
+           SELECT j.id FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = p.queue AND j.kind = p.kind
+              AND j.priority = v.priority
+              AND j.run_at < t.now - make_interval(secs => $1)
+              AND j.run_at < t.now
+                             - make_interval(secs => $1 * (j.original_priority - j.priority + 1))
+            LIMIT $2
+              FOR UPDATE SKIP LOCKED) a
      LIMIT $2
-       FOR UPDATE SKIP LOCKED
 )
-UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
+UPDATE awa.jobs j SET priority = j.priority - 1 WHERE j.id = ANY (ARRAY(SELECT id FROM aged));
 
 -- name: refresh_admin_metadata
 -- Upsert the queue/kind pairs seen in live jobs and runtime registrations; zero the rest.
@@ -103,7 +129,22 @@ UPDATE awa.jobs j SET priority = j.priority - 1 FROM aged WHERE j.id = aged.id;
 -- changes to zero, so idle pairs cost no writes. The row count reported is the pairs upserted
 -- (live or handled now), not the ones zeroed.
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
-live AS (SELECT queue, kind, count(*) AS n FROM awa.jobs GROUP BY queue, kind),
+live AS (
+    -- Index-only scans of the three live-state partial indexes, which carry queue and kind
+    -- (migration 16): O(live rows), never the heap of awa.jobs (ADR 035). Each index is
+    -- counted on its own (the claim index in its (queue, kind) order, no hashing) and only
+    -- the few per-pair counts are added up.
+    SELECT queue, kind, sum(n)::bigint AS n
+      FROM (SELECT queue, kind, count(*) AS n FROM awa.jobs
+             WHERE state = 'available' GROUP BY queue, kind
+            UNION ALL
+            SELECT queue, kind, count(*) FROM awa.jobs
+             WHERE state IN ('scheduled', 'retryable') GROUP BY queue, kind
+            UNION ALL
+            SELECT queue, kind, count(*) FROM awa.jobs
+             WHERE state IN ('running', 'waiting_external') GROUP BY queue, kind) l
+     GROUP BY queue, kind
+),
 handled AS (
     -- Live runtimes only: a process killed with SIGKILL never marks itself stopped, but it
     -- stops beating its row (every 10 s at most); a minute of silence is death.
@@ -131,12 +172,21 @@ ON CONFLICT (queue, kind) DO UPDATE
 -- Persisted per-branch health, lane then branch.
 SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- name: refresh_queue_stats
--- Recompute depth and lag per queue and live state into awa.queue_stats.
+-- Recompute depth and lag per queue and live state into awa.queue_stats. Counted with
+-- index-only scans of the live-state partial indexes (they carry queue, and state where one
+-- index covers two states; migration 16): O(live rows), never the heap of awa.jobs, whose
+-- pages stay allocated after a burst has moved to history (ADR 035).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 fresh AS (
-    SELECT queue, state, count(*) AS count,
-           CASE WHEN state = 'available' THEN extract(epoch FROM (SELECT now FROM t) - min(run_at)) END AS lag_s
-      FROM awa.jobs GROUP BY queue, state
+    SELECT queue, 'available'::awa.job_state AS state, count(*) AS count,
+           extract(epoch FROM (SELECT now FROM t) - min(run_at)) AS lag_s
+      FROM awa.jobs WHERE state = 'available' GROUP BY queue
+    UNION ALL
+    SELECT queue, state, count(*), NULL
+      FROM awa.jobs WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
+    UNION ALL
+    SELECT queue, state, count(*), NULL
+      FROM awa.jobs WHERE state IN ('running', 'waiting_external') GROUP BY queue, state
 ), gone AS (
     DELETE FROM awa.queue_stats s
      WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.queue = s.queue AND f.state = s.state)

@@ -5,8 +5,9 @@ second rotation (an overlapping leader, a ``tick()``) could interleave with them
 slot the other had just made current, or advance twice. A ``RingPass`` runs them all on one
 connection in one transaction that first row-locks ``awa.ring_state`` (a concurrent pass
 finds it locked and does nothing) and, from a fenced ``Database``, commits only in its leadership
-term. Each TRUNCATE runs in a savepoint under a short lock timeout, so a partition that a
-long reader holds is skipped (and retried next pass) without undoing the rest.
+term. Each TRUNCATE (with the copy of the rows a slot carries forward, ADR 035) runs in a
+savepoint under a short lock timeout, so a partition that a long reader holds is skipped
+(and retried next pass) without undoing the rest.
 """
 
 from __future__ import annotations
@@ -80,6 +81,39 @@ class RingPass:
         except asyncpg.exceptions.LockNotAvailableError:
             return False
         return True
+
+    async def carry(
+        self,
+        slot: int,
+        current: int,
+        retention: dict[str, float],
+        now: datetime | None = None,
+        lock_timeout: float = 0.2,
+    ) -> int | None:
+        """Copy the rows of ``slot`` still within their state's retention into the
+        ``current`` slot, then TRUNCATE ``slot``, in one savepoint: the number of rows
+        carried, or None (nothing changed) when the TRUNCATE's lock was not granted within
+        ``lock_timeout``. How the ring reclaims a slot whose bulk has expired while a few
+        longer-kept rows (failed, cancelled) have not (ADR 035)."""
+        if not 0 <= slot < 64:
+            raise ValueError(f"slot {slot} out of range")
+        millis = f"{max(1, int(lock_timeout * 1000))}ms"
+        try:
+            async with self._c.transaction():
+                await self._c.execute(_QUERIES["local_lock_timeout"].sql, millis)
+                status = await self._c.execute(
+                    _QUERIES["carry_slot"].sql,
+                    slot,
+                    current,
+                    retention["completed"],
+                    retention["failed"],
+                    retention["cancelled"],
+                    now,
+                )
+                await self._c.execute(_QUERIES["truncate_slot"].sql.format(slot=int(slot)))
+        except asyncpg.exceptions.LockNotAvailableError:
+            return None
+        return int(status.split()[-1])
 
     async def advance(self, new_slot: int, old_slot: int, now: datetime | None = None) -> bool:
         """Make ``new_slot`` current (compare-and-set on ``old_slot``)."""

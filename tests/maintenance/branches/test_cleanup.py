@@ -1,4 +1,5 @@
-"""``cleanup``: deletes only expired history of shorter retention, in pages, then runs hooks.
+"""``cleanup``: deletes only expired history kept for less than completed jobs, in pages,
+then runs hooks; never completed history (the ring TRUNCATEs it, ADR 035).
 
 Driven directly (no leader) in the seeded world of ``support.branch_world``: the branch
 must change exactly the rows it should, and nothing else.
@@ -20,11 +21,11 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
     ids["done_completed_new"] = await place(world, 0, "10 min", "completed")
     ids["done_cancelled_new"] = await place(world, 0, "1 hour", "cancelled")
     ages = {
-        "done_completed": "2 hours",  # past completed retention (1 h): deleted
+        "done_completed": "2 days",  # past completed retention: left to the ring (TRUNCATE)
         "done_completed_new": "10 min",  # kept
-        "done_cancelled": "3 hours",  # past cancelled retention (2 h): deleted
+        "done_cancelled": "3 hours",  # past cancelled retention (2 h < completed): deleted
         "done_cancelled_new": "1 hour",  # kept
-        "done_failed": "2 days",  # failed has the longest retention: left to rotation
+        "done_failed": "2 hours",  # past failed retention (1 h < completed): deleted
     }
     for name, age in ages.items():
         await raw.execute(
@@ -47,10 +48,10 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
 
     config = MaintenanceConfig(
         startup_jitter=0,
-        retention={"completed": 3600.0, "cancelled": 7200.0, "failed": 86400.0},
+        retention={"completed": 86400.0, "cancelled": 7200.0, "failed": 3600.0},
     )
     result, _, _, changed = await world.run(Cleanup(), config)
-    assert changed == {"done_completed", "done_cancelled"}
+    assert changed == {"done_failed", "done_cancelled"}
     assert result.rows == {
         "callbacks_pruned": 0,
         "history_deleted": 2,
@@ -66,9 +67,9 @@ async def test_cleanup_deletes_only_expired_shorter_retention_history(world: Wor
 
 async def test_cleanup_pages_history_deletion(world: World) -> None:
     await world.raw.execute(
-        "UPDATE awa.jobs_done SET finalized_at = now() - interval '2 days', state = 'completed'"
+        "UPDATE awa.jobs_done SET finalized_at = now() - interval '2 days', state = 'failed'"
     )
-    config = MaintenanceConfig(startup_jitter=0, retention={**CONFIG.retention, "completed": 60})
+    config = MaintenanceConfig(startup_jitter=0, retention={**CONFIG.retention, "failed": 60})
     first = await Cleanup(batch=2).run_once(world.ctx(config))
     assert first.rows["history_deleted"] == 2
     assert first.more is True

@@ -1,9 +1,10 @@
 """``cleanup`` (hygiene lane): retention that rotation alone does not cover.
 
 Per run (default every 60 s): delete, in bounded batches (``batch`` 1000), finished jobs of
-a state whose retention is shorter than the longest one (rotation TRUNCATEs a ring slot only
-when *every* row in it is past retention, so a short-lived state would otherwise wait for
-the longest); forget runtimes stopped for an hour or unseen for a day; release unique keys
+a state whose retention is shorter than the completed one (the ring's period follows the
+completed retention, and rotation carries rows kept longer forward, so completed history,
+the bulk, always goes by TRUNCATE; a state kept for less, none by default, is deleted row by
+row; ADR 035); forget runtimes stopped for an hour or unseen for a day; release unique keys
 whose job was pruned, one page of ``batch`` keys per run in key order, each run going on
 where the last stopped (O(page), not O(keys): issue 19). ``on_cleanup`` user callbacks, if
 any, run after it.
@@ -46,7 +47,7 @@ class Cleanup(Branch):
         longest = max(retention.values())
         deleted = 0
         for state, keep in sorted(retention.items()):
-            if keep < longest:
+            if keep < retention["completed"]:
                 deleted += await ctx.store.maintenance.delete_expired_history(
                     state, keep, self.batch, ctx.now
                 )
