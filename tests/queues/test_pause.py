@@ -263,7 +263,7 @@ async def test_the_claim_checks_the_pause_once_through_its_primary_key(
     claim_scan = [n for n in running if n.get("Index Name") == "jobs_claim_idx"]
     assert [n["Parent Relationship"] for n in pause_probe] == ["InitPlan"]
     assert pause_probe[0]["Actual Loops"] == 1
-    assert claim_scan and claim_scan[0]["Actual Rows"] == 10
+    assert claim_scan and claim_scan[0]["Actual Rows"] == 20  # the head: 2 x the batch (ADR 035)
     assert not [n for n in running if n["Node Type"] == "Seq Scan"]
 
     await store.queues.pause("q1", "test", None)

@@ -90,35 +90,49 @@ SELECT pg_notify('awa_due', $1::text);
 -- on the job row, so PostgreSQL checks it once per statement (an InitPlan, one primary-key
 -- probe) before reading the claim index at all (ADR 024).
 -- Index-served whatever else is queued (ADR 035): jobs_claim_idx leads with (queue, kind),
--- so `head` reads the first $3 entries of each handled kind's range (without locking) and
--- keeps the $3 first in dispatch order; jobs of kinds this runtime does not handle are
--- never read. `picked` then locks, per kind, as many jobs as that kind has in the head,
--- SKIP LOCKED walking on down the kind's range past rows another claimer holds: exactly
--- $3 rows locked at most (not $3 per kind), and a contended head still yields a full
--- batch. The UPDATE finds the picked rows by primary key, = ANY of an array: a join could
--- be planned as a Seq Scan of awa.jobs, the planner not knowing how few rows `picked` has.
+-- so `head` reads the first 2 x $3 entries of each handled kind's range (without locking)
+-- and keeps the 2 x $3 first in dispatch order; jobs of kinds this runtime does not handle
+-- are never read. `first` locks those candidates in dispatch order, SKIP LOCKED, until it
+-- holds $3: two claimers racing for the same head split it in order (one takes the first
+-- row, the other the next, whatever its kind). Only when others hold so much of the head
+-- that the candidates run out does `fill` take the shortfall per kind (each kind's share of
+-- the head), SKIP LOCKED walking down that kind's range, so a contended head still yields
+-- a full batch. At most $3 rows are claimed; `fill` stops locking once the shortfall is
+-- met. The UPDATE finds the rows by primary key, = ANY of an array: a join could be
+-- planned as a Seq Scan of awa.jobs, the planner not knowing how few rows there are.
 WITH head AS (
-    SELECT c.kind
+    SELECT c.id, c.kind, c.priority, c.run_at
       FROM (SELECT DISTINCT unnest($2::text[]) AS kind) k
      CROSS JOIN LATERAL (
-           SELECT j.kind, j.priority, j.run_at, j.id FROM awa.jobs j
+           SELECT j.id, j.kind, j.priority, j.run_at FROM awa.jobs j
             WHERE j.state = 'available' AND j.queue = $1 AND j.kind = k.kind
             ORDER BY j.priority, j.run_at, j.id
-            LIMIT $3) c
+            LIMIT 2 * $3) c
      WHERE NOT EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = $1)
      ORDER BY c.priority, c.run_at, c.id
+     LIMIT 2 * $3
+), first AS (
+    SELECT j.id, j.kind FROM awa.jobs j
+     WHERE j.id = ANY (ARRAY(SELECT id FROM head)) AND j.state = 'available'
+     ORDER BY j.priority, j.run_at, j.id
      LIMIT $3
+       FOR UPDATE SKIP LOCKED
 ), share AS (
-    SELECT kind, count(*) AS n FROM head GROUP BY kind
-), picked AS (
+    SELECT h.kind, count(*) AS n
+      FROM (SELECT kind FROM head ORDER BY priority, run_at, id LIMIT $3) h
+     WHERE (SELECT count(*) FROM first) < $3
+     GROUP BY h.kind
+), fill AS (
     SELECT p.id
       FROM share s
      CROSS JOIN LATERAL (
            SELECT j.id FROM awa.jobs j
             WHERE j.state = 'available' AND j.queue = $1 AND j.kind = s.kind
+              AND j.id <> ALL (ARRAY(SELECT id FROM first))
             ORDER BY j.priority, j.run_at, j.id
             LIMIT s.n
               FOR UPDATE SKIP LOCKED) p
+     LIMIT $3 - (SELECT count(*) FROM first)
 ), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
 -- Durable on purpose (ADR 020): a claim lost in a crash would hand the same run_lease to
 -- the next claimant while the first attempt still runs.
@@ -127,7 +141,7 @@ UPDATE awa.jobs j
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,
        deadline_at = t.now + make_interval(secs => j.timeout_s)
   FROM t
- WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+ WHERE j.id = ANY (ARRAY(SELECT id FROM first UNION ALL SELECT id FROM fill))
 RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, j.run_at,
           j.created_at, j.attempted_at, j.deadline_at, j.timeout_s, j.tags, j.metadata,
           j.errors, j.run_lease, j.unique_key, j.progress;
