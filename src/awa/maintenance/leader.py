@@ -5,8 +5,12 @@ announcement wakes are the supervisor's (``awa.maintenance.supervisor``).
 
 State machine (ADR 003, ADR 012): *follower* --lock won, term begun--> *leader*
 --(connection lost | health check failed | deposed | resign | shutdown)--> *follower*. As
-follower, the process retries ``pg_try_advisory_lock`` every ``election_interval`` (±20 %
-jitter) on a dedicated connection. Having won the lock, it starts a new leadership *term*
+follower, the process *waits* for the lock (``pg_advisory_lock``) on a dedicated
+connection, each wait bounded by ``ELECTION_WAIT`` (the session's ``lock_timeout``), then
+waits again: the lock is granted the moment the leader releases it or its session ends, and
+an idle follower costs one transaction per ``ELECTION_WAIT`` instead of one per poll
+(ADR 036). After leading, it steps back ``election_interval`` (±20 % jitter) before waiting
+again, so a resigning leader hands over. Having won the lock, it starts a new leadership *term*
 in the database (which waits for any transaction of an older term still in flight) and
 opens its stores fenced by that term, so every maintenance write commits only while the
 term is current. As leader, one task group holds the watchdog, the due-time listener, the
@@ -62,6 +66,11 @@ _RECONNECT = Backoff(base=0.5, factor=2.0, cap=5.0, jitter=0.2)
 #: gives the lock back and campaigns again. Longer than the fence's idle bound (5 s), so a
 #: vanished predecessor's open transactions are ended by the server before this runs out.
 TERM_WAIT = 10.0
+#: How long one election wait lasts before the follower asks again (ADR 036): the idle cost
+#: of a follower is one transaction per this many seconds. Failover does not depend on it
+#: (a waiting follower is granted the lock at once); it bounds how long a follower takes to
+#: notice a connection that went half-open while it waited, where TCP keepalive has not.
+ELECTION_WAIT = 30.0
 
 
 class MaintenanceLeader:
@@ -97,6 +106,8 @@ class MaintenanceLeader:
         self._resign = anyio.Event()
         self._switch = anyio.Event()
         self._became_leader = anyio.Event()
+        #: Seconds one election wait lasts (``ELECTION_WAIT``; tests shorten it).
+        self.election_wait = ELECTION_WAIT
         #: Database clock minus this process's clock, in seconds (learned while leading):
         #: due times on ``awa_due`` are database-clock epochs.
         self.db_offset = 0.0
@@ -109,7 +120,9 @@ class MaintenanceLeader:
         failures = 0
         while True:
             try:
-                conn = await LeaderConnection.open(self.url, idle_limit=self.session_idle_limit)
+                conn = await LeaderConnection.open(
+                    self.url, idle_limit=self.session_idle_limit, wait=self.election_wait
+                )
             except DatabaseUnavailable as exc:
                 failures += 1
                 delay = _RECONNECT.delay(min(failures, 20))
@@ -131,11 +144,14 @@ class MaintenanceLeader:
                     await conn.close()
 
     async def _campaign(self, conn: LeaderConnection) -> None:
+        """Wait for the lock, lead, step back; again while the connection lives. A wait
+        that runs out is simply renewed (no pause: nobody else was waiting on us)."""
         while conn.alive:
-            if await conn.try_acquire(self.config.leader_check_timeout):
-                await self._lead(conn)
-                if not conn.alive:
-                    return
+            if not await conn.wait_acquire(self.election_wait, self.config.leader_check_timeout):
+                continue
+            await self._lead(conn)
+            if not conn.alive:
+                return
             jitter = random.uniform(0.8, 1.2)
             await self.clock.sleep(self.config.election_interval * jitter)
 

@@ -35,6 +35,11 @@ __all__ = ["LEADER_LOCK_KEY", "LeaderConnection", "Leadership"]
 #: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
 LEADER_LOCK_KEY = 0x6177615F6C656164
 
+#: How often the server checks, while a candidate waits for the lock, that the candidate's
+#: client is still connected (a closed socket ends the wait and the session).
+CANDIDATE_CHECK = 1.0
+CANDIDATE_SETUP_TIMEOUT = 5.0
+
 _QUERIES = paired_queries("leadership")
 
 
@@ -48,15 +53,46 @@ class LeaderConnection(DedicatedConnection):
     LISTENs for due times."""
 
     @classmethod
-    async def open(cls, url: str, idle_limit: float | None = None) -> LeaderConnection:
+    async def open(
+        cls, url: str, idle_limit: float | None = None, wait: float | None = None
+    ) -> LeaderConnection:
         """Connect. With ``idle_limit`` (seconds; the caller promises to use the connection
         more often than that: election attempts, watchdog checks), the server ends the
         session once it sits idle longer. A leader that vanished without a word (host
         crash, partition) then loses the lock within that bound instead of when TCP gives
         up, which a NAT, load balancer or proxy answering keepalives can put off forever.
-        (PostgreSQL 14 and later; older servers keep only TCP's own detection.)"""
+        (PostgreSQL 14 and later; older servers keep only TCP's own detection.)
+
+        With ``wait`` (seconds), the session is a candidate that campaigns with
+        ``wait_acquire``: each lock wait ends after ``wait``, and the server checks every
+        ``CANDIDATE_CHECK`` that a waiting candidate's client is still there (ADR 036)."""
         conn = await connect(url, idle_limit=idle_limit)
+        if wait is not None:
+            try:
+                await _candidate_session(conn, wait)
+            except BaseException:
+                conn.terminate()
+                raise
         return cls(conn)
+
+    async def wait_acquire(self, wait: float, timeout: float = 5.0) -> bool:
+        """Wait for the leadership lock, at most ``wait`` seconds (the session's lock
+        timeout, set by ``open(wait=...)``): True once won, False when the wait ran out.
+        A follower spends one transaction per ``wait`` instead of one per poll, and wins
+        the moment the leader releases the lock or its session ends. ``DatabaseUnavailable``
+        when the server does not answer within ``wait + timeout`` (a half-open
+        connection) or the connection is lost."""
+        try:
+            with anyio.fail_after(wait + timeout):
+                await self._conn.execute(_sql("leader_wait_lock"), LEADER_LOCK_KEY)
+        except asyncpg.exceptions.LockNotAvailableError:
+            return False
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"leader election: no answer within {wait:g}s") from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"leader election failed: {exc}") from exc
+        return True
 
     async def try_acquire(self, timeout: float = 5.0) -> bool:
         """One election attempt; ``DatabaseUnavailable`` if the server does not answer
@@ -150,6 +186,22 @@ class LeaderConnection(DedicatedConnection):
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"{what} failed: {exc}") from exc
+
+
+async def _candidate_session(conn: asyncpg.Connection, wait: float) -> None:
+    """Apply ``candidate_session`` (lock wait bound, client check) to a new connection."""
+    timeout = f"{max(1, int(wait * 1000))}ms"
+    try:
+        with anyio.fail_after(CANDIDATE_SETUP_TIMEOUT):
+            if conn.get_server_version().major >= 14:
+                check = f"{int(CANDIDATE_CHECK * 1000)}ms"
+                await conn.execute(_sql("candidate_session"), timeout, check)
+            else:
+                await conn.execute(_sql("candidate_session_pre14"), timeout)
+    except TimeoutError as exc:
+        raise DatabaseUnavailable(f"candidate session setup: no answer: {exc}") from exc
+    except CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(f"candidate session setup failed: {exc}") from exc
 
 
 class Leadership:
