@@ -125,10 +125,7 @@ async def test_a_stopped_candidate_leaves_the_queue_and_the_leader_keeps_leading
             await follower.shutdown()
 
         async def gone() -> bool:
-            alive = await raw.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiter
-            )
-            return alive == 0
+            return await session_count(raw, waiter) == 0
 
         await wait_for(gone, 30, what="the stopped candidate's session to end")
         assert await waiters(raw) == []
@@ -160,10 +157,7 @@ async def test_a_vanished_candidate_is_dropped_from_the_queue_by_the_server(
         assert len(outcome) == 1
 
         async def gone() -> bool:
-            alive = await raw.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiter
-            )
-            return alive == 0
+            return await session_count(raw, waiter) == 0
 
         await wait_for(gone, 20, what="the server to end the vanished candidate's session")
         # Had it stayed queued, it would have been granted the lock on release.
@@ -176,3 +170,7 @@ async def test_a_vanished_candidate_is_dropped_from_the_queue_by_the_server(
 
 async def no_holder(raw: asyncpg.Connection) -> bool:
     return await lock_holders(raw) == []
+
+
+async def session_count(raw: asyncpg.Connection, pid: int) -> int:
+    return int(await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid))
