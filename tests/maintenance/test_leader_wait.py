@@ -114,6 +114,26 @@ async def test_a_wait_that_runs_out_is_renewed(
         assert len(leaders(runtimes)) == 1
 
 
+async def test_a_cancelled_wait_is_renewed_on_the_same_session(
+    database_url: str, raw: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement_timeout on the role or database, or pg_cancel_backend, ends a wait with
+    query_canceled: the follower waits again on the same session, as after its own lock
+    timeout, rather than treating it as a failure."""
+    config = maint_config(election_interval=POLL_NEVER)
+    async with candidates(database_url, 2, config) as (_, runtimes):
+        ((waiter, started),) = await wait_for(lambda: waiters(raw), 30, what="a waiter")
+        assert await raw.fetchval("SELECT pg_cancel_backend($1)", waiter)
+
+        async def waiting_again() -> bool:
+            now = await waiters(raw)
+            return len(now) == 1 and now[0][0] == waiter and now[0][1] > started
+
+        await wait_for(waiting_again, 30, what="the same session to wait again")
+        assert terms(runtimes) == 1
+    assert not [r for r in caplog.records if "unexpectedly" in r.getMessage()]
+
+
 async def test_a_stopped_candidate_leaves_the_queue_and_the_leader_keeps_leading(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

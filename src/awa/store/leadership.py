@@ -85,7 +85,9 @@ class LeaderConnection(DedicatedConnection):
         try:
             with anyio.fail_after(wait + timeout):
                 await self._conn.execute(_sql("leader_wait_lock"), LEADER_LOCK_KEY)
-        except asyncpg.exceptions.LockNotAvailableError:
+        except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError):
+            # The wait ran out, or a statement_timeout shorter than it (set on the role or
+            # database) or pg_cancel_backend ended it: either way, wait again.
             return False
         except TimeoutError as exc:
             self.terminate()
