@@ -3,8 +3,9 @@ leader lock and the leadership term) and ``Store.leadership``, the pooled reads 
 who leads.
 
 Leadership is a session-scoped advisory lock (``LEADER_LOCK_KEY``) on a connection outside
-every pool: if the process or this connection dies, PostgreSQL releases the lock and a
-follower takes over at its next election attempt. The lock alone cannot stop a deposed
+every pool: if the process or this connection dies, PostgreSQL releases the lock and the
+follower first in the lock's wait queue takes over at once (followers wait for the lock,
+``wait_acquire``, rather than poll it; ADR 036). The lock alone cannot stop a deposed
 leader whose writes are still in flight (a half-open connection keeps a session "alive" for
 the client long after the server dropped it), so each leadership also starts a new *term*
 (``begin_term``): a number in ``awa.leader_term`` that every maintenance transaction of the
