@@ -317,6 +317,7 @@ async def test_planned_switchover_loses_nothing_even_with_async_replication(
     try:
         result = await audit(conn, tally.acked)
         present = await acknowledged_present(conn, tally.tokens)
+        same_lease = await same_lease_reruns(conn)
     finally:
         await conn.close()
     emit(
@@ -327,6 +328,7 @@ async def test_planned_switchover_loses_nothing_even_with_async_replication(
         inserted=result.jobs,
         completed=result.completed,
         reexecuted=result.reexecuted,
+        reexecuted_same_lease=same_lease,
         insert_errors=tally.unavailable,
         leader_back_s=record.leader_back_s,
         producer_gap_s=record.longest_gap_s(tally),
@@ -335,6 +337,18 @@ async def test_planned_switchover_loses_nothing_even_with_async_replication(
     assert tally.untyped == []
     assert present == len(tally.tokens) > record.acked_before > 0
     assert_nothing_lost_or_redone(result, result.jobs)
+
+
+async def same_lease_reruns(conn: asyncpg.Connection) -> int:
+    """Jobs recorded twice under the same lease and attempt: either a handler ran twice
+    within one attempt, or (more likely, when its process's pid is the same) the probe's
+    record committed just before the stop ended its session, and it wrote it again."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM public.chaos_executions"
+            " GROUP BY job_id, run_lease, attempt, pid HAVING count(*) > 1) d"
+        )
+    )
 
 
 async def acknowledged_present(conn: asyncpg.Connection, tokens: list[str]) -> int:
