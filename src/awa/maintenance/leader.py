@@ -5,15 +5,13 @@ announcement wakes are the supervisor's (``awa.maintenance.supervisor``).
 
 State machine (ADR 003, ADR 012): *follower* --lock won, term begun--> *leader*
 --(connection lost | health check failed | deposed | resign | shutdown)--> *follower*. As
-follower, the process *waits* for the lock (``pg_advisory_lock``) on a dedicated
-connection, each wait bounded by ``ELECTION_WAIT`` (the session's ``lock_timeout``), then
-waits again: the lock is granted the moment the leader releases it or its session ends, and
-an idle follower costs one transaction per ``ELECTION_WAIT`` instead of one per poll
-(ADR 036). After leading, it steps back ``election_interval`` (±20 % jitter) before waiting
-again, so a resigning leader hands over. Having won the lock, it starts a new leadership *term*
-in the database (which waits for any transaction of an older term still in flight) and
-opens its stores fenced by that term, so every maintenance write commits only while the
-term is current. As leader, one task group holds the watchdog, the due-time listener, the
+follower, the process *waits* for the lock (``pg_advisory_lock``, each wait bounded by
+``ELECTION_WAIT``) on a dedicated connection: granted the moment the leader's session ends,
+one transaction per wait (ADR 036); after leading, it steps back ``election_interval``
+(±20 % jitter) before waiting again, so a resigning leader hands over. Having won the lock,
+it starts a new leadership *term* in the database (which waits for any transaction of an
+older term still in flight) and opens its stores fenced by that term, so every maintenance
+write commits only while the term is current. As leader, one task group holds the watchdog, the due-time listener, the
 health writer and the lanes; any exit from leadership cancels that whole group. A write
 refused by the fence (``LeadershipLost``: a newer leader took over, e.g. after this
 process's connections were partitioned away) ends the leadership like a failed health check,
@@ -38,7 +36,7 @@ from anyio.abc import TaskStatus
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
-from awa.errors import DatabaseUnavailable, LeadershipLost
+from awa.errors import DatabaseBusy, DatabaseUnavailable, LeadershipLost
 from awa.maintenance.branch import SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation
@@ -134,6 +132,8 @@ class MaintenanceLeader:
                 await self._campaign(conn)
             except DatabaseUnavailable as exc:
                 log.warning("maintenance election connection lost: %s", exc)
+                if isinstance(exc, DatabaseBusy):  # refused (read-only: a standby): no spin
+                    await self.clock.sleep(self.config.election_interval)
             except Exception:
                 # A bug must not take the worker down with it: log it, campaign again.
                 failures += 1

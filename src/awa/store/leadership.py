@@ -26,6 +26,7 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
+from awa.db.errors import translate_database_error
 from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable
 from awa.store.database import Database, one_row
@@ -154,6 +155,12 @@ class LeaderConnection(DedicatedConnection):
             raise DatabaseUnavailable(f"starting a leadership term timed out: {exc}") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"starting a leadership term failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            # Read-only (25006: a standby, e.g. a URL still naming a demoted primary; advisory
+            # locks work there, writes do not): drop the session so the next campaign
+            # connects afresh, through the URL, to wherever it points by then.
+            self.terminate()
+            raise translate_database_error(exc) from exc
 
     async def release(self) -> None:
         """Give the lock back, within ``CLOSE_TIMEOUT``. A connection that does not answer
