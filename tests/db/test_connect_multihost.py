@@ -146,3 +146,33 @@ async def test_without_read_write_a_write_on_the_standby_is_a_typed_retryable_er
         with pytest.raises(DatabaseBusy) as caught:
             await c.insert("multihost", {})
     assert "25006" in str(caught.value)
+
+
+async def test_a_pooled_connection_on_a_standby_is_dropped_so_the_pool_finds_the_primary(
+    pair: ReplicaPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the URL leads changes under a running client (here: asyncpg's
+    ``PGTARGETSESSIONATTRS``, read at each connect, stands for a DNS name moved to the new
+    primary): a pooled session that met a read-only error is dropped, so a retry reconnects
+    and writes, instead of reusing the standby session forever."""
+    monkeypatch.delenv("PGTARGETSESSIONATTRS", raising=False)
+    target = url(pair.standby.hostport, pair.primary.hostport, attrs=None)
+    async with awa.Client(target, pool_size=2) as client:
+        with pytest.raises(DatabaseBusy):
+            await client.insert("multihost", {})
+        monkeypatch.setenv("PGTARGETSESSIONATTRS", "read-write")
+        refused = 0
+        for _ in range(10):
+            try:
+                job = await client.insert("multihost", {})
+                break
+            except DatabaseBusy:
+                refused += 1
+        else:
+            raise AssertionError("every retry met the standby again")
+    assert refused <= 2  # at most the pool's other standby session, then a fresh one
+    conn = await asyncpg.connect(pair.primary.url(DATABASE))
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM awa.all_jobs WHERE id = $1", job.id)
+    finally:
+        await conn.close()
