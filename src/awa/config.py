@@ -153,8 +153,8 @@ class MaintenanceConfig:
       connections), ``single`` (one lane, capacity 1: the classic one-loop design) or
       ``auto`` (start single, switch to split on the first SLO-branch overrun episode; see
       ADR 003).
-    - ``election_interval``: how often a follower retries the leader lock (default 2 s,
-      ±20 % jitter).
+    - ``election_interval``: how long a leader that stepped down waits before it campaigns
+      again (default 2 s, ±20 % jitter); followers wait for the lock instead (ADR 036).
     - ``leader_check_interval`` / ``leader_check_timeout``: the watchdog's health check of
       the leader connection (default 5 s / 2 s).
     - ``slo_capacity`` / ``hygiene_capacity``: branch bodies that may touch the database at

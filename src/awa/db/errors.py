@@ -35,7 +35,7 @@ from awa.errors import (
     ValidationError,
 )
 
-__all__ = ["RECONNECT", "RETRY", "outcome_of", "translate_database_error"]
+__all__ = ["READ_ONLY", "RECONNECT", "RETRY", "outcome_of", "translate_database_error"]
 
 _E = asyncpg.exceptions
 
@@ -52,12 +52,16 @@ RECONNECT: frozenset[str] = frozenset(
         "53300",  # too_many_connections
     }
 )
+#: read_only_sql_transaction: the server is a standby. Retryable, but not on the same
+#: session: a pooled one that meets it is dropped, so the next connects through the URL to
+#: wherever it leads by then (ADR 036).
+READ_ONLY = "25006"
 #: SQLSTATE classes and codes after which the same call may simply be tried again.
 RETRY: frozenset[str] = frozenset(
     {
         "57014",  # query_canceled: statement_timeout, pg_cancel_backend
         "55P03",  # lock_not_available: lock_timeout, NOWAIT
-        "25006",  # read_only_sql_transaction: a standby after failover
+        READ_ONLY,  # a standby after failover
         "53",  # insufficient resources (disk full, out of memory)
         "40",  # transaction rollback: deadlock, serialization failure
         "58",  # system error (I/O error)

@@ -5,11 +5,13 @@ announcement wakes are the supervisor's (``awa.maintenance.supervisor``).
 
 State machine (ADR 003, ADR 012): *follower* --lock won, term begun--> *leader*
 --(connection lost | health check failed | deposed | resign | shutdown)--> *follower*. As
-follower, the process retries ``pg_try_advisory_lock`` every ``election_interval`` (±20 %
-jitter) on a dedicated connection. Having won the lock, it starts a new leadership *term*
-in the database (which waits for any transaction of an older term still in flight) and
-opens its stores fenced by that term, so every maintenance write commits only while the
-term is current. As leader, one task group holds the watchdog, the due-time listener, the
+follower, the process *waits* for the lock (``pg_advisory_lock``, each wait bounded by
+``ELECTION_WAIT``) on a dedicated connection: granted the moment the leader's session ends,
+one transaction per wait (ADR 036); after leading, it steps back ``election_interval``
+(±20 % jitter) before waiting again, so a resigning leader hands over. Having won the lock,
+it starts a new leadership *term* in the database (which waits for any transaction of an
+older term still in flight) and opens its stores fenced by that term, so every maintenance
+write commits only while the term is current. As leader, one task group holds the watchdog, the due-time listener, the
 health writer and the lanes; any exit from leadership cancels that whole group. A write
 refused by the fence (``LeadershipLost``: a newer leader took over, e.g. after this
 process's connections were partitioned away) ends the leadership like a failed health check,
@@ -34,7 +36,7 @@ from anyio.abc import TaskStatus
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import MaintenanceConfig
-from awa.errors import DatabaseUnavailable, LeadershipLost
+from awa.errors import DatabaseBusy, DatabaseUnavailable, LeadershipLost
 from awa.maintenance.branch import SLO, Branch, BranchContext
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.overrun import Observation
@@ -62,6 +64,11 @@ _RECONNECT = Backoff(base=0.5, factor=2.0, cap=5.0, jitter=0.2)
 #: gives the lock back and campaigns again. Longer than the fence's idle bound (5 s), so a
 #: vanished predecessor's open transactions are ended by the server before this runs out.
 TERM_WAIT = 10.0
+#: How long one election wait lasts before the follower asks again (ADR 036): the idle cost
+#: of a follower is one transaction per this many seconds. Failover does not depend on it
+#: (a waiting follower is granted the lock at once); it bounds how long a follower takes to
+#: notice a connection that went half-open while it waited, where TCP keepalive has not.
+ELECTION_WAIT = 30.0
 
 
 class MaintenanceLeader:
@@ -97,6 +104,8 @@ class MaintenanceLeader:
         self._resign = anyio.Event()
         self._switch = anyio.Event()
         self._became_leader = anyio.Event()
+        #: Seconds one election wait lasts (``ELECTION_WAIT``; tests shorten it).
+        self.election_wait = ELECTION_WAIT
         #: Database clock minus this process's clock, in seconds (learned while leading):
         #: due times on ``awa_due`` are database-clock epochs.
         self.db_offset = 0.0
@@ -109,7 +118,9 @@ class MaintenanceLeader:
         failures = 0
         while True:
             try:
-                conn = await LeaderConnection.open(self.url, idle_limit=self.session_idle_limit)
+                conn = await LeaderConnection.open(
+                    self.url, idle_limit=self.session_idle_limit, wait=self.election_wait
+                )
             except DatabaseUnavailable as exc:
                 failures += 1
                 delay = _RECONNECT.delay(min(failures, 20))
@@ -121,6 +132,8 @@ class MaintenanceLeader:
                 await self._campaign(conn)
             except DatabaseUnavailable as exc:
                 log.warning("maintenance election connection lost: %s", exc)
+                if isinstance(exc, DatabaseBusy):  # refused (read-only: a standby): no spin
+                    await self.clock.sleep(self.config.election_interval)
             except Exception:
                 # A bug must not take the worker down with it: log it, campaign again.
                 failures += 1
@@ -131,11 +144,14 @@ class MaintenanceLeader:
                     await conn.close()
 
     async def _campaign(self, conn: LeaderConnection) -> None:
+        """Wait for the lock, lead, step back; again while the connection lives. A wait
+        that runs out is simply renewed (no pause: nobody else was waiting on us)."""
         while conn.alive:
-            if await conn.try_acquire(self.config.leader_check_timeout):
-                await self._lead(conn)
-                if not conn.alive:
-                    return
+            if not await conn.wait_acquire(self.election_wait, self.config.leader_check_timeout):
+                continue
+            await self._lead(conn)
+            if not conn.alive:
+                return
             jitter = random.uniform(0.8, 1.2)
             await self.clock.sleep(self.config.election_interval * jitter)
 

@@ -2,8 +2,26 @@
 -- connection, leadership terms, and the leader row operators read.
 
 -- name: leader_try_lock
--- Try to take the session-scoped maintenance leader lock $1 (true: this session leads).
+-- Try to take the session-scoped maintenance leader lock $1 (true: this session leads); for
+-- one-shot callers (`awa maintenance tick`). A campaigning runtime waits (leader_wait_lock).
 SELECT pg_try_advisory_lock($1);
+
+-- name: leader_wait_lock
+-- Wait for the leader lock $1: granted the moment its holder releases it or its session
+-- ends. The candidate session's lock_timeout bounds the wait (lock_not_available).
+SELECT pg_advisory_lock($1);
+
+-- name: candidate_session
+-- A candidate session's settings: every lock wait ends after $1 (lock_timeout, a duration
+-- such as '30000ms'; a leadership term sets its own), and while waiting the server checks
+-- every $2 that the client is still connected (client_connection_check_interval,
+-- PostgreSQL 14+), so a vanished candidate leaves the queue instead of winning the lock.
+SELECT set_config('lock_timeout', $1::text, false),
+       set_config('client_connection_check_interval', $2::text, false);
+
+-- name: candidate_session_pre14
+-- candidate_session for servers before PostgreSQL 14 (no client connection check).
+SELECT set_config('lock_timeout', $1::text, false);
 
 -- name: leader_holds_lock
 -- Whether this session still holds the leader lock $1 (the watchdog's health check), and the

@@ -30,9 +30,15 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect, create_pool
-from awa.db.errors import translate_database_error
+from awa.db.errors import READ_ONLY, translate_database_error
 from awa.db.queries import paired_queries
-from awa.errors import DatabaseError, DatabaseUnavailable, LeadershipLost, PoolExhausted
+from awa.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    DatabaseUnavailable,
+    LeadershipLost,
+    PoolExhausted,
+)
 from awa.store.dedicated import CLOSE_ERRORS, CLOSE_TIMEOUT
 
 __all__ = [
@@ -211,6 +217,13 @@ class Database:
             raise DatabaseUnavailable(f"cannot get a PostgreSQL connection: {exc}") from exc
         try:
             yield acquired
+        except (asyncpg.exceptions.ReadOnlySQLTransactionError, DatabaseBusy) as exc:
+            # Read-only (raw, or already typed by guard): a standby, e.g. a DNS name still
+            # naming a demoted primary. This session can never write; drop it so the pool
+            # reconnects through the URL (ADR 036).
+            if getattr(exc, "sqlstate", None) == READ_ONLY:
+                acquired.terminate()
+            raise
         finally:
             await self.pool.release(acquired)
 

@@ -3,8 +3,9 @@ leader lock and the leadership term) and ``Store.leadership``, the pooled reads 
 who leads.
 
 Leadership is a session-scoped advisory lock (``LEADER_LOCK_KEY``) on a connection outside
-every pool: if the process or this connection dies, PostgreSQL releases the lock and a
-follower takes over at its next election attempt. The lock alone cannot stop a deposed
+every pool: if the process or this connection dies, PostgreSQL releases the lock and the
+follower first in the lock's wait queue takes over at once (followers wait for the lock,
+``wait_acquire``, rather than poll it; ADR 036). The lock alone cannot stop a deposed
 leader whose writes are still in flight (a half-open connection keeps a session "alive" for
 the client long after the server dropped it), so each leadership also starts a new *term*
 (``begin_term``): a number in ``awa.leader_term`` that every maintenance transaction of the
@@ -25,6 +26,7 @@ import anyio
 import asyncpg
 
 from awa.db.connect import CONNECT_ERRORS, connect
+from awa.db.errors import translate_database_error
 from awa.db.queries import paired_queries
 from awa.errors import DatabaseUnavailable
 from awa.store.database import Database, one_row
@@ -34,6 +36,11 @@ __all__ = ["LEADER_LOCK_KEY", "LeaderConnection", "Leadership"]
 
 #: Key of the maintenance leadership lock ("awa_lead" in ASCII, as a bigint).
 LEADER_LOCK_KEY = 0x6177615F6C656164
+
+#: How often the server checks, while a candidate waits for the lock, that the candidate's
+#: client is still connected (a closed socket ends the wait and the session).
+CANDIDATE_CHECK = 1.0
+CANDIDATE_SETUP_TIMEOUT = 5.0
 
 _QUERIES = paired_queries("leadership")
 
@@ -48,15 +55,48 @@ class LeaderConnection(DedicatedConnection):
     LISTENs for due times."""
 
     @classmethod
-    async def open(cls, url: str, idle_limit: float | None = None) -> LeaderConnection:
+    async def open(
+        cls, url: str, idle_limit: float | None = None, wait: float | None = None
+    ) -> LeaderConnection:
         """Connect. With ``idle_limit`` (seconds; the caller promises to use the connection
         more often than that: election attempts, watchdog checks), the server ends the
         session once it sits idle longer. A leader that vanished without a word (host
         crash, partition) then loses the lock within that bound instead of when TCP gives
         up, which a NAT, load balancer or proxy answering keepalives can put off forever.
-        (PostgreSQL 14 and later; older servers keep only TCP's own detection.)"""
+        (PostgreSQL 14 and later; older servers keep only TCP's own detection.)
+
+        With ``wait`` (seconds), the session is a candidate that campaigns with
+        ``wait_acquire``: each lock wait ends after ``wait``, and the server checks every
+        ``CANDIDATE_CHECK`` that a waiting candidate's client is still there (ADR 036)."""
         conn = await connect(url, idle_limit=idle_limit)
+        if wait is not None:
+            try:
+                await _candidate_session(conn, wait)
+            except BaseException:
+                conn.terminate()
+                raise
         return cls(conn)
+
+    async def wait_acquire(self, wait: float, timeout: float = 5.0) -> bool:
+        """Wait for the leadership lock, at most ``wait`` seconds (the session's lock
+        timeout, set by ``open(wait=...)``): True once won, False when the wait ran out.
+        A follower spends one transaction per ``wait`` instead of one per poll, and wins
+        the moment the leader releases the lock or its session ends. ``DatabaseUnavailable``
+        when the server does not answer within ``wait + timeout`` (a half-open
+        connection) or the connection is lost."""
+        try:
+            with anyio.fail_after(wait + timeout):
+                await self._conn.execute(_sql("leader_wait_lock"), LEADER_LOCK_KEY)
+        except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError):
+            # The wait ran out, or a statement_timeout shorter than it (set on the role or
+            # database) or pg_cancel_backend ended it: either way, wait again.
+            return False
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"leader election: no answer within {wait:g}s") from exc
+        except CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"leader election failed: {exc}") from exc
+        return True
 
     async def try_acquire(self, timeout: float = 5.0) -> bool:
         """One election attempt; ``DatabaseUnavailable`` if the server does not answer
@@ -115,6 +155,12 @@ class LeaderConnection(DedicatedConnection):
             raise DatabaseUnavailable(f"starting a leadership term timed out: {exc}") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"starting a leadership term failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            # Read-only (25006: a standby, e.g. a URL still naming a demoted primary; advisory
+            # locks work there, writes do not): drop the session so the next campaign
+            # connects afresh, through the URL, to wherever it points by then.
+            self.terminate()
+            raise translate_database_error(exc) from exc
 
     async def release(self) -> None:
         """Give the lock back, within ``CLOSE_TIMEOUT``. A connection that does not answer
@@ -150,6 +196,22 @@ class LeaderConnection(DedicatedConnection):
             raise DatabaseUnavailable(f"{what}: no answer within {timeout:g}s") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"{what} failed: {exc}") from exc
+
+
+async def _candidate_session(conn: asyncpg.Connection, wait: float) -> None:
+    """Apply ``candidate_session`` (lock wait bound, client check) to a new connection."""
+    timeout = f"{max(1, int(wait * 1000))}ms"
+    try:
+        with anyio.fail_after(CANDIDATE_SETUP_TIMEOUT):
+            if conn.get_server_version().major >= 14:
+                check = f"{int(CANDIDATE_CHECK * 1000)}ms"
+                await conn.execute(_sql("candidate_session"), timeout, check)
+            else:
+                await conn.execute(_sql("candidate_session_pre14"), timeout)
+    except TimeoutError as exc:
+        raise DatabaseUnavailable(f"candidate session setup: no answer: {exc}") from exc
+    except CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(f"candidate session setup failed: {exc}") from exc
 
 
 class Leadership:
