@@ -12,7 +12,9 @@ every 5 s (issue 19, ADR 029). Without LISTEN the fast fallback rate is never st
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -87,6 +89,9 @@ class QueueDispatcher:
         assert config.instance_id is not None, "the runtime gives every config an instance id"
         self._instance_id = config.instance_id
         self.claimed = 0
+        self._ready: deque[Job] = deque()  #: claimed jobs no worker has taken yet
+        self._parked: deque[asyncio.Future[None]] = deque()  #: idle workers' wake-ups
+        self._workers = 0  #: worker tasks alive in the executions group
 
     @property
     def active(self) -> int:
@@ -96,6 +101,10 @@ class QueueDispatcher:
         """Stop claiming; running handlers are not touched."""
         self._stopping = True
         self._wakeups.notify(self.queue)
+        while self._parked:  # idle workers return; busy ones once the ready jobs are run
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _poll_timeout(self) -> float:
         if self._config.notify and self._wakeups.listening:
@@ -152,7 +161,7 @@ class QueueDispatcher:
                 self._active += 1
                 if self._idle.is_set():
                     self._idle = anyio.Event()
-                executions.start_soon(self._execute, job)
+                self._hand_out(job, executions)
             if len(jobs) < want:
                 return
             await self._wait_capacity()
@@ -178,11 +187,40 @@ class QueueDispatcher:
         """Return once no handler of this queue is running."""
         await self._idle.wait()
 
-    async def _execute(self, job: Job) -> None:
+    def _hand_out(self, job: Job, executions: TaskGroup) -> None:
+        """Give ``job`` to an idle worker, or start one (at most one per running job)."""
+        self._ready.append(job)
+        while self._parked:
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._workers += 1
+        executions.start_soon(self._work)
+
+    async def _work(self) -> None:
+        """One execution slot: run ready jobs one after another; park when there is none;
+        return once the dispatcher stops (or after a handler left its task cancelled)."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
         try:
-            await self._run_handler(job)
+            while True:
+                while self._ready:
+                    job = self._ready.popleft()
+                    try:
+                        await self._run_handler(job)
+                    finally:
+                        self._release()
+                    if task.cancelling():
+                        return  # a cancel request the handler left on this task: retire it
+                if self._stopping:
+                    return
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._parked.append(waiter)
+                await waiter
         finally:
-            self._release()
+            self._workers -= 1
 
     async def _run_handler(self, job: Job) -> None:
         spec = self._registry.get(job.kind)
@@ -227,7 +265,7 @@ class QueueDispatcher:
         timeout = attempt_timeout(job, spec)
         started = self._clock.monotonic()
         ran = await invoke(
-            lambda context: traced(spec.fn(context), job.kind, job.id),
+            lambda context: traced(spec.fn(context), job.kind, job.id, own_context=True),
             entry.context,
             timeout=timeout,
             scope=entry.scope,
