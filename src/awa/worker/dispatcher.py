@@ -91,7 +91,6 @@ class QueueDispatcher:
         self.claimed = 0
         self._ready: deque[Job] = deque()  #: claimed jobs no worker has taken yet
         self._parked: deque[asyncio.Future[None]] = deque()  #: idle workers' wake-ups
-        self._workers = 0  #: worker tasks alive in the executions group
 
     @property
     def active(self) -> int:
@@ -195,7 +194,6 @@ class QueueDispatcher:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        self._workers += 1
         executions.start_soon(self._work)
 
     async def _work(self) -> None:
@@ -204,23 +202,20 @@ class QueueDispatcher:
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        try:
-            while True:
-                while self._ready:
-                    job = self._ready.popleft()
-                    try:
-                        await self._run_handler(job)
-                    finally:
-                        self._release()
-                    if task.cancelling():
-                        return  # a cancel request the handler left on this task: retire it
-                if self._stopping:
-                    return
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._parked.append(waiter)
-                await waiter
-        finally:
-            self._workers -= 1
+        while True:
+            while self._ready:
+                job = self._ready.popleft()
+                try:
+                    await self._run_handler(job)
+                finally:
+                    self._release()
+                if task.cancelling():
+                    return  # a cancel request the handler left on this task: retire it
+            if self._stopping:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._parked.append(waiter)
+            await waiter
 
     async def _run_handler(self, job: Job) -> None:
         spec = self._registry.get(job.kind)
