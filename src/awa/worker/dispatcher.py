@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -27,14 +28,14 @@ from awa.model import Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
 from awa.telemetry.logs import JobScope
-from awa.worker.attempt import Invocation, attempt_timeout, invoke
+from awa.worker.attempt import Invocation, attempt_timeout, invoke, scope_factory
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.failure_log import log_failed_attempt
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
 from awa.worker.loop_errors import LoopErrors
 from awa.worker.loop_monitor import traced
-from awa.worker.outcomes import Decision, decide, refuse
+from awa.worker.outcomes import COMPLETED, Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
 from awa.worker.work_announcer import WorkAnnouncer
 
@@ -89,6 +90,7 @@ class QueueDispatcher:
         assert config.instance_id is not None, "the runtime gives every config an instance id"
         self._instance_id = config.instance_id
         self.claimed = 0
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope  #: see ``run``
         self._ready: deque[Job] = deque()  #: claimed jobs no worker has taken yet
         self._parked: deque[asyncio.Future[None]] = deque()  #: idle workers' wake-ups
 
@@ -123,6 +125,7 @@ class QueueDispatcher:
             if (spec := self._registry.get(kind)) is not None and spec.queue == self.queue
         ]
         self._metrics.declare_queue(self.queue, declared)
+        self._new_scope = scope_factory()
         task_status.started()
         if not self._kinds:
             return
@@ -221,7 +224,7 @@ class QueueDispatcher:
         spec = self._registry.get(job.kind)
         assert spec is not None, "claims only take kinds this process handles"
         context = JobContext(job, callbacks=self._callbacks, clock=self._clock, codec=spec.codec)
-        entry = InFlightJob(job, context)
+        entry = InFlightJob(job, context, self._new_scope())
         self._inflight.add(entry)
         # run_at may be naive: -infinity written by another producer comes back that way.
         if job.attempted_at is not None and job.run_at.tzinfo is not None:
@@ -278,6 +281,9 @@ class QueueDispatcher:
         return decision
 
     def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:
+        returned_none = ran.returned is None and ran.raised is None and not ran.timed_out
+        if returned_none and entry.stop_reason is None:
+            return COMPLETED  # what ``decide`` says, without reading the clock
         now = self._clock.now()
         job = entry.job
         if entry.stop_reason is StopReason.LOST:
