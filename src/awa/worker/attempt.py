@@ -25,7 +25,7 @@ from awa.model import Job
 __all__ = ["HandlerEscaped", "Invocation", "attempt_timeout", "invoke", "scope_factory"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per job, and a frozen __init__ costs 3x
 class Invocation:
     """What one handler call did: ``returned`` a value, ``raised`` an exception (awa's
     outcomes included), or ran past its deadline (``timed_out``)."""
