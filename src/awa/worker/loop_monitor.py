@@ -29,6 +29,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Generator, Iterator
+from contextvars import Context, copy_context
 from dataclasses import dataclass
 from time import perf_counter
 from types import CoroutineType, TracebackType
@@ -89,10 +90,14 @@ def step_slot() -> StepSlot:
     return slot
 
 
-def traced(awaitable: Awaitable[_T], kind: str, job_id: int) -> Awaitable[_T]:
+def traced(
+    awaitable: Awaitable[_T], kind: str, job_id: int, *, own_context: bool = False
+) -> Awaitable[_T]:
     """``awaitable`` (a handler's coroutine), with each of its steps timed and attributed to
-    job ``job_id`` of ``kind``; awaiting it is otherwise the same."""
-    return _Traced(awaitable, kind, job_id)
+    job ``job_id`` of ``kind``; awaiting it is otherwise the same. With ``own_context`` every
+    step runs in a copy of the caller's context taken now, so context variables the handler
+    sets stay its own (as in a task of its own) although the worker task is reused."""
+    return _Traced(awaitable, kind, job_id, copy_context() if own_context else None)
 
 
 class _Traced(Generic[_T]):
@@ -101,9 +106,11 @@ class _Traced(Generic[_T]):
     ``await`` delegates ``send``/``throw``/``close`` to this object as it would to the
     coroutine itself (values, exceptions and cancellation pass through unchanged)."""
 
-    __slots__ = ("_it", "_slot", "job_id", "kind")
+    __slots__ = ("_context", "_it", "_slot", "job_id", "kind")
 
-    def __init__(self, awaitable: Awaitable[_T], kind: str, job_id: int) -> None:
+    def __init__(
+        self, awaitable: Awaitable[_T], kind: str, job_id: int, context: Context | None = None
+    ) -> None:
         if isinstance(awaitable, CoroutineType):
             self._it: Any = awaitable
         elif hasattr(awaitable, "__await__"):
@@ -112,6 +119,7 @@ class _Traced(Generic[_T]):
             name = type(awaitable).__name__
             raise TypeError(f"object {name} can't be used in 'await' expression")
         self._slot = step_slot()
+        self._context = context
         self.kind = kind
         self.job_id = job_id
 
@@ -129,7 +137,9 @@ class _Traced(Generic[_T]):
         slot.current = self
         slot.started = started = perf_counter()
         try:
-            return self._it.send(value)
+            if self._context is None:
+                return self._it.send(value)
+            return self._context.run(self._it.send, value)
         finally:
             took = perf_counter() - started
             slot.current = None
@@ -144,7 +154,9 @@ class _Traced(Generic[_T]):
         slot.current = self
         slot.started = started = perf_counter()
         try:
-            return self._it.throw(exc)
+            if self._context is None:
+                return self._it.throw(exc)
+            return self._context.run(self._it.throw, exc)
         finally:
             took = perf_counter() - started
             slot.current = None
@@ -152,7 +164,10 @@ class _Traced(Generic[_T]):
                 slot.recent.append(LongStep(self.kind, self.job_id, took, started + took))
 
     def close(self) -> None:
-        self._it.close()
+        if self._context is None:
+            self._it.close()
+        else:
+            self._context.run(self._it.close)
 
 
 def _as_exception(typ: Any, val: Any, tb: TracebackType | None) -> BaseException:

@@ -18,7 +18,7 @@ from awa.model import Job, JobState, UndecodableJson, UnreadableMetadata
 from awa.outcomes import Cancel, RetryAfter, Snooze, WaitForCallback
 from awa.validation import encode_json
 
-__all__ = ["Decision", "decide", "error_record", "refuse"]
+__all__ = ["COMPLETED", "Decision", "decide", "error_record", "refuse"]
 
 _TRACEBACK_LINES = 12
 _MESSAGE_LIMIT = 2000
@@ -36,6 +36,11 @@ class Decision:
     error: dict[str, Any] | None = None
     give_back_attempt: bool = False
     callback_id: str | None = None
+
+
+#: What a handler that returned None (and raised nothing, in time) records: the drain's
+#: common case, shared instead of built (and its None result JSON-checked) per job.
+COMPLETED = Decision(JobState.COMPLETED, "completed")
 
 
 def error_record(
@@ -98,6 +103,8 @@ def decide(
     timeout: float | None = None,
 ) -> Decision:
     """The record for one finished attempt (``timeout``: the limit that applied)."""
+    if returned is None and raised is None and not timed_out:
+        return COMPLETED
     signal = (
         raised if isinstance(raised, Snooze | RetryAfter | Cancel | WaitForCallback) else returned
     )
