@@ -11,8 +11,9 @@ one transaction per wait (ADR 036); after leading, it steps back ``election_inte
 (±20 % jitter) before waiting again, so a resigning leader hands over. Having won the lock,
 it starts a new leadership *term* in the database (which waits for any transaction of an
 older term still in flight) and opens its stores fenced by that term, so every maintenance
-write commits only while the term is current. As leader, one task group holds the watchdog, the due-time listener, the
-health writer and the lanes; any exit from leadership cancels that whole group. A write
+write commits only while the term is current. As leader, one task group holds the watchdog,
+the due-time listener, the health writer and the lanes; any exit from leadership cancels
+that whole group. A write
 refused by the fence (``LeadershipLost``: a newer leader took over, e.g. after this
 process's connections were partitioned away) ends the leadership like a failed health check,
 and the leader connection is dropped so the next campaign starts from a fresh session.
