@@ -13,10 +13,15 @@ from typing import Any
 import anyio
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    UnexpectedAlertPresentException,
+)
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
-#: Where browser tests save screenshots (CI keeps the folder as an artefact).
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".awa" / "artifacts"
+#: Where browser tests save screenshots (git-ignored; CI keeps the folder as an artefact).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
 def need_chromium() -> None:
@@ -60,3 +65,25 @@ async def until_true(predicate: Any, timeout: float = 30.0) -> Any:
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(ARTIFACTS / name))
+
+
+def click_if_present(driver: webdriver.Chrome, css: str) -> bool:
+    """Click the element ``css`` names if it is shown and enabled; False if it is not there
+    yet (the pages re-render on every refresh, so a caller tries again later)."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        if found and found[0].is_displayed() and found[0].is_enabled():
+            found[0].click()
+            return True
+    except (StaleElementReferenceException, UnexpectedAlertPresentException):
+        pass
+    return False
+
+
+def text_of(driver: webdriver.Chrome, css: str) -> str:
+    """The text of every element ``css`` names ("" while the page re-renders or a dialog is
+    open)."""
+    try:
+        return "\n".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
+    except (StaleElementReferenceException, UnexpectedAlertPresentException):
+        return ""

@@ -4,7 +4,7 @@ claiming it (its jobs stay available), resume and see them run; open a failed jo
 showing its two failed attempts, click retry and see it complete; cancel a running job
 (confirming the dialog) and see its runtime stop it; the lanes page marks a stopped
 leader's data STALE. Screenshots go to
-``.awa/artifacts/`` (console-*.png).
+``build/screenshots/`` (console-*.png).
 """
 
 from __future__ import annotations

@@ -11,56 +11,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import (
     NoAlertPresentException,
-    StaleElementReferenceException,
-    UnexpectedAlertPresentException,
 )
 from selenium.webdriver.common.by import By
 
 import awa
 from awa.config import MaintenanceConfig
 from awa.errors import JobNotFound
-from support.browser import chromium, until_true
+from support.browser import chromium, click_if_present, screenshot, text_of, until_true
 from support.console import QUICK_RETRY, finished, served_console, until
 
 TOKEN = "jobs-browser-token"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     with chromium() as driver:
         yield driver
-
-
-def _shot(driver: webdriver.Chrome, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(str(SCREENSHOTS / name))
-
-
-def _click(driver: webdriver.Chrome, css: str) -> bool:
-    """Click ``css`` if it is there (the page re-renders on refresh: try again later)."""
-    try:
-        found = driver.find_elements(By.CSS_SELECTOR, css)
-        if found and found[0].is_displayed() and found[0].is_enabled():
-            found[0].click()
-            return True
-    except (StaleElementReferenceException, UnexpectedAlertPresentException):
-        pass
-    return False
-
-
-def _text(driver: webdriver.Chrome, css: str) -> str:
-    try:
-        return "\n".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
-    except (StaleElementReferenceException, UnexpectedAlertPresentException):
-        return ""
 
 
 def _alert_text(driver: webdriver.Chrome) -> str:
@@ -113,7 +85,7 @@ async def _console(
         served_console(database_url, token=TOKEN) as base,
     ):
         await anyio.to_thread.run_sync(_log_in, browser, base)
-        await until_true(lambda: _text(browser, "#session") == "operator")
+        await until_true(lambda: text_of(browser, "#session") == "operator")
         yield base
 
 
@@ -141,22 +113,22 @@ async def test_bulk_retry_by_filter_after_confirming_the_count(
         await anyio.to_thread.run_sync(_fill_filter, browser, {"queue": "mail", "state": "failed"})
         await until_true(lambda: "state=failed" in browser.current_url)
         listed = await until_true(
-            lambda: (t := _text(browser, "#jobs tbody")).count("failed") == 5 and t
+            lambda: (t := text_of(browser, "#jobs tbody")).count("failed") == 5 and t
         )
         assert str(other.id) not in listed.split()
         failing = False
-        await until_true(lambda: _click(browser, 'button[data-bulk="retry"]'))
+        await until_true(lambda: click_if_present(browser, 'button[data-bulk="retry"]'))
         question = await until_true(lambda: _alert_text(browser))
         assert question == "Retry 5 failed jobs of queue mail?"
         await anyio.to_thread.run_sync(_accept, browser)
-        await until_true(lambda: "retry: 5 of 5 jobs done" in _text(browser, "#flash"))
+        await until_true(lambda: "retry: 5 of 5 jobs done" in text_of(browser, "#flash"))
         for job in mail:
             assert (await finished(client, job.id)).state == "completed"
         assert sorted(ran) == sorted(j.id for j in mail)
         assert (await client.get_job(other.id)).state == "failed"  # not in the filter
         await anyio.to_thread.run_sync(browser.get, base + "jobs?queue=mail")
-        await until_true(lambda: _text(browser, "#jobs tbody").count("completed") == 5)
-        _shot(browser, "jobs-bulk-retry.png")
+        await until_true(lambda: text_of(browser, "#jobs tbody").count("completed") == 5)
+        screenshot(browser, "jobs-bulk-retry.png")
 
 
 async def test_detail_shows_each_failed_attempt_and_cancel_stops_a_running_job(
@@ -178,11 +150,13 @@ async def test_detail_shows_each_failed_attempt_and_cancel_stops_a_running_job(
         assert (await finished(client, job.id, timeout=60)).state == "failed"
         await anyio.to_thread.run_sync(browser.get, f"{base}jobs/{job.id}")
         rows = await until_true(
-            lambda: (t := _text(browser, "#job-errors tbody tr")).count("upstream down") == 2 and t
+            lambda: (
+                (t := text_of(browser, "#job-errors tbody tr")).count("upstream down") == 2 and t
+            )
         )
         assert "attempt 1" in rows and "attempt 2" in rows
         browser.execute_script("document.getElementById('job-errors').scrollIntoView()")
-        _shot(browser, "jobs-detail-two-failures.png")
+        screenshot(browser, "jobs-detail-two-failures.png")
 
         running = await client.insert("stuck", {})
 
@@ -191,14 +165,15 @@ async def test_detail_shows_each_failed_attempt_and_cancel_stops_a_running_job(
 
         await until(is_running, timeout=60)
         await anyio.to_thread.run_sync(browser.get, f"{base}jobs/{running.id}")
-        await until_true(lambda: "(running)" in _text(browser, "#job-title"))
-        assert _text(browser, '#job-actions button[data-action="discard"]') == ""
-        await until_true(lambda: _click(browser, '#job-actions button[data-action="cancel"]'))
+        await until_true(lambda: "(running)" in text_of(browser, "#job-title"))
+        assert text_of(browser, '#job-actions button[data-action="discard"]') == ""
+        cancel = '#job-actions button[data-action="cancel"]'
+        await until_true(lambda: click_if_present(browser, cancel))
         assert await until_true(lambda: _alert_text(browser)) == f"Cancel job {running.id}?"
         await anyio.to_thread.run_sync(_accept, browser)
         assert (await finished(client, running.id, timeout=60)).state == "cancelled"
-        await until_true(lambda: "(cancelled)" in _text(browser, "#job-title"), timeout=60)
-        _shot(browser, "jobs-cancelled-running.png")
+        await until_true(lambda: "(cancelled)" in text_of(browser, "#job-title"), timeout=60)
+        screenshot(browser, "jobs-cancelled-running.png")
 
 
 async def test_discard_from_the_list_and_from_the_detail_page(
@@ -210,10 +185,10 @@ async def test_discard_from_the_list_and_from_the_detail_page(
         second = await client.insert("report", {"n": 2}, queue="slow", delay=3600)
         await anyio.to_thread.run_sync(browser.get, base + "jobs?queue=slow")
         button = f'tr[data-job="{first.id}"] button[data-action="discard"]'
-        await until_true(lambda: _click(browser, button))
+        await until_true(lambda: click_if_present(browser, button))
         assert "deleted for good" in await until_true(lambda: _alert_text(browser))
         await anyio.to_thread.run_sync(_accept, browser)
-        await until_true(lambda: f"discard: job {first.id} done" in _text(browser, "#flash"))
+        await until_true(lambda: f"discard: job {first.id} done" in text_of(browser, "#flash"))
         with pytest.raises(JobNotFound):
             await client.get_job(first.id)
         await until_true(
@@ -226,11 +201,12 @@ async def test_discard_from_the_list_and_from_the_detail_page(
         assert again.id != first.id  # its unique key was freed
 
         await anyio.to_thread.run_sync(browser.get, f"{base}jobs/{second.id}")
-        await until_true(lambda: _click(browser, '#job-actions button[data-action="discard"]'))
+        discard = '#job-actions button[data-action="discard"]'
+        await until_true(lambda: click_if_present(browser, discard))
         await until_true(lambda: _alert_text(browser))
         await anyio.to_thread.run_sync(_accept, browser)
         await until_true(lambda: browser.current_url.endswith("/jobs"))
-        await until_true(lambda: f"discard: job {second.id} done" in _text(browser, "#flash"))
+        await until_true(lambda: f"discard: job {second.id} done" in text_of(browser, "#flash"))
         with pytest.raises(JobNotFound):
             await client.get_job(second.id)
-        _shot(browser, "jobs-discarded.png")
+        screenshot(browser, "jobs-discarded.png")

@@ -17,12 +17,14 @@ from typing import Any
 import anyio
 import asyncpg
 import httpx
+from fastapi import FastAPI
 
 import awa
 from awa.config import MaintenanceConfig
 from awa.events.callable_sink import CallableSink
 from awa.store import Store
 from awa.store.maintenance import HealthRow
+from awa.web import console_app, serve
 from support.cli_process import awa as run_awa
 from support.cli_process import error_lines
 from support.console import QUICK_RETRY, csrf_of, finished, served_console, until
@@ -283,3 +285,44 @@ async def test_cli_maintenance_status_reads_the_persisted_interval(database_url:
         doc = await until(status)
     assert (doc["health_interval_s"], doc["health_interval_source"]) == (0.25, "leader")
     assert doc["leader_alive"] and doc["stale_after_s"] == 0.5
+
+
+async def test_operator_pages_and_actions_answer_under_ops_in_fastapi(database_url: str) -> None:
+    """Mounted at ``/ops`` in FastAPI, every operator page, read and action reaches its
+    handler (a hand-routed app answered 404 under a prefix; issue 17)."""
+    console = console_app(database_url, token=TOKEN)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await console.state.close()  # a mounted app's own lifespan does not run
+
+    app = FastAPI(lifespan=lifespan)
+    app.mount("/ops", console)
+    client = awa.Client(database_url)
+    client.schedule("nightly", "0 3 * * *", "report", queue="reports")
+    async with (
+        client,
+        awa.Runtime(client, awa.RuntimeConfig(queues={}), run_maintenance=False),
+        anyio.create_task_group() as tg,
+    ):
+        port = await tg.start(serve, app, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for page in ("/ops/cron", "/ops/dead-letters", "/ops/events"):
+                answer = await http.get(page)
+                assert answer.status_code == 200, page
+                assert '<base href="/ops/">' in answer.text
+            assert (await http.get("/ops/static/console_ops.js")).status_code == 200
+            for api in ("lanes", "lanes/history", "cron", "dead-letters", "events"):
+                assert (await http.get(f"/ops/api/{api}")).status_code == 200, api
+            operator = {"x-csrf-token": csrf_of(answer.text), "authorization": f"Bearer {TOKEN}"}
+            for action in ("cron/nightly/pause", "cron/nightly/resume", "cron/nightly/run"):
+                done = await http.post(f"/ops/api/{action}", headers=operator)
+                assert done.status_code == 200, (action, done.text)
+            missing = await http.post("/ops/api/dead-letters/999999/purge", headers=operator)
+            assert missing.status_code == 404, missing.text  # reached the handler
+            purge = await http.post(
+                "/ops/api/dead-letters/purge", headers=operator, json={"confirm": "purge"}
+            )
+            assert purge.status_code == 200 and purge.json() == {"purged": 0}, purge.text
+        tg.cancel_scope.cancel()

@@ -14,53 +14,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 import awa
 from awa.config import MaintenanceConfig
-from support.browser import chromium, until_true
+from support.browser import chromium, click_if_present, screenshot, text_of, until_true
 from support.cli_process import awa_env
 from support.console import QUICK_RETRY, finished, served_console, until
 
 TOKEN = "ops-browser-token"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     with chromium() as driver:
         yield driver
-
-
-def _shot(driver: webdriver.Chrome, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(str(SCREENSHOTS / name))
-
-
-def _click(driver: webdriver.Chrome, css: str) -> bool:
-    """Click the element ``css`` names, if it is there (the page re-renders on refresh)."""
-    try:
-        found = driver.find_elements(By.CSS_SELECTOR, css)
-        if found and found[0].is_enabled():
-            found[0].click()
-            return True
-    except StaleElementReferenceException:
-        pass
-    return False
-
-
-def _text(driver: webdriver.Chrome, css: str) -> str:
-    try:
-        return "\n".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
-    except StaleElementReferenceException:
-        return ""
 
 
 def _accept_dialog(driver: webdriver.Chrome) -> None:
@@ -111,19 +84,19 @@ async def test_cron_run_now_enqueues_a_job_the_jobs_list_shows(
     ):
         await anyio.to_thread.run_sync(_log_in, browser, base, "cron")
         row = 'tr[data-schedule="nightly"]'
-        await until_true(lambda: "active" in _text(browser, row))
-        await until_true(lambda: _click(browser, f'{row} button[data-op="cron-run"]'))
+        await until_true(lambda: "active" in text_of(browser, row))
+        await until_true(lambda: click_if_present(browser, f'{row} button[data-op="cron-run"]'))
         await anyio.to_thread.run_sync(_accept_dialog, browser)
-        flash = await until_true(lambda: (t := _text(browser, "#flash")) and "done" in t and t)
+        flash = await until_true(lambda: (t := text_of(browser, "#flash")) and "done" in t and t)
         job_id = int(flash.split("(job ")[1].rstrip(")"))
         job = await client.get_job(job_id)
         assert (job.kind, job.queue, job.state) == ("report", "reports", "available")
         assert job.metadata["awa.cron"]["manual"] is True
-        await until_true(lambda: _text(browser, f"{row} td:nth-child(7)") == "1")  # fired
+        await until_true(lambda: text_of(browser, f"{row} td:nth-child(7)") == "1")  # fired
 
         await anyio.to_thread.run_sync(browser.get, base + "jobs?kind=report")
-        await until_true(lambda: f"{job_id}" in _text(browser, f'tr[data-job="{job_id}"]'))
-        await anyio.to_thread.run_sync(_shot, browser, "ops-cron-run-now-jobs-list.png")
+        await until_true(lambda: f"{job_id}" in text_of(browser, f'tr[data-job="{job_id}"]'))
+        await anyio.to_thread.run_sync(screenshot, browser, "ops-cron-run-now-jobs-list.png")
 
 
 async def test_dead_letter_retry_and_purge_from_the_browser(
@@ -155,26 +128,26 @@ async def test_dead_letter_retry_and_purge_from_the_browser(
 
         await until(held)
         await anyio.to_thread.run_sync(_log_in, browser, base, "dead-letters")
-        await until_true(lambda: "smtp down" in _text(browser, f'tr[data-letter="{first.id}"]'))
+        await until_true(lambda: "smtp down" in text_of(browser, f'tr[data-letter="{first.id}"]'))
 
         broken = False
         retry = f'tr[data-letter="{first.id}"] button[data-op="dlq-retry"]'
-        await until_true(lambda: _click(browser, retry))
-        flash = await until_true(lambda: (t := _text(browser, "#flash")) and "done" in t and t)
+        await until_true(lambda: click_if_present(browser, retry))
+        flash = await until_true(lambda: (t := text_of(browser, "#flash")) and "done" in t and t)
         fresh_id = int(flash.split("(job ")[1].rstrip(")"))
         assert (await finished(client, fresh_id)).state == "completed"
         # Pending letters only by default: the retried one leaves the list.
-        await until_true(lambda: not _text(browser, f'tr[data-letter="{first.id}"]'))
+        await until_true(lambda: not text_of(browser, f'tr[data-letter="{first.id}"]'))
 
         purge = f'tr[data-letter="{second.id}"] button[data-op="dlq-purge"]'
-        await until_true(lambda: _click(browser, purge))
+        await until_true(lambda: click_if_present(browser, purge))
         await anyio.to_thread.run_sync(_accept_dialog, browser)
-        await until_true(lambda: "no dead letters" in _text(browser, "#dlq tbody"))
+        await until_true(lambda: "no dead letters" in text_of(browser, "#dlq tbody"))
         assert [d.id for d in await client.dlq.list_letters(include_retried=True)] == [first.id]
 
         await anyio.to_thread.run_sync(browser.get, base + "dead-letters?retried=1")
-        await until_true(lambda: str(fresh_id) in _text(browser, f'tr[data-letter="{first.id}"]'))
-        await anyio.to_thread.run_sync(_shot, browser, "ops-dead-letters-retried.png")
+        await until_true(lambda: str(fresh_id) in text_of(browser, f'tr[data-letter="{first.id}"]'))
+        await anyio.to_thread.run_sync(screenshot, browser, "ops-dead-letters-retried.png")
 
 
 async def test_lanes_page_charts_draw_points_from_health_samples(
@@ -192,8 +165,8 @@ async def test_lanes_page_charts_draw_points_from_health_samples(
             lambda: (c := _chart(browser, "promote_scheduled")) and c["lateness"] >= 5 and c
         )
         assert drawn["duration"] >= 5 and drawn["verdict"] == "on time"
-        assert "leader alive" in _text(browser, "#history-age")
-        await anyio.to_thread.run_sync(_shot, browser, "ops-lanes-charts.png")
+        assert "leader alive" in text_of(browser, "#history-age")
+        await anyio.to_thread.run_sync(screenshot, browser, "ops-lanes-charts.png")
 
 
 #: A maintenance-only process whose hygiene branch ``slowed`` takes 10x its interval.
@@ -254,8 +227,8 @@ async def test_slowed_branch_is_delayed_then_stale_after_its_leader_is_killed(
                 lambda: (c := _chart(browser, "slowed")) and c["delayed"] >= 1 and c
             )
             assert chart["verdict"] == "DELAYED" and not chart["stale"]
-            assert "alive" in _text(browser, "#leader")
-            assert f"health every {interval:.2f} s from the leader" in _text(
+            assert "alive" in text_of(browser, "#leader")
+            assert f"health every {interval:.2f} s from the leader" in text_of(
                 browser, "#history-age"
             )
 
@@ -266,11 +239,11 @@ async def test_slowed_branch_is_delayed_then_stale_after_its_leader_is_killed(
             # 2 x interval after the last write, plus the page's 2 s refresh and a busy
             # machine (measured, not asserted tight: the machine is shared).
             assert anyio.current_time() - killed <= 2 * interval + 2.0 + 2.0
-            assert "NOT alive" in _text(browser, "#leader")
+            assert "NOT alive" in text_of(browser, "#leader")
             stale = await until_true(lambda: (c := _chart(browser, "slowed")) and c["stale"] and c)
             assert stale["verdict"] == "STALE"
-            assert "STALE" in _text(browser, "#history-age")
-            await anyio.to_thread.run_sync(_shot, browser, "ops-lanes-delayed-then-stale.png")
+            assert "STALE" in text_of(browser, "#history-age")
+            await anyio.to_thread.run_sync(screenshot, browser, "ops-lanes-delayed-then-stale.png")
     finally:
         if leader.returncode is None:
             leader.kill()

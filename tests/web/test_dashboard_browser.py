@@ -1,7 +1,7 @@
 """The lanes page of the console (``dashboard_app``, the read-only console) in a real
 headless Chromium (``support.browser``): the page loads, shows both lanes and every branch,
 and updates in place when a branch becomes delayed. A screenshot is saved to
-``.awa/artifacts/dashboard-delayed.png``.
+``build/screenshots/dashboard-delayed.png``.
 """
 
 from __future__ import annotations
