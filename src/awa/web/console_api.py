@@ -20,7 +20,7 @@ from awa.errors import ValidationError
 from awa.web.asgi import to_json
 from awa.web.console_guard import COOKIE, Guard
 
-__all__ = ["ConsoleApi", "Json"]
+__all__ = ["ConsoleApi", "Json", "query_int"]
 
 #: Most jobs one page of the jobs list returns.
 MAX_PAGE = 200
@@ -33,8 +33,11 @@ class Json(JSONResponse):
         return to_json(content)
 
 
-def _int(request: Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query_params.get(name, "")
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    """Query parameter ``name`` as an integer (``default`` when absent or blank); anything
+    else is a ``ValidationError`` naming the parameter (HTTP 400). Shared by both API
+    modules of the console."""
+    raw = request.query_params.get(name, "").strip()
     if raw == "":
         return default
     try:
@@ -117,12 +120,12 @@ class ConsoleApi:
     async def jobs(self, request: Request) -> Response:
         """Newest first, filtered by queue/kind/state/tag/finished-between; keyset paging
         by ``before_id``."""
-        limit = _int(request, "limit", 50) or 50
+        limit = query_int(request, "limit", 50) or 50
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", limit, f"expected 1..{MAX_PAGE}")
         where = _filter(request.query_params)
         admin = await self._admin()
-        found = await admin.jobs.find(where, limit=limit, before_id=_int(request, "before_id"))
+        found = await admin.jobs.find(where, limit=limit, before_id=query_int(request, "before_id"))
         return Json(
             {
                 "jobs": [_summary(j.as_dict()) for j in found],

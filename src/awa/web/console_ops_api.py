@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from awa.admin import Admin
 from awa.errors import ValidationError
-from awa.web.console_api import Json
+from awa.web.console_api import Json, query_int
 from awa.web.console_guard import Guard
 
 __all__ = ["ConsoleOpsApi"]
@@ -41,18 +41,8 @@ _SAMPLE_FIELDS = (
 )
 
 
-def _int(request: Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query_params.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationError(name, raw, "expected an integer") from None
-
-
 def _limit(request: Request) -> int:
-    limit = _int(request, "limit", 50)
+    limit = query_int(request, "limit", 50)
     if limit is None or not 1 <= limit <= MAX_PAGE:
         raise ValidationError("limit", limit, f"expected 1..{MAX_PAGE}")
     return limit
@@ -162,7 +152,7 @@ class ConsoleOpsApi:
             kind=_text(request, "kind"),
             include_retried=request.query_params.get("retried") in ("1", "true"),
             limit=limit,
-            before_id=_int(request, "before_id"),
+            before_id=query_int(request, "before_id"),
         )
         return Json(
             {
@@ -204,7 +194,7 @@ class ConsoleOpsApi:
         limit = _limit(request)
         admin = await self._admin()
         events = await admin.events.recent(
-            limit=limit, before_id=_int(request, "before_id"), kind=_text(request, "kind")
+            limit=limit, before_id=query_int(request, "before_id"), kind=_text(request, "kind")
         )
         return Json(
             {

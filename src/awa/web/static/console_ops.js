@@ -1,42 +1,17 @@
 // The console's operator pages (ADR 033): lane history charts (inline SVG), cron, dead
 // letters, events outbox. Plain JS, no build step, no CDN. Loaded after console.js, which
-// owns the lanes/queues/jobs views; everything here lives inside one function so it shares
-// no global name with it. URLs are relative to <base href> like the rest of the console.
+// owns the lanes/queues/jobs views and the helpers both use (CSRF, BASE, REL, esc, put, get,
+// post: one copy); everything defined here lives inside one function, so it adds no global
+// name. URLs are relative to <base href> like the rest of the console.
 (() => {
   "use strict";
-  const CSRF = document.querySelector('meta[name="csrf"]').content;
-  const BASE = new URL(document.baseURI).pathname;
-  const REL = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : "";
   const VIEWS = {"cron": "cron", "dead-letters": "dlq", "events": "events"};
   const view = VIEWS[REL] || (REL === "" || REL === "index.html" ? "lanes" : null);
   if (view === null) return;  // queues, jobs, job detail: console.js alone
   const byId = id => document.getElementById(id);
-  const esc = s => String(s ?? "").replace(/[&<>"']/g, c =>
-    ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
   const num = (v, d) => v === null || v === undefined ? "" : Number(v).toFixed(d);
   const when = v => v ? esc(String(v).replace("T", " ").slice(0, 19)) : "";
   let operator = false;
-
-  // Replace an element's HTML only when it changed (no flicker, no button lost under a click).
-  function put(el, html) { if (el.dataset.last !== html) { el.innerHTML = html; el.dataset.last = html; } }
-
-  async function get(path) {
-    const r = await fetch(path, {cache: "no-store", credentials: "same-origin"});
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || r.status);
-    return body;
-  }
-
-  async function post(path, body) {
-    const r = await fetch(path, {
-      method: "POST", credentials: "same-origin",
-      headers: {"content-type": "application/json", "x-csrf-token": CSRF},
-      body: JSON.stringify(body || {}),
-    });
-    const out = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(out.error || r.status);
-    return out;
-  }
 
   function flash(text, ok) {
     const el = byId("flash");
