@@ -332,3 +332,35 @@ def test_every_static_asset_ships_in_the_wheel() -> None:
     assets = [p.relative_to(root / "src" / "awa").as_posix() for p in static.iterdir()]
     assert {"web/static/console.html", "web/static/console.js"} <= set(assets)
     assert all(any(fnmatch.fnmatch(a, g) for g in globs) for a in assets), (assets, globs)
+
+
+async def test_queues_page_shows_throughput_from_the_leaders_window(database_url: str) -> None:
+    """Jobs a real runtime completes show as completed/s on the queues API: the leader's
+    queue_stats run counts them over its window (migration 17), the console divides."""
+    client = awa.Client(database_url)
+
+    @client.handler("tick", queue="busy")
+    async def tick(ctx: awa.JobContext) -> None:
+        return None
+
+    config = awa.RuntimeConfig(queues={"busy": 4})
+    maintenance = MaintenanceConfig(
+        startup_jitter=0, election_interval=0.2, intervals={"queue_stats": 0.3}
+    )
+    async with (
+        client,
+        awa.Runtime(client, config, maintenance=maintenance),
+        _operator(database_url) as (http, _),
+    ):
+        jobs = [await client.insert("tick", {"n": n}, queue="busy") for n in range(20)]
+        for job in jobs:
+            assert (await finished(client, job.id)).state == "completed"
+
+        async def busy() -> dict[str, Any] | None:
+            queues = (await http.get("/api/queues")).json()["queues"]
+            row: dict[str, Any] | None = next((q for q in queues if q["queue"] == "busy"), None)
+            return row if row is not None and row["per_s"].get("completed", 0) > 0 else None
+
+        row = await until(busy)
+        assert row is not None and row["per_s"].get("failed", 0) == 0
+        assert 0 < row["per_s"]["completed"] <= 20 / 0.3 * 1.01  # never more than ran

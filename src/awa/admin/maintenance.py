@@ -93,12 +93,15 @@ class Maintenance:
 
     async def queue_stats(self) -> dict[str, Any]:
         """Depth and lag per queue and live state as the leader's ``queue_stats`` branch
-        last persisted them (``queues``), with their age on the database clock
+        last persisted them (``queues``), the jobs each queue finished per terminal state
+        in that branch's last window (``finished``: ``finished`` over ``window_s``
+        seconds ending at ``updated_at``), with their age on the database clock
         (``age_s``; None when nothing was persisted) and that clock's ``now``."""
         observe = self._store().observe
         rows = await observe.read_queue_stats()
+        finished = await observe.read_queue_throughput()
         now = await observe.database_now()
-        return {"queues": rows, "now": now, "age_s": _age(now, rows)}
+        return {"queues": rows, "finished": finished, "now": now, "age_s": _age(now, rows)}
 
     async def snapshot(self) -> dict[str, Any]:
         """Leader, per-branch health and queue stats, as one JSON-able document (the

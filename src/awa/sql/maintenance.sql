@@ -176,7 +176,34 @@ SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- index-only scans of the live-state partial indexes (they carry queue, and state where one
 -- index covers two states; migration 16): O(live rows), never the heap of awa.jobs, whose
 -- pages stay allocated after a burst has moved to history (ADR 035).
+-- In the same statement (no extra transaction for an idle leader), `thr` counts the jobs
+-- finished per queue and terminal state since the previous run (the newest `until` stored;
+-- the first run looks back $2 seconds) into awa.queue_throughput, from the history's
+-- (state, finalized_at) index: O(jobs finished in the window), each counted once. Every
+-- stored row gets the new window; a queue that finished nothing in it reads 0 (migration 17).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+w AS (
+    SELECT coalesce((SELECT max(until) FROM awa.queue_throughput),
+                    (SELECT now FROM t) - make_interval(secs => $2)) AS since,
+           (SELECT now FROM t) AS until
+),
+finished AS (
+    SELECT h.queue, h.state, count(*) AS finished
+      FROM awa.jobs_done h, w
+     WHERE h.state IN ('completed', 'failed', 'cancelled')
+       AND h.finalized_at > w.since AND h.finalized_at <= w.until
+     GROUP BY h.queue, h.state
+),
+thr AS (
+    INSERT INTO awa.queue_throughput AS q (queue, state, finished, since, until)
+    SELECT k.queue, k.state, coalesce(f.finished, 0), w.since, w.until
+      FROM (SELECT queue, state FROM awa.queue_throughput
+            UNION SELECT queue, state FROM finished) k
+      LEFT JOIN finished f USING (queue, state)
+     CROSS JOIN w
+    ON CONFLICT (queue, state) DO UPDATE
+       SET finished = EXCLUDED.finished, since = EXCLUDED.since, until = EXCLUDED.until
+),
 fresh AS (
     SELECT queue, 'available'::awa.job_state AS state, count(*) AS count,
            extract(epoch FROM (SELECT now FROM t) - min(run_at)) AS lag_s
@@ -196,3 +223,4 @@ SELECT f.queue, f.state, f.count, f.lag_s, t.now FROM fresh f, t
 ON CONFLICT (queue, state) DO UPDATE
    SET count = EXCLUDED.count, lag_s = EXCLUDED.lag_s, updated_at = EXCLUDED.updated_at
 RETURNING queue, state::text AS state, count, lag_s;
+

@@ -6,6 +6,14 @@ SELECT queue, state::text AS state, count, lag_s, updated_at
   FROM awa.queue_stats
  ORDER BY queue, state;
 
+-- name: read_queue_throughput
+-- Jobs finished per queue and terminal state in the queue_stats branch's last window, with
+-- the window's length and end (migration 17).
+SELECT queue, state::text AS state, finished, extract(epoch FROM until - since) AS window_s,
+       until AS updated_at
+  FROM awa.queue_throughput
+ ORDER BY queue, state;
+
 -- name: publish_declarations
 -- Upsert the queues and kinds one application declares ($1: jsonb array of
 -- {type, name, description, queue}); a later publisher's description wins.

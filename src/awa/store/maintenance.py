@@ -140,8 +140,15 @@ class Maintenance:
         lock was not granted within ``lock_timeout``."""
         return await self.ring_pass(lambda ring: ring.truncate(slot, lock_timeout))
 
-    async def refresh_queue_stats(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("refresh_queue_stats"), now))
+    async def refresh_queue_stats(
+        self, now: datetime | None = None, first_window: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Depth and lag per queue and live state into ``awa.queue_stats``, and in the same
+        statement the jobs finished per queue since the previous call into
+        ``awa.queue_throughput`` (the first call looks back ``first_window`` seconds)."""
+        rows = await self._db.guard(
+            lambda: self._db.run.fetch(_sql("refresh_queue_stats"), now, first_window)
+        )
         return [dict(r) for r in rows]
 
     async def age_priorities(self, step: float, limit: int, now: datetime | None = None) -> int:

@@ -45,6 +45,11 @@ class Observe:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("read_declarations")))
         return [dict(r) for r in rows]
 
+    async def read_queue_throughput(self) -> list[dict[str, Any]]:
+        """Jobs finished per queue and terminal state in the leader's last window."""
+        rows = await self._db.guard(lambda: self._db.run.fetch(_sql("read_queue_throughput")))
+        return [dict(r) for r in rows]
+
     async def read_queue_stats(self) -> list[dict[str, Any]]:
         rows = await self._db.guard(lambda: self._db.run.fetch(_sql("read_queue_stats")))
         return [dict(r) for r in rows]

@@ -96,7 +96,8 @@ class ConsoleApi:
         return Json(await (await self._admin()).maintenance.snapshot())
 
     async def queues(self, request: Request) -> Response:
-        """Per queue: counts by live state, depth and lag (persisted stats), paused."""
+        """Per queue: counts by live state, depth and lag, jobs finished per second
+        (throughput, over the leader's last queue_stats window), paused."""
         admin = await self._admin()
         stats = await admin.maintenance.queue_stats()
         pauses = {p.queue: p.as_dict() for p in await admin.queues.list()}
@@ -107,6 +108,11 @@ class ConsoleApi:
             if row["state"] == "available":
                 q["depth"] = row["count"]
                 q["lag_s"] = row["lag_s"]
+        for row in stats["finished"]:  # per second over the leader's last window
+            window = float(row["window_s"] or 0.0)
+            if window > 0:
+                q = queues.setdefault(row["queue"], _queue(row["queue"]))
+                q["per_s"][row["state"]] = round(float(row["finished"]) / window, 3)
         for name, pause in pauses.items():
             queues.setdefault(name, _queue(name)).update(paused=True, pause=pause)
         return Json(
@@ -212,7 +218,15 @@ def _base(request: Request) -> str:
 
 
 def _queue(name: str) -> dict[str, Any]:
-    return {"queue": name, "states": {}, "depth": 0, "lag_s": None, "paused": False, "pause": None}
+    return {
+        "queue": name,
+        "states": {},
+        "depth": 0,
+        "lag_s": None,
+        "per_s": {},  # completed / failed / cancelled per second (throughput)
+        "paused": False,
+        "pause": None,
+    }
 
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:

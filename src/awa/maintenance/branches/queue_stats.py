@@ -1,8 +1,11 @@
 """``queue_stats`` (hygiene lane): depth and lag per queue and live state.
 
 Recomputes ``awa.queue_stats`` (count per queue/state; lag = age of the oldest available
-job) every ``interval`` (default 10 s) in one statement, for ``awa queues`` and dashboards,
-then reads the paused queues (a second, tiny read) for the ``awa.queue.paused`` gauge: every
+job) every ``interval`` (default 10 s) in one statement, for ``awa queues`` and dashboards;
+the same statement counts the jobs each queue finished since the previous run into
+``awa.queue_throughput`` (from the history's (state, finalized_at) index: each finished job
+counted once, O(jobs finished); the console's queues page divides by the window). Then it
+reads the paused queues (a second, tiny read) for the ``awa.queue.paused`` gauge: every
 queue with live jobs reads 0 or 1, and a paused queue reads 1 even while empty (ADR 024).
 With no live job and no paused queue the run reports ``idle``, and the lane stretches the
 interval up to ``idle_stretch`` (4) times (40 s by default) until a claim is announced

@@ -155,10 +155,11 @@ async function queues() {
     return `<tr data-queue="${q_}"><td>${q_}</td>
       <td class="${q.paused ? "bad" : "ok"}">${q.paused ? "PAUSED" : "running"}</td>
       <td>${q.depth}</td><td>${f(q.lag_s, 3)}</td><td>${states}</td>
+      <td class="completed-per-s">${f(q.per_s.completed ?? 0, 1)}</td><td>${f(q.per_s.failed ?? 0, 1)}</td>
       <td>${button(`data-queue="${q_}"`, q.paused ? "resume" : "pause")}</td></tr>`;
   }).join(""));
   $("queues-age").textContent = s.stats_age_s === null ? "no queue stats persisted yet"
-    : `depth and lag as of ${f(s.stats_age_s, 1)} s ago (the leader's queue_stats); pauses are current`;
+    : `depth, lag and jobs finished per second (over the leader's last queue_stats window) as of ${f(s.stats_age_s, 1)} s ago; pauses are current`;
 }
 
 let filled = false;  // the form shows the URL's filter once; refreshes leave the operator's edits alone
