@@ -19,6 +19,8 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 #: Where browser tests save screenshots (git-ignored; CI keeps the folder as an artefact).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -87,3 +89,18 @@ def text_of(driver: webdriver.Chrome, css: str) -> str:
         return "\n".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, css))
     except (StaleElementReferenceException, UnexpectedAlertPresentException):
         return ""
+
+
+def log_in(driver: webdriver.Chrome, url: str, token: str, timeout: float = 30.0) -> None:
+    """Open ``url`` of a console, forget any earlier test's cookie (cookies are per host,
+    not per port), and log in with ``token`` once the page shows its login form (it does
+    so only after its session request answers: typing earlier fails on a hidden field).
+    Returns once the page says "operator"."""
+    driver.get(url)
+    driver.delete_all_cookies()
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    field = wait.until(expected_conditions.visibility_of_element_located((By.ID, "token")))
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "session"), "operator"))

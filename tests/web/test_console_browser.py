@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 
 import awa
 from awa.config import MaintenanceConfig
-from support.browser import chromium, screenshot, until_true
+from support.browser import chromium, log_in, screenshot, until_true
 from support.console import QUICK_RETRY, finished, served_console, until
 
 TOKEN = "browser-operator-token"
@@ -52,12 +52,6 @@ def _text(driver: webdriver.Chrome, css: str) -> str:
 
 def _accept_dialog(driver: webdriver.Chrome) -> None:
     driver.switch_to.alert.accept()
-
-
-def _log_in(driver: webdriver.Chrome, base: str) -> None:
-    driver.get(base)
-    driver.find_element(By.ID, "token").send_keys(TOKEN)
-    driver.find_element(By.CSS_SELECTOR, "#login button").click()
 
 
 async def _state_is(client: awa.Client, job_id: int, state: str) -> bool:
@@ -98,7 +92,7 @@ async def test_operator_pauses_resumes_and_retries_from_the_browser(
         awa.Runtime(client, config, maintenance=maintenance),
         served_console(database_url, token=TOKEN, health_interval=0.2) as base,
     ):
-        await anyio.to_thread.run_sync(_log_in, browser, base)
+        await anyio.to_thread.run_sync(log_in, browser, base, TOKEN)
         await until_true(lambda: _text(browser, "#session") == "operator")
 
         # --- pause: the queues page lists "mail" (a far-future job keeps it in the stats)

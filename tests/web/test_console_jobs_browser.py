@@ -23,7 +23,14 @@ from selenium.webdriver.common.by import By
 import awa
 from awa.config import MaintenanceConfig
 from awa.errors import JobNotFound
-from support.browser import chromium, click_if_present, screenshot, text_of, until_true
+from support.browser import (
+    chromium,
+    click_if_present,
+    log_in,
+    screenshot,
+    text_of,
+    until_true,
+)
 from support.console import QUICK_RETRY, finished, served_console, until
 
 TOKEN = "jobs-browser-token"
@@ -45,16 +52,6 @@ def _alert_text(driver: webdriver.Chrome) -> str:
 
 def _accept(driver: webdriver.Chrome) -> None:
     driver.switch_to.alert.accept()
-
-
-def _log_in(driver: webdriver.Chrome, base: str) -> None:
-    """Type the token into the login form (after forgetting an earlier test's cookie:
-    cookies are per host, not per port)."""
-    driver.get(base + "jobs")
-    driver.delete_all_cookies()
-    driver.get(base + "jobs")
-    driver.find_element(By.ID, "token").send_keys(TOKEN)
-    driver.find_element(By.CSS_SELECTOR, "#login button").click()
 
 
 def _fill_filter(driver: webdriver.Chrome, fields: dict[str, str]) -> None:
@@ -84,8 +81,7 @@ async def _console(
         awa.Runtime(client, config, maintenance=maintenance),
         served_console(database_url, token=TOKEN) as base,
     ):
-        await anyio.to_thread.run_sync(_log_in, browser, base)
-        await until_true(lambda: text_of(browser, "#session") == "operator")
+        await anyio.to_thread.run_sync(log_in, browser, base + "jobs", TOKEN)
         yield base
 
 

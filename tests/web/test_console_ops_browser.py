@@ -12,18 +12,23 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 from selenium import webdriver
-from selenium.webdriver.common.by import By
 
 import awa
 from awa.config import MaintenanceConfig
-from support.browser import chromium, click_if_present, screenshot, text_of, until_true
+from support.browser import (
+    chromium,
+    click_if_present,
+    log_in,
+    screenshot,
+    text_of,
+    until_true,
+)
 from support.cli_process import awa_env
 from support.console import QUICK_RETRY, finished, served_console, until
 
@@ -41,19 +46,8 @@ def _accept_dialog(driver: webdriver.Chrome) -> None:
 
 
 def _log_in(driver: webdriver.Chrome, base: str, page: str) -> None:
-    """Open ``page`` as the operator (logging in unless the cookie of an earlier test on
-    this host, same token, already does)."""
-    driver.get(base)
-    session = "return document.getElementById('session').textContent"
-    for _ in range(200):
-        if driver.execute_script(session) == "operator":
-            break
-        form = driver.find_element(By.ID, "login")
-        if form.is_displayed():
-            driver.find_element(By.ID, "token").send_keys(TOKEN)
-            driver.find_element(By.CSS_SELECTOR, "#login button").click()
-        time.sleep(0.05)
-    assert driver.execute_script(session) == "operator"
+    """Log in as the operator, then open ``page``."""
+    log_in(driver, base, TOKEN)
     driver.get(base + page)
 
 
