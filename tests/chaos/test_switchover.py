@@ -41,7 +41,6 @@ import asyncpg
 import pytest
 
 import awa
-from awa.db import migrate
 from support.chaos import (
     KIND,
     QUEUE,
@@ -81,15 +80,8 @@ def pair_dir(mode: str) -> Path:
 async def started_pair(sync: bool) -> ReplicaPair:
     pair = ReplicaPair(pair_dir("sync" if sync else "async"), sync=sync)
     await anyio.to_thread.run_sync(pair.start)
-    await pair.wait_streaming()
-    admin = await asyncpg.connect(pair.primary.url())
+    conn = await pair.create_migrated(DATABASE)
     try:
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(pair.primary.url(DATABASE))
-    try:
-        await migrate(conn)
         await create_side_table(conn)
     finally:
         await conn.close()

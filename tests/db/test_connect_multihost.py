@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 
 import awa
-from awa.db import migrate
 from awa.db.connect import check_database_url, connect
 from awa.errors import ConfigError, DatabaseBusy
 from support.chaos import wait_for
@@ -43,29 +42,7 @@ def pair() -> Iterator[ReplicaPair]:
 
 
 async def prepare(pair: ReplicaPair) -> None:
-    await pair.wait_streaming()
-    admin = await asyncpg.connect(pair.primary.url())
-    try:
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(pair.primary.url(DATABASE))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    await wait_for(lambda: replayed(pair), 30, what="the standby to replay the schema")
-
-
-async def replayed(pair: ReplicaPair) -> bool:
-    try:
-        conn = await asyncpg.connect(pair.standby.url(DATABASE))
-    except asyncpg.InvalidCatalogNameError:
-        return False
-    try:
-        return bool(await conn.fetchval("SELECT to_regclass('awa.jobs') IS NOT NULL"))
-    finally:
-        await conn.close()
+    await (await pair.create_migrated(DATABASE)).close()
 
 
 def url(*hosts: str, attrs: str | None = "read-write") -> str:

@@ -16,11 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import asyncpg
 import pytest
 
 import awa
-from awa.db import migrate
 from awa.maintenance.leader import MaintenanceLeader
 from awa.telemetry import Instruments
 from support.chaos import wait_for
@@ -38,33 +36,11 @@ async def pair() -> AsyncIterator[ReplicaPair]:
     started = ReplicaPair(Path(f"{shared.rstrip(os.sep)}-standby-leader"), sync=False)
     await anyio.to_thread.run_sync(started.start)
     try:
-        await started.wait_streaming()
-        admin = await asyncpg.connect(started.primary.url())
-        try:
-            await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(started.primary.url(DATABASE))
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        await wait_for(lambda: replayed(started), 30, what="the standby to replay the schema")
+        await (await started.create_migrated(DATABASE)).close()
         yield started
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(started.discard)
-
-
-async def replayed(pair: ReplicaPair) -> bool:
-    try:
-        conn = await asyncpg.connect(pair.standby.url(DATABASE))
-    except asyncpg.InvalidCatalogNameError:
-        return False
-    try:
-        return bool(await conn.fetchval("SELECT to_regclass('awa.leader_term') IS NOT NULL"))
-    finally:
-        await conn.close()
 
 
 async def test_a_candidate_on_a_standby_is_refused_typed_and_leads_once_promoted(

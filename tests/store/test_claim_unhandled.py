@@ -100,3 +100,22 @@ async def test_claims_skip_rows_another_claimer_holds(
     assert len(jobs) == 20
     assert not {j.id for j in jobs} & set(head)
     assert len(await store.jobs.claim_batch("shared", ["a"], 100, "me")) == 20
+
+
+async def test_a_held_head_of_one_kind_leaves_the_claim_the_other_kinds_jobs(
+    store: Store, raw: asyncpg.Connection
+) -> None:
+    """Another claimer holds every candidate of the head, all of kind ``a``; a job of
+    kind ``b`` further down is free: the claim takes it rather than coming back empty
+    (found by the stateful contract test: a fill limited to the head's kinds returned [])."""
+    await _insert(raw, "a", 4, 1, 600)  # the head: priority 1
+    await _insert(raw, "b", 1, 3, 600)  # free, but last in dispatch order
+    held = [r["id"] for r in await raw.fetch("SELECT id FROM awa.jobs WHERE kind = 'a'")]
+    tx = raw.transaction()
+    await tx.start()
+    try:
+        await raw.execute("SELECT 1 FROM awa.jobs WHERE id = ANY($1) FOR UPDATE", held)
+        jobs = await store.jobs.claim_batch("shared", ["a", "b"], 1, "me")
+    finally:
+        await tx.rollback()
+    assert [j.kind for j in jobs] == ["b"]

@@ -30,6 +30,8 @@ from pathlib import Path
 import anyio
 import asyncpg
 
+from awa.db import migrate
+
 __all__ = ["Node", "ReplicaPair", "free_port"]
 
 USER = "postgres"
@@ -197,6 +199,36 @@ class ReplicaPair:
                 await anyio.sleep(0.05)
         finally:
             await conn.close()
+
+    async def create_migrated(self, database: str, timeout: float = 30.0) -> asyncpg.Connection:
+        """Once the standby streams: create ``database`` on the primary, apply awa's
+        migrations, and wait until the standby has replayed that far (its replay LSN has
+        reached the primary's). Returns an open connection to ``database`` on the primary
+        (the caller closes it) for any further setup."""
+        await self.wait_streaming(timeout)
+        admin = await asyncpg.connect(self.primary.url())
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(self.primary.url(database))
+        try:
+            await migrate(conn)
+            target = await conn.fetchval("SELECT pg_current_wal_lsn()")
+            standby = await asyncpg.connect(self.standby.url())
+            try:
+                deadline = time.monotonic() + timeout
+                replay = "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn"
+                while not await standby.fetchval(replay, target):
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"standby did not replay the schema in {timeout}s")
+                    await anyio.sleep(0.05)
+            finally:
+                await standby.close()
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     def close(self) -> None:
         """Stop whatever still runs (immediate: nothing here is worth a checkpoint)."""

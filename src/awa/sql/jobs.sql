@@ -95,10 +95,11 @@ SELECT pg_notify('awa_due', $1::text);
 -- are never read. `first` locks those candidates in dispatch order, SKIP LOCKED, until it
 -- holds $3: two claimers racing for the same head split it in order (one takes the first
 -- row, the other the next, whatever its kind). Only when others hold so much of the head
--- that the candidates run out does `fill` take the shortfall per kind (each kind's share of
--- the head), SKIP LOCKED walking down that kind's range, so a contended head still yields
--- a full batch. At most $3 rows are claimed; `fill` stops locking once the shortfall is
--- met. The UPDATE finds the rows by primary key, = ANY of an array: a join could be
+-- that the candidates run out does `fill` take the shortfall, kind by kind (kinds seen
+-- first in the head first), SKIP LOCKED walking down each kind's range, so a contended
+-- head still yields a full batch while any handled job is free. At most $3 rows are
+-- claimed; `fill` stops reading and locking once the shortfall is met. An empty head (a
+-- paused queue, or nothing available) skips `fill`. The UPDATE finds the rows by primary key, = ANY of an array: a join could be
 -- planned as a Seq Scan of awa.jobs, the planner not knowing how few rows there are.
 WITH head AS (
     SELECT c.id, c.kind, c.priority, c.run_at
@@ -117,20 +118,22 @@ WITH head AS (
      ORDER BY j.priority, j.run_at, j.id
      LIMIT $3
        FOR UPDATE SKIP LOCKED
-), share AS (
-    SELECT h.kind, count(*) AS n
-      FROM (SELECT kind FROM head ORDER BY priority, run_at, id LIMIT $3) h
-     WHERE (SELECT count(*) FROM first) < $3
-     GROUP BY h.kind
+), kinds AS (
+    SELECT k.kind, min(h.pos) AS pos
+      FROM (SELECT DISTINCT unnest($2::text[]) AS kind) k
+      LEFT JOIN (SELECT kind, row_number() OVER (ORDER BY priority, run_at, id) AS pos
+                   FROM head) h USING (kind)
+     WHERE (SELECT count(*) FROM first) < $3 AND EXISTS (SELECT 1 FROM head)
+     GROUP BY k.kind
 ), fill AS (
     SELECT p.id
-      FROM share s
+      FROM (SELECT kind FROM kinds ORDER BY pos NULLS LAST, kind) s
      CROSS JOIN LATERAL (
            SELECT j.id FROM awa.jobs j
             WHERE j.state = 'available' AND j.queue = $1 AND j.kind = s.kind
               AND j.id <> ALL (ARRAY(SELECT id FROM first))
             ORDER BY j.priority, j.run_at, j.id
-            LIMIT s.n
+            LIMIT $3 - (SELECT count(*) FROM first)
               FOR UPDATE SKIP LOCKED) p
      LIMIT $3 - (SELECT count(*) FROM first)
 ), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
