@@ -42,7 +42,7 @@ async def test_history_row_matches_the_inline_completion(
 
 async def test_every_caller_of_history_row_has_it_inlined(raw: asyncpg.Connection) -> None:
     callers = {n: q.sql for n, q in load_queries().items() if "awa.history_row(" in q.sql}
-    assert len(callers) == 7, sorted(callers)  # a new caller must be checked here too
+    assert len(callers) == 6, sorted(callers)  # a new caller must be checked here too
     for name, sql in callers.items():
         params = max(int(p) for p in re.findall(r"\$(\d+)", sql))
         plan = await raw.fetch(f"EXPLAIN (VERBOSE, COSTS OFF) {sql}", *([None] * params))

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 import awa
+from awa.config import MaintenanceConfig
 from awa.web import console_app, serve
 
 #: A retry backoff short enough that two failed attempts take a fraction of a second.
@@ -54,3 +55,26 @@ async def finished(client: awa.Client, job_id: int, timeout: float = 20.0) -> aw
 
     result: awa.Job = await until(probe, timeout)
     return result
+
+
+class MailOutage:
+    """A "mail" queue under a dead-letter policy whose "send" handler fails while
+    ``broken`` is set, and a runtime for it that moves failed jobs to the dead letters
+    within a tenth of a second. Clear ``broken`` to make retried letters succeed."""
+
+    def __init__(self, client: awa.Client) -> None:
+        self.broken = True
+        client.dlq.declare("mail")
+
+        @client.handler("send", queue="mail")
+        async def send(ctx: awa.JobContext) -> None:
+            if self.broken:
+                raise ConnectionError("smtp down")
+
+        self.runtime = awa.Runtime(
+            client,
+            awa.RuntimeConfig(queues={"mail": 2}, backoff=QUICK_RETRY),
+            maintenance=MaintenanceConfig(
+                startup_jitter=0, election_interval=0.2, intervals={"dead_letter": 0.1}
+            ),
+        )

@@ -27,7 +27,7 @@ from awa.store.maintenance import HealthRow
 from awa.web import console_app, serve
 from support.cli_process import awa as run_awa
 from support.cli_process import error_lines
-from support.console import QUICK_RETRY, csrf_of, finished, served_console, until
+from support.console import MailOutage, csrf_of, finished, served_console, until
 
 TOKEN = "ops-operator-token"
 
@@ -162,21 +162,10 @@ async def test_cron_page_pauses_resumes_and_runs_now(database_url: str) -> None:
 
 async def test_dead_letter_page_lists_retries_and_purges(database_url: str) -> None:
     client = awa.Client(database_url)
-    client.dlq.declare("mail")
-    broken = True
-
-    @client.handler("send", queue="mail")
-    async def send(ctx: awa.JobContext) -> None:
-        if broken:
-            raise ConnectionError("smtp down")
-
-    config = awa.RuntimeConfig(queues={"mail": 2}, backoff=QUICK_RETRY)
-    maintenance = MaintenanceConfig(
-        startup_jitter=0, election_interval=0.2, intervals={"dead_letter": 0.1}
-    )
+    outage = MailOutage(client)
     async with (
         client,
-        awa.Runtime(client, config, maintenance=maintenance),
+        outage.runtime,
         _console(database_url) as (http, operator),
     ):
         jobs = [await client.insert("send", {"n": n}, max_attempts=1) for n in range(4)]
@@ -193,7 +182,7 @@ async def test_dead_letter_page_lists_retries_and_purges(database_url: str) -> N
         rest = await _json(http, "/api/dead-letters", limit=3, before_id=page["next_before_id"])
         assert [d["id"] for d in rest["letters"]] == [jobs[0].id]
 
-        broken = False
+        outage.broken = False
         retried = await http.post(f"/api/dead-letters/{jobs[0].id}/retry", headers=operator)
         assert retried.status_code == 200, retried.text
         fresh = retried.json()["job"]

@@ -30,7 +30,7 @@ from support.browser import (
     until_true,
 )
 from support.cli_process import awa_env
-from support.console import QUICK_RETRY, finished, served_console, until
+from support.console import MailOutage, finished, served_console, until
 
 TOKEN = "ops-browser-token"
 
@@ -97,21 +97,10 @@ async def test_dead_letter_retry_and_purge_from_the_browser(
     database_url: str, browser: webdriver.Chrome
 ) -> None:
     client = awa.Client(database_url)
-    client.dlq.declare("mail")
-    broken = True
-
-    @client.handler("send", queue="mail")
-    async def send(ctx: awa.JobContext) -> None:
-        if broken:
-            raise ConnectionError("smtp down")
-
-    config = awa.RuntimeConfig(queues={"mail": 2}, backoff=QUICK_RETRY)
-    maintenance = MaintenanceConfig(
-        startup_jitter=0, election_interval=0.2, intervals={"dead_letter": 0.1}
-    )
+    outage = MailOutage(client)
     async with (
         client,
-        awa.Runtime(client, config, maintenance=maintenance),
+        outage.runtime,
         served_console(database_url, token=TOKEN) as base,
     ):
         first, second = [await client.insert("send", {"n": n}, max_attempts=1) for n in (1, 2)]
@@ -124,7 +113,7 @@ async def test_dead_letter_retry_and_purge_from_the_browser(
         await anyio.to_thread.run_sync(_log_in, browser, base, "dead-letters")
         await until_true(lambda: "smtp down" in text_of(browser, f'tr[data-letter="{first.id}"]'))
 
-        broken = False
+        outage.broken = False
         retry = f'tr[data-letter="{first.id}"] button[data-op="dlq-retry"]'
         await until_true(lambda: click_if_present(browser, retry))
         flash = await until_true(lambda: (t := text_of(browser, "#flash")) and "done" in t and t)

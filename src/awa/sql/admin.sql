@@ -32,29 +32,6 @@ SELECT * FROM awa.all_jobs
 -- optional filter cannot use the filter's index).
 SET LOCAL plan_cache_mode = force_custom_plan;
 
--- name: cancel_waiting_job
--- Cancel a job that is not running: move it from the live table to history as cancelled.
-WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
-gone AS (
-    DELETE FROM awa.jobs j
-     WHERE j.id = $1 AND j.state IN ('scheduled', 'available', 'retryable', 'waiting_external')
-    RETURNING j AS job, j.*
-)
-INSERT INTO awa.jobs_done
-SELECT h.*
-  FROM gone g, t, awa.ring_state r,
-       awa.history_row(
-           g.job, r.current_slot, 'cancelled', t.now,
-           g.errors || jsonb_build_array(jsonb_build_object('at', t.now, 'attempt', g.attempt,
-               'kind', 'cancelled', 'message', $2::text)),
-           g.progress, NULL) h
-RETURNING id;
-
--- name: request_cancel_running
--- Ask the runtime holding a running job to stop it; its next heartbeat sees the flag.
-UPDATE awa.jobs SET cancel_requested = true, cancel_reason = $2
- WHERE id = $1 AND state = 'running' RETURNING id;
-
 -- name: retry_finished_job
 -- Bring a finished job back as available now, attempts reset; history row removed.
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),

@@ -98,9 +98,7 @@ class JobsAdmin:
                 # Lock first: without it, a result committed between the two statements
                 # below made a queued job look uncancellable.
                 await c.fetchval(_sql("lock_live_job"), job_id)
-                if await c.fetchval(_sql("cancel_waiting_job"), job_id, reason, now):
-                    return
-                if await c.fetchval(_sql("request_cancel_running"), job_id, reason):
+                if await self.bulk.cancel_ids(c, [job_id], reason, now):
                     return
                 row = await c.fetchrow(_sql("get_job"), job_id)
                 if row is None:
