@@ -21,6 +21,7 @@ from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import HandlerRegistry, check_description
+from awa.insert_template import Templates
 from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.queues import Queues
 from awa.store import Connection, QueueCount, Store
@@ -67,6 +68,7 @@ class Client:
         )
         self.metrics = metrics or instruments()
         self._store: Store | None = None
+        self._templates = Templates()
 
     @property
     def database_url(self) -> str:
@@ -200,6 +202,22 @@ class Client:
             run_at = self.clock.now() + timedelta(seconds=seconds)
         if spec is not None and spec.codec is not None:
             spec.codec.check_insert(args)
+        metadata = inject_trace_context(metadata)
+        # The options a batch repeats are validated once per combination (awa.insert_template);
+        # None: unusual types or a mistake, which the full constructor below names.
+        template = self._templates.find(
+            spec,
+            kind,
+            queue,
+            priority,
+            max_attempts,
+            tags,
+            timeout,
+            unique_scope,
+            ("default", None) if spec is None else (spec.queue, spec.timeout),
+        )
+        if template is not None:
+            return template.make(args, run_at, tags, metadata, unique_key)
         return InsertParams(
             kind=kind,
             args=args,
@@ -208,7 +226,7 @@ class Client:
             run_at=run_at,
             max_attempts=max_attempts,
             tags=tags,
-            metadata=inject_trace_context(metadata),
+            metadata=metadata,
             timeout=timeout if timeout is not None else (spec.timeout if spec else None),
             unique_key=unique_key,
             unique_scope=unique_scope,
