@@ -210,19 +210,22 @@ class Client:
         metadata = inject_trace_context(metadata)
         # The options a batch repeats are validated once per combination (awa.insert_template);
         # None: unusual types or a mistake, which the full constructor below names.
-        template = self._templates.find(
+        job = self._templates.build(
             spec,
             kind,
+            args,
             queue,
             priority,
+            run_at,
             max_attempts,
             tags,
+            metadata,
             timeout,
+            unique_key,
             unique_scope,
-            ("default", None) if spec is None else (spec.queue, spec.timeout),
         )
-        if template is not None:
-            return template.make(args, run_at, tags, metadata, unique_key)
+        if job is not None:
+            return job
         return InsertParams(
             kind=kind,
             args=args,

@@ -19,14 +19,14 @@ a valid value they merely compare equal to (``True == 1``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 from awa.errors import ValidationError
 from awa.model import InsertParams, UniqueScope
 from awa.validation import check_aware, check_text, encode_json
 
-__all__ = ["ParamsTemplate", "Templates"]
+__all__ = ["HandlerDefaults", "ParamsTemplate", "Templates"]
 
 #: Exact classes whose equal values validate and store alike (``1`` and ``1.0`` seconds are
 #: the same timeout); ``bool`` is absent on purpose.
@@ -35,32 +35,98 @@ _SCOPE_CLASSES = frozenset({str, UniqueScope})
 #: kind, queue, priority, max_attempts, tags, timeout, unique_scope.
 _Key = tuple[str, str | None, int, int, tuple[str, ...], Any, Any]
 _new = object.__new__
+#: The defaults of ``Client.params``, compared by identity (an int here is exactly that int).
+_DEFAULT_PRIORITY = 2
+_DEFAULT_MAX_ATTEMPTS = 25
+_NO_TAGS = ()
+
+
+class HandlerDefaults(Protocol):
+    """What a template takes from the kind's handler (``awa.handlers.HandlerSpec``): the
+    queue and timeout that ``None`` stands for."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def timeout(self) -> float | None: ...
 
 
 class ParamsTemplate:
-    """One validated combination of shared options; ``make`` stamps out a job from it.
-
-    ``owner`` is what the defaults were resolved from (the handler's spec, or None): the
-    template is stale once the kind's handler changes. A job never writes into the
-    template's fields, only into its own copy, so one job's ``args``, ``run_at``, tags
-    object, ``metadata`` or ``unique_key`` cannot reach the next."""
+    """One validated combination of shared options: the fields every job made from it
+    starts with. ``owner`` is the handler the defaults were resolved from (or None): the
+    template is stale once the kind's handler changes."""
 
     __slots__ = ("fields", "owner")
 
-    def __init__(self, base: InsertParams, owner: object) -> None:
+    def __init__(self, base: InsertParams, owner: HandlerDefaults | None) -> None:
         self.owner = owner
         self.fields: dict[str, Any] = dict(base.__dict__)
 
-    def make(
+
+class Templates:
+    """The client's templates, keyed by the shared options as passed (bounded: options made
+    up per job cannot grow it without limit). ``build`` makes a job from one."""
+
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self._by_key: dict[_Key, ParamsTemplate] = {}
+        #: kind → its template with every shared option left at its default (the usual
+        #: bulk call, ``params(kind, args)``): found without building a key.
+        self._plain: dict[str, ParamsTemplate] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def build(
         self,
+        owner: HandlerDefaults | None,
+        kind: Any,
         args: Any,
-        run_at: datetime | None,
+        queue: Any,
+        priority: Any,
+        run_at: Any,
+        max_attempts: Any,
         tags: Any,
-        metadata: Mapping[str, Any] | None,
-        unique_key: str | None,
-    ) -> InsertParams:
-        """A job with these per-job values, checked in ``InsertParams.__init__``'s order
-        (``tags`` was checked by value when the template was made: stored as given)."""
+        metadata: Any,
+        timeout: Any,
+        unique_key: Any,
+        unique_scope: Any,
+    ) -> InsertParams | None:
+        """The job ``InsertParams(...)`` would build from these values (the queue and
+        timeout ``None`` stand for resolved from ``owner``), or None when its shared options
+        cannot be cached or are invalid: then build it with ``InsertParams(...)``, which
+        names the problem. Per job, the values that usually vary are checked in
+        ``InsertParams.__init__``'s order (``tags`` was checked by value in the template;
+        the caller's object is stored, as the constructor stores it). A job never writes
+        into the template's fields, only into its own copy, so one job's ``args``,
+        ``run_at``, tags object, ``metadata`` or ``unique_key`` cannot reach the next."""
+        if (
+            queue is None
+            and priority is _DEFAULT_PRIORITY
+            and max_attempts is _DEFAULT_MAX_ATTEMPTS
+            and tags is _NO_TAGS
+            and timeout is None
+            and unique_scope is UniqueScope.ACTIVE
+            and kind.__class__ is str
+        ):
+            template = self._plain.get(kind)
+            if template is None or template.owner is not owner:
+                template = self.find(
+                    owner, kind, None, priority, max_attempts, tags, None, "active"
+                )
+                if template is None:
+                    return None
+                if len(self._plain) >= self.LIMIT:
+                    self._plain.clear()
+                self._plain[kind] = template
+        else:
+            template = self.find(
+                owner, kind, queue, priority, max_attempts, tags, timeout, unique_scope
+            )
+            if template is None:
+                return None
         if run_at is not None:
             check_aware("run_at", run_at)
         if metadata is None:
@@ -74,7 +140,7 @@ class ParamsTemplate:
         args_json = encode_json("args", {} if args is None else args)
         job: InsertParams = _new(InsertParams)
         fields = job.__dict__
-        fields.update(self.fields)
+        fields.update(template.fields)
         fields["args"] = args
         fields["_args_json"] = args_json
         if run_at is not None:
@@ -88,22 +154,9 @@ class ParamsTemplate:
             fields["unique_key"] = unique_key
         return job
 
-
-class Templates:
-    """The client's templates, keyed by the shared options as passed (bounded: options made
-    up per job cannot grow it without limit)."""
-
-    LIMIT = 512
-
-    def __init__(self) -> None:
-        self._by_key: dict[_Key, ParamsTemplate] = {}
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
     def find(
         self,
-        owner: object,
+        owner: HandlerDefaults | None,
         kind: Any,
         queue: Any,
         priority: Any,
@@ -111,12 +164,9 @@ class Templates:
         tags: Any,
         timeout: Any,
         unique_scope: Any,
-        defaults: tuple[str, float | timedelta | None],
     ) -> ParamsTemplate | None:
         """The template for these options, made (and validated) on first use; None when
-        they cannot be cached (unusual types) or are invalid: then build the job with
-        ``InsertParams(...)``, which names the problem. ``defaults``: the queue and timeout
-        that ``None`` stands for (the kind's handler's, resolved by the caller)."""
+        they cannot be cached (unusual types) or are invalid."""
         # Typed before the class checks below, which leave mypy seeing ``object``.
         chosen_timeout: float | timedelta | None = timeout
         scope: UniqueScope | str = unique_scope
@@ -140,7 +190,9 @@ class Templates:
         found = self._by_key.get(key)
         if found is not None and found.owner is owner:
             return found
-        default_queue, default_timeout = defaults
+        default_queue, default_timeout = (
+            ("default", None) if owner is None else (owner.queue, owner.timeout)
+        )
         try:
             base = InsertParams(
                 kind=kind,

@@ -1,18 +1,21 @@
 """Bulk inserts of jobs built from ``Client.params``'s templates (``awa.insert_template``):
 a mistake in the 10,000th job of a batch is still named and nothing is inserted, and each
-stored row has its own job's values. The template's own rules are in
+stored row has its own job's values; the COPY encoder's per-batch bookkeeping and
+``insert_many``'s quick type check. The template's own rules are in
 tests/unit/test_insert_template.py."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 import awa
+from awa.model import InsertParams
+from awa.store.copy_stream import CopyEncoder
 
 RUN_AT = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -79,3 +82,38 @@ async def test_templated_jobs_are_stored_with_their_own_values(
         2: (["t"], "{}", 1, "available"),
         3: ([], "{}", 2, "available"),
     }
+
+
+def test_the_copy_encoder_wakes_each_queue_with_a_due_job() -> None:
+    """The encoder notes a queue to wake once per distinct shared fields, not per job: every
+    queue with a due job (no run_at, or one not after the batch's instant) is woken, a queue
+    with only later jobs is not, and the earliest later run_at is kept for the leader."""
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    params = [
+        InsertParams("k", queue="later", run_at=at + 2 * hour),
+        InsertParams("k", queue="later", run_at=at + hour),
+        InsertParams("k", queue="mixed", run_at=at + hour / 2),
+        InsertParams("k", queue="mixed"),
+        InsertParams("k", queue="past", run_at=at - hour),
+        InsertParams("k", queue="now", run_at=at, tags=["t"]),
+        InsertParams("k", queue="mixed", tags=("t",)),
+        InsertParams("k", queue="mixed", tags=["t"]),
+    ]
+    encoder = CopyEncoder(at)
+    rows = b"".join(encoder.chunks(params, range(1, len(params) + 1)))
+    assert encoder.woken == {"mixed", "past", "now"}
+    assert encoder.earliest_deferred == at + hour / 2
+    assert rows.count(b"scheduled") == 3 and rows.count(b"available") == 5
+
+
+class TaggedParams(InsertParams):
+    """A subclass: insert_many's quick type check must fall back to isinstance for it."""
+
+
+async def test_insert_many_takes_subclasses_of_insert_params(
+    client: awa.Client, raw: asyncpg.Connection
+) -> None:
+    items = [client.params("bulk", {"i": 0}), TaggedParams("bulk", {"i": 1})]
+    assert len(await client.insert_many(items)) == 2
+    assert await count_jobs(raw) == 2

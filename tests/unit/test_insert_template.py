@@ -137,7 +137,12 @@ def test_of_several_mistakes_the_constructors_first_is_named() -> None:
 
 def test_templates_are_bounded() -> None:
     templates = Templates()
+    scope = UniqueScope.ACTIVE
     for n in range(Templates.LIMIT * 2 + 5):
-        made = templates.find(None, "k", f"q{n}", 2, 25, (), None, "active", ("default", None))
-        assert made is not None
+        # options made up per job, and kinds made up per job (the all-defaults shortcut)
+        by_queue = templates.build(None, "k", n, f"q{n}", 2, None, 25, (), None, None, None, scope)
+        by_kind = templates.build(None, f"k{n}", n, None, 2, None, 25, (), None, None, None, scope)
+        assert by_queue is not None and by_queue.queue == f"q{n}" and by_queue.args == n
+        assert by_kind is not None and by_kind.kind == f"k{n}"
         assert len(templates) <= Templates.LIMIT
+        assert len(templates._plain) <= Templates.LIMIT
