@@ -171,6 +171,34 @@ def medians(rounds: list[dict[str, Any]], kind: str) -> dict[str, dict[str, floa
     return out
 
 
+def paired(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ratios within each round (same minutes, same neighbours), and their medians: on a
+    loaded machine the load drifts between rounds far more than within one, so these are
+    steadier than ratios of the per-tree medians."""
+    out: dict[str, list[float]] = {}
+    for r in sorted({x["round"] for x in rounds}):
+        got = {(x["kind"], x["tree"]): x for x in rounds if x["round"] == r and x.get("ok")}
+
+        for name, key in (
+            ("compare_jobs_per_s", "jobs_per_s"),
+            ("detail_jobs_per_s", "jobs_per_s"),
+            ("detail_client_cpu", "client_cpu_us_per_job"),
+        ):
+            kind = name.split("_", 1)[0]
+            a, b = got.get((kind, "this")), got.get((kind, "before"))
+            if a is not None and b is not None and b[key]:
+                ratio = round(a[key] / b[key], 3)
+                out.setdefault(f"{name}_this_over_before", []).append(ratio)
+        peers = [got[("compare", k)] for k in ("pgqueuer", "awa069") if ("compare", k) in got]
+        if peers:
+            best = max(peers, key=lambda x: x["jobs_per_s"])
+            for tree in ("this", "before"):
+                if ("compare", tree) in got:
+                    ratio = got[("compare", tree)]["jobs_per_s"] / best["jobs_per_s"]
+                    out.setdefault(f"compare_{tree}_over_best_peer", []).append(round(ratio, 3))
+    return {k: {"per_round": v, "median": round(statistics.median(v), 3)} for k, v in out.items()}
+
+
 async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     durability = await server.ensure_durability()
     info = await machine_info(server, durability)
@@ -224,6 +252,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         else {k: v * 1000 for k, v in steps_result.items()},
         "rounds": rounds,
         "median": {"detail": medians(rounds, "detail"), "compare": medians(rounds, "compare")},
+        "paired": paired(rounds),
     }
 
 
@@ -233,6 +262,8 @@ def render(payload: dict[str, Any]) -> str:
         for label, m in per_tree.items():
             figures = ", ".join(f"{k} {v:,}" for k, v in m.items())
             lines.append(f"median {kind} {label}: {figures}")
+    for name, ratios in payload["paired"].items():
+        lines.append(f"paired {name}: median {ratios['median']} of {ratios['per_round']}")
     compare = payload["median"]["compare"]
     peers = [compare[k]["jobs_per_s"] for k in ("pgqueuer", "awa069") if k in compare]
     for label in payload["trees"]:
