@@ -7,8 +7,10 @@ CLI's ``awa worker --app module:client`` loads it and runs a runtime for its han
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -21,6 +23,7 @@ from awa.db.migrate import MIGRATIONS
 from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import HandlerRegistry, check_description
+from awa.insert_template import Templates
 from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.queues import Queues
 from awa.store import Connection, QueueCount, Store
@@ -29,6 +32,9 @@ from awa.telemetry import Instruments, inject_trace_context, instruments
 from awa.validation import to_seconds
 
 __all__ = ["Client"]
+
+_ONLY_PARAMS = frozenset({InsertParams})
+_queue_of = attrgetter("queue")
 
 
 class Client:
@@ -67,6 +73,7 @@ class Client:
         )
         self.metrics = metrics or instruments()
         self._store: Store | None = None
+        self._templates = Templates()
 
     @property
     def database_url(self) -> str:
@@ -200,6 +207,25 @@ class Client:
             run_at = self.clock.now() + timedelta(seconds=seconds)
         if spec is not None and spec.codec is not None:
             spec.codec.check_insert(args)
+        metadata = inject_trace_context(metadata)
+        # The options a batch repeats are validated once per combination (awa.insert_template);
+        # None: unusual types or a mistake, which the full constructor below names.
+        job = self._templates.build(
+            spec,
+            kind,
+            args,
+            queue,
+            priority,
+            run_at,
+            max_attempts,
+            tags,
+            metadata,
+            timeout,
+            unique_key,
+            unique_scope,
+        )
+        if job is not None:
+            return job
         return InsertParams(
             kind=kind,
             args=args,
@@ -208,7 +234,7 @@ class Client:
             run_at=run_at,
             max_attempts=max_attempts,
             tags=tags,
-            metadata=inject_trace_context(metadata),
+            metadata=metadata,
             timeout=timeout if timeout is not None else (spec.timeout if spec else None),
             unique_key=unique_key,
             unique_scope=unique_scope,
@@ -245,14 +271,14 @@ class Client:
         """Insert many jobs with one COPY; returns their ids in input order. Build items with
         ``client.params(kind, args, ...)``. All or nothing: one bad item inserts none."""
         items = list(jobs)
-        for index, item in enumerate(items):
-            if not isinstance(item, InsertParams):
-                raise ValidationError(f"jobs[{index}]", item, "expected InsertParams")
+        # The per-item checks in C when every item is exactly InsertParams (the usual
+        # case); otherwise item by item, naming the first that is not one.
+        if not _ONLY_PARAMS.issuperset(map(type, items)):
+            for index, item in enumerate(items):
+                if not isinstance(item, InsertParams):
+                    raise ValidationError(f"jobs[{index}]", item, "expected InsertParams")
         ids = await self.store.jobs.insert_many(items, conn=conn, now=self.clock.db_now())
-        counts: dict[str, int] = {}
-        for item in items:
-            counts[item.queue] = counts.get(item.queue, 0) + 1
-        for queue, n in counts.items():
+        for queue, n in Counter(map(_queue_of, items)).items():
             self.metrics.inserted.add(n, {"awa.queue": queue})
         return ids
 

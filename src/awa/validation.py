@@ -107,6 +107,8 @@ def encode_json(name: str, value: Any) -> str:
             if (text.isascii() or valid_utf8(text)) and (
                 "\\u0000" not in text or not _ESCAPED_NUL.search(text)
             ):
+                if "e+" not in text and len(text) <= JSONB_MAX_BYTES // 4:
+                    return text  # what _storable returns for it, without the call (bulk path)
                 return _storable(name, value, text)
     try:
         text = _ENCODER.encode(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,7 @@ from awa.store.rows import job_from_row
 __all__ = ["Jobs"]
 
 _QUERIES = paired_queries("jobs")
+_unique_key_of = attrgetter("unique_key")
 
 
 def _sql(name: str) -> str:
@@ -169,7 +171,9 @@ class Jobs:
 
         async def run(c: Connection) -> list[int]:
             ids: list[int] = [0] * len(params)
-            plain = [p for p in params if p.unique_key is None]
+            # A unique key is never empty: no true one means every job goes in the COPY.
+            unique = any(map(_unique_key_of, params))
+            plain = [p for p in params if p.unique_key is None] if unique else params
             at = now or utcnow()
             async with c.transaction():
                 if plain:
@@ -205,7 +209,7 @@ class Jobs:
                         await c.execute(
                             _sql("notify_due"), str(encoder.earliest_deferred.timestamp())
                         )
-                for index, p in enumerate(params):
+                for index, p in enumerate(params if unique else ()):
                     if p.unique_key is not None:
                         ids[index] = (await self.insert_job(p, conn=c, now=now)).id
             return ids
