@@ -4,12 +4,16 @@ Each round runs both modes, in alternating order, each in a fresh migrated datab
 ``off`` (the four count triggers on ``awa.jobs`` disabled: the writes as before migration
 18) and ``on`` (as shipped). Per mode:
 
-- ``insert``: ``store.jobs.insert_job`` one job per call (ms per call);
-- ``copy``: ``store.jobs.insert_many`` of 1,000 jobs, one COPY (µs per job);
-- ``claim``: ``store.jobs.claim_batch`` of 100 (ms per batch), then ``complete_batch`` of
-  those 100 (ms per batch);
-- ``heartbeat``: one heartbeat of 100 running jobs (ms): an UPDATE whose state does not
+- ``insert``: ``store.jobs.insert_job``, one job per call;
+- ``copy_per_job``: ``store.jobs.insert_many`` of 1,000 jobs (one COPY), per job;
+- ``claim_100``: ``store.jobs.claim_batch`` of 100;
+- ``heartbeat_100``: a heartbeat of those 100 running jobs: an UPDATE whose state does not
   change, for which the trigger aggregates and writes nothing;
+- ``complete_100``: ``complete_batch`` of those 100;
+
+each as ``_wall_ms`` (median per call, commit and fsync included: on a loaded machine
+mostly noise), ``_server_ms`` (``pg_stat_statements`` execution time per call, the
+triggers included, the commit not) and ``_wal_bytes`` per call;
 - ``drain``: ``throughput.bench_drain`` (a real runtime runs N no-op jobs): jobs/s and
   PostgreSQL CPU per job (the server's backends' user+system time, /proc).
 
@@ -54,47 +58,82 @@ async def _set_triggers(url: str, mode: str) -> None:
         await conn.close()
 
 
-async def _timed(call: Awaitable[Any]) -> float:
-    """Milliseconds to await ``call`` (a coroutine runs only once awaited)."""
-    t0 = time.perf_counter()
-    await call
-    return (time.perf_counter() - t0) * 1000
+class ServerTime:
+    """Server-side execution time and WAL of this database's statements since the last
+    ``take`` (``pg_stat_statements``: trigger work included, commit and its fsync not, so
+    a loaded machine's scheduling and the disk blur it less than wall-clock time)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def take(self) -> tuple[float, int]:
+        row = await self._conn.fetchrow(
+            "SELECT coalesce(sum(total_exec_time), 0) AS ms, coalesce(sum(wal_bytes), 0) AS wal"
+            " FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT ILIKE '%pg_stat_statements%'"
+        )
+        await self._conn.execute(
+            "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()), 0)"
+        )
+        return float(row["ms"]), int(row["wal"])
 
 
 async def micro(url: str, singles: int, copies: int, batches: int) -> dict[str, float]:
-    """Median cost per call of each write path, in one database."""
+    """Cost per call of each write path, in one database: the median wall-clock time of a
+    call (commit included), and the server's execution time and WAL bytes per call."""
     store = await Store.open(url, max_size=2)
-    try:
-        single = [
-            await _timed(store.jobs.insert_job(InsertParams("one", queue="single")))
-            for _ in range(singles)
-        ]
-        copy = [
-            await _timed(store.jobs.insert_many([InsertParams("bulk") for _ in range(1000)]))
-            for _ in range(copies)
-        ]
-        claim, complete, beat = [], [], []
-        for _ in range(batches):
+    conn = await connect(url)
+    out: dict[str, float] = {}
+
+    async def phase(name: str, calls: list[Awaitable[Any]], per: float = 1.0) -> list[Any]:
+        """Run ``calls`` one by one; record ``<name>`` figures divided by ``per``."""
+        await server.take()
+        times, results = [], []
+        for call in calls:
             t0 = time.perf_counter()
-            jobs = await store.jobs.claim_batch("default", ["bulk"], 100, "bench")
-            claim.append((time.perf_counter() - t0) * 1000)
-            ids, leases = [j.id for j in jobs], [j.run_lease for j in jobs]
-            beat.append(await _timed(store.jobs.heartbeat(ids, leases, [None] * 100)))
-            complete.append(await _timed(store.jobs.complete_batch(ids, leases, [None] * 100)))
-        conn = await connect(url)
-        try:
-            await conn.execute("TRUNCATE awa.jobs, awa.jobs_done")  # the drain counts history
-        finally:
-            await conn.close()
+            results.append(await call)
+            times.append((time.perf_counter() - t0) * 1000)
+        ms, wal = await server.take()
+        out[f"{name}_wall_ms"] = round(statistics.median(times) / per, 4)
+        out[f"{name}_server_ms"] = round(ms / len(calls) / per, 4)
+        out[f"{name}_wal_bytes"] = round(wal / len(calls) / per, 1)
+        return results
+
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        server = ServerTime(conn)
+        await phase(
+            "insert",
+            [store.jobs.insert_job(InsertParams("one", queue="single")) for _ in range(singles)],
+        )
+        await phase(
+            "copy_per_job",
+            [
+                store.jobs.insert_many([InsertParams("bulk") for _ in range(1000)])
+                for _ in range(copies)
+            ],
+            per=1000.0,
+        )
+        claimed = await phase(
+            "claim_100",
+            [store.jobs.claim_batch("default", ["bulk"], 100, "bench") for _ in range(batches)],
+        )
+        batches_ = [([j.id for j in js], [j.run_lease for j in js]) for js in claimed]
+        await phase(
+            "heartbeat_100",
+            [store.jobs.heartbeat(ids, leases, [None] * len(ids)) for ids, leases in batches_],
+        )
+        await phase(
+            "complete_100",
+            [store.jobs.complete_batch(ids, leases, [None] * len(ids)) for ids, leases in batches_],
+        )
+        await conn.execute("TRUNCATE awa.jobs, awa.jobs_done")  # the drain counts history
     finally:
+        await conn.close()
         await store.close()
-    return {
-        "insert_ms_per_call": round(statistics.median(single), 3),
-        "copy_us_per_job": round(statistics.median(copy), 3),  # ms per 1,000 = µs per job
-        "claim_ms_per_batch_100": round(statistics.median(claim), 3),
-        "complete_ms_per_batch_100": round(statistics.median(complete), 3),
-        "heartbeat_ms_per_100": round(statistics.median(beat), 3),
-    }
+    return out
 
 
 async def one_mode(args: argparse.Namespace, server: BenchServer, mode: str) -> dict[str, Any]:
