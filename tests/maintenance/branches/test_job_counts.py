@@ -10,6 +10,7 @@ is checked with buffer counts from EXPLAIN, no timings.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,9 @@ import asyncpg
 
 import awa
 from awa.db.queries import paired_queries
-from awa.model import InsertParams, JobState
+from awa.model import InsertParams, JobState, hash_callback_token
 from awa.store import FinishedAttempt, Rescheduled, Store
+from awa.store.callbacks import ParkedAttempt
 from awa.store.job_filter import JobFilter
 from support.big_tables import buffers, explain, plan_nodes, scans_of
 
@@ -98,6 +100,19 @@ async def test_counts_follow_every_store_write_path(store: Store, raw: asyncpg.C
             for j in claimed[10:12]
         ]
     )
+    await assert_exact(raw, store)
+
+    # A callback: running -> waiting_external (park) -> history (resolved).
+    parked = claimed[14]
+    callback = uuid.uuid4()
+    await store.callbacks.register_callback(
+        parked.id, parked.run_lease, callback, hash_callback_token("tok"), 600.0, False
+    )
+    assert await store.callbacks.park_jobs(
+        [ParkedAttempt(parked.id, parked.run_lease, str(callback))]
+    ) == {parked.id}
+    assert (await assert_exact(raw, store))[("q2", "b", "waiting_external")] == 1
+    await store.callbacks.resolve_callback(callback, "tok", "complete", payload="{}")
     await assert_exact(raw, store)
 
     # Rescue (a running attempt retried), operator cancel and retry, promotion, aging.
