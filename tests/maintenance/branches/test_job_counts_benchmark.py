@@ -34,5 +34,3 @@ def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: str) -
         "insert_server_ms",
         "drain_jobs_per_s",
     }
-    # The triggers write: with them on, a claim of 100 logs more WAL than without.
-    assert run["on"]["claim_100_wal_bytes"] > run["off"]["claim_100_wal_bytes"]
