@@ -103,3 +103,24 @@ async def test_state_counts_cover_the_given_ids_only_with_every_state(database_u
             awa.JobState.CANCELLED: 1,
         }
         assert await admin.jobs.state_counts([]) == dict.fromkeys(awa.JobState, 0)
+
+
+async def test_single_retry_retakes_the_unique_key_or_changes_nothing(database_url: str) -> None:
+    """A finished job with a unique key comes back holding its key; when another job took
+    the key meanwhile, the retry is refused (typed, naming the key) and the job stays as
+    it was: the history row removed by the retry's first statement is put back by the
+    rollback."""
+    async with awa.Client(database_url) as client:
+        admin = Admin.of(client)
+        first = await client.insert("report", {}, unique_key="daily", delay=3600)
+        await admin.jobs.cancel(first.id)
+        taker = await client.insert("report", {}, unique_key="daily", delay=3600)
+        assert taker.id != first.id  # a cancelled job frees its key
+        with pytest.raises(awa.InvalidTransition, match="'daily' is taken"):
+            await admin.jobs.retry(first.id)
+        assert (await client.get_job(first.id)).state is awa.JobState.CANCELLED
+        await admin.jobs.discard(taker.id)
+        retried = await admin.jobs.retry(first.id)
+        assert retried.state is awa.JobState.AVAILABLE
+        again = await client.insert("report", {}, unique_key="daily", delay=3600)
+        assert again.id == first.id  # the retried job holds the key again

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 import awa
 from awa.config import MaintenanceConfig
 from awa.events.callable_sink import CallableSink
+from awa.maintenance.lane import HEALTH_IDLE_STRETCH
 from awa.store import Store
 from awa.store.maintenance import HealthRow
 from awa.web import console_app, serve
@@ -69,7 +70,8 @@ async def test_leader_writes_samples_and_its_interval_the_console_charts_them(
                 return h if len(promote["samples"]) >= 4 and not h["stale"] else None
 
             history = await until(sampled)
-        assert history["health_interval_s"] == interval
+        # The interval the leader wrote with: its own, or its idle stretch (ADR 041).
+        assert history["health_interval_s"] in (interval, interval * HEALTH_IDLE_STRETCH)
         assert history["health_interval_source"] == "leader"
         assert history["leader_alive"]
         promote = next(b for b in history["branches"] if b["branch"] == "promote_scheduled")
@@ -81,7 +83,8 @@ async def test_leader_writes_samples_and_its_interval_the_console_charts_them(
         assert promote["samples"][0]["runs"] is None  # nothing before the first to diff
         assert all(s["runs"] >= 0 for s in promote["samples"][1:])
         lanes = await _json(http, "/api/lanes")
-        assert lanes["health_interval_s"] == interval and lanes["stale_after_s"] == 2 * interval
+        assert lanes["health_interval_s"] in (interval, interval * HEALTH_IDLE_STRETCH)
+        assert lanes["stale_after_s"] == 2 * lanes["health_interval_s"]
         one = await _json(http, "/api/lanes/history", branch="cleanup")
         assert [b["branch"] for b in one["branches"]] == ["cleanup"]
 
@@ -272,8 +275,10 @@ async def test_cli_maintenance_status_reads_the_persisted_interval(database_url:
             return doc if doc["branches"] and not doc["stale"] else None
 
         doc = await until(status)
-    assert (doc["health_interval_s"], doc["health_interval_source"]) == (0.25, "leader")
-    assert doc["leader_alive"] and doc["stale_after_s"] == 0.5
+    # The leader's interval, or its idle stretch (ADR 041), and STALE at twice it.
+    assert doc["health_interval_s"] in (0.25, 0.25 * HEALTH_IDLE_STRETCH)
+    assert doc["health_interval_source"] == "leader"
+    assert doc["leader_alive"] and doc["stale_after_s"] == 2 * doc["health_interval_s"]
 
 
 async def test_operator_pages_and_actions_answer_under_ops_in_fastapi(database_url: str) -> None:

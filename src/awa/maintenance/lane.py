@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,11 +30,17 @@ from anyio.abc import TaskStatus
 from awa.backoff import Backoff
 from awa.errors import LeadershipLost
 from awa.maintenance.branch import Branch, BranchContext, BranchResult
-from awa.maintenance.overrun import Observation, OverrunPolicy, OverrunTracker, Transition
+from awa.maintenance.overrun import (
+    BranchHealth,
+    Observation,
+    OverrunPolicy,
+    OverrunTracker,
+    Transition,
+)
 from awa.store.maintenance import HealthRow
 from awa.telemetry import Instruments
 
-__all__ = ["BranchStats", "Lane"]
+__all__ = ["HEALTH_IDLE_STRETCH", "BranchStats", "Lane", "health_cadence"]
 
 log = logging.getLogger("awa.maintenance")
 
@@ -118,6 +124,27 @@ class BranchStats:
 
 
 ObservationHook = Callable[[str, BranchStats, Observation], None]
+
+#: How far the health writer stretches its interval while every branch that can stretch
+#: is stretched (ADR 041): 5 s -> 20 s on an idle database.
+HEALTH_IDLE_STRETCH = 4.0
+
+
+def health_cadence(base: float, stats: Iterable[BranchStats], *, stretch: bool) -> float:
+    """The health writer's next interval (ADR 041). On an idle database every branch that
+    may stretch its interval (``Branch.idle_stretch`` > 1) has stretched it, and the health
+    rows it would write say only "still idle": writing them every ``base`` seconds was the
+    idle leader's largest single cost (12 of its ~63 transactions a minute). Then the
+    writer waits ``base × HEALTH_IDLE_STRETCH``; it stores the interval it will wait, so a
+    console's STALE threshold (twice the stored interval) follows it. Any branch back at
+    its cadence (work arrived), or any branch delayed or failing (an operator watching it
+    wants fresh rows), restores ``base`` at the next write."""
+    stats = list(stats)
+    stretchable = [s for s in stats if s.branch.idle_stretch > 1]
+    troubled = any(s.tracker.health is BranchHealth.DELAYED or s.failures for s in stats)
+    if stretch and stretchable and not troubled and all(s.idle_streak for s in stretchable):
+        return base * HEALTH_IDLE_STRETCH
+    return base
 
 
 def _deposed(exc: BaseException) -> bool:

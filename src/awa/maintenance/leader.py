@@ -39,7 +39,7 @@ from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseBusy, DatabaseUnavailable, LeadershipLost
 from awa.maintenance.branch import SLO, Branch, BranchContext
-from awa.maintenance.lane import BranchStats, Lane
+from awa.maintenance.lane import BranchStats, Lane, health_cadence
 from awa.maintenance.overrun import Observation
 from awa.maintenance.supervisor import (
     SPLIT,
@@ -381,18 +381,26 @@ class MaintenanceLeader:
         self.db_offset = 0.0 if pinned else db_epoch - (before + after) / 2
 
     async def _health_writer(self, store: Store) -> None:
+        interval = self.config.health_interval
         while True:
-            await self.clock.sleep(self.config.health_interval)
-            await self.write_health(store)
+            await self.clock.sleep(interval)
+            base, stretch = self.config.health_interval, self.config.idle_stretch
+            interval = health_cadence(base, self.stats.values(), stretch=stretch)
+            await self.write_health(store, interval)
 
-    async def write_health(self, store: Store) -> None:
+    async def write_health(self, store: Store, interval: float | None = None) -> None:
+        """Persist every branch's health, with the interval until the next write (the
+        writer's stretched one, ADR 041; ``health_interval`` by default)."""
         lane_of = {name: lane_name for lane_name, lane in self.lanes.items() for name in lane.stats}
         # Built and their windows closed without an await in between: a run finishing
         # meanwhile lands in the next window, never in neither.
         rows = [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
         try:
             await store.maintenance.write_health(
-                rows, self.instance_id, self.clock.db_now(), interval=self.config.health_interval
+                rows,
+                self.instance_id,
+                self.clock.db_now(),
+                interval=interval or self.config.health_interval,
             )
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)

@@ -32,27 +32,6 @@ SELECT * FROM awa.all_jobs
 -- optional filter cannot use the filter's index).
 SET LOCAL plan_cache_mode = force_custom_plan;
 
--- name: retry_finished_job
--- Bring a finished job back as available now, attempts reset; history row removed.
-WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
-gone AS (
-    DELETE FROM awa.jobs_done d WHERE d.id = $1 RETURNING d.*
-)
-INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, attempt,
-                      max_attempts, run_at, created_at, timeout_s, tags, metadata, errors,
-                      progress, unique_key, unique_states, run_lease)
-SELECT g.id, g.kind, g.queue, g.args, 'available', g.original_priority, g.original_priority, 0,
-       g.max_attempts, t.now, g.created_at, g.timeout_s, g.tags, g.metadata, g.errors, NULL,
-       g.unique_key, g.unique_states, g.run_lease
-  FROM gone g, t
-RETURNING id, queue;
-
--- name: retry_deferred_job
--- Make a scheduled or retryable job available now.
-UPDATE awa.jobs SET state = 'available', run_at = coalesce($2::timestamptz, now())
- WHERE id = $1 AND state IN ('scheduled', 'retryable')
-RETURNING id, queue;
-
 -- name: reclaim_unique_key
 -- Re-take a retried job's unique key; no row when another job holds it now.
 INSERT INTO awa.job_unique (unique_key, job_id) VALUES ($1, $2)

@@ -61,11 +61,14 @@ UPDATE awa.jobs SET state = 'available', run_at = coalesce($2::timestamptz, now(
 RETURNING id, queue;
 
 -- name: bulk_retry_finished
--- Bring the finished jobs among $1 that have no unique key back as available now ($2),
--- attempts reset (a job with a key goes one by one: its key must be retaken).
+-- Bring the finished jobs among $1 back as available now ($2), attempts reset, history
+-- rows removed. Jobs with a unique key only when $3: a batch leaves them out (each goes
+-- one by one, its key retaken in its own transaction); a single retry ($1 one id) takes
+-- them and retakes the key in the same transaction.
 WITH t AS (SELECT coalesce($2::timestamptz, now()) AS now),
 gone AS (
-    DELETE FROM awa.jobs_done d WHERE d.id = ANY ($1::bigint[]) AND d.unique_key IS NULL
+    DELETE FROM awa.jobs_done d
+     WHERE d.id = ANY ($1::bigint[]) AND ($3::boolean OR d.unique_key IS NULL)
     RETURNING d.*
 )
 INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, attempt,

@@ -11,20 +11,26 @@
 -- The statement's snapshot still sees the promoted rows as deferred, hence NOT IN (due).
 -- Commits asynchronously (ADR 020): a promotion lost in a server crash is redone by the
 -- next run.
+-- O(due jobs), whatever is scheduled later (issue 19): `due` compares run_at with the
+-- expression itself, which bounds the scan of jobs_due_idx; compared with a column of a
+-- CTE it became a join filter applied after the ordered scan, and every future job was
+-- read on each run. The UPDATE finds the rows by primary key, = ANY of an array: joined
+-- with `due`, the planner, not knowing how few rows it holds, hashes a Seq Scan of
+-- awa.jobs. The UPDATE also reads `t`, so its set_config runs even when nothing is due.
 WITH t AS (
-    SELECT coalesce($2::timestamptz, now()) AS now,
-           set_config('synchronous_commit', 'off', true) AS relaxed
+    SELECT set_config('synchronous_commit', 'off', true) AS relaxed
 ),
 due AS (
-    SELECT id FROM awa.jobs, t
-     WHERE state IN ('scheduled', 'retryable') AND run_at <= t.now
+    SELECT id FROM awa.jobs
+     WHERE state IN ('scheduled', 'retryable') AND run_at <= coalesce($2::timestamptz, now())
      ORDER BY run_at
      LIMIT $1
        FOR UPDATE SKIP LOCKED
 ),
 promoted AS (
     UPDATE awa.jobs j SET state = 'available'
-      FROM due WHERE j.id = due.id
+     WHERE j.id = ANY (ARRAY(SELECT id FROM due))
+       AND (SELECT relaxed FROM t) IS NOT NULL
     RETURNING j.queue
 ),
 woken AS (

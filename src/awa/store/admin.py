@@ -114,17 +114,14 @@ class JobsAdmin:
 
         async def run() -> None:
             async with self._db.acquire() as c, c.transaction():
-                row = await c.fetchrow(_sql("retry_deferred_job"), job_id, now)
-                if row is None:
-                    row = await c.fetchrow(_sql("retry_finished_job"), job_id, now)
-                    if row is not None:
-                        await self._retake_unique_key(c, job_id)
-                if row is None:
-                    current = await c.fetchrow(_sql("get_job"), job_id)
-                    if current is None:
-                        raise JobNotFound(job_id)
-                    raise InvalidTransition(job_id, current["state"], "retry")
-                await self._jobs.notify_queues([row["queue"]], conn=c)
+                if await self.bulk.retry_ids(c, [job_id], now, with_keys=True):
+                    # A deferred job still holds its key: retaking it is a no-op then.
+                    await self._retake_unique_key(c, job_id)
+                    return
+                current = await c.fetchrow(_sql("get_job"), job_id)
+                if current is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(job_id, current["state"], "retry")
 
         await self._db.guard(run)
         return await self.get_job(job_id)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from awa.db.queries import paired_queries
 from awa.errors import ConfirmationExceeded, InvalidTransition, JobNotFound, ValidationError
 from awa.store.database import Connection, Database
@@ -169,12 +171,21 @@ class BulkActions:
     async def _retry_batch(
         self, c: Connection, ids: list[int], now: datetime | None, keyed: list[int]
     ) -> int:
-        rows = list(await c.fetch(_sql("bulk_retry_deferred"), ids, now))
-        rows += await c.fetch(_sql("bulk_retry_finished"), ids, now)
+        rows = await self.retry_ids(c, ids, now, with_keys=False)
         keyed.extend(r["id"] for r in await c.fetch(_sql("bulk_keyed_finished"), ids))
+        return len(rows)
+
+    async def retry_ids(
+        self, c: Connection, ids: list[int], now: datetime | None, *, with_keys: bool
+    ) -> list[asyncpg.Record]:
+        """Make the scheduled, retryable and finished jobs among ``ids`` available now
+        and wake their queues; finished jobs with a unique key only ``with_keys`` (the
+        caller then retakes the key in this transaction). The rows (id, queue) retried."""
+        rows = list(await c.fetch(_sql("bulk_retry_deferred"), ids, now))
+        rows += await c.fetch(_sql("bulk_retry_finished"), ids, now, with_keys)
         if rows:
             await self._jobs.notify_queues(sorted({r["queue"] for r in rows}), conn=c)
-        return len(rows)
+        return rows
 
     async def cancel_ids(
         self, c: Connection, ids: list[int], reason: str, now: datetime | None
