@@ -134,22 +134,33 @@ UPDATE awa.jobs j SET priority = j.priority - 1 WHERE j.id = ANY (ARRAY(SELECT i
 -- with its original first_seen if the pair reappears. Rows are only written when a count
 -- changes to zero, so idle pairs cost no writes. The row count reported is the pairs upserted
 -- (live or handled now), not the ones zeroed.
+-- Live jobs are read from the maintained counts (migration 18, ADR 039), never from
+-- awa.jobs: `folded` moves the pending deltas into awa.job_counts (O(deltas since the last
+-- fold), the same fold as refresh_queue_stats'), and a total is the stored one, or the
+-- upsert's RETURNING for a pair the fold touched (that is the row's latest version, even
+-- when a racing fold committed first; this statement's snapshot would miss it).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+pending AS (
+    DELETE FROM awa.job_count_deltas RETURNING queue, kind, state, n
+),
+folded AS (
+    INSERT INTO awa.job_counts AS c (queue, kind, state, n)
+    SELECT queue, kind, state, sum(n) FROM pending
+     GROUP BY queue, kind, state HAVING sum(n) <> 0
+     ORDER BY queue, kind, state  -- one lock order for racing folds: no deadlock
+    ON CONFLICT (queue, kind, state) DO UPDATE SET n = c.n + EXCLUDED.n
+    RETURNING queue, kind, state, n
+),
+counts AS (
+    SELECT queue, kind, state, n FROM folded
+    UNION ALL
+    SELECT c.queue, c.kind, c.state, c.n FROM awa.job_counts c
+     WHERE NOT EXISTS (SELECT 1 FROM folded f
+                        WHERE f.queue = c.queue AND f.kind = c.kind AND f.state = c.state)
+),
 live AS (
-    -- Index-only scans of the three live-state partial indexes, which carry queue and kind
-    -- (migration 16): O(live rows), never the heap of awa.jobs (ADR 035). Each index is
-    -- counted on its own (the claim index in its (queue, kind) order, no hashing) and only
-    -- the few per-pair counts are added up.
-    SELECT queue, kind, sum(n)::bigint AS n
-      FROM (SELECT queue, kind, count(*) AS n FROM awa.jobs
-             WHERE state = 'available' GROUP BY queue, kind
-            UNION ALL
-            SELECT queue, kind, count(*) FROM awa.jobs
-             WHERE state IN ('scheduled', 'retryable') GROUP BY queue, kind
-            UNION ALL
-            SELECT queue, kind, count(*) FROM awa.jobs
-             WHERE state IN ('running', 'waiting_external') GROUP BY queue, kind) l
-     GROUP BY queue, kind
+    SELECT queue, kind, sum(n)::bigint AS n FROM counts
+     GROUP BY queue, kind HAVING sum(n) > 0
 ),
 handled AS (
     -- Live runtimes only: a process killed with SIGKILL never marks itself stopped, but it
@@ -178,10 +189,14 @@ ON CONFLICT (queue, kind) DO UPDATE
 -- Persisted per-branch health, lane then branch.
 SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- name: refresh_queue_stats
--- Recompute depth and lag per queue and live state into awa.queue_stats. Counted with
--- index-only scans of the live-state partial indexes (they carry queue, and state where one
--- index covers two states; migration 16): O(live rows), never the heap of awa.jobs, whose
--- pages stay allocated after a burst has moved to history (ADR 035).
+-- Recompute depth and lag per queue and live state into awa.queue_stats. Depth comes from
+-- the maintained counts (migration 18, ADR 039), never from awa.jobs: `folded` moves the
+-- pending deltas into awa.job_counts (O(deltas since the last fold), the same fold as
+-- refresh_admin_metadata's), and a total is the stored one, or the upsert's RETURNING for
+-- a key the fold touched (the row's latest version, even when a racing fold committed
+-- first). Lag (age of the oldest available job) is one descent of jobs_claim_idx per
+-- (queue, kind) with available jobs and priority 1..4 (the index orders by priority before
+-- run_at, so each priority's first entry is its oldest): O(pairs), not O(available jobs).
 -- In the same statement (no extra transaction for an idle leader), `thr` counts the jobs
 -- finished per queue and terminal state since the previous run (the newest `until` stored;
 -- the first run looks back $2 seconds) into awa.queue_throughput, from the history's
@@ -210,16 +225,45 @@ thr AS (
     ON CONFLICT (queue, state) DO UPDATE
        SET finished = EXCLUDED.finished, since = EXCLUDED.since, until = EXCLUDED.until
 ),
+pending AS (
+    DELETE FROM awa.job_count_deltas RETURNING queue, kind, state, n
+),
+folded AS (
+    INSERT INTO awa.job_counts AS c (queue, kind, state, n)
+    SELECT queue, kind, state, sum(n) FROM pending
+     GROUP BY queue, kind, state HAVING sum(n) <> 0
+     ORDER BY queue, kind, state  -- one lock order for racing folds: no deadlock
+    ON CONFLICT (queue, kind, state) DO UPDATE SET n = c.n + EXCLUDED.n
+    RETURNING queue, kind, state, n
+),
+counts AS (
+    SELECT queue, kind, state, n FROM folded
+    UNION ALL
+    SELECT c.queue, c.kind, c.state, c.n FROM awa.job_counts c
+     WHERE NOT EXISTS (SELECT 1 FROM folded f
+                        WHERE f.queue = c.queue AND f.kind = c.kind AND f.state = c.state)
+),
+oldest AS (
+    -- Per queue, the earliest run_at of its available jobs: per pair and priority, the
+    -- first entry of that range of jobs_claim_idx (LIMIT 1, an index-only descent).
+    SELECT c.queue, min(o.run_at) AS run_at
+      FROM counts c
+     CROSS JOIN (VALUES (1::smallint), (2::smallint), (3::smallint), (4::smallint)) v (priority)
+     CROSS JOIN LATERAL (
+           SELECT j.run_at FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = c.queue AND j.kind = c.kind
+              AND j.priority = v.priority
+            ORDER BY j.run_at LIMIT 1) o
+     WHERE c.state = 'available' AND c.n > 0
+     GROUP BY c.queue
+),
 fresh AS (
-    SELECT queue, 'available'::awa.job_state AS state, count(*) AS count,
-           extract(epoch FROM (SELECT now FROM t) - min(run_at)) AS lag_s
-      FROM awa.jobs WHERE state = 'available' GROUP BY queue
-    UNION ALL
-    SELECT queue, state, count(*), NULL
-      FROM awa.jobs WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
-    UNION ALL
-    SELECT queue, state, count(*), NULL
-      FROM awa.jobs WHERE state IN ('running', 'waiting_external') GROUP BY queue, state
+    SELECT c.queue, c.state, sum(c.n)::bigint AS count,
+           CASE WHEN c.state = 'available'
+                THEN extract(epoch FROM (SELECT now FROM t) - min(o.run_at)) END AS lag_s
+      FROM counts c LEFT JOIN oldest o ON o.queue = c.queue AND c.state = 'available'
+     GROUP BY c.queue, c.state
+    HAVING sum(c.n) > 0
 ), gone AS (
     DELETE FROM awa.queue_stats s
      WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.queue = s.queue AND f.state = s.state)
