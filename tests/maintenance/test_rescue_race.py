@@ -9,6 +9,7 @@ import asyncpg
 
 import awa
 from awa.store import Store
+from awa.store.attempts import lease_generation
 from support.branch_world import DEAD, LIVE, decode, one, rescued_records
 
 
@@ -60,7 +61,7 @@ async def test_completion_after_rescue_is_rejected_as_stale(
         assert await raw.fetchval("SELECT count(*) FROM awa.jobs_done") == 0
         # Re-claimed by someone else: the old holder's completion is still stale.
         (again,) = await store.jobs.claim_batch("default", ["race"], 1, LIVE)
-        assert again.run_lease > claimed.run_lease
+        assert lease_generation(again.run_lease) == lease_generation(claimed.run_lease) + 1
         assert await store.jobs.complete_batch([claimed.id], [claimed.run_lease], [None]) == set()
         assert await store.jobs.complete_batch([again.id], [again.run_lease], [{"ok": 1}]) == {
             job.id

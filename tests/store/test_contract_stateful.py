@@ -323,6 +323,8 @@ class Op:
     label: str
     call: Call
     after: Callable[[Any], None] = lambda _result: None
+    #: The jobs a store claim returned, whose drawn leases the model adopts (ADR 040).
+    claimed: Callable[[Any], list[Job]] = lambda _result: []
 
 
 # ---------------------------------------------------------------------------- workers
@@ -485,6 +487,7 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
     def both(self, op: Op) -> Any:
         """Run ``op`` on the store, then on the model; the outcomes must be equal."""
         got, raw = self.env.run(capture(op.call, self.contract))
+        self.model.draw_leases(op.claimed(raw) if raw is not None else [])
         expected, _ = self.env.run(capture(op.call, self.model))
         assert got == expected, f"{op.label}: store {got!r} != model {expected!r}"
         op.after(raw)
@@ -503,10 +506,17 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         (got_a, raw_a), (got_b, raw_b) = self.env.run(together())
         observed, events = self.env.run(self.env.observe())
         ran = [(op, got) for op, got in ((first, got_a), (second, got_b)) if got != CONFLICT]
+        drawn = [
+            job
+            for op, raw in ((first, raw_a), (second, raw_b))
+            if raw is not None
+            for job in op.claimed(raw)
+        ]
         orders = [ran, ran[::-1]] if len(ran) == 2 else [ran]
         tried: list[str] = []
         for order in orders:
             candidate = copy.deepcopy(self.model)
+            candidate.draw_leases(drawn)
             outcomes = [self.env.run(capture(op.call, candidate))[0] for op, _ in order]
             wanted = [got for _, got in order]
             problems = state_diff(candidate, observed, events, settle=False)
@@ -546,6 +556,7 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
             f"claim({worker.name}, {queue}, {list(kinds)}, {limit})",
             lambda s: s.claim(queue, kinds, limit, instance, now),
             after,
+            claimed=list,
         )
 
     def _heartbeat_op(self, worker: Worker, progress: Any) -> Op:
@@ -656,6 +667,7 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         assert sorted(ids_a + ids_b) == sorted(expected), (
             f"racing claims took {ids_a} + {ids_b}, dispatch order prefix is {expected}"
         )
+        self.model.draw_leases(got_a + got_b)
         self.model.claim_exact(ids_a, a.instance_id, self.now)
         self.model.claim_exact(ids_b, b.instance_id, self.now)
         a.held.extend(Attempt(j) for j in got_a)

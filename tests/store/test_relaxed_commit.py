@@ -1,4 +1,4 @@
-"""Which statements commit asynchronously (ADR 020), checked on the real server.
+"""Which statements commit asynchronously (ADR 020, ADR 040), checked on the real server.
 
 A statement that calls ``set_config('synchronous_commit', 'off', true)`` changes the
 setting for its own transaction only; ``SHOW`` inside an explicit transaction sees it, and
@@ -31,12 +31,22 @@ async def session_on(raw: asyncpg.Connection) -> asyncpg.Connection:
     return raw
 
 
-async def test_a_claim_stays_durable(store: Store, session_on: asyncpg.Connection) -> None:
-    """A claim lost in a crash would give its run_lease to the next claimant while the
-    first attempt still runs (ADR 020), so claims wait for their flush."""
+async def test_a_claim_commits_asynchronously(store: Store, session_on: asyncpg.Connection) -> None:
+    """A claim lost in a crash leaves its job available; its lease is never handed out
+    again (ADR 040; the crash itself: tests/chaos/test_claim_crash.py)."""
     await store.jobs.insert_job(InsertParams("k", {}))
     claim = ("default", ["k"], 10, "inst", None)
-    assert await setting_after(session_on, "claim_batch", *claim) == "on"
+    assert await setting_after(session_on, "claim_batch", *claim) == "off"
+    assert await session_on.fetchval("SELECT state FROM awa.jobs") == "running"
+
+
+async def test_a_claim_sets_the_setting_for_its_own_transaction_only(
+    store: Store, session_on: asyncpg.Connection
+) -> None:
+    await store.jobs.insert_job(InsertParams("k", {}))
+    await session_on.fetch(sql_text("claim_batch"), "default", ["k"], 10, "inst", None)
+    assert await session_on.fetchval("SELECT state FROM awa.jobs") == "running"
+    assert await session_on.fetchval("SHOW synchronous_commit") == "on"
 
 
 async def one_due_job(store: Store, raw: asyncpg.Connection) -> None:

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 from awa.model import InsertParams, JobState
 from awa.store import FinishedAttempt, Rescheduled, Store
+from awa.store.attempts import lease_generation
 
 
 async def test_insert_claim_complete_roundtrip(store: Store) -> None:
@@ -9,12 +10,13 @@ async def test_insert_claim_complete_roundtrip(store: Store) -> None:
     assert job.state is JobState.AVAILABLE
     claimed = await store.jobs.claim_batch("default", ["email"], 10, "inst-1")
     assert [j.id for j in claimed] == [job.id]
-    assert claimed[0].run_lease == 1 and claimed[0].attempt == 1
-    assert await store.jobs.complete_batch([job.id], [1], [{"ok": True}]) == {job.id}
+    lease = claimed[0].run_lease
+    assert lease_generation(lease) == 1 and claimed[0].attempt == 1
+    assert await store.jobs.complete_batch([job.id], [lease], [{"ok": True}]) == {job.id}
     done = await store.admin.get_job(job.id)
     assert done.state is JobState.COMPLETED and done.result == {"ok": True}
     # a second completion with the same lease is stale
-    assert await store.jobs.complete_batch([job.id], [1], [None]) == set()
+    assert await store.jobs.complete_batch([job.id], [lease], [None]) == set()
 
 
 async def test_bulk_finalize_reschedule(store: Store) -> None:

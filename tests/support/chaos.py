@@ -199,7 +199,7 @@ class Audit:
     executions: int
     reexecuted: int  # jobs whose handler ran more than once
     after_completion: int  # invocations that started after the completion was committed
-    lease_violations: int  # invocations under a lease above the one that completed
+    lease_violations: int  # invocations under a lease generation above the completed one
 
     @property
     def lost(self) -> int:
@@ -211,7 +211,9 @@ async def audit(conn: asyncpg.Connection, ids: set[int] | None = None) -> Audit:
         """
         WITH live AS (SELECT id FROM awa.jobs WHERE kind = $1),
         done AS (SELECT id, state, run_lease FROM awa.jobs_done WHERE kind = $1),
-        ex AS (SELECT job_id, count(*) AS n, max(run_lease) AS top,
+        -- leases are ordered by their generation (high 32 bits) only: the low half is
+        -- random (ADR 040)
+        ex AS (SELECT job_id, count(*) AS n, max(run_lease >> 32) AS top,
                       count(*) FILTER (WHERE after_completion) AS late
                  FROM public.chaos_executions GROUP BY job_id)
         SELECT
@@ -225,7 +227,7 @@ async def audit(conn: asyncpg.Connection, ids: set[int] | None = None) -> Audit:
           (SELECT count(*) FROM ex WHERE n > 1) AS reexecuted,
           (SELECT coalesce(sum(late), 0) FROM ex) AS after_completion,
           (SELECT count(*) FROM ex JOIN done d ON d.id = ex.job_id AND d.state = 'completed'
-            WHERE ex.top > d.run_lease) AS lease_violations
+            WHERE ex.top > d.run_lease >> 32) AS lease_violations
         """,
         KIND,
     )

@@ -13,6 +13,10 @@ Two things the contract leaves open are made explicit here instead of guessed:
 - *Racing claims*: two concurrent claims split a prefix of the dispatch order between them
   in an order the contract does not fix; the test checks the prefix property and then
   replays the split with ``claim_exact``.
+- *Lease draws*: a claim's new ``run_lease`` is one generation above the old one, with a
+  random low half (ADR 040). The model computes the generation and takes the low half the
+  store drew (``draw_leases``, given by the test from the store's answer); a drawn lease of
+  any other generation is ignored, so the comparison shows the store's mistake.
 
 ``Quirks`` switches the model to known current store behaviour the contract says is wrong;
 each switch names the strict-xfail test that pins the bug. Fixing the store flips the xfail
@@ -30,6 +34,7 @@ from typing import Any
 from awa.errors import InvalidTransition, JobNotFound, ValidationError
 from awa.model import InsertParams, Job, JobState
 from awa.store import CLEAR_PROGRESS, FinishedAttempt, Rescheduled
+from awa.store.attempts import LEASE_GENERATION_SHIFT, lease_generation
 from awa.store.contract import JobStoreContract, LeasedAttempt, dispatch_key
 from awa.store.recovery import RescueOutcome
 
@@ -142,6 +147,13 @@ class ReferenceStore:
         self.events: list[tuple[int, str]] = []
         self.present: set[str] = set()
         self._next_id = 1
+        self._drawn: dict[int, int] = {}
+
+    def draw_leases(self, jobs: Sequence[Job]) -> None:
+        """The leases the store drew for these claimed jobs: the model's next claim of each
+        takes the drawn lease when it is of the generation the contract says. Replaces the
+        draws of an earlier call."""
+        self._drawn = {job.id: job.run_lease for job in jobs}
 
     # ------------------------------------------------------------------ helpers
 
@@ -216,13 +228,20 @@ class ReferenceStore:
             assert job.state is JobState.AVAILABLE, f"job {job_id} is {job.state}"
             job.state = JobState.RUNNING
             job.attempt += 1
-            job.run_lease += 1
+            job.run_lease = self._next_lease(job)
             job.attempted_at = now
             job.heartbeat_at = now
             job.claimed_by = instance_id
             job.deadline_at = None if job.timeout is None else now + _seconds(job.timeout)
             claimed.append(job.to_job())
         return claimed
+
+    def _next_lease(self, job: ModelJob) -> int:
+        generation = lease_generation(job.run_lease) + 1
+        drawn = self._drawn.pop(job.id, None)
+        if drawn is not None and lease_generation(drawn) == generation:
+            return drawn
+        return generation << LEASE_GENERATION_SHIFT
 
     async def heartbeat(
         self,

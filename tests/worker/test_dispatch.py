@@ -12,6 +12,7 @@ import asyncpg
 
 import awa
 from awa.store import FinishedAttempt, Rescheduled
+from awa.store.attempts import lease_generation
 
 TERMINAL = {awa.JobState.COMPLETED, awa.JobState.FAILED, awa.JobState.CANCELLED}
 
@@ -58,14 +59,14 @@ async def test_stale_results_are_rejected_after_rescue_and_reclaim(database_url:
         store = client.store
         job = await client.insert("work", max_attempts=5)
         [first] = await store.jobs.claim_batch("default", ["work"], 1, "runtime-a")
-        assert first.run_lease == 1
+        assert lease_generation(first.run_lease) == 1
 
         # a rescue puts the job back in line (lease kept), then another runtime claims it
         async with store.db.connection() as conn:
             await conn.execute("UPDATE awa.jobs SET state = 'available' WHERE id = $1", job.id)
         [second] = await store.jobs.claim_batch("default", ["work"], 1, "runtime-b")
         assert second.id == job.id
-        assert second.run_lease == 2
+        assert lease_generation(second.run_lease) == 2
         assert second.attempt == 2
 
         old = first.run_lease
@@ -124,9 +125,9 @@ async def test_runtime_counts_stale_completion_and_does_not_overwrite_job(
             with anyio.fail_after(10):
                 await started.wait()
             async with client.store.db.connection() as conn:
-                await conn.execute(
+                taken = await conn.fetchval(
                     "UPDATE awa.jobs SET run_lease = run_lease + 1, claimed_by = 'rescuer',"
-                    " attempt = attempt + 1 WHERE id = $1",
+                    " attempt = attempt + 1 WHERE id = $1 RETURNING run_lease",
                     job.id,
                 )
             release.set()
@@ -137,7 +138,7 @@ async def test_runtime_counts_stale_completion_and_does_not_overwrite_job(
         stored = await client.get_job(job.id)
     assert stored.state is awa.JobState.RUNNING
     assert stored.claimed_by == "rescuer"
-    assert stored.run_lease == 2
+    assert stored.run_lease == taken
     assert stored.result is None
     assert buffer.stale == 1
 

@@ -85,7 +85,15 @@ SELECT pg_notify('awa_due', $1::text);
 
 -- name: claim_batch
 -- Claim up to $3 available jobs of queue $1 whose kind is in $2 for runtime $4, in dispatch
--- order (priority, run_at, id). Each claim bumps run_lease and starts the attempt's deadline.
+-- order (priority, run_at, id). Each claim draws a new run_lease and starts the attempt's
+-- deadline. Commits asynchronously (ADR 040): the commit does not wait for the WAL flush
+-- (pickup latency, issue 16). A claim a server crash loses leaves its job available with
+-- the lease it had before; the next claim must not hand out the lost claim's lease again
+-- (a handler of the lost claim may still run), so a lease is (generation + 1) in its high
+-- 32 bits, the generation being the previous lease's high half, and 32 random bits in the
+-- low half: two claims after the same durable lease differ with odds 1 - 2^-32, and leases
+-- stay positive below 2^63 for 2^31 - 1 claims of one job. Every write that ends or
+-- extends an attempt compares leases for equality only.
 -- A paused queue (a row in awa.queue_pauses) claims nothing: the NOT EXISTS does not depend
 -- on the job row, so PostgreSQL checks it once per statement (an InitPlan, one primary-key
 -- probe) before reading the claim index at all (ADR 024).
@@ -136,11 +144,15 @@ WITH head AS (
             LIMIT $3 - (SELECT count(*) FROM first)
               FOR UPDATE SKIP LOCKED) p
      LIMIT $3 - (SELECT count(*) FROM first)
-), t AS (SELECT coalesce($5::timestamptz, now()) AS now)
--- Durable on purpose (ADR 020): a claim lost in a crash would hand the same run_lease to
--- the next claimant while the first attempt still runs.
+), t AS (
+    -- The setting is read at commit; SET LOCAL semantics (the true) keep it to this
+    -- transaction. The UPDATE reads t, so the call runs with no round trip of its own.
+    SELECT coalesce($5::timestamptz, now()) AS now,
+           set_config('synchronous_commit', 'off', true) AS relaxed
+)
 UPDATE awa.jobs j
-   SET state = 'running', attempt = j.attempt + 1, run_lease = j.run_lease + 1,
+   SET state = 'running', attempt = j.attempt + 1,
+       run_lease = (((j.run_lease >> 32) + 1) << 32) | floor(random() * 4294967296)::bigint,
        attempted_at = t.now, heartbeat_at = t.now, claimed_by = $4,
        deadline_at = t.now + make_interval(secs => j.timeout_s)
   FROM t

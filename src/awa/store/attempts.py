@@ -4,6 +4,12 @@
 Progress values passed to the heartbeat and to the writes that end an attempt follow one
 rule: ``None`` keeps the stored progress, ``CLEAR_PROGRESS`` clears it, anything else (a JSON
 value) replaces it.
+
+Leases: an attempt is fenced by its job's ``run_lease``, which the claim draws as
+``(generation + 1) << 32 | 32 random bits`` (ADR 040). Leases are compared for equality
+only; where an order between two attempts of one job is needed (audits, tests), compare
+``lease_generation``: the random half orders nothing, and two claims of the same
+generation exist only when a server crash lost the first one.
 """
 
 from __future__ import annotations
@@ -18,11 +24,22 @@ from awa.model import JobState
 
 __all__ = [
     "CLEAR_PROGRESS",
+    "LEASE_GENERATION_SHIFT",
     "FinishedAttempt",
     "ReportedAttempt",
     "Rescheduled",
+    "lease_generation",
     "progress_param",
 ]
+
+#: A lease's generation sits above its low 32 random bits (``claim_batch``).
+LEASE_GENERATION_SHIFT: Final = 32
+
+
+def lease_generation(run_lease: int) -> int:
+    """How many durable claims preceded this lease's (plus one): the order between leases
+    of one job, where any is needed; a lease written before ADR 040 has generation 0."""
+    return run_lease >> LEASE_GENERATION_SHIFT
 
 
 class _ClearProgress:

@@ -11,7 +11,8 @@ Common rules:
 
 - Every method that changes a job takes ``now`` (``None``: the database clock), so time is
   an explicit input and tests can jump it forwards or backwards.
-- An *attempt* is a (job id, ``run_lease``) pair. Each claim increments ``run_lease``; every
+- An *attempt* is a (job id, ``run_lease``) pair. Each claim draws a new ``run_lease``
+  (the next generation in its high 32 bits, random low bits: ADR 040); every
   write that ends or extends an attempt (complete, finalize, reschedule, heartbeat, rescue)
   applies only while the job still has that lease and is still in the attempt's state, and
   reports which ids it applied. Anything else is stale: rejected, never applied, and it
@@ -75,8 +76,9 @@ class WorkerContract(Protocol):
         """Atomically take up to ``limit`` dispatchable jobs of ``queue`` whose kind is in
         ``kinds``: the first ones in ``dispatch_key`` order among jobs in state ``available``
         (never scheduled, retryable, running or finished ones). Each becomes ``running``
-        with ``attempt`` and ``run_lease`` incremented, ``attempted_at`` and
-        ``heartbeat_at`` = now, ``claimed_by`` = ``instance_id`` and ``deadline_at`` = now +
+        with ``attempt`` incremented, a new ``run_lease`` one generation above the old
+        (``lease_generation``; the low half is the store's random choice), ``attempted_at``
+        and ``heartbeat_at`` = now, ``claimed_by`` = ``instance_id`` and ``deadline_at`` = now +
         its timeout (none without one). Concurrent claims never return the same attempt, and
         together take a prefix of the dispatch order. The list's order is not part of the
         contract."""

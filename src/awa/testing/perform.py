@@ -33,6 +33,7 @@ from awa.db.connect import decode_json
 from awa.errors import ConfigError, ValidationError
 from awa.handlers import JobContext
 from awa.model import CALLBACK_METADATA_KEY, CallbackResult, Job, JobState
+from awa.store.attempts import LEASE_GENERATION_SHIFT
 from awa.testing.results import PerformResult, from_decision
 from awa.validation import check_int
 from awa.worker.attempt import attempt_timeout, invoke
@@ -139,7 +140,9 @@ async def perform(
         tags=list(params.tags),
         metadata=stored_metadata,
         progress=progress,
-        run_lease=attempt,
+        # a claim's lease has this shape (ADR 040): the generation above 32 bits whose
+        # draw, random in the store, is 0 here so a performed job's lease is repeatable
+        run_lease=attempt << LEASE_GENERATION_SHIFT,
         claimed_by=PERFORMER,
     )
     backoff = backoff or DEFAULT_BACKOFF

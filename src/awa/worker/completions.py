@@ -120,17 +120,19 @@ class CompletionBuffer:
         self._has_items.set()
 
     async def flush(self) -> None:
-        """Write everything buffered now: one statement per result class. A class whose
-        statement fails goes back to the buffer; classes already written stay written."""
+        """Write everything buffered now: one statement per result class (two when a class
+        holds two attempts of one job). A class whose statement fails goes back to the
+        buffer; classes already written stay written."""
         items, self._pending = self._pending, []
         self._has_items = anyio.Event()
         self._full = anyio.Event()
-        groups = [
+        classes = [
             [i for i in items if i.decision.state is JobState.COMPLETED],
             [i for i in items if i.decision.state in (JobState.FAILED, JobState.CANCELLED)],
             [i for i in items if i.decision.state in (JobState.RETRYABLE, JobState.SCHEDULED)],
             [i for i in items if i.decision.state is JobState.WAITING_EXTERNAL],
         ]
+        groups = [group for items_of in classes for group in _one_attempt_per_job(items_of)]
         for index, group in enumerate(groups):
             if not group:
                 continue
@@ -188,19 +190,14 @@ class CompletionBuffer:
         )
 
     def _account(self, group: list[PendingResult], applied: set[int]) -> None:
-        # The store answers with job ids. When one flush holds two attempts of a job (the
-        # first rescued, the second claimed here again), only the newest lease can have
-        # applied: count per attempt, not per id.
-        newest: dict[int, int] = {}
-        for item in group:
-            if item.job_id in applied:
-                newest[item.job_id] = max(item.run_lease, newest.get(item.job_id, item.run_lease))
+        # The store answers with job ids; a group holds one attempt per job
+        # (_one_attempt_per_job), so an applied id is that attempt's.
         for item in group:
             # Only this attempt's entry: once the write committed, the job may already run
             # again here under a newer lease (a retry due at once, a resumed callback), and
             # dropping that entry would stop its heartbeat.
             self._inflight.discard(item.job_id, item.run_lease)
-            if newest.get(item.job_id) == item.run_lease:
+            if item.job_id in applied:
                 self.applied += 1
                 self._metrics.finished.add(
                     1,
@@ -218,6 +215,27 @@ class CompletionBuffer:
                     item.job_id,
                     item.run_lease,
                 )
+
+
+def _one_attempt_per_job(items: list[PendingResult]) -> list[list[PendingResult]]:
+    """Split one result class into statements that each hold at most one attempt per job.
+
+    The store answers a batch with the job ids it applied. One flush may hold two attempts
+    of a job (the first rescued, or lost in a server crash, the second claimed here again);
+    which one applied can then not be told from the id, and leases carry no order to pick
+    the newer (their low half is random, ADR 040). Rare, so the later attempts of a job
+    simply go in a following statement of the same flush."""
+    if len({item.job_id for item in items}) == len(items):
+        return [items]
+    rounds: list[list[PendingResult]] = []
+    earlier: dict[int, int] = {}  # job id -> its attempts already placed
+    for item in items:
+        index = earlier.get(item.job_id, 0)
+        earlier[item.job_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(item)
+    return rounds
 
 
 def _callback_id(item: PendingResult) -> str:
