@@ -34,19 +34,23 @@ class _Steady(Branch):
         return BranchResult()
 
 
+ON = MaintenanceConfig(health_interval=5.0)
+OFF = MaintenanceConfig(health_interval=5.0, idle_stretch=False)
+
+
 def test_the_cadence_stretches_only_when_every_stretchable_branch_has() -> None:
     one, two = BranchStats.for_branch(_Stretching()), BranchStats.for_branch(_Stretching())
     steady = BranchStats.for_branch(_Steady())  # never stretches: does not hold it back
-    assert health_cadence(5.0, [one, two, steady], stretch=True) == 5.0
+    assert health_cadence(ON, [one, two, steady]) == 5.0
     one.idle_streak = 3
-    assert health_cadence(5.0, [one, two, steady], stretch=True) == 5.0
+    assert health_cadence(ON, [one, two, steady]) == 5.0
     two.idle_streak = 1
-    assert health_cadence(5.0, [one, two, steady], stretch=True) == 5.0 * HEALTH_IDLE_STRETCH
-    assert health_cadence(5.0, [one, two, steady], stretch=False) == 5.0
+    assert health_cadence(ON, [one, two, steady]) == 5.0 * HEALTH_IDLE_STRETCH
+    assert health_cadence(OFF, [one, two, steady]) == 5.0
     steady.failures = 1  # a failing branch: the operator wants fresh rows
-    assert health_cadence(5.0, [one, two, steady], stretch=True) == 5.0
+    assert health_cadence(ON, [one, two, steady]) == 5.0
     steady.failures = 0
-    assert health_cadence(5.0, [steady], stretch=True) == 5.0  # nothing to judge idleness by
+    assert health_cadence(ON, [steady]) == 5.0  # nothing to judge idleness by
 
 
 async def test_an_idle_leader_writes_health_less_often_until_work_arrives(

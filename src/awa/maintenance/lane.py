@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.backoff import Backoff
+from awa.config import MaintenanceConfig
 from awa.errors import LeadershipLost
 from awa.maintenance.branch import Branch, BranchContext, BranchResult
 from awa.maintenance.overrun import (
@@ -40,7 +41,7 @@ from awa.maintenance.overrun import (
 from awa.store.maintenance import HealthRow
 from awa.telemetry import Instruments
 
-__all__ = ["HEALTH_IDLE_STRETCH", "BranchStats", "Lane", "health_cadence"]
+__all__ = ["HEALTH_IDLE_STRETCH", "BranchStats", "Lane", "health_cadence", "take_health_rows"]
 
 log = logging.getLogger("awa.maintenance")
 
@@ -130,7 +131,7 @@ ObservationHook = Callable[[str, BranchStats, Observation], None]
 HEALTH_IDLE_STRETCH = 4.0
 
 
-def health_cadence(base: float, stats: Iterable[BranchStats], *, stretch: bool) -> float:
+def health_cadence(config: MaintenanceConfig, stats: Iterable[BranchStats]) -> float:
     """The health writer's next interval (ADR 041). On an idle database every branch that
     may stretch its interval (``Branch.idle_stretch`` > 1) has stretched it, and the health
     rows it would write say only "still idle": writing them every ``base`` seconds was the
@@ -138,13 +139,13 @@ def health_cadence(base: float, stats: Iterable[BranchStats], *, stretch: bool) 
     writer waits ``base × HEALTH_IDLE_STRETCH``; it stores the interval it will wait, so a
     console's STALE threshold (twice the stored interval) follows it. Any branch back at
     its cadence (work arrived), or any branch delayed or failing (an operator watching it
-    wants fresh rows), restores ``base`` at the next write."""
-    stats = list(stats)
+    wants fresh rows), restores ``base`` at the next write. ``idle_stretch=False`` in
+    the config turns it off with the branches' stretch."""
+    base, stats = config.health_interval, list(stats)
     stretchable = [s for s in stats if s.branch.idle_stretch > 1]
     troubled = any(s.tracker.health is BranchHealth.DELAYED or s.failures for s in stats)
-    if stretch and stretchable and not troubled and all(s.idle_streak for s in stretchable):
-        return base * HEALTH_IDLE_STRETCH
-    return base
+    idle = bool(stretchable) and all(s.idle_streak for s in stretchable)
+    return base * HEALTH_IDLE_STRETCH if config.idle_stretch and idle and not troubled else base
 
 
 def _deposed(exc: BaseException) -> bool:
@@ -368,3 +369,13 @@ class Lane:
             )
         if self.on_observation is not None:
             self.on_observation(self.name, stats, obs)
+
+
+def take_health_rows(
+    lanes: Mapping[str, Lane], stats: Mapping[str, BranchStats]
+) -> list[HealthRow]:
+    """Every branch's health row, each in the lane that runs it now, its window closed.
+    Built without an await in between: a run finishing meanwhile lands in the next
+    window, never in neither."""
+    lane_of = {name: lane_name for lane_name, lane in lanes.items() for name in lane.stats}
+    return [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in stats.items()]

@@ -13,10 +13,10 @@ it starts a new leadership *term* in the database (which waits for any transacti
 older term still in flight) and opens its stores fenced by that term, so every maintenance
 write commits only while the term is current. As leader, one task group holds the watchdog,
 the due-time listener, the health writer and the lanes; any exit from leadership cancels
-that whole group. A write
-refused by the fence (``LeadershipLost``: a newer leader took over, e.g. after this
-process's connections were partitioned away) ends the leadership like a failed health check,
-and the leader connection is dropped so the next campaign starts from a fresh session.
+that whole group. A write refused by the fence (``LeadershipLost``: a newer leader took
+over, e.g. after this process's connections were partitioned away) ends the leadership
+like a failed health check, and the leader connection is dropped so the next campaign
+starts from a fresh session.
 
 Stepping down is bounded: the lock release and the closing of both pools run side by side,
 each giving up (and dropping its connections) after ``awa.store.dedicated.CLOSE_TIMEOUT``
@@ -39,7 +39,7 @@ from awa.clock import Clock
 from awa.config import MaintenanceConfig
 from awa.errors import DatabaseBusy, DatabaseUnavailable, LeadershipLost
 from awa.maintenance.branch import SLO, Branch, BranchContext
-from awa.maintenance.lane import BranchStats, Lane, health_cadence
+from awa.maintenance.lane import BranchStats, Lane, health_cadence, take_health_rows
 from awa.maintenance.overrun import Observation
 from awa.maintenance.supervisor import (
     SPLIT,
@@ -384,24 +384,16 @@ class MaintenanceLeader:
         interval = self.config.health_interval
         while True:
             await self.clock.sleep(interval)
-            base, stretch = self.config.health_interval, self.config.idle_stretch
-            interval = health_cadence(base, self.stats.values(), stretch=stretch)
+            interval = health_cadence(self.config, self.stats.values())
             await self.write_health(store, interval)
 
     async def write_health(self, store: Store, interval: float | None = None) -> None:
         """Persist every branch's health, with the interval until the next write (the
         writer's stretched one, ADR 041; ``health_interval`` by default)."""
-        lane_of = {name: lane_name for lane_name, lane in self.lanes.items() for name in lane.stats}
-        # Built and their windows closed without an await in between: a run finishing
-        # meanwhile lands in the next window, never in neither.
-        rows = [s.take_health(lane_of.get(name, s.branch.lane)) for name, s in self.stats.items()]
+        rows = take_health_rows(self.lanes, self.stats)
+        until_next, now = interval or self.config.health_interval, self.clock.db_now()
         try:
-            await store.maintenance.write_health(
-                rows,
-                self.instance_id,
-                self.clock.db_now(),
-                interval=interval or self.config.health_interval,
-            )
+            await store.maintenance.write_health(rows, self.instance_id, now, interval=until_next)
         except DatabaseUnavailable as exc:
             log.warning("writing maintenance health failed: %s", exc)
             for row in rows:  # the next write covers these windows too
