@@ -135,31 +135,16 @@ UPDATE awa.jobs j SET priority = j.priority - 1 WHERE j.id = ANY (ARRAY(SELECT i
 -- changes to zero, so idle pairs cost no writes. The row count reported is the pairs upserted
 -- (live or handled now), not the ones zeroed.
 -- Live jobs are read from the maintained counts (migration 18, ADR 039), never from
--- awa.jobs: `folded` moves the pending deltas into awa.job_counts (O(deltas since the last
--- fold), the same fold as refresh_queue_stats'), and a total is the stored one, or the
--- upsert's RETURNING for a pair the fold touched (that is the row's latest version, even
--- when a racing fold committed first; this statement's snapshot would miss it).
+-- awa.jobs: the stored totals plus the deltas still pending, read only. In one snapshot the
+-- two always add up to the exact count (a fold commits its DELETE of deltas and its upsert
+-- of totals together), whether or not refresh_queue_stats, the only statement that folds,
+-- runs at the same time. O(totals + deltas pending since the last fold).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
-pending AS (
-    DELETE FROM awa.job_count_deltas RETURNING queue, kind, state, n
-),
-folded AS (
-    INSERT INTO awa.job_counts AS c (queue, kind, state, n)
-    SELECT queue, kind, state, sum(n) FROM pending
-     GROUP BY queue, kind, state HAVING sum(n) <> 0
-     ORDER BY queue, kind, state  -- one lock order for racing folds: no deadlock
-    ON CONFLICT (queue, kind, state) DO UPDATE SET n = c.n + EXCLUDED.n
-    RETURNING queue, kind, state, n
-),
-counts AS (
-    SELECT queue, kind, state, n FROM folded
-    UNION ALL
-    SELECT c.queue, c.kind, c.state, c.n FROM awa.job_counts c
-     WHERE NOT EXISTS (SELECT 1 FROM folded f
-                        WHERE f.queue = c.queue AND f.kind = c.kind AND f.state = c.state)
-),
 live AS (
-    SELECT queue, kind, sum(n)::bigint AS n FROM counts
+    SELECT queue, kind, sum(n)::bigint AS n
+      FROM (SELECT queue, kind, n FROM awa.job_counts
+            UNION ALL
+            SELECT queue, kind, n FROM awa.job_count_deltas) c
      GROUP BY queue, kind HAVING sum(n) > 0
 ),
 handled AS (
@@ -191,12 +176,14 @@ SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- name: refresh_queue_stats
 -- Recompute depth and lag per queue and live state into awa.queue_stats. Depth comes from
 -- the maintained counts (migration 18, ADR 039), never from awa.jobs: `folded` moves the
--- pending deltas into awa.job_counts (O(deltas since the last fold), the same fold as
--- refresh_admin_metadata's), and a total is the stored one, or the upsert's RETURNING for
--- a key the fold touched (the row's latest version, even when a racing fold committed
--- first). Lag (age of the oldest available job) is one descent of jobs_claim_idx per
--- (queue, kind) with available jobs and priority 1..4 (the index orders by priority before
--- run_at, so each priority's first entry is its oldest): O(pairs), not O(available jobs).
+-- pending deltas into awa.job_counts (O(deltas since the last fold)), and a total is the
+-- stored one, or the upsert's RETURNING for a key the fold touched. This is the only
+-- statement that folds (refresh_admin_metadata reads totals plus pending deltas), and the
+-- leader never runs a branch twice at once, so no two folds race: two would each read the
+-- totals the other folded as of its own snapshot and publish them stale. Lag (age of the
+-- oldest available job) is one descent of jobs_claim_idx per (queue, kind) with available
+-- jobs and priority 1..4 (the index orders by priority before run_at, so each priority's
+-- first entry is its oldest): O(pairs), not O(available jobs).
 -- In the same statement (no extra transaction for an idle leader), `thr` counts the jobs
 -- finished per queue and terminal state since the previous run (the newest `until` stored;
 -- the first run looks back $2 seconds) into awa.queue_throughput, from the history's
@@ -232,7 +219,7 @@ folded AS (
     INSERT INTO awa.job_counts AS c (queue, kind, state, n)
     SELECT queue, kind, state, sum(n) FROM pending
      GROUP BY queue, kind, state HAVING sum(n) <> 0
-     ORDER BY queue, kind, state  -- one lock order for racing folds: no deadlock
+     ORDER BY queue, kind, state  -- one lock order with any other writer of these rows
     ON CONFLICT (queue, kind, state) DO UPDATE SET n = c.n + EXCLUDED.n
     RETURNING queue, kind, state, n
 ),

@@ -1,7 +1,8 @@
 """Maintained live-job counts (migration 18, ADR 039): exact after every write path.
 
 Statement triggers on ``awa.jobs`` append per-(queue, kind, state) deltas; ``queue_stats``
-and ``refresh_admin_metadata`` fold them into ``awa.job_counts``. Every test compares the
+folds them into ``awa.job_counts``, ``refresh_admin_metadata`` reads the totals plus the
+deltas still pending. Every test compares the
 totals with an exact ``count(*)`` of ``awa.jobs``, after writes made by the real store and
 runtime (never by hand, except where a test corrupts a total on purpose). The fold's cost
 is checked with buffer counts from EXPLAIN, no timings.
@@ -45,8 +46,8 @@ def _totals(rows: list[asyncpg.Record]) -> Totals:
 
 async def assert_exact(raw: asyncpg.Connection, store: Store) -> Totals:
     """Totals plus pending deltas equal a recount; after a fold (``refresh_queue_stats``,
-    then ``refresh_admin_metadata``, which must find nothing left to fold), the stored
-    totals alone do, and the stats rows carry them."""
+    the only statement that folds), the stored totals alone do, and the stats rows carry
+    them; ``refresh_admin_metadata`` (which reads totals plus pending deltas) agrees."""
     exact = _totals(await raw.fetch(_EXACT))
     assert _totals(await raw.fetch(_PENDING)) == exact
     rows = await store.maintenance.refresh_queue_stats(None)
@@ -269,9 +270,11 @@ async def test_concurrent_writers_leave_exact_totals(
             await s.close()
 
 
-async def _fold_plan(raw: asyncpg.Connection, live: int, deltas: int) -> dict[str, Any]:
-    """The plan of ``refresh_admin_metadata`` with ``live`` jobs folded already and
-    ``deltas`` single-job statements pending."""
+async def _fold_plan(
+    raw: asyncpg.Connection, live: int, deltas: int, statement: str = "refresh_admin_metadata"
+) -> dict[str, Any]:
+    """The plan of ``statement`` with ``live`` jobs folded already and ``deltas``
+    single-job statements pending."""
     await raw.execute("TRUNCATE awa.jobs")
     await raw.execute(
         "INSERT INTO awa.jobs (kind, queue, state, priority, original_priority, max_attempts,"
@@ -280,7 +283,7 @@ async def _fold_plan(raw: asyncpg.Connection, live: int, deltas: int) -> dict[st
         live,
     )
     await raw.execute("VACUUM ANALYZE awa.jobs")
-    await raw.execute(_SQL["refresh_admin_metadata"].sql, None)
+    await raw.execute(_SQL["refresh_queue_stats"].sql, None, 60.0)
     # What autovacuum does for these small tables: the earlier measurements' dead rows
     # (the TRUNCATE's reset) must not count against this one.
     await raw.execute("VACUUM awa.job_counts, awa.job_count_deltas, awa.admin_metadata")
@@ -291,7 +294,8 @@ async def _fold_plan(raw: asyncpg.Connection, live: int, deltas: int) -> dict[st
             " now() + interval '1 hour', now())",
             f"new{i}",
         )
-    return await explain(raw, _SQL["refresh_admin_metadata"].sql, None)
+    args = (None, 60.0) if statement == "refresh_queue_stats" else (None,)
+    return await explain(raw, _SQL[statement].sql, *args)
 
 
 def _deltas_read(root: dict[str, Any]) -> int:
@@ -312,6 +316,9 @@ async def test_the_fold_costs_deltas_not_live_rows(raw: asyncpg.Connection) -> N
     # btrees of the small count tables). Ten times the deltas: more (each is a new pair).
     assert buffers(big) <= 1.1 * buffers(small), (buffers(small), buffers(big))
     assert buffers(more) > buffers(small), (buffers(small), buffers(more))
+    # The fold itself (refresh_queue_stats) takes exactly the pending deltas.
+    folds = [await _fold_plan(raw, 1_000, n, "refresh_queue_stats") for n in (20, 200)]
+    assert [_deltas_read(root) for root in folds] == [20, 200]
 
 
 async def test_queue_stats_lag_reads_the_claim_index(raw: asyncpg.Connection) -> None:
