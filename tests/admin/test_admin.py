@@ -5,6 +5,8 @@ documented."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import anyio
 import pytest
 
@@ -12,6 +14,8 @@ import awa
 from awa.admin import Admin
 from awa.config import MaintenanceConfig
 from awa.errors import ScheduleNotFound
+from awa.model import JobState
+from awa.store import Rescheduled
 
 
 async def test_jobs_area_matches_the_client(database_url: str) -> None:
@@ -124,3 +128,26 @@ async def test_single_retry_retakes_the_unique_key_or_changes_nothing(database_u
         assert retried.state is awa.JobState.AVAILABLE
         again = await client.insert("report", {}, unique_key="daily", delay=3600)
         assert again.id == first.id  # the retried job holds the key again
+
+
+async def test_single_retry_of_a_retryable_job_whose_key_went_elsewhere(database_url: str) -> None:
+    """A job with a ``queued``-scope key gives the key up when claimed; another job takes
+    it; the first fails and is retryable, without the key. A retry makes it available now,
+    as before: it does not try to retake a key it did not hold (a review found the single
+    retry refusing it, naming the wrong state)."""
+    async with awa.Client(database_url) as client:
+        admin = Admin.of(client)
+        first = await client.insert("report", {}, unique_key="k1", unique_scope="queued")
+        [claimed] = await client.store.jobs.claim_batch("default", ["report"], 1, "test")
+        taker = await client.insert(
+            "report", {}, unique_key="k1", unique_scope="queued", delay=3600
+        )
+        assert taker.id != first.id
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await client.store.jobs.reschedule_batch(
+            [Rescheduled(claimed.id, claimed.run_lease, JobState.RETRYABLE, later, None, False)]
+        )
+        assert (await client.get_job(first.id)).state is JobState.RETRYABLE
+        retried = await admin.jobs.retry(first.id)
+        assert retried.state is JobState.AVAILABLE
+        assert (await client.get_job(taker.id)).state is JobState.SCHEDULED

@@ -70,9 +70,11 @@ def config(poll_interval: float) -> awa.RuntimeConfig:
 
 
 async def untouched(raw: asyncpg.Connection, queue: str) -> list[tuple[str, int, int]]:
-    """(state, attempt, run_lease) of every job of ``queue``."""
+    """(state, attempt, lease generation) of every job of ``queue``: the generation counts
+    the claims (a lease's low half is random, ADR 040)."""
     rows = await raw.fetch(
-        "SELECT state::text, attempt, run_lease FROM awa.all_jobs WHERE queue = $1 ORDER BY id",
+        "SELECT state::text, attempt, run_lease >> 32 FROM awa.all_jobs"
+        " WHERE queue = $1 ORDER BY id",
         queue,
     )
     return [(r[0], r[1], r[2]) for r in rows]

@@ -114,9 +114,10 @@ class JobsAdmin:
 
         async def run() -> None:
             async with self._db.acquire() as c, c.transaction():
-                if await self.bulk.retry_ids(c, [job_id], now, with_keys=True):
-                    # A deferred job still holds its key: retaking it is a no-op then.
+                deferred, finished = await self.bulk.retry_ids(c, [job_id], now, with_keys=True)
+                if finished:
                     await self._retake_unique_key(c, job_id)
+                if deferred or finished:
                     return
                 current = await c.fetchrow(_sql("get_job"), job_id)
                 if current is None:

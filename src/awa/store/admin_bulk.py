@@ -171,21 +171,23 @@ class BulkActions:
     async def _retry_batch(
         self, c: Connection, ids: list[int], now: datetime | None, keyed: list[int]
     ) -> int:
-        rows = await self.retry_ids(c, ids, now, with_keys=False)
+        deferred, finished = await self.retry_ids(c, ids, now, with_keys=False)
         keyed.extend(r["id"] for r in await c.fetch(_sql("bulk_keyed_finished"), ids))
-        return len(rows)
+        return len(deferred) + len(finished)
 
     async def retry_ids(
         self, c: Connection, ids: list[int], now: datetime | None, *, with_keys: bool
-    ) -> list[asyncpg.Record]:
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
         """Make the scheduled, retryable and finished jobs among ``ids`` available now
         and wake their queues; finished jobs with a unique key only ``with_keys`` (the
-        caller then retakes the key in this transaction). The rows (id, queue) retried."""
-        rows = list(await c.fetch(_sql("bulk_retry_deferred"), ids, now))
-        rows += await c.fetch(_sql("bulk_retry_finished"), ids, now, with_keys)
-        if rows:
-            await self._jobs.notify_queues(sorted({r["queue"] for r in rows}), conn=c)
-        return rows
+        caller then retakes their keys in this transaction; a deferred job keeps whatever
+        key it holds). The rows (id, queue) retried: (deferred, finished)."""
+        deferred = list(await c.fetch(_sql("bulk_retry_deferred"), ids, now))
+        finished = list(await c.fetch(_sql("bulk_retry_finished"), ids, now, with_keys))
+        if deferred or finished:
+            queues = {r["queue"] for r in (*deferred, *finished)}
+            await self._jobs.notify_queues(sorted(queues), conn=c)
+        return deferred, finished
 
     async def cancel_ids(
         self, c: Connection, ids: list[int], reason: str, now: datetime | None
