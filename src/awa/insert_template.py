@@ -129,15 +129,14 @@ class Templates:
                 return None
         if run_at is not None:
             check_aware("run_at", run_at)
-        if metadata is None:
-            metadata_json = "{}"
-        elif isinstance(metadata, Mapping):
-            metadata_json = encode_json("metadata", dict(metadata))
-        else:
+        # InsertParams.__init__'s order: the metadata's type, the unique key, then args
+        # encoded before metadata, so the same first mistake is named.
+        if metadata is not None and not isinstance(metadata, Mapping):
             raise ValidationError("metadata", metadata, "expected a JSON object (mapping)")
         if unique_key is not None:
             check_text("unique_key", unique_key, 1000)
         args_json = encode_json("args", {} if args is None else args)
+        metadata_json = "{}" if metadata is None else encode_json("metadata", dict(metadata))
         job: InsertParams = _new(InsertParams)
         fields = job.__dict__
         fields.update(template.fields)

@@ -133,6 +133,18 @@ def test_of_several_mistakes_the_constructors_first_is_named() -> None:
     with pytest.raises(awa.ValidationError) as caught:
         client.params("plain", {"x": {1, 2}}, run_at=datetime(2030, 1, 1), tags=[""])
     assert caught.value.field == "run_at"
+    # Shared options valid, so the template path decides: each pair of mistakes names the
+    # one the constructor names (a review found metadata named before args and the key).
+    cases: list[tuple[dict[str, object], dict[str, Any], str]] = [
+        ({"a": object()}, {"metadata": {"b": object()}}, "args"),
+        ({}, {"metadata": {"b": object()}, "unique_key": ""}, "unique_key"),
+        ({"a": object()}, {"metadata": 5}, "metadata"),
+    ]
+    for args, options, field in cases:
+        for build in (client.params, awa.InsertParams):
+            with pytest.raises(awa.ValidationError) as caught:
+                build("plain", args, **options)
+            assert caught.value.field == field, (build, options)
 
 
 def test_templates_are_bounded() -> None:
