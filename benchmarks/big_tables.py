@@ -1,8 +1,8 @@
 """Big tables (issue 19): what hygiene, claims and heartbeats cost when the tables are big.
 
-Builds once, set-based (``INSERT ... SELECT generate_series``), in a database kept on the
-embedded server between runs (``--data-dir``, default ``.awa/bench-big``; ``--rebuild``
-starts over):
+Builds once, set-based (``_support.backlog.build``, shared with ``long_horizon.py
+--backlog``), in a database kept on the embedded server between runs (``--data-dir``,
+default ``.awa/bench-big``; ``--rebuild`` starts over):
 
 - ``--history`` finished jobs (default 10M) in the history ring, spread over its slots,
   one in twenty failed; a tenth of them (at most 1M) went through ``awa.jobs`` as a burst
@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
+from _support.backlog import BUILD_VERSION, build, built_version
 from _support.cli import add_output_args, add_server_args
 from _support.machine import describe_machine, machine_info
 from _support.results import run_and_report
@@ -57,93 +58,6 @@ from awa.store import Store
 
 SCENARIOS = ("big",)
 _CLAIM = paired_queries("jobs")["claim_batch"].sql
-#: Bumped when the built data changes shape: an older build is then rebuilt.
-BUILD_VERSION = 1
-
-_COLUMNS = "kind, queue, args, state, priority, original_priority, max_attempts, run_at, created_at"
-
-
-def _history_sql(first: int, count: int) -> str:
-    """Finished jobs ``first .. first+count-1`` straight into the ring, over slots 0..5,
-    finalized within the 20 hours before the build (inside the completed retention)."""
-    return f"""
-    INSERT INTO awa.jobs_done (slot, id, kind, queue, args, state, priority,
-        original_priority, attempt, max_attempts, run_at, created_at, attempted_at,
-        finalized_at, tags, metadata, errors, run_lease)
-    SELECT (g % 6)::smallint, nextval('awa.job_id_seq'), 'k' || (g % 7), 'q' || (g % 5),
-           '{{}}', CASE WHEN g % 20 = 0 THEN 'failed' ELSE 'completed' END::awa.job_state,
-           2, 2, 1, 5, b.t - interval '21 hours', b.t - interval '21 hours',
-           b.t - interval '20 hours', b.t - (g % 72000) * interval '1 s', '{{}}', '{{}}',
-           '[]', 1
-      FROM generate_series({first}, {first + count - 1}) g, bench_big b"""
-
-
-async def build(conn: Any, history: int, live: int, unhandled: int, stock: int) -> None:
-    """The data set described in the module docstring (set-based, a few minutes at 10M)."""
-    await conn.execute(
-        "CREATE TABLE bench_big (t timestamptz, history bigint, live bigint, version int)"
-    )
-    await conn.execute("INSERT INTO bench_big VALUES (now(), $1, $2, $3)", history, live, 0)
-    burst = min(history // 10, 1_000_000)
-    step = 1_000_000
-    for first in range(1, history - burst + 1, step):
-        await conn.execute(_history_sql(first, min(step, history - burst - first + 1)))
-    # The burst: through awa.jobs and on to history, one job in 5,000 left behind (live).
-    await conn.execute(
-        f"INSERT INTO awa.jobs ({_COLUMNS}) SELECT 'k' || (g % 7), 'q' || (g % 5), '{{}}',"
-        " 'scheduled', 2, 2, 5, b.t + interval '30 days', b.t"
-        " FROM generate_series(1, $1::int) g, bench_big b",
-        burst,
-    )
-    await conn.execute(
-        "WITH gone AS (DELETE FROM awa.jobs j WHERE j.id % 5000 <> 0 RETURNING j)"
-        " INSERT INTO awa.jobs_done SELECT h.* FROM gone g, bench_big b,"
-        " awa.history_row(g.j, 5::smallint, 'completed', b.t - interval '1 hour',"
-        " (g.j).errors, (g.j).progress, NULL) h"
-    )
-    # Live: 50 % scheduled, 20 % retryable (due later), 25 % available (handled kinds,
-    # waiting a minute: nothing to age), 5 % running (beating now).
-    await conn.execute(
-        f"INSERT INTO awa.jobs ({_COLUMNS}, heartbeat_at, attempted_at, claimed_by, attempt)"
-        " SELECT 'k' || (g % 7), 'q' || (g % 5), '{}', s.state, 2, 2, 5,"
-        "  CASE WHEN s.state = 'available' THEN b.t - interval '1 min'"
-        "       ELSE b.t + interval '30 days' END, b.t,"
-        "  CASE WHEN s.state = 'running' THEN b.t + interval '2 hours' END,"
-        "  CASE WHEN s.state = 'running' THEN b.t END,"
-        "  CASE WHEN s.state = 'running' THEN 'bench-runtime' END,"
-        "  CASE WHEN s.state = 'running' THEN 1 ELSE 0 END"
-        " FROM generate_series(1, $1::int) g, bench_big b,"
-        " LATERAL (SELECT (CASE WHEN g % 20 < 10 THEN 'scheduled' WHEN g % 20 < 14"
-        "   THEN 'retryable' WHEN g % 20 < 19 THEN 'available' ELSE 'running' END)::awa.job_state"
-        "   AS state) s",
-        live,
-    )
-    # Claim stock: 20k handled jobs in 'shared' (behind 200k unhandled ones) and in 'clean';
-    # 100 in 'hb' for the heartbeat measurement.
-    for queue, kind, count, priority, age in (
-        ("shared", "nobody_handles_this", unhandled, 1, "2 hours"),
-        ("shared", "work", stock, 2, "1 min"),
-        ("clean", "work", stock, 2, "1 min"),
-        ("hb", "work", 100, 2, "1 min"),
-    ):
-        await conn.execute(
-            f"INSERT INTO awa.jobs ({_COLUMNS}) SELECT $1, $2, '{{}}', 'available', $3, $3, 5,"
-            f" b.t - interval '{age}' + g * interval '1 ms', b.t"
-            " FROM generate_series(1, $4::int) g, bench_big b",
-            kind,
-            queue,
-            priority,
-            count,
-        )
-    # Unique keys: odd ones held by finished jobs still stored, even ones by jobs gone.
-    await conn.execute(
-        "INSERT INTO awa.job_unique (unique_key, job_id)"
-        " SELECT 'key-' || g, CASE WHEN g % 2 = 0 THEN -g ELSE m.id + g END"
-        " FROM generate_series(1, 100000) g, (SELECT min(id) AS id FROM awa.jobs_done) m"
-    )
-    await conn.execute("UPDATE bench_big SET version = $1", BUILD_VERSION)
-    for table in ("awa.jobs", "awa.jobs_done", "awa.job_unique"):
-        await conn.execute(f"VACUUM ANALYZE {table}")
 
 
 async def database(args: argparse.Namespace, server_url: str) -> str:
@@ -164,12 +78,7 @@ async def database(args: argparse.Namespace, server_url: str) -> str:
     conn = await connect(url)
     try:
         await migrate(conn)
-        built = await conn.fetchval(
-            "SELECT version FROM bench_big"
-            if await conn.fetchval("SELECT to_regclass('bench_big')")
-            else "SELECT NULL::int"
-        )
-        if built != BUILD_VERSION:
+        if await built_version(conn) != BUILD_VERSION:
             print(f"building {name} (history {history:,}, live {live:,}) ...", flush=True)
             t0 = time.perf_counter()
             await conn.execute("DROP TABLE IF EXISTS bench_big")

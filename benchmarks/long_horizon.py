@@ -15,7 +15,12 @@ against a fresh database with:
 - hygiene pressure (on by default, from a third of the run on): a terminal-history backlog
   that expires at that moment, so ``cleanup`` deletes it in batches, and a slow user hygiene
   branch whose body holds one of its lane's connections in ``pg_sleep(1)`` every 0.1 s.
-  The first third is the baseline the pressure phase is compared with.
+  The first third is the baseline the pressure phase is compared with;
+- with ``--backlog``, the big-table backlog of issue 19 underneath all of it (10M history
+  rows, 1M live rows, 100k unique keys, 200k jobs of a kind nobody handles at the head of
+  the workload's own queue; ``_support.backlog``), built once into a template database
+  that every run copies, so the hour shows whether hygiene that must not scale with the
+  tables keeps the runtime flat when they are big.
 
 Every second it records completed jobs/s, queue depth by state, promotion lateness of the
 scheduled jobs finished in that second (``attempted_at - run_at``), every maintenance
@@ -23,7 +28,8 @@ branch's last duration / lateness / overrun episodes (the leader's in-process st
 dead tuples and sizes of the ``awa`` schema's tables, connections, this process's RSS and
 the machine's CPU load. Output: NDJSON samples, a summary JSON with verdicts (zero lost
 jobs, bounded dead tuples, stable RSS, split SLO lateness unaffected by the pressure) and
-PNG plots. Run ``python benchmarks/long_horizon.py --help``.
+PNG plots. Run ``python benchmarks/long_horizon.py --help``; ``--label`` keeps concurrent
+runs' files apart.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import _support  # noqa: F401 - before awa: puts this checkout's src/ first on s
 import awa
 from _support import REPO_ROOT, RESULTS_DIR
 from _support.allocations import AllocationTracer
+from _support.backlog import BacklogSizes, cloned_database, template_database
 from _support.cli import fmt_duration, parse_duration
 from _support.cpu import cpu_busy_snapshot, own_cpu_seconds, process_tree_cpu_seconds, rss_mb
 from _support.machine import describe_machine, machine_info
@@ -273,6 +280,10 @@ SELECT s.relname::text AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
  WHERE s.schemaname = 'awa'
 """
 
+# The workload's live jobs by state: ids above the floor (a range of the primary key, so a
+# big backlog below it is never read).
+_DEPTH_SQL = "SELECT state::text, count(*) FROM awa.jobs WHERE id > $1::bigint GROUP BY 1"
+
 _LATENESS_SQL = """
 SELECT id, finalized_at, extract(epoch FROM attempted_at - run_at)::float8 AS late
   FROM awa.jobs_done
@@ -292,8 +303,10 @@ class Sampler:
         counters: Counters,
         out: Any,
         server_pid: int | None,
+        id_floor: int = 0,
     ) -> None:
         self.url = url
+        self.id_floor = id_floor
         self.runtime = runtime
         self.counters = counters
         self.out = out
@@ -333,10 +346,7 @@ class Sampler:
         applied = buffer.applied if buffer is not None else 0
         inserted = sum(c.inserted.values())
 
-        depth = {
-            str(r[0]): int(r[1])
-            for r in await conn.fetch("SELECT state::text, count(*) FROM awa.jobs GROUP BY 1")
-        }
+        depth = {str(r[0]): int(r[1]) for r in await conn.fetch(_DEPTH_SQL, self.id_floor)}
         # Re-read a 5 s overlap (a completion can commit after a later one) and skip the
         # ids already seen, forgetting ids once they fall out of the overlap.
         rows = await conn.fetch(_LATENESS_SQL, self._watermark)
@@ -475,7 +485,7 @@ class Options:
     shares: Shares = field(default_factory=Shares)
     pressure: bool = True
     pressure_at: float = 1 / 3
-    backlog: int = 300_000
+    history_backlog: int = 300_000
     drain_timeout: float = 60.0
     max_delay: float = 30.0
     sample_interval: float = 1.0
@@ -548,6 +558,33 @@ async def account(url: str, inserted: Counter[str]) -> dict[str, Any]:
     }
 
 
+async def last_job_id(url: str) -> int:
+    """The job id sequence's last value (0 before its first use)."""
+    conn = await connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM awa.job_id_seq"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def backlog_depth(url: str, id_floor: int) -> dict[str, int]:
+    """Live jobs at or below ``id_floor`` (the backlog) by state: one read of the table,
+    before and after the run only."""
+    conn = await connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT state::text, count(*) FROM awa.jobs WHERE id <= $1::bigint GROUP BY 1",
+            id_floor,
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+    finally:
+        await conn.close()
+
+
 async def run_mode(
     url: str, mode: str, opts: Options, samples_path: Path, server_pid: int | None = None
 ) -> dict[str, Any]:
@@ -559,9 +596,13 @@ async def run_mode(
     slow = SlowUserBranch(SLOW_BODY)
     pressure_t = opts.duration * opts.pressure_at if opts.pressure else None
     backlog_s = None
-    if opts.pressure and opts.backlog:
-        # The backlog expires when the pressure phase starts (plus start-up slack).
-        backlog_s = await insert_history_backlog(url, opts.backlog, (pressure_t or 0) + 5.0)
+    if opts.pressure and opts.history_backlog:
+        # The history backlog expires when the pressure phase starts (plus start-up slack).
+        backlog_s = await insert_history_backlog(url, opts.history_backlog, (pressure_t or 0) + 5.0)
+    # Every job of the run gets an id above this one; the big backlog's are all at or below
+    # it, so the per-second depth is the workload's alone, read through the primary key.
+    id_floor = await last_job_id(url)
+    backlog_live_start = await backlog_depth(url, id_floor) if id_floor else None
     stop = anyio.Event()
     progress = Progress(mode, opts.duration) if opts.progress else None
     samples_path.parent.mkdir(parents=True, exist_ok=True)
@@ -582,7 +623,7 @@ async def run_mode(
                 assert leader is not None
                 with anyio.fail_after(60):
                     await leader.wait_until_leader()
-                sampler = Sampler(url, runtime, counters, out, server_pid)
+                sampler = Sampler(url, runtime, counters, out, server_pid, id_floor)
                 await sampler.open()
                 try:
                     async with anyio.create_task_group() as tg:
@@ -636,6 +677,7 @@ async def run_mode(
                 stale = runtime.buffer.stale if runtime.buffer is not None else 0
     wall = time.monotonic() - t_start
     accounting = await account(url, counters.inserted)
+    backlog_live_end = await backlog_depth(url, id_floor) if id_floor else None
     return summarize(
         mode,
         opts,
@@ -650,8 +692,12 @@ async def run_mode(
             "t0_monotonic": t0,
             "pressure_started_s": pressure_started_at,
             "drained_after_s": None if drained_after is None else round(drained_after, 1),
-            "backlog_rows": opts.backlog if opts.pressure else 0,
-            "backlog_insert_s": None if backlog_s is None else round(backlog_s, 2),
+            "history_backlog_rows": opts.history_backlog if opts.pressure else 0,
+            "history_backlog_insert_s": None if backlog_s is None else round(backlog_s, 2),
+            "id_floor": id_floor,
+            "backlog_live": None
+            if backlog_live_start is None
+            else {"start": backlog_live_start, "end": backlog_live_end},
             "stale_results": stale,
             "tracemalloc_growth": None if tracer is None else tracer.report(),
             "samples_file": _repo_relative(samples_path),
@@ -877,11 +923,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--pressure-at", type=float, default=1 / 3, help="fraction of the run before pressure"
     )
     p.add_argument(
-        "--backlog",
+        "--history-backlog",
         type=int,
         default=None,
-        help="terminal-history rows for cleanup (default: 1,000 per second of run, "
-        "at most 300,000)",
+        help="hygiene pressure: expiring terminal-history rows for cleanup (default: 1,000 "
+        "per second of run, at most 300,000)",
+    )
+    big = BacklogSizes()
+    p.add_argument(
+        "--backlog",
+        action="store_true",
+        help="run on the big-table backlog of issue 19 (sizes below), copied from a "
+        "template database built once on the server",
+    )
+    p.add_argument("--backlog-history", type=int, default=big.history, help="finished jobs")
+    p.add_argument("--backlog-live", type=int, default=big.live, help="live jobs")
+    p.add_argument("--backlog-unique-keys", type=int, default=big.unique_keys)
+    p.add_argument(
+        "--backlog-unhandled",
+        type=int,
+        default=big.unhandled,
+        help="jobs of a kind nobody handles at the head of the workload's queue",
+    )
+    p.add_argument(
+        "--prepare-backlog",
+        action="store_true",
+        help="only build the backlog's template database (if missing) and exit",
+    )
+    p.add_argument(
+        "--label",
+        default=None,
+        help="added to the output file names (default: 'backlog' with --backlog), so "
+        "concurrent runs do not overwrite each other's files",
     )
     p.add_argument(
         "--max-delay",
@@ -914,9 +987,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_delay is None:
         args.max_delay = min(30.0, max(2.0, args.duration / 4))
-    if args.backlog is None:
-        args.backlog = int(min(300_000, 1000 * args.duration))
+    if args.history_backlog is None:
+        args.history_backlog = int(min(300_000, 1000 * args.duration))
+    if args.label is None:
+        args.label = "backlog" if args.backlog else ""
     return args
+
+
+def backlog_sizes(args: argparse.Namespace) -> BacklogSizes:
+    """The backlog of ``--backlog``: its unhandled jobs sit in the queue the workload uses
+    (``default``), so every claim of the run has them at its queue's head; no extra
+    claimable stock (the workload brings its own jobs)."""
+    return BacklogSizes(
+        history=args.backlog_history,
+        live=args.backlog_live,
+        unique_keys=args.backlog_unique_keys,
+        unhandled=args.backlog_unhandled,
+        stock=0,
+        shared_queue="default",
+    )
+
+
+def file_stem(label: str) -> str:
+    return f"long-horizon-{label}" if label else "long-horizon"
+
+
+async def prepare_backlog(args: argparse.Namespace, server: BenchServer) -> None:
+    sizes = backlog_sizes(args)
+    name, build_s = await template_database(server.url, sizes)
+    took = "already built" if build_s is None else f"built in {build_s:.0f} s"
+    print(f"backlog template {name}: {took}")
 
 
 async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
@@ -930,7 +1030,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         shares=Shares(args.scheduled_share, args.flaky_share, args.deadline_share),
         pressure=args.pressure,
         pressure_at=args.pressure_at,
-        backlog=args.backlog,
+        history_backlog=args.history_backlog,
         drain_timeout=args.drain_timeout,
         max_delay=args.max_delay,
         tracemalloc=args.tracemalloc,
@@ -938,15 +1038,33 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     out_dir = args.output_dir if not args.no_save else Path(os.environ.get("TMPDIR", "/tmp"))
     summaries: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
+    stem = file_stem(args.label)
+    backlog: dict[str, Any] | None = None
+    if args.backlog:
+        sizes = backlog_sizes(args)
+        template, build_s = await template_database(server.url, sizes)
+        backlog = {
+            **sizes.as_dict(),
+            "template": template,
+            "build_s": None if build_s is None else round(build_s, 1),
+        }
     for mode in modes:
-        paths[mode] = out_dir / f"long-horizon-{stamp}-{mode}.ndjson"
-        async with fresh_database(server.url, f"long_{mode}") as db:
-            summaries[mode] = await run_mode(db, mode, opts, paths[mode], server.server_pid)
+        paths[mode] = out_dir / f"{stem}-{stamp}-{mode}.ndjson"
+        if backlog is not None:
+            async with cloned_database(server.url, backlog["template"], f"long_{mode}") as (
+                db,
+                clone_s,
+            ):
+                summaries[mode] = await run_mode(db, mode, opts, paths[mode], server.server_pid)
+            summaries[mode]["backlog_clone_s"] = round(clone_s, 1)
+        else:
+            async with fresh_database(server.url, f"long_{mode}") as db:
+                summaries[mode] = await run_mode(db, mode, opts, paths[mode], server.server_pid)
     plots: list[Path] = []
     if not args.no_plots and not args.no_save:
         # Loaded only now, so one mode's samples never sit in memory during the next run.
         samples = {mode: load_samples(path) for mode, path in paths.items()}
-        plots = render_plots(summaries, samples, f"long-horizon-{stamp}", args.output_dir / "plots")
+        plots = render_plots(summaries, samples, f"{stem}-{stamp}", args.output_dir / "plots")
     if args.no_save:
         for mode, path in paths.items():
             with contextlib.suppress(OSError):
@@ -971,6 +1089,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     return {
         "benchmark": "long_horizon",
         "stamp": stamp,
+        "label": args.label,
         "machine": info,
         "parameters": {
             "duration_s": args.duration,
@@ -983,7 +1102,8 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
             },
             "hygiene_pressure": args.pressure,
             "pressure_at": args.pressure_at,
-            "backlog_rows": args.backlog,
+            "history_backlog_rows": args.history_backlog,
+            "backlog": backlog,
             "slow_branch": {"interval_s": SLOW_INTERVAL, "body_s": SLOW_BODY},
             "deadline_timeout_s": DEADLINE_TIMEOUT,
             "cron": CRON_EXPRESSION,
@@ -1006,6 +1126,14 @@ def render(payload: dict[str, Any]) -> str:
         f" per mode, {payload['parameters']['rate']:g} jobs/s)",
         f"  {describe_machine(m)}, load at start {m['load_average_at_start']}",
     ]
+    bl = payload["parameters"].get("backlog")
+    if bl:
+        built = "reused" if bl["build_s"] is None else f"built in {bl['build_s']:.0f} s"
+        lines.append(
+            f"  backlog: history {bl['history']:,}, live {bl['live']:,}, unique keys"
+            f" {bl['unique_keys']:,}, unhandled {bl['unhandled']:,} at the head of queue"
+            f" {bl['shared_queue']!r} (template {bl['template']}, {built})"
+        )
     for mode, s in payload["modes"].items():
         a = s["accounting"]
         lines += [
@@ -1020,6 +1148,11 @@ def render(payload: dict[str, Any]) -> str:
             f" (min {_f(s['throughput']['completed_per_s_min'])},"
             f" max {_f(s['throughput']['completed_per_s_max'])})",
         ]
+        if s.get("backlog_live"):
+            lines.append(
+                f"  backlog live jobs {s['backlog_live']['start']} -> {s['backlog_live']['end']}"
+                f" (copied in {_f(s.get('backlog_clone_s'))} s)"
+            )
         for phase, ph in s["phases"].items():
             pl = ph["promotion_lateness"]
             br = ph["branches"]
@@ -1074,13 +1207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = json.loads(args.replot.read_text(encoding="utf-8"))
         summaries = payload["modes"]
         samples = {m: load_samples(Path(s["samples_file"])) for m, s in summaries.items()}
-        stem = f"long-horizon-{payload['stamp']}"
+        stem = f"{file_stem(payload.get('label') or '')}-{payload['stamp']}"
         for path in render_plots(summaries, samples, stem, args.output_dir / "plots"):
             print(f"wrote {path}")
         return 0
     server = BenchServer(args.data_dir, durable=not args.fast)
     server.start()
     try:
+        if args.prepare_backlog:
+            asyncio.run(prepare_backlog(args, server))
+            return 0
         payload = asyncio.run(run(args, server))
     finally:
         server.stop()
@@ -1088,16 +1224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_save:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(payload, indent=2) + "\n"
+        base = file_stem(args.label)
         paths = [
-            args.output_dir / f"long-horizon-{payload['stamp']}.json",
-            args.output_dir / "long-horizon-latest.json",
+            args.output_dir / f"{base}-{payload['stamp']}.json",
+            args.output_dir / f"{base}-latest.json",
         ]
         for path in paths:
             path.write_text(text, encoding="utf-8")
-        stem = f"long-horizon-{payload['stamp']}"
-        paths += publish_latest(
-            [REPO_ROOT / p for p in payload["plots"]], stem, "long-horizon-latest"
-        )
+        stem = f"{base}-{payload['stamp']}"
+        paths += publish_latest([REPO_ROOT / p for p in payload["plots"]], stem, f"{base}-latest")
         print(f"\nwrote {', '.join(str(p) for p in paths)}")
     lost = any(
         s["accounting"]["lost"] or s["accounting"]["duplicated"] for s in payload["modes"].values()
