@@ -242,21 +242,13 @@ async def cloned_database(
 ) -> AsyncIterator[tuple[str, float]]:
     """A throwaway copy of ``template`` (``clone``), migrated to this checkout's schema:
     yields its URL and the seconds the copy took; DROPped after."""
-    from _support.server import with_database
+    from _support.server import drop_database, migrate_database, with_database
 
     name = f"awa_bench_{label}_{uuid.uuid4().hex[:8]}"
     clone_s = await clone(server_url, template, name)
     url = with_database(server_url, name)
     try:
-        conn = await connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+        await migrate_database(url)
         yield url, clone_s
     finally:
-        admin = await connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(server_url, name)

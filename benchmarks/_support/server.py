@@ -224,18 +224,28 @@ async def fresh_database(
     url = with_database(server_url, name)
     try:
         if migrate_schema:
-            conn = await connect(url)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
+            await migrate_database(url)
         yield url
     finally:
-        admin = await connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(server_url, name)
+
+
+async def migrate_database(url: str) -> None:
+    """Bring the database at ``url`` to this checkout's schema (``awa.db.migrate``)."""
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """DROP database ``name`` if it exists, ending the sessions still connected to it."""
+    admin = await connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def checkpoint(url: str) -> None:

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from awa.db.testdb import drop_database
+
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "long_horizon.py"
 SIZES = {"history": 20_000, "live": 3_000, "unique_keys": 700, "unhandled": 1_500}
 FLAGS = [
@@ -56,14 +58,6 @@ async def _template_counts(server_url: str, name: str) -> dict[str, Any]:
         await conn.close()
 
 
-async def _drop(server_url: str, name: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def test_a_short_run_on_a_tiny_backlog_built_once(tmp_path: Path, server_url: str) -> None:
     prepared = _run(["--prepare-backlog", *FLAGS], tmp_path, server_url)
     assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-4000:]
@@ -80,7 +74,7 @@ def test_a_short_run_on_a_tiny_backlog_built_once(tmp_path: Path, server_url: st
         payload = json.loads((tmp_path / "long-horizon-test-latest.json").read_text())
         counts = asyncio.run(_template_counts(server_url, template))
     finally:
-        asyncio.run(_drop(server_url, template))
+        asyncio.run(drop_database(server_url, template))
 
     backlog = payload["parameters"]["backlog"]
     assert backlog["template"] == template
