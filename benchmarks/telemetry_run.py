@@ -69,7 +69,7 @@ async def run(url: str, prometheus_binary: str | None, workdir: Path) -> dict[st
         await anyio.to_thread.run_sync(server.start)
     report: dict[str, Any] = {}
     try:
-        scenario = Scenario(url, handle.instruments, port, server)
+        scenario = Scenario(url, handle.instruments, port, server, receiver.metric_peaks)
         await scenario.run()
         report["steps"] = scenario.steps
         report["prometheus_scrape"] = scenario.final_scrape

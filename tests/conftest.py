@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import asyncpg
 import pytest
@@ -101,3 +101,20 @@ def thawed_garbage_collector() -> Iterator[None]:
     yield
     gc.unfreeze()
     gc_freeze.frozen_once = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Make a report's captured output UTF-8 encodable. Hostile-input tests make the runtime
+    log texts with lone surrogates (a handler's ``ValueError("bad name \\udcff")``); a
+    report is sent between processes as UTF-8 under ``pytest -n`` (pytest-xdist), which
+    refuses them and stops the whole run. The escaped text still shows what was logged."""
+    report = yield
+    report.sections = [(title, _encodable(text)) for title, text in report.sections]
+    return report
+
+
+def _encodable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

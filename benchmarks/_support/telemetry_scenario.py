@@ -25,6 +25,7 @@ from awa.events import WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import TERMINAL_STATES
 from awa.telemetry import CATALOGUE, Instruments
+from awa.telemetry.catalogue import OUTBOX_BACKLOG
 
 __all__ = ["Scenario", "prepare_database"]
 
@@ -94,9 +95,17 @@ class Scenario:
     """One runtime with a leader, the handlers and branches the steps need."""
 
     def __init__(
-        self, url: str, metrics: Instruments, port: int, server: PrometheusServer | None
+        self,
+        url: str,
+        metrics: Instruments,
+        port: int,
+        server: PrometheusServer | None,
+        exported: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.url = url
+        #: What the OTLP receiver got so far (instrument -> peak): the run must not end
+        #: before an export carried the final state (the leader's gauges clear at stop).
+        self.exported = exported
         self.port = port
         self.server = server
         self.steps: list[dict[str, Any]] = []
@@ -164,6 +173,20 @@ class Scenario:
         self.steps.append({"step": what, "ok": ok, "seconds": time.monotonic() - started})
         print(f"step {what}: {'ok' if ok else 'TIMED OUT'}", file=sys.stderr, flush=True)
         return samples
+
+    async def until_exported(self, timeout: float = 30.0) -> None:
+        """Until every instrument reached the OTLP receiver with data (one export a
+        second): a gauge set last (``delayed``) must be exported while it holds."""
+        assert self.exported is not None
+        started, missing = time.monotonic(), [spec.name for spec in CATALOGUE]
+        with anyio.move_on_after(timeout):
+            while missing:
+                peaks = await anyio.to_thread.run_sync(self.exported)
+                missing = [spec.name for spec in CATALOGUE if not peaks.get(spec.name)]
+                await anyio.sleep(0.5)
+        what = "every instrument exported over OTLP"
+        self.steps.append({"step": what, "ok": not missing, "seconds": time.monotonic() - started})
+        print(f"step {what}: {missing or 'ok'}", file=sys.stderr, flush=True)
 
     async def finished(self, job_id: int, timeout: float = 60.0) -> str:
         with anyio.fail_after(timeout):
@@ -244,6 +267,8 @@ class Scenario:
                 "every instrument has data",
                 lambda s: all(s.get(spec.prometheus_name) for spec in CATALOGUE),
             )
+            if self.exported is not None:
+                await self.until_exported()
             if self.server is not None:
                 await self.until_prometheus(
                     "Prometheus stored the first overrun",
@@ -263,6 +288,10 @@ class Scenario:
         ids.append((await self.client.insert("doomed", {}, max_attempts=1)).id)
         states = [await self.finished(i) for i in ids]
         self.steps.append({"step": "jobs", "ok": states.count("completed") == 7, "states": states})
+        # The sink is down, so the jobs' events wait in the outbox; the gauge is refreshed
+        # every backlog_interval (10 s), and the run must not end before it was.
+        backlog = next(s for s in CATALOGUE if s.name == OUTBOX_BACKLOG).prometheus_name
+        await self.until("outbox backlog observed", lambda s: s.get(backlog, 0) > 0)
 
     async def paused_queue(self) -> None:
         await self.client.queues.pause("paused", "scripted telemetry run")

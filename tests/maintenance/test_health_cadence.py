@@ -53,6 +53,17 @@ def test_the_cadence_stretches_only_when_every_stretchable_branch_has() -> None:
     assert health_cadence(ON, [steady]) == 5.0  # nothing to judge idleness by
 
 
+def test_announced_work_restores_the_base_interval_once_even_if_idle_again() -> None:
+    """A claimed job can finish before the woken branch runs: the branch is idle again
+    at once, yet the next write must still show that work arrived."""
+    one = BranchStats.for_branch(_Stretching())
+    one.idle_streak = 2
+    assert health_cadence(ON, [one]) == 5.0 * HEALTH_IDLE_STRETCH
+    one.work_announced = True
+    assert health_cadence(ON, [one]) == 5.0
+    assert health_cadence(ON, [one]) == 5.0 * HEALTH_IDLE_STRETCH  # consumed by the write
+
+
 async def test_an_idle_leader_writes_health_less_often_until_work_arrives(
     database_url: str, raw: asyncpg.Connection
 ) -> None:

@@ -38,6 +38,7 @@ async def test_concurrent_starts_make_one_runtime(
             assert await raw.fetchval("SELECT count(*) FROM awa.runtimes") == 1
             presence = await raw.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
             assert presence == 1
             await wait_for(lambda: runtime.leader is not None and runtime.leader.is_leader)

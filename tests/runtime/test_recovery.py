@@ -126,6 +126,7 @@ async def test_ready_start_recovery_raises_after_exhausting_retries(database_url
     try:
         held = await conn.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         assert held == 0
     finally:

@@ -269,6 +269,7 @@ async def fence_waits(raw: asyncpg.Connection) -> bool:
     return bool(
         await raw.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
             " AND query LIKE '%FOR SHARE%')"
         )
     )
@@ -296,6 +297,7 @@ async def blocked_on_term(raw: asyncpg.Connection) -> bool:
     return bool(
         await raw.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
             " AND query LIKE '%UPDATE awa.leader_term%')"
         )
     )

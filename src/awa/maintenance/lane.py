@@ -72,6 +72,10 @@ class BranchStats:
     #: Consecutive idle runs: the interval is stretched to interval × 2^idle_streak, capped
     #: at ``interval × idle_stretch``.
     idle_streak: int = 0
+    #: Work was announced (``resume_cadence``) since the health writer last looked: the
+    #: next health interval is the base one even if the branch found itself idle again
+    #: at once (a job claimed and finished between the announcement and its run).
+    work_announced: bool = False
 
     @property
     def current_interval(self) -> float:
@@ -139,12 +143,18 @@ def health_cadence(config: MaintenanceConfig, stats: Iterable[BranchStats]) -> f
     writer waits ``base × HEALTH_IDLE_STRETCH``; it stores the interval it will wait, so a
     console's STALE threshold (twice the stored interval) follows it. Any branch back at
     its cadence (work arrived), or any branch delayed or failing (an operator watching it
-    wants fresh rows), restores ``base`` at the next write. ``idle_stretch=False`` in
-    the config turns it off with the branches' stretch."""
+    wants fresh rows), restores ``base`` at the next write; so does work announced since
+    the last call, which this call consumes: a branch woken by it may find itself idle
+    again before the writer looks (the job already done), and the rows would then never
+    show that work arrived. ``idle_stretch=False`` in the config turns it off with the
+    branches' stretch."""
     base, stats = config.health_interval, list(stats)
     stretchable = [s for s in stats if s.branch.idle_stretch > 1]
     troubled = any(s.tracker.health is BranchHealth.DELAYED or s.failures for s in stats)
-    idle = bool(stretchable) and all(s.idle_streak for s in stretchable)
+    announced = any(s.work_announced for s in stats)
+    for s in stats:
+        s.work_announced = False
+    idle = bool(stretchable) and not announced and all(s.idle_streak for s in stretchable)
     return base * HEALTH_IDLE_STRETCH if config.idle_stretch and idle and not troubled else base
 
 
@@ -208,7 +218,10 @@ class Lane:
         announcements cost nothing."""
         now = self.ctx.clock.monotonic()
         for stats in self.stats.values():
-            if topic in stats.branch.wakes_on and stats.idle_streak:
+            if topic not in stats.branch.wakes_on:
+                continue
+            stats.work_announced = True
+            if stats.idle_streak:
                 stats.idle_streak = 0
                 stats.requested = now
                 stats.wake.set()

@@ -208,6 +208,7 @@ async def wait_blocked(raw: asyncpg.Connection, needle: str) -> int:
         while True:
             pid = await raw.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
                 " AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
                 needle,
             )
