@@ -239,7 +239,10 @@ async def test_events_page_shows_sinks_with_backlog_and_recent_events(database_u
             page = await _json(http, "/api/events")
             ours = [e for e in page["events"] if e["job_id"] == job.id]
             delivered_ = ours and ours[0]["deliveries"] and ours[0]["deliveries"][0]["delivered_at"]
-            return page if delivered_ and page["sinks"] else None
+            # The sink's totals are written by the statement after the deliveries' (one run
+            # of deliver_events records outcomes, then the sink's health): wait for both.
+            counted = any(s["sink"] == "audit" and s["delivered_total"] for s in page["sinks"])
+            return page if delivered_ and counted else None
 
         page = await until(shown)
         (audit,) = [s for s in page["sinks"] if s["sink"] == "audit"]
