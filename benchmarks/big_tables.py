@@ -39,6 +39,7 @@ import statistics
 import time
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import _support  # noqa: F401 - before awa: puts this checkout's src/ first on sys.path
 from _support.backlog import BUILD_VERSION, build, built_version
@@ -237,7 +238,8 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "history": args.history,
         "live": args.live,
         "unhandled": args.unhandled,
-        "database": url.rsplit("/", 1)[-1].split("?")[0],
+        # The path, not the last "/": a socket directory in the query has slashes too.
+        "database": urlsplit(url).path.lstrip("/"),
         "pages": sizes,
         "hygiene": branches,
         "queue_stats_ms": branches.get("queue_stats", {}).get("ms_median"),

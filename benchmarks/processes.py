@@ -63,6 +63,10 @@ SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, 'running'
   FROM pg_stat_activity
  WHERE datname = current_database() AND application_name = 'awa' AND state = 'active'
    AND pid <> pg_backend_pid()
+   -- A follower waits for leadership inside pg_advisory_lock (ADR 036): always "active",
+   -- it is not work waiting, and would read as advisory-lock contention in every sample.
+   AND pid NOT IN (SELECT l.pid FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 1)
  GROUP BY 1
 """
 

@@ -19,7 +19,9 @@ BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "big_tables.py"
 async def _drop(server_url: str, name: str) -> None:
     admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        exists = await admin.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name)
+        assert exists == 1, f"the benchmark named a database that does not exist: {name!r}"
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 
