@@ -75,7 +75,11 @@ def test_processes_starting_one_fresh_directory_at_once_share_one_server(
     ]
     try:
         urls = [child.stdout.readline().strip() for child in children if child.stdout]
-        errors = [child.stderr.read() for child in children if child.poll() not in (None, 0)]
+        errors = [
+            child.stderr.read() if child.stderr else "exited"
+            for child in children
+            if child.poll() not in (None, 0)
+        ]
         assert errors == [] and len(urls) == 3 and len(set(urls)) == 1 and urls[0], urls
         assert asyncio.run(durability(urls[0])) == dict.fromkeys(DURABILITY, "off")
     finally:
