@@ -41,18 +41,52 @@ RETURNING job_id;
 
 -- name: queue_counts
 -- Depth and lag per queue and state, and whether the queue is paused. Lag: age of the
--- oldest due available job. A paused queue with nothing available still shows, as 0
+-- oldest available job. A paused queue with nothing available still shows, as 0
 -- available, so a pause is visible before the queue's first job arrives.
-WITH counts AS (
-    SELECT queue, state::text AS state, count(*) AS count,
-           CASE WHEN state = 'available'
-                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
-      FROM awa.jobs GROUP BY queue, state
+-- Read from the maintained counts, never from the jobs: live ones (migration 18, ADR 039)
+-- and the history's (migration 19, ADR 043), each the stored totals plus the deltas still
+-- pending, read only (in one snapshot they add up to the exact count: a fold commits its
+-- DELETE of deltas and its upsert of totals together). The lag is, per (queue, kind) with
+-- available jobs and priority 1..4, one LIMIT 1 descent of jobs_claim_idx, as in
+-- refresh_queue_stats. O(slots x queues x states + pending deltas), whatever the number of
+-- jobs live or finished; the console polls this.
+WITH live AS (
+    SELECT queue, kind, state, sum(n)::bigint AS n
+      FROM (SELECT queue, kind, state, n FROM awa.job_counts
+            UNION ALL
+            SELECT queue, kind, state, n FROM awa.job_count_deltas) c
+     GROUP BY queue, kind, state HAVING sum(n) > 0
+),
+done AS (
+    SELECT queue, state, sum(n)::bigint AS n
+      FROM (SELECT queue, state, n FROM awa.history_counts
+            UNION ALL
+            SELECT queue, state, n FROM awa.history_count_deltas) c
+     GROUP BY queue, state HAVING sum(n) > 0
+),
+oldest AS (
+    SELECT l.queue, min(o.run_at) AS run_at
+      FROM live l
+     CROSS JOIN (VALUES (1::smallint), (2::smallint), (3::smallint), (4::smallint)) v (priority)
+     CROSS JOIN LATERAL (
+           SELECT j.run_at FROM awa.jobs j
+            WHERE j.state = 'available' AND j.queue = l.queue AND j.kind = l.kind
+              AND j.priority = v.priority
+            ORDER BY j.run_at LIMIT 1) o
+     WHERE l.state = 'available'
+     GROUP BY l.queue
+),
+counts AS (
+    SELECT l.queue, l.state::text AS state, sum(l.n)::bigint AS count,
+           CASE WHEN l.state = 'available'
+                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(o.run_at)) END AS lag_s
+      FROM live l LEFT JOIN oldest o ON o.queue = l.queue AND l.state = 'available'
+     GROUP BY l.queue, l.state
     UNION ALL
-    SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
+    SELECT queue, state::text, n, NULL FROM done
     UNION ALL
     SELECT p.queue, 'available', 0, NULL FROM awa.queue_pauses p
-     WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.state = 'available' AND j.queue = p.queue)
+     WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.state = 'available' AND l.queue = p.queue)
 )
 SELECT c.queue, c.state, c.count, c.lag_s,
        EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = c.queue) AS paused

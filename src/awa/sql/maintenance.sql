@@ -189,6 +189,8 @@ SELECT * FROM awa.maintenance_health ORDER BY lane, branch;
 -- the first run looks back $2 seconds) into awa.queue_throughput, from the history's
 -- (state, finalized_at) index: O(jobs finished in the window), each counted once. Every
 -- stored row gets the new window; a queue that finished nothing in it reads 0 (migration 17).
+-- `history_folded` folds the history's pending counts (migration 19) into awa.history_counts
+-- (O(deltas since the last fold)); nothing here reads them (queue_counts in admin.sql does).
 WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 w AS (
     SELECT coalesce((SELECT max(until) FROM awa.queue_throughput),
@@ -222,6 +224,18 @@ folded AS (
      ORDER BY queue, kind, state  -- one lock order with any other writer of these rows
     ON CONFLICT (queue, kind, state) DO UPDATE SET n = c.n + EXCLUDED.n
     RETURNING queue, kind, state, n
+),
+history_pending AS (
+    -- The history's counts (migration 19, ADR 043) fold here too, the same way: one
+    -- statement folds both, so no second folder races this one.
+    DELETE FROM awa.history_count_deltas RETURNING slot, queue, state, n
+),
+history_folded AS (
+    INSERT INTO awa.history_counts AS c (slot, queue, state, n)
+    SELECT slot, queue, state, sum(n) FROM history_pending
+     GROUP BY slot, queue, state HAVING sum(n) <> 0
+     ORDER BY slot, queue, state
+    ON CONFLICT (slot, queue, state) DO UPDATE SET n = c.n + EXCLUDED.n
 ),
 counts AS (
     SELECT queue, kind, state, n FROM folded
