@@ -109,17 +109,17 @@ async def test_counts_follow_every_history_write_path(
     )
     await assert_counts_exact(raw, store, now)
 
-    # The ring: slot 2 current, slot 0 carried (its failed rows are kept, completed ones
-    # expired as of `later`) and TRUNCATEd in one savepoint; then slot 1 TRUNCATEd whole.
+    # The ring: slot 2 current, slot 1 carried (its failed rows are kept, completed ones
+    # expired as of `later`) and TRUNCATEd in one savepoint; then slot 0 TRUNCATEd whole.
     await _finish(store, "q1", "a", 0, 3, 0)  # failed rows in slot 1 (no policy now)
     await store.dlq.dlq_orphan_policies([], 0.0, now + timedelta(days=1))
     await _advance(store, 2)
     later = now + timedelta(hours=2)
-    carried = await store.maintenance.ring_pass(lambda ring: ring.carry(0, 2, KEEP, later))
-    assert carried == 3  # the cancelled rows of q1, kept a week
-    assert await raw.fetchval("SELECT count(*) FROM awa.jobs_done WHERE slot = 0") == 0
+    carried = await store.maintenance.ring_pass(lambda ring: ring.carry(1, 2, KEEP, later))
+    assert carried == 3  # slot 1's failed rows, kept a week
+    assert await raw.fetchval("SELECT count(*) FROM awa.jobs_done WHERE slot = 1") == 0
     await assert_counts_exact(raw, store, now)
-    assert await store.maintenance.truncate_slot(1)
+    assert await store.maintenance.truncate_slot(0)
     exact = await assert_counts_exact(raw, store, now)
     assert {slot for slot, _, _ in exact} <= {2}
 
