@@ -20,7 +20,10 @@ Then prints and writes (``benchmarks/results/big_tables-latest.json``):
 - claim latency p50/p99 (batch 100, each claim rolled back so the stock stays put) on queue
   ``shared`` behind the unhandled backlog and on ``clean``, the same stock without it;
 - ``queue_stats`` time, and the HOT ratio of heartbeat updates
-  (``pg_stat_user_tables.n_tup_hot_upd / n_tup_upd``) over 20 beats of 100 running jobs.
+  (``pg_stat_user_tables.n_tup_hot_upd / n_tup_upd``) over 20 beats of 100 running jobs;
+- ``queue_counts`` (``awa queues``, the console, ``Client.queue_stats()``): median ms and
+  EXPLAIN buffers as shipped (maintained counts, ADR 043) and as before migration 19 (a
+  GROUP BY of every live and finished job), on the same data.
 
 Acceptance (issue 19): every hygiene branch ≤ 100 ms per run at 10M history rows; claim p99
 with the backlog ≤ 1.2× without; HOT ratio ≥ 90 %. On a shared machine the times are noisy:
@@ -59,6 +62,26 @@ from awa.store import Store
 
 SCENARIOS = ("big",)
 _CLAIM = paired_queries("jobs")["claim_batch"].sql
+_QUEUE_COUNTS = paired_queries("admin")["queue_counts"].sql
+#: ``queue_counts`` before migration 19 (ADR 043), for the before/after figures; the same
+#: text is the oracle of tests/admin/test_queue_counts_*.py.
+_OLD_QUEUE_COUNTS = """
+WITH counts AS (
+    SELECT queue, state::text AS state, count(*) AS count,
+           CASE WHEN state = 'available'
+                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
+      FROM awa.jobs GROUP BY queue, state
+    UNION ALL
+    SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
+    UNION ALL
+    SELECT p.queue, 'available', 0, NULL FROM awa.queue_pauses p
+     WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.state = 'available' AND j.queue = p.queue)
+)
+SELECT c.queue, c.state, c.count, c.lag_s,
+       EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = c.queue) AS paused
+  FROM counts c
+ ORDER BY 1, 2
+"""
 
 
 async def database(args: argparse.Namespace, server_url: str) -> str:
@@ -168,6 +191,38 @@ async def claims(url: str, queues: tuple[str, ...], rounds: int) -> dict[str, An
     return out
 
 
+async def queue_counts(url: str, at: datetime, runs: int) -> dict[str, Any]:
+    """``queue_counts`` as shipped (``new``) and as before migration 19 (``old``), taken in
+    turn: median and max ms over ``runs`` calls, EXPLAIN buffers; and whether both return
+    the same rows."""
+    conn = await connect(url)
+    times: dict[str, list[float]] = {"new": [], "old": []}
+    queries = {"new": _QUEUE_COUNTS, "old": _OLD_QUEUE_COUNTS}
+    out: dict[str, Any] = {}
+    try:
+        for _ in range(runs):
+            for label, sql in queries.items():
+                t0 = time.perf_counter()
+                await conn.fetch(sql, at)
+                times[label].append((time.perf_counter() - t0) * 1000)
+        for label, sql in queries.items():
+            tx = conn.transaction()
+            await tx.start()
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, at)
+            await tx.rollback()
+            root = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+            out[label] = {
+                "ms_median": round(statistics.median(times[label]), 2),
+                "ms_max": round(max(times[label]), 2),
+                "buffers": int(root["Shared Hit Blocks"]) + int(root["Shared Read Blocks"]),
+            }
+        rows = [[tuple(r) for r in await conn.fetch(sql, at)] for sql in queries.values()]
+        out["same_rows"] = rows[0] == rows[1]
+    finally:
+        await conn.close()
+    return out
+
+
 async def heartbeats(url: str, beats: int = 20) -> dict[str, Any]:
     """HOT ratio of ``beats`` heartbeats of the 100 running jobs claimed from ``hb``, by a
     store of its own: closing it makes its backends report their statistics as they exit."""
@@ -224,6 +279,8 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     store = await Store.open(url, max_size=4)
     try:
         branches = await hygiene(url, store, built_at + timedelta(seconds=10), args.runs)
+        # After hygiene: queue_stats has folded the counts, as a leader keeps them.
+        counted = await queue_counts(url, built_at + timedelta(seconds=10), args.runs)
         claimed = await claims(url, ("shared", "clean"), args.claims)
         crowded, clean = claimed["shared"], claimed["clean"]
     finally:
@@ -243,6 +300,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "pages": sizes,
         "hygiene": branches,
         "queue_stats_ms": branches.get("queue_stats", {}).get("ms_median"),
+        "queue_counts": counted,
         "claims": {"with_unhandled_backlog": crowded, "without": clean},
         "claim_p99_ratio": round(crowded["p99_ms"] / max(1e-9, clean["p99_ms"]), 3),
         "heartbeat": hot,
@@ -272,6 +330,13 @@ def render(p: dict[str, Any]) -> str:
             f"claim (batch 100) {label:<24} p50 {c['p50_ms']:.2f} ms  p99 {c['p99_ms']:.2f} ms"
             f"  buffers {c['buffers']:,}"
         )
+    qc = p["queue_counts"]
+    for label in ("new", "old"):
+        lines.append(
+            f"queue_counts ({label}) ms median {qc[label]['ms_median']:.2f}"
+            f"  max {qc[label]['ms_max']:.2f}  buffers {qc[label]['buffers']:,}"
+        )
+    lines.append(f"queue_counts same rows new/old: {qc['same_rows']}")
     hb = p["heartbeat"]
     lines.append(f"heartbeat HOT: {hb['hot']}/{hb['updates']} ({hb['hot_ratio']:.0%})")
     lines.append(f"acceptance: {p['acceptance']}")

@@ -2,7 +2,10 @@
 
 Each round runs both modes, in alternating order, each in a fresh migrated database:
 ``off`` (the four count triggers on ``awa.jobs`` disabled: the writes as before migration
-18) and ``on`` (as shipped). Per mode:
+18) and ``on`` (as shipped). With ``--triggers history`` the A/B is migration 19's history
+count triggers on ``awa.jobs_done`` instead (ADR 043; ``off``: the writes as before
+migration 19, live counts on in both modes), written to ``history_counts-latest.json``.
+Per mode:
 
 - ``insert``: ``store.jobs.insert_job``, one job per call;
 - ``copy_per_job``: ``store.jobs.insert_many`` of 1,000 jobs (one COPY), per job;
@@ -22,6 +25,7 @@ every round. On a shared 2-core machine the figures are noisy: compare the modes
 round, and read the medians, not single runs.
 
     python benchmarks/job_counts.py --rounds 6
+    python benchmarks/job_counts.py --rounds 6 --triggers history
 """
 
 from __future__ import annotations
@@ -44,16 +48,30 @@ from throughput import bench_drain
 
 SCENARIOS = ("ab",)
 MODES = ("off", "on")
-TRIGGERS = ("jobs_count_insert", "jobs_count_update", "jobs_count_delete", "jobs_count_truncate")
+#: Per ``--triggers``: the table and the triggers the A/B switches. The history's are its
+#: parent's statement triggers, the ones every awa write fires (a partition's own fire only
+#: for a statement naming the partition, and TRUNCATE is not measured here).
+TRIGGERS = {
+    "live": (
+        "awa.jobs",
+        ("jobs_count_insert", "jobs_count_update", "jobs_count_delete", "jobs_count_truncate"),
+    ),
+    "history": (
+        "awa.jobs_done",
+        ("jobs_done_count_insert", "jobs_done_count_update", "jobs_done_count_delete"),
+    ),
+}
 
 
-async def _set_triggers(url: str, mode: str) -> None:
-    """Enable or disable the count triggers (``off``: the writes as before migration 18)."""
+async def _set_triggers(url: str, mode: str, which: str = "live") -> None:
+    """Enable or disable the count triggers ``which`` (``off``: the writes as before
+    migration 18, or 19 for the history's)."""
     verb = "ENABLE" if mode == "on" else "DISABLE"
+    table, names = TRIGGERS[which]
     conn = await connect(url)
     try:
-        for name in TRIGGERS:
-            await conn.execute(f"ALTER TABLE awa.jobs {verb} TRIGGER {name}")
+        for name in names:
+            await conn.execute(f"ALTER TABLE {table} {verb} TRIGGER {name}")
     finally:
         await conn.close()
 
@@ -138,7 +156,7 @@ async def micro(url: str, singles: int, copies: int, batches: int) -> dict[str, 
 
 async def one_mode(args: argparse.Namespace, server: BenchServer, mode: str) -> dict[str, Any]:
     async with fresh_database(server.url, f"counts_{mode}") as url:
-        await _set_triggers(url, mode)
+        await _set_triggers(url, mode, args.triggers)
         costs = await micro(url, args.singles, args.copies, args.copies * 10)
         drain = await bench_drain(
             url,
@@ -180,6 +198,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     }
     return {
         "benchmark": "job_counts",
+        "triggers": args.triggers,
         "machine": machine,
         "server": server.kind,
         "durable": not args.fast,
@@ -203,7 +222,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
 def render(p: dict[str, Any]) -> str:
     lines = [
         describe_machine(p["machine"]),
-        f"count triggers off/on, {p['rounds']} interleaved rounds ({p['server']},"
+        f"{p['triggers']} count triggers off/on, {p['rounds']} interleaved rounds ({p['server']},"
         f" durable={p['durable']}); drain {p['drain']}",
         f"{'figure (median)':<30}{'off':>10}{'on':>10}{'on/off':>8}",
     ]
@@ -224,11 +243,18 @@ def main() -> None:
     parser.add_argument("--drain-jobs", type=int, default=10_000, help="jobs drained per mode")
     parser.add_argument("--concurrency", type=int, default=100, help="drain concurrency")
     parser.add_argument("--claim-batch", type=int, default=100, help="drain claim batch")
+    parser.add_argument(
+        "--triggers",
+        choices=sorted(TRIGGERS),
+        default="live",
+        help="which count triggers the A/B switches: live (migration 18) or history (19)",
+    )
     parser.add_argument("--note", default="", help="recorded with the results")
     args = parser.parse_args()
     args.quick = False
     args.scenario_list = list(SCENARIOS)
-    run_and_report(args, run, render, "job_counts", SCENARIOS)
+    stem = "job_counts" if args.triggers == "live" else "history_counts"
+    run_and_report(args, run, render, stem, SCENARIOS)
 
 
 if __name__ == "__main__":

@@ -43,4 +43,5 @@ def test_the_benchmark_runs_with_tiny_numbers(tmp_path: Path, server_url: str) -
     )
     assert payload["heartbeat"]["updates"] == 2000
     assert set(payload["claims"]) == {"with_unhandled_backlog", "without"}
+    assert payload["queue_counts"]["same_rows"]
     assert "hygiene branch" in result.stdout
