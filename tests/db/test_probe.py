@@ -53,7 +53,9 @@ async def test_probes_commit_no_transaction_where_select_1_commits_one_each(
                 await conn.fetchval("SELECT 1")
 
         assert probe_is_free()
-        probe_cost = await transactions_of(raw, conn, probes)
+        # Other sessions of this database (autovacuum, busy under parallel tests) only ever
+        # add to the counter: the least of three windows is the probes' own cost.
+        probe_cost = min([await transactions_of(raw, conn, probes) for _ in range(3)])
         select_cost = await transactions_of(raw, conn, selects)
         assert select_cost >= PROBES, select_cost  # the counter sees what it should
         assert probe_cost <= 2, f"{PROBES} probes committed {probe_cost} transactions"
