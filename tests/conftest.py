@@ -107,12 +107,17 @@ def thawed_garbage_collector() -> Iterator[None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Make a report's captured output UTF-8 encodable. Hostile-input tests make the runtime
-    log texts with lone surrogates (a handler's ``ValueError("bad name \\udcff")``); a
-    report is sent between processes as UTF-8 under ``pytest -n`` (pytest-xdist), which
-    refuses them and stops the whole run. The escaped text still shows what was logged."""
+    """Make a report's captured output and failure text UTF-8 encodable. Hostile-input
+    tests make the runtime log texts with lone surrogates (a handler's
+    ``ValueError("bad name \\udcff")``); a report is sent between processes as UTF-8 under
+    ``pytest -n`` (pytest-xdist), which refuses them and stops the whole run. The escaped
+    text still shows what was logged."""
     report = yield
     report.sections = [(title, _encodable(text)) for title, text in report.sections]
+    if report.longrepr is not None:  # a failure's text quotes the exception's message
+        text = str(report.longrepr)
+        if _encodable(text) != text:
+            report.longrepr = _encodable(text)
     return report
 
 

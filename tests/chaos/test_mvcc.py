@@ -250,6 +250,7 @@ async def truncate_waiting(raw: asyncpg.Connection) -> bool:
         await raw.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
             " WHERE NOT l.granted AND a.query LIKE 'TRUNCATE awa.jobs_done%'"
+            " AND a.datname = current_database()"
         )
     )
 

@@ -84,4 +84,8 @@ def test_processes_starting_one_fresh_directory_at_once_share_one_server(
         assert asyncio.run(durability(urls[0])) == dict.fromkeys(DURABILITY, "off")
     finally:
         for child in children:
-            child.communicate(input="", timeout=60)
+            try:
+                child.communicate(input="", timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()

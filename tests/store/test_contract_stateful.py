@@ -653,8 +653,9 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         With equal limits neither claimer can hold more than half of the other's head
         (``2 × limit`` candidates), so the union is a prefix of dispatch order. A claimer
         with the larger limit can leave the other fewer candidates than it wants; that one
-        then fills kind by kind (ADR 035), so the union is a prefix of each kind's order
-        and as large as the free jobs allow, but not necessarily a global prefix."""
+        then fills kind by kind (ADR 035), so the union is a prefix of each kind's order,
+        holds the first ``max(limits)`` jobs, and is as large as the free jobs allow, but
+        is not necessarily a global prefix."""
         a, b = (self.workers[n] for n in pair)
         order = self.env.run(list_dispatchable(self.model, queue, kinds))
         expected = [j.id for j in order[: sum(limits)]]
@@ -678,6 +679,13 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
             )
         else:
             assert len(taken) == len(expected), f"racing claims took {ids_a} + {ids_b}"
+            # The larger claimer's head (2 x its limit) always has room for its batch past
+            # what the other holds, and it walks that head in order: every job before its
+            # last is taken by one of the two, so the first max(limits) jobs are.
+            first = expected[: max(limits)]
+            assert set(first) <= set(taken), (
+                f"racing claims took {ids_a} + {ids_b}, dispatch order prefix is {expected}"
+            )
             for kind in {kind_of.get(job_id) for job_id in taken}:
                 of_kind = [j.id for j in order if j.kind == kind]
                 mine = sorted(i for i in taken if kind_of.get(i) == kind)

@@ -127,10 +127,13 @@ class Maintenance:
     async def ring_pass(self, body: Callable[[RingPass], Awaitable[T]]) -> T:
         """Run ``body`` as one pass over the history ring: one connection, one transaction
         (fenced like every other of this store), the ring row-locked first (see
-        ``awa.store.ring``). ``body`` returns what the pass did."""
+        ``awa.store.ring``). ``body`` returns what the pass did. READ COMMITTED whatever
+        the role's default: the TRUNCATE trigger of migration 19 (ADR 043) must see the
+        deltas and totals committed after the pass began, or a truncated slot's counts
+        would outlive it."""
 
         async def run() -> T:
-            async with self._db.acquire() as c, c.transaction():
+            async with self._db.acquire() as c, c.transaction(isolation="read_committed"):
                 return await body(RingPass(c))
 
         return await self._db.guard(run)
