@@ -10,7 +10,10 @@
 -- flush's complete/finalize/reschedule batches, finalize_cancel_requested, rescue, the
 -- callback park) first locks every row of its batch, in id order, and only then writes:
 --
---     locked AS (SELECT id FROM awa.jobs WHERE id = ANY (...) ORDER BY id FOR UPDATE)
+--     locked AS (SELECT j.id FROM awa.jobs j
+--                  JOIN unnest(ids, leases) AS l(id, lease)
+--                    ON j.id = l.id AND j.run_lease = l.lease
+--                 ORDER BY j.id FOR UPDATE OF j)
 --     ... WHERE ... AND (SELECT count(*) FROM locked) >= 0
 --
 -- The condition is always true; it is there because it makes the lock step run, to the
@@ -21,7 +24,12 @@
 -- (rescue's retry and fail, the flush's cancel step) touch only rows it already holds. Two
 -- such writers over the same jobs wait for each other at most once, never in a cycle,
 -- whatever order their batches list the ids in. Claims, promotion and aging use SKIP
--- LOCKED and never wait.
+-- LOCKED and never wait. Only the rows still at the batch's leases are locked: a stale
+-- report names a job that may be available again (rescued, retried), and locking it made a
+-- claim racing the report skip it and come back short (the stateful contract test found
+-- it). None of these statements writes a row at another lease, and a lease never comes
+-- back once a claim replaced it (ADR 040), so what a later statement of the transaction
+-- locks is a subset of what the first one did: still no cycle.
 
 -- name: insert_job
 -- Insert one job; state is scheduled when run_at is in the future, else available. In the
@@ -168,7 +176,10 @@ RETURNING j.id, j.kind, j.queue, j.args, j.priority, j.attempt, j.max_attempts, 
 -- calling awa.history_row: the hot completion path, where the call measured ~7 % slower per
 -- statement (ADR 016); keep the two in step (tests/db/test_history_row.py).
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
-locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
+locked AS (SELECT j.id FROM awa.jobs j
+              JOIN unnest($1::bigint[], $2::bigint[]) AS l(id, lease)
+                ON j.id = l.id AND j.run_lease = l.lease
+             ORDER BY j.id FOR UPDATE OF j),
 done AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $3::jsonb[], $5::jsonb[])
@@ -196,7 +207,10 @@ RETURNING id;
 -- became failed writes a job.failed event to the outbox in the same statement. Returns the
 -- ids applied.
 WITH t AS (SELECT coalesce($5::timestamptz, now()) AS now),
-locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
+locked AS (SELECT j.id FROM awa.jobs j
+              JOIN unnest($1::bigint[], $2::bigint[]) AS l(id, lease)
+                ON j.id = l.id AND j.run_lease = l.lease
+             ORDER BY j.id FOR UPDATE OF j),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $3::awa.job_state[], $4::jsonb[], $6::jsonb[])
@@ -234,7 +248,10 @@ RETURNING id;
 -- when already due. Appends error $5 when given and keeps the attempt's final progress $8 for
 -- the next attempt. Returns (id, queue, state) applied.
 WITH t AS (SELECT coalesce($7::timestamptz, now()) AS now),
-locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE)
+locked AS (SELECT j.id FROM awa.jobs j
+              JOIN unnest($1::bigint[], $2::bigint[]) AS l(id, lease)
+                ON j.id = l.id AND j.run_lease = l.lease
+             ORDER BY j.id FOR UPDATE OF j)
 UPDATE awa.jobs j
    SET state = CASE WHEN c.run_at <= t.now THEN 'available'::awa.job_state ELSE c.new_state END,
        run_at = c.run_at,
@@ -256,7 +273,10 @@ RETURNING j.id, j.queue, j.state, j.run_at;
 -- ends cancelled with the operator's reason and the attempt's final progress $4. Only
 -- attempts still in a state of $5 (NULL: running or waiting_external) are touched.
 WITH t AS (SELECT coalesce($3::timestamptz, now()) AS now),
-locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
+locked AS (SELECT j.id FROM awa.jobs j
+              JOIN unnest($1::bigint[], $2::bigint[]) AS l(id, lease)
+                ON j.id = l.id AND j.run_lease = l.lease
+             ORDER BY j.id FOR UPDATE OF j),
 gone AS (
     DELETE FROM awa.jobs j
      USING unnest($1::bigint[], $2::bigint[], $4::jsonb[]) AS c(id, lease, progress)
@@ -283,7 +303,10 @@ RETURNING id;
 -- jobs it holds (progress $3: see the convention at the top). Returns the ids the runtime
 -- must stop: lost (lease no longer matches, or no longer running) or asked to cancel.
 WITH t AS (SELECT coalesce($4::timestamptz, now()) AS now),
-locked AS (SELECT id FROM awa.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE),
+locked AS (SELECT j.id FROM awa.jobs j
+              JOIN unnest($1::bigint[], $2::bigint[]) AS l(id, lease)
+                ON j.id = l.id AND j.run_lease = l.lease
+             ORDER BY j.id FOR UPDATE OF j),
 beat AS (
     UPDATE awa.jobs j
        SET heartbeat_at = t.now,
