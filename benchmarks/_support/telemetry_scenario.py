@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ from awa.events import WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult
 from awa.model import TERMINAL_STATES
 from awa.telemetry import CATALOGUE, Instruments
-from awa.telemetry.catalogue import OUTBOX_BACKLOG
+from awa.telemetry.catalogue import OUTBOX_BACKLOG, spec
 
 __all__ = ["Scenario", "prepare_database"]
 
@@ -158,14 +158,20 @@ class Scenario:
         return await anyio.to_thread.run_sync(scrape, self.port)
 
     async def until(
-        self, what: str, done: Callable[[dict[str, float]], bool], timeout: float = 30.0
+        self,
+        what: str,
+        done: Callable[[dict[str, float]], bool],
+        timeout: float = 30.0,
+        read: Callable[[], Awaitable[dict[str, float]]] | None = None,
     ) -> dict[str, float]:
-        """Scrape until ``done`` holds; records the step (or that it timed out)."""
+        """Read (by default: scrape the Prometheus endpoint) until ``done`` holds; records
+        the step (or that it timed out)."""
+        read = read or self.scrape
         started = time.monotonic()
         samples: dict[str, float] = {}
         with anyio.move_on_after(timeout):
             while True:
-                samples = await self.scrape()
+                samples = await read()
                 if done(samples):
                     break
                 await anyio.sleep(0.1)
@@ -174,19 +180,20 @@ class Scenario:
         print(f"step {what}: {'ok' if ok else 'TIMED OUT'}", file=sys.stderr, flush=True)
         return samples
 
-    async def until_exported(self, timeout: float = 30.0) -> None:
+    async def until_exported(self) -> None:
         """Until every instrument reached the OTLP receiver with data (one export a
         second): a gauge set last (``delayed``) must be exported while it holds."""
-        assert self.exported is not None
-        started, missing = time.monotonic(), [spec.name for spec in CATALOGUE]
-        with anyio.move_on_after(timeout):
-            while missing:
-                peaks = await anyio.to_thread.run_sync(self.exported)
-                missing = [spec.name for spec in CATALOGUE if not peaks.get(spec.name)]
-                await anyio.sleep(0.5)
-        what = "every instrument exported over OTLP"
-        self.steps.append({"step": what, "ok": not missing, "seconds": time.monotonic() - started})
-        print(f"step {what}: {missing or 'ok'}", file=sys.stderr, flush=True)
+        exported = self.exported
+        assert exported is not None
+
+        async def peaks() -> dict[str, float]:
+            return await anyio.to_thread.run_sync(exported)
+
+        await self.until(
+            "every instrument exported over OTLP",
+            lambda p: all(p.get(s.name) for s in CATALOGUE),
+            read=peaks,
+        )
 
     async def finished(self, job_id: int, timeout: float = 60.0) -> str:
         with anyio.fail_after(timeout):
@@ -265,7 +272,7 @@ class Scenario:
             await self.until("first overrun", lambda s: s.get(OVERRUN_FAMILY, 0) >= 1)
             self.final_scrape = await self.until(
                 "every instrument has data",
-                lambda s: all(s.get(spec.prometheus_name) for spec in CATALOGUE),
+                lambda s: all(s.get(i.prometheus_name) for i in CATALOGUE),
             )
             if self.exported is not None:
                 await self.until_exported()
@@ -290,7 +297,7 @@ class Scenario:
         self.steps.append({"step": "jobs", "ok": states.count("completed") == 7, "states": states})
         # The sink is down, so the jobs' events wait in the outbox; the gauge is refreshed
         # every backlog_interval (10 s), and the run must not end before it was.
-        backlog = next(s for s in CATALOGUE if s.name == OUTBOX_BACKLOG).prometheus_name
+        backlog = spec(OUTBOX_BACKLOG).prometheus_name
         await self.until("outbox backlog observed", lambda s: s.get(backlog, 0) > 0)
 
     async def paused_queue(self) -> None:
