@@ -243,19 +243,9 @@ class Lane:
             await self._run_body(stats)
 
     async def _sleep_or_wake(self, stats: BranchStats, delay: float) -> None:
-        async with anyio.create_task_group() as tg:
-
-            async def sleeper() -> None:
-                await self.ctx.clock.sleep(delay)
-                tg.cancel_scope.cancel()
-
-            async def waker() -> None:
-                await stats.wake.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(sleeper)
-            tg.start_soon(waker)
-        stats.wake = anyio.Event()
+        await self.ctx.clock.sleep_unless(stats.wake, delay)
+        if stats.wake.is_set():
+            stats.wake = anyio.Event()
 
     async def _run_body(self, stats: BranchStats) -> BranchResult | None:
         branch = stats.branch

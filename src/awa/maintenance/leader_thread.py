@@ -45,6 +45,7 @@ from awa.clock import SystemClock
 from awa.errors import RuntimeStateError
 from awa.maintenance.lane import BranchStats, Lane
 from awa.maintenance.leader import MaintenanceLeader
+from awa.maintenance.precise_loop import precise_loop_factory
 from awa.store import Store
 
 __all__ = ["STOP_TIMEOUT", "LeaderThread", "isolated"]
@@ -226,7 +227,10 @@ class LeaderThread:
 
     def _main(self, running: Callable[[], None], ended: Callable[[], None]) -> None:
         try:
-            asyncio.run(self._serve(running))
+            # Timers with microsecond resolution: the promotion branch sleeps until a job
+            # is due, and epoll's millisecond rounding made that sleep late (ADR 044).
+            with asyncio.Runner(loop_factory=precise_loop_factory()) as runner:
+                runner.run(self._serve(running))
         except BaseException as exc:  # handed to the owner, which re-raises it
             self._failure = exc
         finally:
