@@ -261,6 +261,49 @@ async def test_a_fence_queued_behind_a_term_bump_sees_the_new_term(
         await store.close()
 
 
+async def test_a_promotion_queued_behind_a_term_bump_promotes_nothing(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """``promote_due`` fences itself inside its one statement (ADR 044): started while B's
+    bump is uncommitted, it waits for the bump, finds the newer term, and neither promotes
+    the due job nor keeps it locked; the caller gets ``LeadershipLost``."""
+    a_conn, a_term = await new_term(database_url, "A")
+    store = await Store.open(database_url, max_size=1, term=a_term)
+    await a_conn.close()
+    due = await raw.fetchval(
+        "INSERT INTO awa.jobs (kind, queue, state, priority, original_priority, max_attempts,"
+        " run_at, created_at) VALUES ('k', 'default', 'scheduled', 2, 2, 3,"
+        " now() - interval '1 s', now()) RETURNING id"
+    )
+    refused: list[LeadershipLost] = []
+
+    async def a_promotes() -> None:
+        try:
+            await store.maintenance.promote_due(10)
+        except LeadershipLost as exc:
+            refused.append(exc)
+
+    try:
+        bump = raw.transaction()
+        await bump.start()
+        await raw.execute("UPDATE awa.leader_term SET term = term + 1, holder = 'B'")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a_promotes)
+            await wait_for(lambda: fence_waits(raw))
+            assert refused == []
+            await bump.commit()
+        assert [exc.term for exc in refused] == [a_term]
+        assert await raw.fetchval("SELECT state FROM awa.jobs WHERE id = $1", due) == "scheduled"
+        # The current term's promotion (unfenced here) finds the job unlocked and due.
+        plain = await Store.open(database_url, max_size=1)
+        try:
+            assert await plain.maintenance.promote_due(10) == ["default"]
+        finally:
+            await plain.close()
+    finally:
+        await store.close()
+
+
 async def fence_waits(raw: asyncpg.Connection) -> bool:
     """Whether a fence waits on a lock. ``raw`` may be inside a transaction, where
     pg_stat_activity is a snapshot taken at its first read: clear it, or a wait that began

@@ -60,7 +60,7 @@ async def test_a_promotion_sets_the_setting_for_its_own_transaction_only(
     store: Store, session_on: asyncpg.Connection
 ) -> None:
     await one_due_job(store, session_on)
-    await session_on.fetch(sql_text("promote_due"), 10, None)
+    await session_on.fetch(sql_text("promote_due"), 10, None, None)
     assert await session_on.fetchval("SHOW synchronous_commit") == "on"
 
 
@@ -68,7 +68,7 @@ async def test_a_promotion_commits_asynchronously(
     store: Store, session_on: asyncpg.Connection
 ) -> None:
     await one_due_job(store, session_on)
-    assert await setting_after(session_on, "promote_due", 10, None) == "off"
+    assert await setting_after(session_on, "promote_due", 10, None, None) == "off"
     assert await session_on.fetchval("SELECT state FROM awa.jobs") == "available"
 
 

@@ -9,6 +9,11 @@
 -- not the transaction's start, which the caller's clock has long passed) until that job
 -- is due, or NULL when nothing is deferred; with a pinned $2 (tests) it counts from $2.
 -- The statement's snapshot still sees the promoted rows as deferred, hence NOT IN (due).
+-- Fences itself (ADR 044): with a leadership term $3 it share-locks the term row while
+-- that term is current, as `term_fence` does for a fenced transaction, before it locks
+-- or writes any job; `current` is false (and nothing was touched) when a newer term
+-- began. In a fenced transaction the same work took four round trips (BEGIN, fence,
+-- statement, COMMIT) on the path of every scheduled job. $3 NULL: unfenced.
 -- Commits asynchronously (ADR 020): a promotion lost in a server crash is redone by the
 -- next run.
 -- O(due jobs), whatever is scheduled later (issue 19): `due` compares run_at with the
@@ -16,13 +21,19 @@
 -- CTE it became a join filter applied after the ordered scan, and every future job was
 -- read on each run. The UPDATE finds the rows by primary key, = ANY of an array: joined
 -- with `due`, the planner, not knowing how few rows it holds, hashes a Seq Scan of
--- awa.jobs. The UPDATE also reads `t`, so its set_config runs even when nothing is due.
-WITH t AS (
+-- awa.jobs. `t` is an InitPlan of `due`, so the fence is taken before any job is locked,
+-- and the UPDATE reads it too, so its set_config runs even when nothing is due.
+WITH fence AS (
+    SELECT term FROM awa.leader_term WHERE term = $3::bigint FOR SHARE
+),
+t AS (
     SELECT set_config('synchronous_commit', 'off', true) AS relaxed
+     WHERE $3::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)
 ),
 due AS (
     SELECT id FROM awa.jobs
      WHERE state IN ('scheduled', 'retryable') AND run_at <= coalesce($2::timestamptz, now())
+       AND (SELECT relaxed FROM t) IS NOT NULL
      ORDER BY run_at
      LIMIT $1
        FOR UPDATE SKIP LOCKED
@@ -38,6 +49,7 @@ woken AS (
 )
 SELECT coalesce((SELECT array_agg(queue ORDER BY queue) FROM promoted), '{}') AS queues,
        (SELECT count(*) FROM woken) AS woken,
+       (SELECT relaxed FROM t) IS NOT NULL AS current,
        -- epoch arithmetic, not timestamp subtraction: a foreign producer's 'infinity'
        -- run_at gives +/-Infinity here instead of an error that would roll back the run.
        (SELECT extract(epoch FROM min(run_at))

@@ -37,7 +37,7 @@ async def _promote_reads(conn: asyncpg.Connection, future: int) -> tuple[int, in
         future,
     )
     await conn.execute("VACUUM ANALYZE awa.jobs")
-    root = await explain(conn, _SQL["promote_due"].sql, 1000, None)
+    root = await explain(conn, _SQL["promote_due"].sql, 1000, None, None)
     return read_buffers(root, "jobs"), index_searches(root, "jobs"), scans_of(root, "jobs")
 
 
