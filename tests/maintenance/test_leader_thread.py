@@ -44,6 +44,7 @@ from awa.config import MaintenanceConfig
 from awa.events import CallableSink, Event, EventKind, Sink, WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.leader_thread import LeaderThread, isolated
+from awa.maintenance.precise_loop import PreciseEpollSelector, precise_loop_factory
 from awa.store.leadership import LeaderConnection
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
 from support.chaos import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
@@ -237,7 +238,7 @@ async def test_a_handler_blocking_the_loop_does_not_delay_promotion(
 
 
 class WhereAmI(Branch):
-    """Records the thread its body runs on."""
+    """Records the thread its body runs on, and its loop's selector."""
 
     name = "where_am_i"
     lane = HYGIENE
@@ -245,9 +246,11 @@ class WhereAmI(Branch):
     def __init__(self) -> None:
         super().__init__(interval=0.05)
         self.threads: set[int] = set()
+        self.selectors: set[type] = set()
 
     async def run_once(self, ctx: BranchContext) -> BranchResult:
         self.threads.add(threading.get_ident())
+        self.selectors.add(type(getattr(asyncio.get_running_loop(), "_selector", None)))
         return BranchResult({})
 
 
@@ -319,6 +322,9 @@ async def test_branches_and_sinks_run_on_the_maintenance_thread(
             maintenance = leader.thread.ident
     assert maintenance is not None and maintenance != threading.get_ident()
     assert where.threads == {maintenance}
+    # Its loop times waits in microseconds (ADR 044), where the platform uses epoll.
+    precise = precise_loop_factory()
+    assert precise is None or where.selectors == {PreciseEpollSelector}
     assert sink_threads == {maintenance}
     assert [e.data["job_id"] for e in got] == [job.id]
     assert [b["data"]["job_id"] for b in receiver.bodies] == [job.id]
