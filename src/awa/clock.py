@@ -13,7 +13,7 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "utcnow"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "sleep_unless", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -30,10 +30,6 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
-    async def sleep_unless(self, event: anyio.Event, seconds: float) -> None:
-        """Sleep ``seconds``, or less if ``event`` is set meanwhile."""
-        ...
-
     def db_now(self) -> datetime | None: ...
 
 
@@ -48,13 +44,6 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(max(0.0, seconds))
-
-    async def sleep_unless(self, event: anyio.Event, seconds: float) -> None:
-        # One deadline on the waiting task, no helper tasks: a scheduled job's promotion
-        # waits here, and two tasks per sleep (start, cancel, join) added ~0.4 ms of loop
-        # work after the timer fired (issue 16, ADR 044).
-        with anyio.move_on_after(max(0.0, seconds)):
-            await event.wait()
 
     def db_now(self) -> None:
         return None
@@ -93,16 +82,28 @@ class FakeClock:
         while self._mono < wake_at:
             await self._changed.wait()
 
-    async def sleep_unless(self, event: anyio.Event, seconds: float) -> None:
-        async with anyio.create_task_group() as tg:
 
-            async def sleeper() -> None:
-                await self.sleep(seconds)
-                tg.cancel_scope.cancel()
+async def sleep_unless(clock: Clock, event: anyio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` by ``clock``, or less if ``event`` is set meanwhile.
 
-            async def waker() -> None:
-                await event.wait()
-                tg.cancel_scope.cancel()
+    The real clock's sleep is a timer, so the wait is one deadline on the waiting task: a
+    scheduled job's promotion waits here, and racing two helper tasks (start both, cancel
+    the loser, join) added ~0.4 ms of loop work after the timer fired (issue 16, ADR 044).
+    Any other clock's sleep (``FakeClock``, an application's own) may be anything but a
+    timer, so it races ``event.wait()`` in two tasks, as every sleep did before."""
+    if isinstance(clock, SystemClock) and type(clock).sleep is SystemClock.sleep:
+        with anyio.move_on_after(max(0.0, seconds)):
+            await event.wait()
+        return
+    async with anyio.create_task_group() as tg:
 
-            tg.start_soon(sleeper)
-            tg.start_soon(waker)
+        async def sleeper() -> None:
+            await clock.sleep(seconds)
+            tg.cancel_scope.cancel()
+
+        async def waker() -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(sleeper)
+        tg.start_soon(waker)

@@ -834,7 +834,8 @@ async def test_terminated_transaction_reports_its_real_cause(database_url: str) 
     """A statement inside a transaction whose backend is terminated (57P01): the typed error
     names that cause, not asyncpg's failure to leave the transaction on the dead connection
     ("cannot call Transaction.__aexit__(): the underlying connection is closed"), which is
-    what every maintenance branch logs today (they all run in a fenced transaction)."""
+    what every maintenance branch logs today (all but promote_due, which fences itself in
+    one statement, run in a fenced transaction)."""
     setup = await asyncpg.connect(database_url)
     try:
         await setup.execute(FAULT_SQL)

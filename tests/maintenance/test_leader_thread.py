@@ -44,7 +44,7 @@ from awa.config import MaintenanceConfig
 from awa.events import CallableSink, Event, EventKind, Sink, WebhookSink
 from awa.maintenance import HYGIENE, Branch, BranchContext, BranchResult, MaintenanceLeader
 from awa.maintenance.leader_thread import LeaderThread, isolated
-from awa.maintenance.precise_loop import PreciseEpollSelector, precise_loop_factory
+from awa.maintenance.precise_loop import PRECISE_SELECTOR, precise_loop_factory
 from awa.store.leadership import LeaderConnection
 from awa.telemetry import EVENT_LOOP_LAG, Instruments
 from support.chaos import emit, fast_maintenance, leader_lock_holders, percentile, wait_for
@@ -324,7 +324,7 @@ async def test_branches_and_sinks_run_on_the_maintenance_thread(
     assert where.threads == {maintenance}
     # Its loop times waits in microseconds (ADR 044), where the platform uses epoll.
     precise = precise_loop_factory()
-    assert precise is None or where.selectors == {PreciseEpollSelector}
+    assert precise is None or where.selectors == {PRECISE_SELECTOR}
     assert sink_threads == {maintenance}
     assert [e.data["job_id"] for e in got] == [job.id]
     assert [b["data"]["job_id"] for b in receiver.bodies] == [job.id]

@@ -17,11 +17,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from awa.maintenance.precise_loop import PreciseEpollSelector, precise_loop_factory
+from awa.maintenance.precise_loop import PRECISE_SELECTOR, precise_loop_factory
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(selectors, "EpollSelector"), reason="epoll is Linux-only"
-)
+pytestmark = pytest.mark.skipif(PRECISE_SELECTOR is None, reason="epoll is Linux-only")
+
+
+def precise_selector() -> selectors.BaseSelector:
+    assert PRECISE_SELECTOR is not None
+    return PRECISE_SELECTOR()
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def test_a_ready_descriptor_ends_a_long_wait_at_once(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     reader, writer = pair
-    with PreciseEpollSelector() as sel:
+    with precise_selector() as sel:
         sel.register(reader, selectors.EVENT_READ, "reader")
         writer.send(b"x")
         started = time.monotonic()
@@ -51,7 +54,7 @@ def test_a_wait_with_nothing_ready_lasts_its_whole_timeout(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     reader, _ = pair
-    with PreciseEpollSelector() as sel:
+    with precise_selector() as sel:
         sel.register(reader, selectors.EVENT_READ)
         for timeout in (0.0004, 0.0027, 0.011):
             started = time.monotonic()
@@ -61,10 +64,13 @@ def test_a_wait_with_nothing_ready_lasts_its_whole_timeout(
 
 
 def test_a_descriptor_select_cannot_take_falls_back_to_epoll(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """select(2) refuses descriptors past FD_SETSIZE with ValueError; the selector then
-    waits with epoll alone, still delivering events, and never tries select(2) again."""
+    says so once and waits with epoll alone, still delivering events, and never tries
+    select(2) again."""
     calls: list[float] = []
 
     def refuse(r: object, w: object, x: object, timeout: float) -> None:
@@ -73,12 +79,13 @@ def test_a_descriptor_select_cannot_take_falls_back_to_epoll(
 
     monkeypatch.setattr(select, "select", refuse)
     reader, writer = pair
-    with PreciseEpollSelector() as sel:
+    with precise_selector() as sel:
         sel.register(reader, selectors.EVENT_READ, "reader")
         assert sel.select(timeout=0.002) == []
         writer.send(b"x")
         assert [key.data for key, _ in sel.select(timeout=5.0)] == ["reader"]
     assert calls == [0.002]
+    assert [r.event for r in caplog.records] == ["precise_timers_off"]  # type: ignore[attr-defined]
 
 
 def test_the_loop_factory_runs_coroutines_on_the_precise_selector() -> None:
@@ -90,4 +97,4 @@ def test_the_loop_factory_runs_coroutines_on_the_precise_selector() -> None:
         return type(getattr(asyncio.get_running_loop(), "_selector", None))
 
     with asyncio.Runner(loop_factory=factory) as runner:
-        assert runner.run(which()) is PreciseEpollSelector
+        assert runner.run(which()) is PRECISE_SELECTOR

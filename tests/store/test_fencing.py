@@ -291,6 +291,14 @@ async def test_a_promotion_queued_behind_a_term_bump_promotes_nothing(
             tg.start_soon(a_promotes)
             await wait_for(lambda: fence_waits(raw))
             assert refused == []
+            # While A waits for the fence it holds no job lock: the fence comes first.
+            other = await asyncpg.connect(database_url)
+            try:
+                locked = "SELECT id FROM awa.jobs WHERE id = $1 FOR UPDATE NOWAIT"
+                async with other.transaction():
+                    assert await other.fetchval(locked, due) == due
+            finally:
+                await other.close()
             await bump.commit()
         assert [exc.term for exc in refused] == [a_term]
         assert await raw.fetchval("SELECT state FROM awa.jobs WHERE id = $1", due) == "scheduled"

@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from awa.backoff import Backoff
+from awa.clock import sleep_unless
 from awa.config import MaintenanceConfig
 from awa.errors import LeadershipLost
 from awa.maintenance.branch import Branch, BranchContext, BranchResult
@@ -243,7 +244,7 @@ class Lane:
             await self._run_body(stats)
 
     async def _sleep_or_wake(self, stats: BranchStats, delay: float) -> None:
-        await self.ctx.clock.sleep_unless(stats.wake, delay)
+        await sleep_unless(self.ctx.clock, stats.wake, delay)
         if stats.wake.is_set():
             stats.wake = anyio.Event()
 

@@ -14,7 +14,9 @@ it never opens one itself. What lives here is what every part needs and none sho
   term bump waits for the fenced transactions in flight, and each one begun later raises
   ``LeadershipLost`` without writing anything. No part needs to know: fencing is where the
   connection comes from. Unfenced (``term=None``: the CLI, tests, ``tick()`` before it
-  leads) nothing changes;
+  leads) nothing changes. One exception, on a scheduled job's latency path:
+  ``fetchrow_self_fenced`` runs a statement that takes the same lock itself, in one round
+  trip instead of four (``promote_due``, ADR 044);
 - dedicated connections (LISTEN, leadership), outside the pool;
 - a bounded close: a pool whose connections no longer answer is terminated after
   ``CLOSE_TIMEOUT`` rather than awaited until TCP gives up.
@@ -189,12 +191,19 @@ class Database:
         fence existed: it is on every statement of the hot path.)"""
         return self._pooled() if self.term is None else self._fenced(self.term)
 
-    def acquire_self_fencing(self) -> AbstractAsyncContextManager[Connection]:
-        """A pooled connection outside any fenced transaction, for one statement that
-        takes the fence itself: given ``self.term``, it share-locks the term row the way
-        ``term_fence`` does and reports whether the term was current (ADR 044). One round
-        trip where a fenced transaction takes four; for the SLO lane's hot statement."""
-        return self._pooled()
+    async def fetchrow_self_fenced(self, statement: str, query: str, *args: Any) -> asyncpg.Record:
+        """Run ``query`` (named ``statement``), a statement that takes the fence itself, on
+        a pooled connection outside any fenced transaction: one round trip where a fenced
+        transaction takes four (ADR 044). ``self.term`` is passed as its last parameter
+        (None: unfenced); the statement must share-lock the term row while that term is
+        current before its first lock or write (``promote_due`` shows how) and return a
+        ``current`` column, false when a newer term began and it touched nothing: then
+        ``LeadershipLost``, as from a fenced transaction."""
+        async with self._pooled() as c:
+            row = one_row(await c.fetchrow(query, *args, self.term), statement)
+        if self.term is not None and not row["current"]:
+            raise LeadershipLost(self.term)
+        return row
 
     @asynccontextmanager
     async def _fenced(self, term: int) -> AsyncIterator[Connection]:

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from awa.db.queries import paired_queries
-from awa.errors import LeadershipLost
 from awa.store.database import Database, one_row
 from awa.store.health_history import HealthHistory
 from awa.store.ring import RingPass
@@ -80,15 +79,11 @@ class Maintenance:
         """Promote due jobs, wake their queues and learn the next due time, in one
         statement: one round trip, fenced or not (the statement takes the fence itself;
         ``LeadershipLost``, having touched nothing, when a newer term began)."""
-        term = self._db.term
 
         async def run() -> Promotion:
-            async with self._db.acquire_self_fencing() as c:
-                row = one_row(
-                    await c.fetchrow(_sql("promote_due"), limit, now, term), "promote_due"
-                )
-            if term is not None and not row["current"]:
-                raise LeadershipLost(term)
+            row = await self._db.fetchrow_self_fenced(
+                "promote_due", _sql("promote_due"), limit, now
+            )
             return Promotion([str(q) for q in row["queues"]], _seconds_until(row["next_in"]))
 
         return await self._db.guard(run)

@@ -13,6 +13,7 @@ EXPLAIN ANALYZE, no timings.
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from awa.db.queries import paired_queries
 from support.big_tables import explain, index_searches, read_buffers, scans_of
@@ -20,9 +21,11 @@ from support.big_tables import explain, index_searches, read_buffers, scans_of
 _SQL = paired_queries("maintenance")
 
 
-async def _promote_reads(conn: asyncpg.Connection, future: int) -> tuple[int, int, list[str]]:
+async def _promote_reads(
+    conn: asyncpg.Connection, future: int, term: int | None
+) -> tuple[int, int, list[str]]:
     """(buffers reading awa.jobs, index descents, scan types) of one promote run over five
-    due jobs and ``future`` jobs scheduled an hour ahead."""
+    due jobs and ``future`` jobs scheduled an hour ahead, fenced by ``term`` (None: not)."""
     await conn.execute("TRUNCATE awa.jobs")
     await conn.execute(
         """
@@ -37,13 +40,20 @@ async def _promote_reads(conn: asyncpg.Connection, future: int) -> tuple[int, in
         future,
     )
     await conn.execute("VACUUM ANALYZE awa.jobs")
-    root = await explain(conn, _SQL["promote_due"].sql, 1000, None, None)
+    root = await explain(conn, _SQL["promote_due"].sql, 1000, None, term)
     return read_buffers(root, "jobs"), index_searches(root, "jobs"), scans_of(root, "jobs")
 
 
-async def test_promotion_reads_the_due_jobs_not_the_future(raw: asyncpg.Connection) -> None:
-    small, small_searches, _ = await _promote_reads(raw, 100)
-    large, large_searches, scans = await _promote_reads(raw, 20_000)
+@pytest.mark.parametrize("fenced", [False, True], ids=["unfenced", "fenced"])
+async def test_promotion_reads_the_due_jobs_not_the_future(
+    raw: asyncpg.Connection, fenced: bool
+) -> None:
+    """Fenced by the current term (how the leader runs it, ADR 044) and unfenced (tick,
+    tests): the fence must not change the plan of the scan."""
+    term = await raw.fetchval("SELECT term FROM awa.leader_term") if fenced else None
+    small, small_searches, _ = await _promote_reads(raw, 100, term)
+    large, large_searches, scans = await _promote_reads(raw, 20_000, term)
+    assert small_searches >= 1, "the scan of awa.jobs never ran (a stale term?)"
     assert "Seq Scan" not in scans, scans
     # One extra page per descent allows for a btree the larger table made a level deeper.
     assert large <= 1.2 * small + (large_searches - small_searches) + large_searches, (
