@@ -237,25 +237,14 @@ async def test_a_fence_queued_behind_a_term_bump_sees_the_new_term(
     a_conn, a_term = await new_term(database_url, "A")
     store = await Store.open(database_url, max_size=1, term=a_term)
     await a_conn.close()
-    refused: list[BaseException] = []
 
     async def a_writes() -> None:
-        try:
-            async with store.db.acquire() as c:
-                await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
-        except LeadershipLost as exc:
-            refused.append(exc)
+        async with store.db.acquire() as c:
+            await c.execute("INSERT INTO public.fence_probe VALUES ('A', $1)", a_term)
 
     try:
-        bump = raw.transaction()
-        await bump.start()
-        await raw.execute("UPDATE awa.leader_term SET term = term + 1, holder = 'B'")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(a_writes)
-            await wait_for(lambda: fence_waits(raw))
-            assert refused == []
-            await bump.commit()
-        assert len(refused) == 1
+        refused = await refused_behind_a_bump(raw, a_writes)
+        assert [exc.term for exc in refused] == [a_term]
         assert await raw.fetchval("SELECT count(*) FROM public.fence_probe") == 0
     finally:
         await store.close()
@@ -275,31 +264,21 @@ async def test_a_promotion_queued_behind_a_term_bump_promotes_nothing(
         " run_at, created_at) VALUES ('k', 'default', 'scheduled', 2, 2, 3,"
         " now() - interval '1 s', now()) RETURNING id"
     )
-    refused: list[LeadershipLost] = []
 
-    async def a_promotes() -> None:
+    async def no_job_lock_held() -> None:
+        """While A waits for the fence it holds no job lock: the fence comes first."""
+        other = await asyncpg.connect(database_url)
         try:
-            await store.maintenance.promote_due(10)
-        except LeadershipLost as exc:
-            refused.append(exc)
+            locked = "SELECT id FROM awa.jobs WHERE id = $1 FOR UPDATE NOWAIT"
+            async with other.transaction():
+                assert await other.fetchval(locked, due) == due
+        finally:
+            await other.close()
 
     try:
-        bump = raw.transaction()
-        await bump.start()
-        await raw.execute("UPDATE awa.leader_term SET term = term + 1, holder = 'B'")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(a_promotes)
-            await wait_for(lambda: fence_waits(raw))
-            assert refused == []
-            # While A waits for the fence it holds no job lock: the fence comes first.
-            other = await asyncpg.connect(database_url)
-            try:
-                locked = "SELECT id FROM awa.jobs WHERE id = $1 FOR UPDATE NOWAIT"
-                async with other.transaction():
-                    assert await other.fetchval(locked, due) == due
-            finally:
-                await other.close()
-            await bump.commit()
+        refused = await refused_behind_a_bump(
+            raw, lambda: store.maintenance.promote_due(10), no_job_lock_held
+        )
         assert [exc.term for exc in refused] == [a_term]
         assert await raw.fetchval("SELECT state FROM awa.jobs WHERE id = $1", due) == "scheduled"
         # The current term's promotion (unfenced here) finds the job unlocked and due.
@@ -310,6 +289,34 @@ async def test_a_promotion_queued_behind_a_term_bump_promotes_nothing(
             await plain.close()
     finally:
         await store.close()
+
+
+async def refused_behind_a_bump(
+    raw: asyncpg.Connection,
+    write: Callable[[], Awaitable[object]],
+    while_waiting: Callable[[], Awaitable[None]] | None = None,
+) -> list[LeadershipLost]:
+    """Start ``write`` while B's term bump (on ``raw``) is uncommitted; once it waits for
+    the fence, run ``while_waiting``, then commit the bump. The refusals it met."""
+    refused: list[LeadershipLost] = []
+
+    async def attempt() -> None:
+        try:
+            await write()
+        except LeadershipLost as exc:
+            refused.append(exc)
+
+    bump = raw.transaction()
+    await bump.start()
+    await raw.execute("UPDATE awa.leader_term SET term = term + 1, holder = 'B'")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(attempt)
+        await wait_for(lambda: fence_waits(raw))
+        assert refused == []
+        if while_waiting is not None:
+            await while_waiting()
+        await bump.commit()
+    return refused
 
 
 async def fence_waits(raw: asyncpg.Connection) -> bool:
