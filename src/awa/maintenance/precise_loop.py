@@ -7,14 +7,14 @@ project's 2-core VM, ``asyncio.sleep`` ended 0.73 ms late at the median and 2.1 
 The promotion branch sleeps until the next job is due, so that overshoot was the largest
 single part of a scheduled job's lateness (issue 16, ``benchmarks/promotion_stages.py``).
 
-The selector (``PRECISE_SELECTOR``) waits on the epoll descriptor itself with ``select(2)``, whose
-timeout has microsecond resolution (the descriptor turns readable when any registered
-event is ready), then collects the ready events with a non-blocking ``epoll_wait``. The
-same sleep then ends 0.17 ms late at the median, 0.32 ms at p99. The cost is one extra
-system call per wait that has a timeout; the maintenance loop waits a few hundred times a
-second at most, so it is negligible there. Where ``select(2)`` cannot take the descriptor
-(a number past ``FD_SETSIZE``), it logs a warning and falls back to the millisecond
-wait for good.
+The selector (``PRECISE_SELECTOR``) waits on the epoll descriptor itself with
+``select(2)``, whose timeout has microsecond resolution (the descriptor turns readable
+when any registered event is ready), then collects the ready events with a non-blocking
+``epoll_wait``. The same sleep then ends 0.17 ms late at the median, 0.32 ms at p99. The
+cost is one extra system call per wait that has a timeout; the maintenance loop waits a
+few hundred times a second at most, so it is negligible there. Where ``select(2)`` cannot
+take the descriptor (a number past ``FD_SETSIZE``), it logs a warning and falls back to
+the millisecond wait for good.
 
 Only loops awa owns use it (the maintenance thread's); the application's loop is its own.
 Platforms whose default selector is not epoll (kqueue has nanosecond timeouts) keep the
