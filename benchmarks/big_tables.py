@@ -41,6 +41,7 @@ import json
 import statistics
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,24 +65,10 @@ SCENARIOS = ("big",)
 _CLAIM = paired_queries("jobs")["claim_batch"].sql
 _QUEUE_COUNTS = paired_queries("admin")["queue_counts"].sql
 #: ``queue_counts`` before migration 19 (ADR 043), for the before/after figures; the same
-#: text is the oracle of tests/admin/test_queue_counts_*.py.
-_OLD_QUEUE_COUNTS = """
-WITH counts AS (
-    SELECT queue, state::text AS state, count(*) AS count,
-           CASE WHEN state = 'available'
-                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
-      FROM awa.jobs GROUP BY queue, state
-    UNION ALL
-    SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
-    UNION ALL
-    SELECT p.queue, 'available', 0, NULL FROM awa.queue_pauses p
-     WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.state = 'available' AND j.queue = p.queue)
-)
-SELECT c.queue, c.state, c.count, c.lag_s,
-       EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = c.queue) AS paused
-  FROM counts c
- ORDER BY 1, 2
-"""
+#: file is the oracle of tests/admin/test_queue_counts_*.py.
+_OLD_QUEUE_COUNTS = (
+    Path(__file__).parent / "_support" / "queue_counts_before_0019.sql"
+).read_text()
 
 
 async def database(args: argparse.Namespace, server_url: str) -> str:

@@ -5,6 +5,7 @@ per-slot history totals the triggers maintain, compared with a recount."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -13,24 +14,11 @@ from awa.store import Store
 
 __all__ = ["OLD_QUEUE_COUNTS", "assert_counts_exact", "history_exact", "history_pending"]
 
-#: ``queue_counts`` as it was: O(live + history rows) per call. Same rows and columns.
-OLD_QUEUE_COUNTS = """
-WITH counts AS (
-    SELECT queue, state::text AS state, count(*) AS count,
-           CASE WHEN state = 'available'
-                THEN extract(epoch FROM coalesce($1::timestamptz, now()) - min(run_at)) END AS lag_s
-      FROM awa.jobs GROUP BY queue, state
-    UNION ALL
-    SELECT queue, state::text, count(*), NULL FROM awa.jobs_done GROUP BY queue, state
-    UNION ALL
-    SELECT p.queue, 'available', 0, NULL FROM awa.queue_pauses p
-     WHERE NOT EXISTS (SELECT 1 FROM awa.jobs j WHERE j.state = 'available' AND j.queue = p.queue)
-)
-SELECT c.queue, c.state, c.count, c.lag_s,
-       EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = c.queue) AS paused
-  FROM counts c
- ORDER BY 1, 2
-"""
+#: ``queue_counts`` as it was: O(live + history rows) per call. Same rows and columns. One
+#: copy, shared with ``benchmarks/big_tables.py`` (its "old" figures).
+OLD_QUEUE_COUNTS = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "_support" / "queue_counts_before_0019.sql"
+).read_text()
 
 Slots = dict[tuple[int, str, str], int]
 
