@@ -24,6 +24,7 @@ from awa.dlq import DeadLetters
 from awa.errors import ConfigError, MigrationError, ValidationError
 from awa.handlers import HandlerRegistry, check_description
 from awa.insert_template import Templates
+from awa.local_claims import LocalClaims
 from awa.model import InsertOptions, InsertParams, Job, JobState, UniqueScope, parse_state
 from awa.queues import Queues
 from awa.store import Connection, QueueCount, Store
@@ -74,6 +75,8 @@ class Client:
         self.metrics = metrics or instruments()
         self._store: Store | None = None
         self._templates = Templates()
+        #: Dispatchers of this client's running runtimes that take jobs at insert (ADR 045).
+        self.local_claims = LocalClaims()
 
     @property
     def database_url(self) -> str:
@@ -258,9 +261,17 @@ class Client:
         timeout (per attempt), unique_key, unique_scope (queued | active | all). ``args``
         is any JSON value, a dataclass or a pydantic model (stored as the JSON object it
         stands for); checked against the handler's ``args=`` type when one is registered.
+
+        With a runtime of this client running here, a job it can start at once is inserted
+        already claimed for it and the returned job is ``running`` (ADR 045,
+        ``RuntimeConfig.claim_on_insert``).
         """
         params = self.params(kind, args, **options)
-        job = await self.store.jobs.insert_job(params, conn=conn, now=self.clock.db_now())
+        taker = None if conn is not None else self.local_claims.reserve(params, self.clock.now())
+        if taker is not None:  # a runtime of this process runs it at once (ADR 045)
+            job = await taker.insert_reserved(self.store, params, self.clock.db_now())
+        else:
+            job = await self.store.jobs.insert_job(params, conn=conn, now=self.clock.db_now())
         if not job.duplicate:
             self.metrics.inserted.add(1, {"awa.queue": job.queue})
         return job

@@ -87,6 +87,11 @@ class RuntimeConfig:
       True; ``awa.runtime.gc_freeze``, ADR 021): the imports and pools of a worker make a
       full collection cost ~10 ms, a pause of every loop and thread that shows up as the
       pickup and promotion tail.
+    - ``claim_on_insert``: a ``client.insert`` made in this process, on the runtime's
+      loop, of a job due now for a queue and kind this runtime serves with a slot free,
+      goes in already claimed and starts here as soon as its commit returns, unless the
+      queue is paused or has an available job that would be claimed first (default True;
+      ``awa.local_claims``, ADR 045).
     """
 
     queues: dict[str, int] = field(default_factory=lambda: {"default": 50})
@@ -106,6 +111,7 @@ class RuntimeConfig:
     pool_size: int = 10
     startup_recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     freeze_gc: bool = True
+    claim_on_insert: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.queues, dict):
@@ -132,8 +138,9 @@ class RuntimeConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValidationError(name, value, "expected seconds >= 0")
-        if not isinstance(self.freeze_gc, bool):
-            raise ValidationError("freeze_gc", self.freeze_gc, "expected True or False")
+        for flag in ("freeze_gc", "claim_on_insert"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValidationError(flag, getattr(self, flag), "expected True or False")
         if not 1 <= self.claim_batch <= 10_000:
             raise ValidationError("claim_batch", self.claim_batch, "expected 1..10000")
         if not 1 <= self.completion_batch <= 100_000:

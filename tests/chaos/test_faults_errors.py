@@ -306,6 +306,9 @@ async def test_database_error_in_every_loop_is_survived_counted_and_loses_nothin
         liveness_interval=0.2,
         presence_beat_interval=0.1,
         shutdown_grace=2.0,
+        # The claim loop is under test: jobs inserted here must wait for it, not be
+        # claimed by the insert (ADR 045; its faults: tests/local_claims/).
+        claim_on_insert=False,
     )
     every_branch_fast = {b.name: 0.3 for b in BUILTIN_BRANCHES}
     maintenance = fast_maintenance(intervals=every_branch_fast)

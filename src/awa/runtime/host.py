@@ -154,8 +154,16 @@ class RuntimeHost:
             async with anyio.create_task_group() as dispatch:
                 for dispatcher in rt.dispatchers:
                     await dispatch.start(dispatcher.run, executions)
-                rt.mark_ready()
-                await rt.stop_requested()
+                local = rt.client.local_claims
+                takers = rt.dispatchers if config.claim_on_insert else []
+                for dispatcher in takers:
+                    local.add(dispatcher)
+                try:
+                    rt.mark_ready()
+                    await rt.stop_requested()
+                finally:  # no producer may hand a job to a dispatcher that stops claiming
+                    for dispatcher in takers:
+                        local.discard(dispatcher)
                 for dispatcher in rt.dispatchers:
                     dispatcher.stop()
             await self._drain_executions()

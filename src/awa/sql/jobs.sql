@@ -55,6 +55,62 @@ SELECT ins.id, ins.state, ins.run_at, ins.created_at,
                         CASE WHEN ins.state = 'available' THEN ins.queue
                              ELSE extract(epoch FROM ins.run_at)::text END)) AS notified;
 
+-- name: insert_claiming
+-- insert_job for a producer whose own process runs a dispatcher of the job's queue with a
+-- free slot (ADR 045): when the job is due now, the queue is not paused and no available
+-- job of a kind $11 that dispatcher handles would be claimed before it (priority <= $4:
+-- dispatch order is priority, run_at, id, and the new job has the latest run_at and id), it
+-- goes in already claimed for runtime $12, exactly as claim_batch would claim it (first
+-- lease generation, attempt 1, heartbeat and deadline from now), and nobody is notified:
+-- the producer's process runs it as soon as the commit returns, without the NOTIFY, wake-up
+-- and claim round trip. Otherwise it goes in and is announced like insert_job's. The
+-- commit stays durable: it is the producer's insert. The backlog probe reads jobs_claim_idx
+-- (queue, kind, priority, ...), one range per kind, and stops at the first row (LIMIT 1 in
+-- the lateral: a semi-join could be planned as a hash over the queue's whole backlog). `d`
+-- is MATERIALIZED so the probes run once, not once per column that reads `claim`.
+WITH t AS (SELECT coalesce($10::timestamptz, now()) AS now),
+d AS MATERIALIZED (
+    SELECT t.now, coalesce($5::timestamptz, t.now) AS run_at,
+           coalesce($5::timestamptz, t.now) <= t.now
+           AND NOT EXISTS (SELECT 1 FROM awa.queue_pauses p WHERE p.queue = $2)
+           AND NOT EXISTS (
+               SELECT 1 FROM unnest($11::text[]) AS k(kind)
+                CROSS JOIN LATERAL (
+                      SELECT 1 FROM awa.jobs j
+                       WHERE j.state = 'available' AND j.queue = $2 AND j.kind = k.kind
+                         AND j.priority <= $4::smallint
+                       LIMIT 1) ahead
+           ) AS claim
+      FROM t
+),
+ins AS (
+    INSERT INTO awa.jobs (id, kind, queue, args, state, priority, original_priority, max_attempts,
+                          run_at, created_at, timeout_s, tags, metadata, attempt, run_lease,
+                          attempted_at, heartbeat_at, claimed_by, deadline_at)
+    SELECT nextval('awa.job_id_seq'), $1, $2, $3::jsonb,
+           CASE WHEN d.claim THEN 'running' WHEN d.run_at > d.now THEN 'scheduled'
+                ELSE 'available' END::awa.job_state,
+           $4::smallint, $4::smallint, $6, d.run_at, d.now, $7::float8, $8, $9::jsonb,
+           CASE WHEN d.claim THEN 1 ELSE 0 END,
+           CASE WHEN d.claim THEN (1::bigint << 32) | floor(random() * 4294967296)::bigint
+                ELSE 0 END,
+           CASE WHEN d.claim THEN d.now END,
+           CASE WHEN d.claim THEN d.now END,
+           CASE WHEN d.claim THEN $12 END,
+           CASE WHEN d.claim THEN d.now + make_interval(secs => $7::float8) END
+      FROM d
+    RETURNING *
+)
+SELECT ins.id, ins.kind, ins.queue, ins.state, ins.priority, ins.attempt, ins.max_attempts,
+       ins.run_at, ins.created_at, ins.attempted_at, ins.heartbeat_at, ins.deadline_at,
+       ins.timeout_s, ins.tags, ins.run_lease, ins.claimed_by, ins.progress::text AS progress,
+       ins.args::text AS args, ins.metadata::text AS metadata, ins.errors::text AS errors,
+       CASE WHEN ins.state = 'running' THEN NULL
+            ELSE pg_notify(CASE WHEN ins.state = 'available' THEN 'awa_jobs' ELSE 'awa_due' END,
+                           CASE WHEN ins.state = 'available' THEN ins.queue
+                                ELSE extract(epoch FROM ins.run_at)::text END) END AS notified
+  FROM ins;
+
 -- name: claim_unique_key
 -- Reserve a unique key for a new job id; returns no row when another job holds the key.
 INSERT INTO awa.job_unique (unique_key, job_id)

@@ -155,6 +155,51 @@ class Jobs:
             unique_key=p.unique_key,
         )
 
+    async def insert_claiming(
+        self,
+        p: InsertParams,
+        kinds: Sequence[str],
+        instance_id: str,
+        *,
+        conn: Connection | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Job, Job | None]:
+        """Insert one job without a unique key on a pooled connection, already claimed for
+        runtime ``instance_id`` (a dispatcher in this process handling ``kinds`` of its
+        queue) when nothing in the queue would be claimed before it (ADR 045). Returns the
+        job for the producer and, if it was claimed, a second copy for the handler (decoded
+        apart: a handler mutating its args must not change what the producer holds).
+        ``conn``: a pooled connection the caller holds, so it can start the handler before
+        giving the connection back (never a caller's transaction: the claim would be
+        visible before the producer commits)."""
+
+        async def run(c: Connection) -> tuple[Job, Job | None]:
+            row = one_row(
+                await c.fetchrow(
+                    _sql("insert_claiming"),
+                    p.kind,
+                    p.queue,
+                    RawJson(p.args_json),
+                    p.priority,
+                    p.run_at,
+                    p.max_attempts,
+                    p.timeout_seconds,
+                    list(p.tags),
+                    RawJson(p.metadata_json),
+                    now,
+                    list(kinds),
+                    instance_id,
+                ),
+                "insert_claiming",
+            )
+            job = job_from_row(row, json_as_text=True)
+            if job.state is not JobState.RUNNING:
+                return job, None
+            return job, job_from_row(row, json_as_text=True)
+
+        async with self._db.connection(conn) as c:
+            return await self._db.guard(lambda: run(c))
+
     async def insert_many(
         self,
         params: Sequence[InsertParams],

@@ -39,6 +39,7 @@ from awa.telemetry.catalogue import EVENT_LOOP_LAG as EVENT_LOOP_LAG
 from awa.telemetry.catalogue import FLUSH_ERRORS as FLUSH_ERRORS
 from awa.telemetry.catalogue import HANDLER_DURATION as HANDLER_DURATION
 from awa.telemetry.catalogue import JOBS_CLAIMED as JOBS_CLAIMED
+from awa.telemetry.catalogue import JOBS_CLAIMED_ON_INSERT as JOBS_CLAIMED_ON_INSERT
 from awa.telemetry.catalogue import JOBS_FINISHED as JOBS_FINISHED
 from awa.telemetry.catalogue import JOBS_INSERTED as JOBS_INSERTED
 from awa.telemetry.catalogue import JOBS_RESCUED as JOBS_RESCUED
@@ -93,6 +94,7 @@ __all__ = (
     "FLUSH_ERRORS",
     "HANDLER_DURATION",
     "JOBS_CLAIMED",
+    "JOBS_CLAIMED_ON_INSERT",
     "JOBS_FINISHED",
     "JOBS_INSERTED",
     "JOBS_RESCUED",

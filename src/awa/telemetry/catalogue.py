@@ -60,6 +60,7 @@ __all__ = [
     "FLUSH_ERRORS",
     "HANDLER_DURATION",
     "JOBS_CLAIMED",
+    "JOBS_CLAIMED_ON_INSERT",
     "JOBS_FINISHED",
     "JOBS_INSERTED",
     "JOBS_RESCUED",
@@ -86,6 +87,7 @@ __all__ = [
 
 JOBS_INSERTED: Final = "awa.jobs.inserted"
 JOBS_CLAIMED: Final = "awa.jobs.claimed"
+JOBS_CLAIMED_ON_INSERT: Final = "awa.jobs.claimed_on_insert"
 JOBS_FINISHED: Final = "awa.jobs.finished"
 JOBS_RESCUED: Final = "awa.jobs.rescued"
 JOBS_STALE_RESULTS: Final = "awa.jobs.stale_results"
@@ -209,6 +211,12 @@ CATALOGUE: Final[tuple[InstrumentSpec, ...]] = (
     InstrumentSpec(
         JOBS_CLAIMED, _C, "{job}", (ATTR_QUEUE,),
         "Jobs claimed by this process's dispatchers (one per attempt).",
+        "worker",
+    ),
+    InstrumentSpec(
+        JOBS_CLAIMED_ON_INSERT, _C, "{job}", (ATTR_QUEUE,),
+        "Of the claimed jobs, those a producer of this process inserted already claimed "
+        "for a free slot here, with no NOTIFY, wake-up or claim round trip (ADR 045).",
         "worker",
     ),
     InstrumentSpec(

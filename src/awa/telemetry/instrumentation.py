@@ -43,6 +43,7 @@ from awa.telemetry.catalogue import (
     FLUSH_ERRORS,
     HANDLER_DURATION,
     JOBS_CLAIMED,
+    JOBS_CLAIMED_ON_INSERT,
     JOBS_FINISHED,
     JOBS_INSERTED,
     JOBS_RESCUED,
@@ -135,6 +136,7 @@ class Instruments:
 
         self.inserted = counter(JOBS_INSERTED)
         self.claimed = counter(JOBS_CLAIMED)
+        self.claimed_on_insert = counter(JOBS_CLAIMED_ON_INSERT)
         self.finished = counter(JOBS_FINISHED)
         self.rescued = counter(JOBS_RESCUED)
         self.stale_results = counter(JOBS_STALE_RESULTS)
@@ -184,6 +186,7 @@ class Instruments:
         increment of a series that appears with value 1. ``kinds``: the handler kinds
         declared on this queue (bounded by the registered handlers, ADR 025)."""
         self.claimed.add(0, {ATTR_QUEUE: queue})
+        self.claimed_on_insert.add(0, {ATTR_QUEUE: queue})
         self.stale_results.add(0, {ATTR_QUEUE: queue})
         for kind in kinds:
             for outcome in BASELINE_OUTCOMES:

@@ -29,10 +29,10 @@ maintenance leadership; aggregate leader gauges across processes with `max`, not
 
 **Series that exist from start.** A counter series that appears with the value 1 hides its
 first increment from `increase()` and `rate()`. So awa adds 0 to the label sets it knows in
-advance (ADR 025): when a runtime starts, per queue it serves, `awa.jobs.claimed` and
-`awa.jobs.stale_results`, and `awa.jobs.finished` with outcome `completed`, `retried` and
-`failed` for every kind whose handler is declared on that queue; when a lane starts,
-`awa.maintenance.branch.overrun` per branch; when leadership starts,
+advance (ADR 025): when a runtime starts, per queue it serves, `awa.jobs.claimed`,
+`awa.jobs.claimed_on_insert` and `awa.jobs.stale_results`, and `awa.jobs.finished` with
+outcome `completed`, `retried` and `failed` for every kind whose handler is declared on
+that queue; when a lane starts, `awa.maintenance.branch.overrun` per branch; when leadership starts,
 `awa.maintenance.elections` and `awa.jobs.rescued` per reason and outcome; the first time
 the leader evaluates a cron schedule, `awa.cron.fired` and `awa.cron.missed` for it. Series
 whose labels are only known when they happen (an `error.type`, a job of a kind declared on

@@ -13,9 +13,11 @@ every 5 s (issue 19, ADR 029). Without LISTEN the fast fallback rate is never st
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -24,7 +26,7 @@ from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import RuntimeConfig
 from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
-from awa.model import Job, JobState
+from awa.model import InsertParams, Job, JobState
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
 from awa.telemetry.logs import JobScope
@@ -93,6 +95,13 @@ class QueueDispatcher:
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope  #: see ``run``
         self._ready: deque[Job] = deque()  #: claimed jobs no worker has taken yet
         self._parked: deque[asyncio.Future[None]] = deque()  #: idle workers' wake-ups
+        #: Set by ``run``: where handlers run, and the loop they run on (claims at insert).
+        self._executions: TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The dispatcher's own context: an insert's task must not inherit the producer's
+        #: (its current span, its log scope), as a task the producer started would.
+        self._context: contextvars.Context | None = None
+        self._kind_set = frozenset(self._kinds)
 
     @property
     def active(self) -> int:
@@ -126,6 +135,9 @@ class QueueDispatcher:
         ]
         self._metrics.declare_queue(self.queue, declared)
         self._new_scope = scope_factory()
+        self._executions = executions
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         task_status.started()
         if not self._kinds:
             return
@@ -160,9 +172,7 @@ class QueueDispatcher:
                 if self._announcer is not None:
                     self._announcer.claimed()
             for job in jobs:
-                self._active += 1
-                if self._idle.is_set():
-                    self._idle = anyio.Event()
+                self._take_slot()
                 self._hand_out(job, executions)
             if len(jobs) < want:
                 return
@@ -179,6 +189,11 @@ class QueueDispatcher:
                 await self._capacity.wait()
                 self._capacity = anyio.Event()
 
+    def _take_slot(self) -> None:
+        self._active += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+
     def _release(self) -> None:
         self._active -= 1
         self._capacity.set()
@@ -188,6 +203,80 @@ class QueueDispatcher:
     async def wait_idle(self) -> None:
         """Return once no handler of this queue is running."""
         await self._idle.wait()
+
+    # ------------------------------------------------ claims at insert (ADR 045)
+
+    def reserve(self, kind: str) -> bool:
+        """Hold a slot for a job a producer of this process is inserting (``LocalClaims``):
+        only while claiming, on this loop, for a kind handled here, with a slot free."""
+        if (
+            self._stopping
+            or self._executions is None
+            or self._active >= self.concurrency
+            or kind not in self._kind_set
+            or not self._gate.is_open
+        ):
+            return False
+        try:
+            if asyncio.get_running_loop() is not self._loop:
+                return False  # a producer on another loop or thread: handlers run here
+        except RuntimeError:
+            return False
+        self._take_slot()
+        return True
+
+    async def insert_reserved(
+        self, store: Store, params: InsertParams, now: datetime | None
+    ) -> Job:
+        """Insert in a task of the executions tier, which hands the job to an execution
+        slot when it came back claimed. The producer only awaits the outcome: cancelling
+        it neither cancels an insert under way nor strands a job it claimed (the task owns
+        both, and the runtime owns the task)."""
+        assert self._executions is not None and self._loop is not None, "reserve() said yes"
+        assert self._context is not None
+        outcome: asyncio.Future[Job] = self._loop.create_future()
+        # A task copies the context it is created in: create it in the dispatcher's.
+        self._context.run(
+            self._executions.start_soon, self._insert_then_run, store, params, now, outcome
+        )
+        return await outcome
+
+    async def _insert_then_run(
+        self, store: Store, params: InsertParams, now: datetime | None, outcome: asyncio.Future[Job]
+    ) -> None:
+        held = True  # the reserved slot, until a claimed job takes it
+        try:
+            async with store.db.connection() as conn:
+                job, claimed = await store.jobs.insert_claiming(
+                    params, self._kinds, self._instance_id, conn=conn, now=now
+                )
+                if claimed is not None:
+                    # Handed out before the connection goes back to the pool: the handler
+                    # starts while the pool's release runs (several loop iterations).
+                    self.claimed += 1
+                    self._empty_polls = 0  # the queue has work: back to the short poll
+                    self._metrics.claimed.add(1, {"awa.queue": self.queue})
+                    self._metrics.claimed_on_insert.add(1, {"awa.queue": self.queue})
+                    if self._announcer is not None:
+                        self._announcer.claimed()
+                    assert self._executions is not None
+                    self._hand_out(claimed, self._executions)
+                else:  # queued behind others, paused or due later: claimed as usual
+                    self._release()
+                held = False
+                if not outcome.done():
+                    outcome.set_result(job)
+        except Exception as exc:  # the producer's to handle (typed by the store)
+            if not outcome.done():
+                outcome.set_exception(exc)
+            else:  # inserted and handed out, then the connection's release failed
+                log.debug("after an insert for a producer: %r", exc)
+        except BaseException:
+            outcome.cancel()
+            raise
+        finally:
+            if held:  # the insert failed or was cancelled
+                self._release()
 
     def _hand_out(self, job: Job, executions: TaskGroup) -> None:
         """Give ``job`` to an idle worker, or start one (at most one per running job)."""
