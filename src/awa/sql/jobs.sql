@@ -66,7 +66,8 @@ SELECT ins.id, ins.state, ins.run_at, ins.created_at,
 -- and claim round trip. Otherwise it goes in and is announced like insert_job's. The
 -- commit stays durable: it is the producer's insert. The backlog probe reads jobs_claim_idx
 -- (queue, kind, priority, ...), one range per kind, and stops at the first row (LIMIT 1 in
--- the lateral: a semi-join could be planned as a hash over the queue's whole backlog). `d`
+-- the lateral: a semi-join could be planned as a hash over the queue's whole backlog; the
+-- ORDER BY of the index keeps a plan that expects many matches off a Seq Scan). `d`
 -- is MATERIALIZED so the probes run once, not once per column that reads `claim`.
 WITH t AS (SELECT coalesce($10::timestamptz, now()) AS now),
 d AS MATERIALIZED (
@@ -79,6 +80,7 @@ d AS MATERIALIZED (
                       SELECT 1 FROM awa.jobs j
                        WHERE j.state = 'available' AND j.queue = $2 AND j.kind = k.kind
                          AND j.priority <= $4::smallint
+                       ORDER BY j.priority, j.run_at, j.id
                        LIMIT 1) ahead
            ) AS claim
       FROM t
