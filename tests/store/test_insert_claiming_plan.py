@@ -30,7 +30,20 @@ async def _backlog(conn: asyncpg.Connection, kind: str, queue: str, priority: in
     )
 
 
-_ARGS = ("work", "shared", "{}", 2, None, 5, None, [], "{}", None, ["work", "other"], "me")
+_ARGS: tuple[object, ...] = (
+    "work",
+    "shared",
+    "{}",
+    2,
+    None,
+    5,
+    None,
+    [],
+    "{}",
+    None,
+    ["work", "other"],
+    "me",
+)
 
 
 async def _plan(conn: asyncpg.Connection) -> tuple[int, int, list[str]]:
