@@ -269,8 +269,10 @@ class QueueDispatcher:
         except Exception as exc:  # the producer's to handle (typed by the store)
             if not outcome.done():
                 outcome.set_exception(exc)
-            else:  # inserted and handed out, then the connection's release failed
-                log.debug("after an insert for a producer: %r", exc)
+            else:  # its producer was cancelled, or had its job and the release failed
+                log.warning(
+                    "insert into queue %r, its producer gone or answered: %s", self.queue, exc
+                )
         except BaseException:
             outcome.cancel()
             raise
