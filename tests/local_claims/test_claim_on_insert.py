@@ -10,7 +10,7 @@ asserts from the database or from a real Prometheus scrape, never from its own b
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import awa
 from awa.errors import DatabaseUnavailable
 from awa.telemetry import Telemetry, configure
+
+Handler = Callable[[awa.JobContext], Awaitable[None]]
 
 #: No LISTEN and a poll far beyond any test: only the insert can hand these runtimes a job.
 QUIET: dict[str, Any] = {
@@ -53,9 +55,10 @@ async def state_of(raw: asyncpg.Connection, job_id: int) -> str | None:
 
 
 class World:
-    """One client with a recording handler for ``work`` and ``other``, and its runtime."""
+    """One client with a recording handler for ``work`` (unless given one) and ``other``,
+    and its runtime (``QUIET`` unless ``config`` says otherwise)."""
 
-    def __init__(self, url: str, **config: Any) -> None:
+    def __init__(self, url: str, handler: Handler | None = None, **config: Any) -> None:
         self.client = awa.Client(url)
         self.ran: list[tuple[int, int, dict[str, Any]]] = []  #: (id, attempt, args)
         self.gate = anyio.Event()
@@ -69,7 +72,7 @@ class World:
             args["touched by the handler"] = True
             await self.gate.wait()
 
-        self.client.handler("work")(work)
+        self.client.handler("work")(handler or work)
         self.client.handler("other")(work)
 
     @property
@@ -81,10 +84,17 @@ class World:
         return [job_id for job_id, _, _ in self.ran]
 
 
+    async def settled(self) -> None:
+        """Until the dispatcher's start-up claim has returned: while a claim is under way
+        its slots are not free for an insert (they may be filled by it)."""
+        await eventually(lambda: self.dispatcher._claiming == 0)
+
+
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
     w = World(database_url)
     async with w.client, w.runtime:
+        await w.settled()
         yield w
 
 
@@ -142,8 +152,6 @@ async def test_a_paused_queue_claims_nothing_at_insert(
     job = await world.client.insert("work")
     assert job.state is awa.JobState.AVAILABLE
     assert world.dispatcher.active == 0
-    await anyio.sleep(0.2)
-    assert world.ran == []
     assert await state_of(raw, job.id) == "available"
 
 
@@ -160,8 +168,6 @@ async def test_what_takes_the_ordinary_path(world: World, raw: asyncpg.Connectio
     assert later.state is awa.JobState.SCHEDULED
     assert unknown_kind.state is awa.JobState.AVAILABLE
     assert other_queue.state is awa.JobState.AVAILABLE
-    await anyio.sleep(0.2)
-    assert world.ran == []
     assert world.dispatcher.active == 0
     rows = await raw.fetch("SELECT state::text FROM awa.jobs WHERE claimed_by IS NOT NULL")
     assert rows == []
@@ -189,10 +195,10 @@ async def test_claim_on_insert_can_be_turned_off(
 ) -> None:
     w = World(database_url, claim_on_insert=False)
     async with w.client, w.runtime:
+        await w.settled()
         job = await w.client.insert("work")
         assert job.state is awa.JobState.AVAILABLE
-        await anyio.sleep(0.2)
-        assert w.ran == []
+        assert await state_of(raw, job.id) == "available"
     with pytest.raises(awa.ValidationError, match="claim_on_insert"):
         awa.RuntimeConfig(claim_on_insert="yes")  # type: ignore[arg-type]
 
@@ -244,7 +250,7 @@ async def test_a_connection_killed_mid_insert_is_a_typed_error_and_frees_the_slo
                 await killer.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    " AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%INSERT INTO awa.jobs%'"
                 )
         assert len(failures) == 1
     finally:
@@ -255,6 +261,106 @@ async def test_a_connection_killed_mid_insert_is_a_typed_error_and_frees_the_slo
     job = await world.client.insert("work", {"n": "after"})
     assert job.state is awa.JobState.RUNNING
     await eventually(lambda: world.ran_ids() == [job.id])
+
+
+async def insert_blocked(world: World, raw: asyncpg.Connection) -> None:
+    """Wait until an insert of ``world``'s client waits on ``raw``'s table lock."""
+    await eventually(
+        lambda: raw.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO awa.jobs%'"
+        )
+    )
+
+
+async def test_a_claim_in_flight_holds_its_slots_against_an_insert(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """Concurrency 1: the dispatcher's claim of a backlog job and a producer's insert
+    meet while the table is locked; only one of them may take the slot."""
+    running = 0
+    most = 0
+    ran: list[int] = []
+
+    async def counted(ctx: awa.JobContext) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        ran.append(ctx.job.id)
+        await anyio.sleep(0.2)
+        running -= 1
+
+    w = World(database_url, counted, queues={"default": 1})
+    async with w.client, w.runtime, awa.Client(database_url) as other:
+        await w.settled()
+        backlog = await other.insert("work", {"n": "backlog"})
+        async with raw.transaction():
+            # The claim reads awa.queue_pauses (the pause check): it waits; an insert that
+            # does not claim never reads it.
+            await raw.execute("LOCK TABLE awa.queue_pauses IN ACCESS EXCLUSIVE MODE")
+            assert w.runtime.wakeups is not None
+            w.runtime.wakeups.notify("default")  # the dispatcher claims, and waits
+            await eventually(
+                lambda: raw.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    " AND query LIKE '%WITH head AS%'"
+                )
+            )
+            with anyio.fail_after(5):
+                new = await w.client.insert("work", {"n": "new"})
+            assert new.state is awa.JobState.AVAILABLE, "the claim under way holds the slot"
+            assert w.dispatcher.active == 0
+        await eventually(lambda: backlog.id in ran)
+        await anyio.sleep(0.3)
+        assert most == 1
+        assert w.dispatcher.active <= 1
+
+
+async def test_an_insert_that_outlives_the_shutdown_grace_is_given_back(
+    world: World, raw: asyncpg.Connection
+) -> None:
+    async with anyio.create_task_group() as tg:
+        produced: list[awa.Job] = []
+
+        async def produce() -> None:
+            produced.append(await world.client.insert("work", {"n": "late"}))
+
+        async with raw.transaction():
+            await raw.execute("LOCK TABLE awa.jobs IN SHARE MODE")
+            tg.start_soon(produce)
+            await insert_blocked(world, raw)
+            tg.start_soon(world.runtime.shutdown, 0.0)
+            await eventually(lambda: world.runtime.state == "stopping")
+            await anyio.sleep(0.2)  # the grace (0 s) runs out while the insert waits
+        # the lock is gone: the insert commits, claimed, after the grace
+    [job] = produced
+    assert job.state is awa.JobState.RUNNING
+    assert world.runtime.state == "stopped"
+    assert world.ran == [], "past the grace, a job claimed at insert is not started"
+    row = await raw.fetchrow("SELECT state::text, attempt FROM awa.jobs WHERE id = $1", job.id)
+    assert row is not None and (row["state"], row["attempt"]) == ("available", 0)
+
+
+async def test_an_aborted_runtime_tells_a_waiting_producer_with_a_typed_error(
+    world: World, raw: asyncpg.Connection
+) -> None:
+    failures: list[BaseException] = []
+    async with anyio.create_task_group() as tg:
+
+        async def produce() -> None:
+            try:
+                await world.client.insert("work", {"n": "aborted"})
+            except awa.RuntimeStateError as exc:
+                failures.append(exc)
+
+        async with raw.transaction():
+            await raw.execute("LOCK TABLE awa.jobs IN SHARE MODE")
+            tg.start_soon(produce)
+            await insert_blocked(world, raw)
+            await world.runtime.abort()
+            await eventually(lambda: failures)
+    assert "may have been inserted" in str(failures[0])
 
 
 # ------------------------------------------------------------------------- telemetry
@@ -302,6 +408,8 @@ async def test_claims_at_insert_are_counted_in_a_real_scrape(
     client.handler("work")(work)
     runtime = awa.Runtime(client, awa.RuntimeConfig(**QUIET), run_maintenance=False)
     async with client, runtime:
+        [dispatcher] = runtime.dispatchers
+        await eventually(lambda: dispatcher._claiming == 0)
         name = "awa_jobs_claimed_on_insert_total"
         assert await scraped(exporter, name, "default") == 0  # declared from start
         for n in range(3):

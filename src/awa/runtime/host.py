@@ -177,6 +177,8 @@ class RuntimeHost:
         with anyio.move_on_after(grace):
             for dispatcher in rt.dispatchers:
                 await dispatcher.wait_idle()
+        for dispatcher in rt.dispatchers:
+            dispatcher.grace_over()
         still = [e for e in rt.inflight.snapshot() if e.stop_reason is None]
         if any(d.active for d in rt.dispatchers):
             log.warning("grace period over: requeueing %d running jobs", len(still))

@@ -59,7 +59,8 @@ SELECT ins.id, ins.state, ins.run_at, ins.created_at,
 -- insert_job for a producer whose own process runs a dispatcher of the job's queue with a
 -- free slot (ADR 045): when the job is due now, the queue is not paused and no available
 -- job of a kind $11 that dispatcher handles would be claimed before it (priority <= $4:
--- dispatch order is priority, run_at, id, and the new job has the latest run_at and id), it
+-- dispatch order is priority, run_at, id; conservative for a run_at given in the past, where
+-- an equal-priority job due later also counts as ahead), it
 -- goes in already claimed for runtime $12, exactly as claim_batch would claim it (first
 -- lease generation, attempt 1, heartbeat and deadline from now), and nobody is notified:
 -- the producer's process runs it as soon as the commit returns, without the NOTIFY, wake-up

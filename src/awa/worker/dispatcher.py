@@ -25,19 +25,20 @@ from anyio.abc import TaskGroup, TaskStatus
 from awa.backoff import Backoff
 from awa.clock import Clock
 from awa.config import RuntimeConfig
+from awa.errors import RuntimeStateError
 from awa.handlers import HandlerRegistry, HandlerSpec, JobContext
-from awa.model import InsertParams, Job, JobState
+from awa.model import InsertParams, Job
 from awa.store import Store
 from awa.telemetry import Instruments, SpanHandle
 from awa.telemetry.logs import JobScope
-from awa.worker.attempt import Invocation, attempt_timeout, invoke, scope_factory
+from awa.worker.attempt import attempt_timeout, invoke, scope_factory
 from awa.worker.claim_gate import ClaimGate
 from awa.worker.completions import CompletionBuffer, PendingResult
 from awa.worker.failure_log import log_failed_attempt
-from awa.worker.inflight import InFlight, InFlightJob, StopReason
+from awa.worker.inflight import InFlight, InFlightJob
 from awa.worker.loop_errors import LoopErrors
 from awa.worker.loop_monitor import traced
-from awa.worker.outcomes import COMPLETED, Decision, decide, refuse
+from awa.worker.outcomes import Decision, decide_attempt, refuse, requeue
 from awa.worker.wakeups import Wakeups
 from awa.worker.work_announcer import WorkAnnouncer
 
@@ -100,8 +101,12 @@ class QueueDispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The dispatcher's own context: an insert's task must not inherit the producer's
         #: (its current span, its log scope), as a task the producer started would.
-        self._context: contextvars.Context | None = None
+        self._context = contextvars.copy_context()  # replaced by run's
         self._kind_set = frozenset(self._kinds)
+        #: Slots a claim statement in flight may fill: not free for an insert to reserve.
+        self._claiming = 0
+        #: Shutdown's grace ran out: a job an insert claims from now on is given back.
+        self._grace_over = False
 
     @property
     def active(self) -> int:
@@ -158,6 +163,7 @@ class QueueDispatcher:
             if not self._gate.is_open:
                 return  # self-fenced: no presence, no claims (the runtime wakes us)
             want = min(free, self._config.claim_batch)
+            self._claiming = want
             try:
                 jobs = await self._store.jobs.claim_batch(
                     self.queue, self._kinds, want, self._instance_id, self._clock.db_now()
@@ -166,6 +172,8 @@ class QueueDispatcher:
             except Exception as exc:  # every class: log, count, back off, claim again
                 await self._claim_errors.failed(exc, f"claim on queue {self.queue!r}")
                 return
+            finally:
+                self._claiming = 0
             if jobs:
                 self.claimed += len(jobs)
                 self._metrics.claimed.add(len(jobs), {"awa.queue": self.queue})
@@ -212,16 +220,13 @@ class QueueDispatcher:
         if (
             self._stopping
             or self._executions is None
-            or self._active >= self.concurrency
+            or self._active + self._claiming >= self.concurrency
             or kind not in self._kind_set
             or not self._gate.is_open
         ):
             return False
-        try:
-            if asyncio.get_running_loop() is not self._loop:
-                return False  # a producer on another loop or thread: handlers run here
-        except RuntimeError:
-            return False
+        if asyncio.get_running_loop() is not self._loop:
+            return False  # a producer on another loop or thread: handlers run here
         self._take_slot()
         return True
 
@@ -233,13 +238,18 @@ class QueueDispatcher:
         it neither cancels an insert under way nor strands a job it claimed (the task owns
         both, and the runtime owns the task)."""
         assert self._executions is not None and self._loop is not None, "reserve() said yes"
-        assert self._context is not None
         outcome: asyncio.Future[Job] = self._loop.create_future()
-        # A task copies the context it is created in: create it in the dispatcher's.
-        self._context.run(
-            self._executions.start_soon, self._insert_then_run, store, params, now, outcome
-        )
+        try:  # in the producer's context: the insert is its work (its trace, its log scope)
+            self._executions.start_soon(self._insert_then_run, store, params, now, outcome)
+        except BaseException:
+            self._release()
+            raise
         return await outcome
+
+    def grace_over(self) -> None:
+        """Shutdown's grace period ran out: a job an insert still under way claims is given
+        back (``requeued``) instead of run, as the running ones are."""
+        self._grace_over = True
 
     async def _insert_then_run(
         self, store: Store, params: InsertParams, now: datetime | None, outcome: asyncio.Future[Job]
@@ -250,22 +260,23 @@ class QueueDispatcher:
                 job, claimed = await store.jobs.insert_claiming(
                     params, self._kinds, self._instance_id, conn=conn, now=now
                 )
-                if claimed is not None:
+                if claimed is None:  # queued behind others, paused or due later
+                    self._release()
+                elif self._grace_over:  # shut down meanwhile: requeued like a running job
+                    back = requeue(self._clock.now())
+                    job_id, lease, kind = claimed.id, claimed.run_lease, claimed.kind
+                    self._buffer.add(PendingResult(job_id, lease, self.queue, back, kind=kind))
+                    self._release()
+                else:
                     # Handed out before the connection goes back to the pool: the handler
                     # starts while the pool's release runs (several loop iterations).
-                    self.claimed += 1
-                    self._empty_polls = 0  # the queue has work: back to the short poll
-                    self._metrics.claimed.add(1, {"awa.queue": self.queue})
-                    self._metrics.claimed_on_insert.add(1, {"awa.queue": self.queue})
-                    if self._announcer is not None:
-                        self._announcer.claimed()
                     assert self._executions is not None
                     self._hand_out(claimed, self._executions)
-                else:  # queued behind others, paused or due later: claimed as usual
-                    self._release()
                 held = False
                 if not outcome.done():
                     outcome.set_result(job)
+                if claimed is not None:
+                    self._count_claim_on_insert()
         except Exception as exc:  # the producer's to handle (typed by the store)
             if not outcome.done():
                 outcome.set_exception(exc)
@@ -273,12 +284,26 @@ class QueueDispatcher:
                 log.warning(
                     "insert into queue %r, its producer gone or answered: %s", self.queue, exc
                 )
-        except BaseException:
-            outcome.cancel()
+        except BaseException:  # the runtime was aborted: tell the producer, not cancel it
+            if not outcome.done():
+                outcome.set_exception(
+                    RuntimeStateError(
+                        f"runtime {self._instance_id} stopped while inserting into queue "
+                        f"{self.queue!r}: the job may have been inserted (rescue then runs it)"
+                    )
+                )
             raise
         finally:
             if held:  # the insert failed or was cancelled
                 self._release()
+
+    def _count_claim_on_insert(self) -> None:
+        self.claimed += 1
+        self._empty_polls = 0  # the queue has work: back to the short poll
+        self._metrics.claimed.add(1, {"awa.queue": self.queue})
+        self._metrics.claimed_on_insert.add(1, {"awa.queue": self.queue})
+        if self._announcer is not None:
+            self._announcer.claimed()
 
     def _hand_out(self, job: Job, executions: TaskGroup) -> None:
         """Give ``job`` to an idle worker, or start one (at most one per running job)."""
@@ -288,7 +313,8 @@ class QueueDispatcher:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        executions.start_soon(self._work)
+        # A new slot runs in the dispatcher's context, whichever task hands the job out.
+        self._context.run(executions.start_soon, self._work)
 
     async def _work(self) -> None:
         """One execution slot: run ready jobs one after another; park when there is none;
@@ -366,35 +392,9 @@ class QueueDispatcher:
             span.record_error(ran.raised)
         elif ran.timed_out:
             span.record_error("timeout")
-        decision = self._decide(entry, ran)
+        decision = decide_attempt(
+            entry, ran, self._clock.now, self._config.backoff, self._registry.get(job.kind)
+        )
         if decision is not None:
             log_failed_attempt(job, ran, decision, timeout)
         return decision
-
-    def _decide(self, entry: InFlightJob, ran: Invocation) -> Decision | None:
-        returned_none = ran.returned is None and ran.raised is None and not ran.timed_out
-        if returned_none and entry.stop_reason is None:
-            return COMPLETED  # what ``decide`` says, without reading the clock
-        now = self._clock.now()
-        job = entry.job
-        if entry.stop_reason is StopReason.LOST:
-            return None
-        if entry.stop_reason is StopReason.CANCEL_REQUESTED:
-            error = {
-                "at": now.isoformat(),
-                "attempt": job.attempt,
-                "kind": "cancelled",
-                "message": entry.stop_detail or "cancelled by operator while running",
-            }
-            return Decision(JobState.CANCELLED, "cancelled", error=error)
-        if entry.stop_reason in (StopReason.SHUTDOWN, StopReason.FENCED):
-            return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
-        return decide(
-            job,
-            now,
-            self._config.backoff,
-            returned=ran.returned,
-            raised=ran.raised,
-            timed_out=ran.timed_out,
-            timeout=attempt_timeout(job, self._registry.get(job.kind)),
-        )

@@ -7,18 +7,29 @@ failed attempt) is visible in one place and testable without a database.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from awa.backoff import Backoff
 from awa.errors import ValidationError, safe_repr
-from awa.handlers import JobContext
+from awa.handlers import HandlerSpec, JobContext
 from awa.model import Job, JobState, UndecodableJson, UnreadableMetadata
 from awa.outcomes import Cancel, RetryAfter, Snooze, WaitForCallback
 from awa.validation import encode_json
+from awa.worker.attempt import Invocation, attempt_timeout
+from awa.worker.inflight import InFlightJob, StopReason
 
-__all__ = ["COMPLETED", "Decision", "decide", "error_record", "refuse"]
+__all__ = [
+    "COMPLETED",
+    "Decision",
+    "decide",
+    "decide_attempt",
+    "error_record",
+    "refuse",
+    "requeue",
+]
 
 _TRACEBACK_LINES = 12
 _MESSAGE_LIMIT = 2000
@@ -64,6 +75,50 @@ def storable_text(text: str) -> str:
     error message is arbitrary, and one unstorable character would make PostgreSQL refuse
     the whole batched completion flush."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def requeue(now: datetime) -> Decision:
+    """Give the attempt back, runnable at ``now``: shutdown or a lost presence fence stopped
+    it, or shutdown's grace ran out before it started."""
+    return Decision(JobState.SCHEDULED, "requeued", run_at=now, give_back_attempt=True)
+
+
+def decide_attempt(
+    entry: InFlightJob,
+    ran: Invocation,
+    now: Callable[[], datetime],
+    backoff: Backoff,
+    spec: HandlerSpec | None,
+) -> Decision | None:
+    """What to record for one handler call (``ran``) of ``entry``, or None when the attempt
+    was lost meanwhile (nothing to write): a stop reason (cancel request, shutdown, fence)
+    overrides what the handler did; otherwise ``decide``."""
+    returned_none = ran.returned is None and ran.raised is None and not ran.timed_out
+    if returned_none and entry.stop_reason is None:
+        return COMPLETED  # what ``decide`` says, without reading the clock
+    at = now()
+    job = entry.job
+    if entry.stop_reason is StopReason.LOST:
+        return None
+    if entry.stop_reason is StopReason.CANCEL_REQUESTED:
+        error = {
+            "at": at.isoformat(),
+            "attempt": job.attempt,
+            "kind": "cancelled",
+            "message": entry.stop_detail or "cancelled by operator while running",
+        }
+        return Decision(JobState.CANCELLED, "cancelled", error=error)
+    if entry.stop_reason in (StopReason.SHUTDOWN, StopReason.FENCED):
+        return requeue(at)
+    return decide(
+        job,
+        at,
+        backoff,
+        returned=ran.returned,
+        raised=ran.raised,
+        timed_out=ran.timed_out,
+        timeout=attempt_timeout(job, spec),
+    )
 
 
 def refuse(job: Job, now: datetime, context: JobContext[Any] | None = None) -> Decision | None:
