@@ -83,7 +83,6 @@ class World:
     def ran_ids(self) -> list[int]:
         return [job_id for job_id, _, _ in self.ran]
 
-
     async def settled(self) -> None:
         """Until the dispatcher's start-up claim has returned: while a claim is under way
         its slots are not free for an insert (they may be filled by it)."""
