@@ -26,7 +26,7 @@ async def main() -> None:
         await client.insert("send_email", {"to": "a@example.com"}, priority=1)
         await client.insert("send_email", {"to": "b@example.com"}, delay=60, unique_key="b")
         targets = ["c@example.com", "d@example.com"]
-        await client.insert_many([client.params("send_email", {"to": t}) for t in targets])
+        await client.insert_batch("send_email", [{"to": t} for t in targets])  # one COPY
 
         conn = await asyncpg.connect(client.database_url)  # your own connection
         try:

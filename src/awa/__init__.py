@@ -40,6 +40,7 @@ from awa.events import WebhookSink as WebhookSink
 from awa.events import verify_signature as verify_signature
 from awa.handlers import JobContext as JobContext
 from awa.http_worker import http_worker as http_worker
+from awa.model import BatchOptions as BatchOptions
 from awa.model import Callback as Callback
 from awa.model import CallbackResult as CallbackResult
 from awa.model import InsertOptions as InsertOptions
@@ -60,6 +61,7 @@ from awa.sync import SyncClient as SyncClient
 __all__ = (
     "AwaError",
     "Backoff",
+    "BatchOptions",
     "CallableSink",
     "Callback",
     "CallbackAlreadyResolved",

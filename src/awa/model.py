@@ -30,6 +30,7 @@ __all__ = [
     "MAX_QUEUE_LENGTH",
     "MIN_PRIORITY",
     "TERMINAL_STATES",
+    "BatchOptions",
     "Callback",
     "CallbackResult",
     "InsertOptions",
@@ -195,10 +196,9 @@ _ACCEPTED_KINDS = _AcceptedNames()
 _ACCEPTED_QUEUES = _AcceptedNames()
 
 
-class InsertOptions(TypedDict, total=False):
-    """The options of ``Client.insert`` (and ``SyncClient.insert``) as one typed set, so
-    ``mypy`` catches a misspelt option (``priorty=1``) instead of it reaching ``**kwargs``.
-    Meanings: ``Client.params``."""
+class BatchOptions(TypedDict, total=False):
+    """The options every job of a ``Client.insert_batch`` shares: ``InsertOptions`` but a
+    unique key, which belongs to one job."""
 
     queue: str | None
     priority: int
@@ -208,6 +208,13 @@ class InsertOptions(TypedDict, total=False):
     tags: Sequence[str]
     metadata: Mapping[str, Any] | None
     timeout: float | timedelta | None
+
+
+class InsertOptions(BatchOptions, total=False):
+    """The options of ``Client.insert`` (and ``SyncClient.insert``) as one typed set, so
+    ``mypy`` catches a misspelt option (``priorty=1``) instead of it reaching ``**kwargs``.
+    Meanings: ``Client.params``."""
+
     unique_key: str | None
     unique_scope: UniqueScope | str
 

@@ -11,13 +11,24 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from awa.errors import ValidationError
 
-__all__ = ["check_aware", "check_int", "check_text", "encode_json", "to_seconds", "valid_utf8"]
+__all__ = [
+    "args_item",
+    "check_aware",
+    "check_int",
+    "check_text",
+    "encode_json",
+    "to_seconds",
+    "valid_utf8",
+]
+
+_T = TypeVar("_T")
 
 
 def to_seconds(
@@ -221,3 +232,14 @@ def check_aware(name: str, value: Any) -> datetime:
         # every computation on the job.
         raise ValidationError(name, value, "datetime.min/max cannot be stored")
     return value
+
+
+def args_item(index: int, item: Any, build: Callable[[Any], _T]) -> _T:
+    """``build(item)`` for item ``index`` of a batch; an error about its args names the
+    item (``args[3].to``), one about anything else passes unchanged."""
+    try:
+        return build(item)
+    except ValidationError as exc:
+        if exc.field != "args" and not exc.field.startswith(("args.", "args[")):
+            raise
+        raise ValidationError(f"args[{index}]{exc.field[4:]}", exc.value, exc.reason) from None

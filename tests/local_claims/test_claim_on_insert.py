@@ -9,7 +9,6 @@ asserts from the database or from a real Prometheus scrape, never from its own b
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,11 +16,12 @@ import anyio
 import anyio.to_thread
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import awa
 from awa.errors import DatabaseUnavailable
-from awa.telemetry import Telemetry, configure
+from awa.telemetry import Telemetry
+from support.chaos import wait_for
+from support.prometheus import exporting, key, scrape
 
 Handler = Callable[[awa.JobContext], Awaitable[None]]
 
@@ -33,17 +33,6 @@ QUIET: dict[str, Any] = {
     "heartbeat_interval": 0.2,
     "shutdown_grace": 5.0,
 }
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            value = check()
-            if hasattr(value, "__await__"):
-                value = await value
-            if value:
-                return
-            await anyio.sleep(0.01)
 
 
 async def state_of(raw: asyncpg.Connection, job_id: int) -> str | None:
@@ -86,7 +75,7 @@ class World:
     async def settled(self) -> None:
         """Until the dispatcher's start-up claim has returned: while a claim is under way
         its slots are not free for an insert (they may be filled by it)."""
-        await eventually(lambda: self.dispatcher._claiming == 0)
+        await wait_for(lambda: self.dispatcher._claiming == 0)
 
 
 @pytest.fixture
@@ -104,7 +93,7 @@ async def test_an_insert_with_a_free_slot_is_claimed_and_runs_at_once(
     assert job.state is awa.JobState.RUNNING
     assert job.attempt == 1
     assert job.claimed_by == world.runtime.instance_id
-    await eventually(lambda: world.ran_ids() == [job.id])
+    await wait_for(lambda: world.ran_ids() == [job.id])
     row = await raw.fetchrow(
         "SELECT attempt, claimed_by, run_lease, attempted_at = created_at AS same"
         " FROM awa.jobs WHERE id = $1",
@@ -113,7 +102,7 @@ async def test_an_insert_with_a_free_slot_is_claimed_and_runs_at_once(
     assert row is not None and row["attempt"] == 1 and row["same"]
     assert row["claimed_by"] == world.runtime.instance_id
     assert row["run_lease"] >> 32 == 1  # the first lease generation, as a claim draws it
-    await eventually(lambda: _is(raw, job.id, "completed"))
+    await wait_for(lambda: _is(raw, job.id, "completed"))
     assert world.dispatcher.active == 0
     # The producer's job and the handler's are decoded apart.
     assert "touched by the handler" not in job.args
@@ -139,7 +128,7 @@ async def test_a_backlog_ahead_keeps_the_order_and_the_slot_goes_back(
     assert world.dispatcher.active == 0, "a job not claimed gives its slot back"
     urgent = await world.client.insert("work", {"n": 4}, priority=1)
     assert urgent.state is awa.JobState.RUNNING
-    await eventually(lambda: world.ran_ids() == [urgent.id])
+    await wait_for(lambda: world.ran_ids() == [urgent.id])
     for job_id in (ahead.id, behind.id, same.id):
         assert await state_of(raw, job_id) == "available"
 
@@ -182,7 +171,7 @@ async def test_full_slots_and_a_stopped_runtime_take_the_ordinary_path(
     third = await world.client.insert("work")
     assert third.state is awa.JobState.AVAILABLE, "concurrency 2: no third slot"
     world.gate.set()
-    await eventually(lambda: world.dispatcher.active == 0)
+    await wait_for(lambda: world.dispatcher.active == 0)
     await world.runtime.shutdown()
     after = await world.client.insert("work")
     assert after.state is awa.JobState.AVAILABLE
@@ -214,10 +203,10 @@ async def test_a_cancelled_producer_does_not_strand_the_job_it_claimed(
             await world.client.insert("work", {"n": "cancelled producer"})
         assert scope.cancelled_caught
         assert world.ran == []
-    await eventually(lambda: len(world.ran) == 1)
+    await wait_for(lambda: len(world.ran) == 1)
     [(job_id, attempt, args)] = world.ran
     assert attempt == 1 and args["n"] == "cancelled producer"
-    await eventually(lambda: _is(raw, job_id, "completed"))
+    await wait_for(lambda: _is(raw, job_id, "completed"))
     await anyio.sleep(0.2)
     assert len(world.ran) == 1
     assert world.dispatcher.active == 0
@@ -240,7 +229,7 @@ async def test_a_connection_killed_mid_insert_is_a_typed_error_and_frees_the_slo
                         failures.append(exc)
 
                 tg.start_soon(produce)
-                await eventually(
+                await wait_for(
                     lambda: killer.fetchval(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                         " AND wait_event_type = 'Lock' AND query LIKE '%awa.jobs%'"
@@ -259,12 +248,12 @@ async def test_a_connection_killed_mid_insert_is_a_typed_error_and_frees_the_slo
     # The pool reconnects: the next insert is claimed as usual.
     job = await world.client.insert("work", {"n": "after"})
     assert job.state is awa.JobState.RUNNING
-    await eventually(lambda: world.ran_ids() == [job.id])
+    await wait_for(lambda: world.ran_ids() == [job.id])
 
 
 async def insert_blocked(world: World, raw: asyncpg.Connection) -> None:
     """Wait until an insert of ``world``'s client waits on ``raw``'s table lock."""
-    await eventually(
+    await wait_for(
         lambda: raw.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO awa.jobs%'"
@@ -299,7 +288,7 @@ async def test_a_claim_in_flight_holds_its_slots_against_an_insert(
             await raw.execute("LOCK TABLE awa.queue_pauses IN ACCESS EXCLUSIVE MODE")
             assert w.runtime.wakeups is not None
             w.runtime.wakeups.notify("default")  # the dispatcher claims, and waits
-            await eventually(
+            await wait_for(
                 lambda: raw.fetchval(
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -310,7 +299,7 @@ async def test_a_claim_in_flight_holds_its_slots_against_an_insert(
                 new = await w.client.insert("work", {"n": "new"})
             assert new.state is awa.JobState.AVAILABLE, "the claim under way holds the slot"
             assert w.dispatcher.active == 0
-        await eventually(lambda: backlog.id in ran)
+        await wait_for(lambda: backlog.id in ran)
         await anyio.sleep(0.3)
         assert most == 1
         assert w.dispatcher.active <= 1
@@ -330,7 +319,7 @@ async def test_an_insert_that_outlives_the_shutdown_grace_is_given_back(
             tg.start_soon(produce)
             await insert_blocked(world, raw)
             tg.start_soon(world.runtime.shutdown, 0.0)
-            await eventually(lambda: world.runtime.state == "stopping")
+            await wait_for(lambda: world.runtime.state == "stopping")
             await anyio.sleep(0.2)  # the grace (0 s) runs out while the insert waits
         # the lock is gone: the insert commits, claimed, after the grace
     [job] = produced
@@ -358,7 +347,7 @@ async def test_an_aborted_runtime_tells_a_waiting_producer_with_a_typed_error(
             tg.start_soon(produce)
             await insert_blocked(world, raw)
             await world.runtime.abort()
-            await eventually(lambda: failures)
+            await wait_for(lambda: failures)
     assert "may have been inserted" in str(failures[0])
 
 
@@ -367,33 +356,12 @@ async def test_an_aborted_runtime_tells_a_waiting_producer_with_a_typed_error(
 
 @pytest.fixture
 async def exporter() -> AsyncIterator[Telemetry]:
-    handle = configure(
-        "awa-claim-on-insert",
-        otlp=False,
-        prometheus_port=0,
-        prometheus_host="127.0.0.1",
-        set_global=False,
-    )
-    try:
+    async for handle in exporting("awa-claim-on-insert"):
         yield handle
-    finally:
-        await anyio.to_thread.run_sync(handle.shutdown)
 
 
 async def scraped(handle: Telemetry, name: str, queue: str) -> float | None:
-    address = handle.prometheus_address
-    assert address is not None
-
-    def fetch() -> str:
-        url = f"http://127.0.0.1:{address[1]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return str(response.read().decode())
-
-    for family in text_string_to_metric_families(await anyio.to_thread.run_sync(fetch)):
-        for sample in family.samples:
-            if sample.name == name and sample.labels.get("awa_queue") == queue:
-                return float(sample.value)
-    return None
+    return (await scrape(handle)).get(key(name, awa_queue=queue))
 
 
 async def test_claims_at_insert_are_counted_in_a_real_scrape(
@@ -408,7 +376,7 @@ async def test_claims_at_insert_are_counted_in_a_real_scrape(
     runtime = awa.Runtime(client, awa.RuntimeConfig(**QUIET), run_maintenance=False)
     async with client, runtime:
         [dispatcher] = runtime.dispatchers
-        await eventually(lambda: dispatcher._claiming == 0)
+        await wait_for(lambda: dispatcher._claiming == 0)
         name = "awa_jobs_claimed_on_insert_total"
         assert await scraped(exporter, name, "default") == 0  # declared from start
         for n in range(3):

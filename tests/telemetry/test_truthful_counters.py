@@ -14,13 +14,11 @@ by ``awa.telemetry.configure``'s Prometheus endpoint on loopback.
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 
 import anyio
 import anyio.to_thread
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import awa
 from awa.config import MaintenanceConfig
@@ -29,46 +27,15 @@ from awa.maintenance import BranchContext
 from awa.maintenance.branches.cron_evaluate import CronEvaluate
 from awa.maintenance.branches.cron_sync import CronSync
 from awa.store import Store
-from awa.telemetry import Telemetry, configure
+from awa.telemetry import Telemetry
 from support.cron_world import T0
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-SCOPE = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
+from support.prometheus import Samples, exporting, key, scrape
 
 
 @pytest.fixture
 async def exporter() -> AsyncIterator[Telemetry]:
-    handle = configure(
-        "awa-truth", otlp=False, prometheus_port=0, prometheus_host="127.0.0.1", set_global=False
-    )
-    try:
+    async for handle in exporting("awa-truth"):
         yield handle
-    finally:
-        await anyio.to_thread.run_sync(handle.shutdown)
-
-
-async def scrape(handle: Telemetry) -> Samples:
-    """Every ``awa_*`` sample of one real scrape: (name, labels without scope) → value."""
-    address = handle.prometheus_address
-    assert address is not None
-
-    def fetch() -> str:
-        url = f"http://127.0.0.1:{address[1]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return str(response.read().decode())
-
-    text = await anyio.to_thread.run_sync(fetch)
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.startswith("awa_"):
-                labels = frozenset((k, v) for k, v in sample.labels.items() if k not in SCOPE)
-                samples[(sample.name, labels)] = sample.value
-    return samples
-
-
-def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
 
 
 def fired(schedule: str) -> tuple[str, frozenset[tuple[str, str]]]:

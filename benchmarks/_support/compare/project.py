@@ -5,7 +5,10 @@
 - migrate: ``await client.migrate()``
 - handler: ``@client.handler(kind, queue=...)``
 - worker: ``awa.Runtime(client, RuntimeConfig(queues={queue: 50}))`` (50 is the default)
-- bulk insert: ``client.insert_many([client.params(kind, args) ...])`` (one COPY)
+- bulk insert: ``client.insert_batch(kind, args_list)`` (one COPY; the call for many jobs
+  of one kind, as pgqueuer's ``enqueue`` takes lists; before session 14
+  ``client.insert_many([client.params(kind, args) ...])``, which builds a params object
+  per job)
 - one insert: ``client.insert(kind, args)``
 - scheduled: ``client.insert_many([client.params(kind, args, run_at=...) ...])``
 - completed: ``count(*) FROM awa.jobs_done WHERE state = 'completed'``
@@ -58,8 +61,7 @@ class ProjectDriver:
             self.runtime = None
 
     async def bulk_insert(self, kind: str, args: list[dict[str, Any]]) -> int:
-        ids = await self.client.insert_many([self.client.params(kind, a) for a in args])
-        return len(ids)
+        return len(await self.client.insert_batch(kind, args))
 
     async def insert_one(self, kind: str, args: dict[str, Any]) -> int:
         return (await self.client.insert(kind, args)).id

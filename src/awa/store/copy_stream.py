@@ -20,7 +20,7 @@ from typing import Any, Final
 from awa.db.connect import RawJson
 from awa.model import InsertParams
 
-__all__ = ["COPY_COLUMNS", "CopyEncoder", "utf8_session"]
+__all__ = ["COPY_COLUMNS", "CopyEncoder", "copy_rows", "utf8_session"]
 
 #: ``insert_many``'s COPY columns: those that vary per job first, then those a batch's jobs
 #: usually share (encoded once per distinct combination, see ``CopyEncoder``).
@@ -59,6 +59,15 @@ _SharedKey = tuple[str, str, int, int, float | timedelta | None, Sequence[str], 
 _shared_values: Callable[[dict[str, Any]], _SharedKey] = itemgetter(
     "kind", "queue", "priority", "max_attempts", "timeout", "tags", "_metadata_json"
 )
+
+
+async def copy_rows(c: Any, **how: Any) -> None:
+    """COPY rows into ``awa.jobs`` in ``COPY_COLUMNS`` order: ``source=`` (a stream, with
+    ``format="binary"``) or ``records=`` (tuples, asyncpg's codecs)."""
+    if "records" in how:
+        await c.copy_records_to_table("jobs", schema_name="awa", columns=COPY_COLUMNS, **how)
+    else:
+        await c.copy_to_table("jobs", schema_name="awa", columns=COPY_COLUMNS, **how)
 
 
 def utf8_session(c: Any) -> bool:
@@ -192,6 +201,60 @@ class CopyEncoder:
                 size = 0
         if out:
             yield b"".join(out)
+
+    def batch_chunks(
+        self, p: InsertParams, args_jsons: Sequence[str], ids: Sequence[int]
+    ) -> Iterator[bytes]:
+        """The rows of jobs that share every column of ``p`` but their args
+        (``insert_batch``), chunked as ``chunks`` does: the shared fields and the run_at
+        are encoded once, so a row costs its args alone."""
+        key: _SharedKey = _shared_values(p.__dict__)
+        key = (*key[:5], tuple(key[5]), key[6])
+        run_at = p.run_at
+        due = run_at is None or run_at <= self.at
+        tail = (
+            self._at_field if run_at is None else _INT8_FIELD.pack(8, _pg_timestamp(run_at))
+        ) + self._shared_fields(p, due, key)
+        if (
+            not due
+            and run_at is not None
+            and (self.earliest_deferred is None or run_at < self.earliest_deferred)
+        ):
+            self.earliest_deferred = run_at
+        head = _ROW_HEAD.pack
+        out: list[bytes] = []
+        append = out.append
+        size = 0
+        for args_json, job_id in zip(args_jsons, ids, strict=True):
+            args = args_json.encode()
+            append(head(13, 8, job_id, len(args) + 1, 1))
+            append(args)
+            append(tail)
+            size += len(args) + len(tail)
+            if len(out) >= 3 * _COPY_CHUNK_ROWS or size >= _COPY_CHUNK_BYTES:
+                yield b"".join(out)
+                out.clear()
+                size = 0
+        if out:
+            yield b"".join(out)
+
+    async def batch_stream(
+        self, p: InsertParams, args_jsons: Sequence[str], ids: Sequence[int]
+    ) -> AsyncIterator[bytes]:
+        """The whole COPY stream of a batch (see ``batch_chunks``)."""
+        yield _COPY_HEADER
+        for chunk in self.batch_chunks(p, args_jsons, ids):
+            yield chunk
+        yield _COPY_TRAILER
+
+    def batch_records(
+        self, p: InsertParams, args_jsons: Sequence[str], ids: Sequence[int]
+    ) -> list[tuple[Any, ...]]:
+        """The rows of a batch as tuples, for asyncpg's codecs (a session not in UTF-8)."""
+        [shared] = self.records([p], [0])
+        return [
+            (job_id, RawJson(a), *shared[2:]) for a, job_id in zip(args_jsons, ids, strict=True)
+        ]
 
     def encode_all(self, params: Sequence[InsertParams], ids: Sequence[int]) -> bytes:
         """The whole COPY stream as one bytes object (benchmarks and tests)."""

@@ -22,7 +22,7 @@ from awa.db.queries import paired_queries
 from awa.errors import InvalidTransition
 from awa.model import InsertParams, Job, JobState
 from awa.store.attempts import FinishedAttempt, ReportedAttempt, Rescheduled, progress_param
-from awa.store.copy_stream import COPY_COLUMNS, CopyEncoder, utf8_session
+from awa.store.copy_stream import CopyEncoder, copy_rows, utf8_session
 from awa.store.database import Connection, Database, one_row
 from awa.store.rows import job_from_row
 
@@ -34,6 +34,19 @@ _unique_key_of = attrgetter("unique_key")
 
 def _sql(name: str) -> str:
     return _QUERIES[name].sql
+
+
+def _row_params(p: InsertParams) -> tuple[Any, ...]:
+    """$1..$9 of insert_job and insert_claiming: the job's own columns."""
+    return (p.kind, p.queue, RawJson(p.args_json), p.priority, p.run_at, p.max_attempts,
+            p.timeout_seconds, list(p.tags), RawJson(p.metadata_json))  # fmt: skip
+
+
+async def _reserve_ids(c: Connection, n: int) -> list[int]:
+    ids: list[int] = list(await c.fetchval(_sql("reserve_job_ids"), n) or ())
+    if len(ids) != n:
+        raise ValueError("reserve_job_ids returned the wrong number of ids")
+    return ids
 
 
 class Jobs:
@@ -122,28 +135,19 @@ class Jobs:
     ) -> Job:
         inserted = await c.fetchrow(
             _sql("insert_job"),
-            p.kind,
-            p.queue,
-            RawJson(p.args_json),
-            p.priority,
-            p.run_at,
-            p.max_attempts,
-            p.timeout_seconds,
-            list(p.tags),
-            RawJson(p.metadata_json),
+            *_row_params(p),
             p.unique_key,
             p.unique_states,
             now,
             job_id,
         )
         row = one_row(inserted, "insert_job")
-        state = JobState(row["state"])
         return Job(
             id=int(row["id"]),
             kind=p.kind,
             queue=p.queue,
             args=decode_json(row["args"]),
-            state=state,
+            state=JobState(row["state"]),
             priority=p.priority,
             attempt=0,
             max_attempts=p.max_attempts,
@@ -164,28 +168,16 @@ class Jobs:
         conn: Connection | None = None,
         now: datetime | None = None,
     ) -> tuple[Job, Job | None]:
-        """Insert one job without a unique key on a pooled connection, already claimed for
-        runtime ``instance_id`` (a dispatcher in this process handling ``kinds`` of its
-        queue) when nothing in the queue would be claimed before it (ADR 045). Returns the
-        job for the producer and, if it was claimed, a second copy for the handler (decoded
-        apart: a handler mutating its args must not change what the producer holds).
-        ``conn``: a pooled connection the caller holds, so it can start the handler before
-        giving the connection back (never a caller's transaction: the claim would be
-        visible before the producer commits)."""
+        """Insert one job (no unique key), claimed for runtime ``instance_id`` (handling
+        ``kinds``) when nothing in its queue is ahead of it (ADR 045): the producer's job
+        and, if claimed, the handler's copy (decoded apart). ``conn``: a pooled connection
+        (never a caller's transaction: the claim would show before the caller commits)."""
 
         async def run(c: Connection) -> tuple[Job, Job | None]:
             row = one_row(
                 await c.fetchrow(
                     _sql("insert_claiming"),
-                    p.kind,
-                    p.queue,
-                    RawJson(p.args_json),
-                    p.priority,
-                    p.run_at,
-                    p.max_attempts,
-                    p.timeout_seconds,
-                    list(p.tags),
-                    RawJson(p.metadata_json),
+                    *_row_params(p),
                     now,
                     list(kinds),
                     instance_id,
@@ -207,10 +199,8 @@ class Jobs:
         conn: Connection | None = None,
         now: datetime | None = None,
     ) -> list[int]:
-        """Insert many jobs with one COPY (plus one statement per unique-keyed job).
-
-        Returns ids in input order; a unique-keyed duplicate yields the existing job's id.
-        """
+        """Insert many jobs with one COPY (plus one statement per unique-keyed job); ids in
+        input order (a unique-keyed duplicate: the existing job's id)."""
         if not params:
             return []
 
@@ -222,11 +212,7 @@ class Jobs:
             at = now or utcnow()
             async with c.transaction():
                 if plain:
-                    plain_ids: list[int] = list(
-                        await c.fetchval(_sql("reserve_job_ids"), len(plain)) or ()
-                    )
-                    if len(plain_ids) != len(plain):
-                        raise ValueError("reserve_job_ids returned the wrong number of ids")
+                    plain_ids = await _reserve_ids(c, len(plain))
                     if len(plain) == len(params):
                         ids = plain_ids
                     else:
@@ -234,26 +220,10 @@ class Jobs:
                         ids = [0 if p.unique_key is not None else next(reserved) for p in params]
                     encoder = CopyEncoder(at)
                     if utf8_session(c):
-                        await c.copy_to_table(
-                            "jobs",
-                            schema_name="awa",
-                            columns=COPY_COLUMNS,
-                            source=encoder.stream(plain, plain_ids),
-                            format="binary",
-                        )
+                        await copy_rows(c, source=encoder.stream(plain, plain_ids), format="binary")
                     else:  # the driver encodes text in the session's encoding
-                        await c.copy_records_to_table(
-                            "jobs",
-                            schema_name="awa",
-                            columns=COPY_COLUMNS,
-                            records=encoder.records(plain, plain_ids),
-                        )
-                    if encoder.woken:
-                        await c.execute(_sql("notify_queues"), sorted(encoder.woken))
-                    if encoder.earliest_deferred is not None:
-                        await c.execute(
-                            _sql("notify_due"), str(encoder.earliest_deferred.timestamp())
-                        )
+                        await copy_rows(c, records=encoder.records(plain, plain_ids))
+                    await self._announce(c, encoder)
                 for index, p in enumerate(params if unique else ()):
                     if p.unique_key is not None:
                         ids[index] = (await self.insert_job(p, conn=c, now=now)).id
@@ -261,6 +231,40 @@ class Jobs:
 
         async with self._db.connection(conn) as c:
             return await self._db.guard(lambda: run(c))
+
+    async def insert_batch(
+        self,
+        p: InsertParams,
+        args_jsons: Sequence[str],
+        *,
+        conn: Connection | None = None,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Insert one job per encoded args, every other column ``p``'s (no unique key),
+        with one COPY; the ids in order (``Client.insert_batch``)."""
+
+        async def run(c: Connection) -> list[int]:
+            encoder = CopyEncoder(now or utcnow())
+            async with c.transaction():
+                ids = await _reserve_ids(c, len(args_jsons))
+                if utf8_session(c):
+                    await copy_rows(
+                        c, source=encoder.batch_stream(p, args_jsons, ids), format="binary"
+                    )
+                else:  # the driver encodes text in the session's encoding
+                    await copy_rows(c, records=encoder.batch_records(p, args_jsons, ids))
+                await self._announce(c, encoder)
+            return ids
+
+        async with self._db.connection(conn) as c:
+            return await self._db.guard(lambda: run(c))
+
+    async def _announce(self, c: Connection, encoder: CopyEncoder) -> None:
+        """Wake the due jobs' queues and the leader for the earliest deferred job."""
+        if encoder.woken:
+            await c.execute(_sql("notify_queues"), sorted(encoder.woken))
+        if encoder.earliest_deferred is not None:
+            await c.execute(_sql("notify_due"), str(encoder.earliest_deferred.timestamp()))
 
     # ------------------------------------------------------------ worker path
 

@@ -30,7 +30,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 from awa.client import Client
 from awa.errors import ConfigError, ValidationError
-from awa.model import InsertOptions, InsertParams, Job, JobState
+from awa.model import BatchOptions, InsertOptions, InsertParams, Job, JobState
 from awa.store import QueueCount
 from awa.store.database import DEFAULT_ACQUIRE_TIMEOUT
 from awa.sync.loop_thread import LoopThread
@@ -170,6 +170,21 @@ class SyncClient:
             raise ValidationError("conn", conn, _NO_CALLER_CONNECTION)
         items = list(jobs)  # here: a generator may belong to the caller's thread
         return self._call(lambda c: c.insert_many(items))
+
+    def insert_batch(
+        self,
+        kind: str,
+        args: Iterable[Any],
+        *,
+        conn: object = None,
+        **options: Unpack[BatchOptions],
+    ) -> list[int]:
+        """One job of ``kind`` per item of ``args``, every other option shared, with one
+        COPY (``awa.Client.insert_batch``). ``conn`` is refused, as for ``insert``."""
+        if conn is not None:
+            raise ValidationError("conn", conn, _NO_CALLER_CONNECTION)
+        items = list(args)  # here: a generator may belong to the caller's thread
+        return self._call(lambda c: c.insert_batch(kind, items, **options))
 
     def transaction(self) -> SyncTransaction:
         """``with sync.transaction() as tx``: ``tx.execute``/``fetch``/``fetchrow``/
