@@ -37,13 +37,12 @@ from _support.cli import add_output_args, add_server_args
 from _support.machine import describe_machine, machine_info
 from _support.results import run_and_report
 from _support.server import BenchServer, fresh_database
-from _support.stats import percentiles
+from _support.stats import ms_summary
 from awa.store.jobs import Jobs
 from awa.worker.dispatcher import QueueDispatcher
 
 SCENARIOS = ("pickup_stages",)
 STAGES = ("producer", "hop", "acquire", "statement", "start", "pickup")
-POINTS = (50, 90, 99)
 
 
 class Stamps:
@@ -87,17 +86,6 @@ class Stamps:
             self._gc_started = time.perf_counter()
         else:
             self.gc.append((self._gc_started, time.perf_counter()))
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"count": 0}
-    pct = percentiles(values, POINTS)
-    return {
-        "count": len(values),
-        **{f"{k}_ms": round(v, 3) for k, v in pct.items()},
-        "max_ms": round(max(values), 3),
-    }
 
 
 async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict[str, Any]:
@@ -150,7 +138,7 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict[st
         "inserted": total,
         "measured": len(jobs),
         "claimed_on_insert": claimed_on_insert,
-        **{name: summary(values) for name, values in ms.items()},
+        **{name: ms_summary(values, with_count=True) for name, values in parts.items()},
         "slowest_1pct_mean_ms": {
             name: round(statistics.mean(ms[name][i] for i in slowest), 3) for name in STAGES
         },
@@ -182,7 +170,7 @@ def render(payload: dict[str, Any]) -> str:
     ]
     for name in STAGES:
         s = r[name]
-        if s.get("count"):
+        if s.get("n"):
             cells = [s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"]]
             mean = r["slowest_1pct_mean_ms"][name]
             lines.append(f"{name:<10} " + " ".join(f"{v:>8.3f}" for v in cells) + f" {mean:>11.3f}")
