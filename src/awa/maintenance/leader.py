@@ -268,12 +268,14 @@ class MaintenanceLeader:
         hygiene_store: Store,
     ) -> None:
         """Lead until the watchdog, a resignation or a fenced write ends it."""
+        # LISTEN before the watchdog: a check meeting it on the leader connection failed
+        # ("another operation is in progress") and gave up the leadership just won.
+        await conn.listen(DUE_CHANNEL, self._on_due)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watchdog, conn, tg.cancel_scope)
             await slo_store.leadership.record_leader(
                 self.instance_id, mode, reason, self.clock.db_now()
             )
-            await conn.listen(DUE_CHANNEL, self._on_due)
             tg.start_soon(self._health_writer, hygiene_store)
             self._became_leader.set()
             while True:
