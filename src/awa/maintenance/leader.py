@@ -20,9 +20,9 @@ starts from a fresh session.
 
 Stepping down is bounded: the lock release and the closing of both pools run side by side,
 each giving up (and dropping its connections) after ``awa.store.dedicated.CLOSE_TIMEOUT``
-(2 s), so even a process whose every connection is blackholed stops within a few seconds.
-Branch transactions still in flight then need no ordering against the release: they are
-fenced, and the next term cannot begin until they end.
+(2 s), so even a process whose every connection is blackholed stops within seconds. Branch
+transactions in flight need no ordering against the release: they are fenced, and the next
+term cannot begin until they end. While leading, only the watchdog uses the leader connection.
 """
 
 from __future__ import annotations
@@ -268,9 +268,7 @@ class MaintenanceLeader:
         hygiene_store: Store,
     ) -> None:
         """Lead until the watchdog, a resignation or a fenced write ends it."""
-        # LISTEN before the watchdog: a check meeting it on the leader connection failed
-        # ("another operation is in progress") and gave up the leadership just won.
-        await conn.listen(DUE_CHANNEL, self._on_due)
+        await conn.listen(DUE_CHANNEL, self._on_due)  # before the watchdog uses the connection
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watchdog, conn, tg.cancel_scope)
             await slo_store.leadership.record_leader(
