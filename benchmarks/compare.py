@@ -23,6 +23,7 @@ for a stale heartbeat: 30-60 s for pgqueuer, ~120 s for Awa). ``--systems`` skip
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -71,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crash-timeout", type=float, default=300.0)
     p.add_argument("--idle-window", type=float, default=20.0, help="idle: seconds sampled")
     p.add_argument(
+        "--pause",
+        type=float,
+        default=15.0,
+        help="seconds of rest before every run, whichever system: on this VM a run right "
+        "after a heavy one (drain) measured a pickup p99 ~1.5x its rested value",
+    )
+    p.add_argument(
         "--idle-settle",
         type=float,
         default=11.0,
@@ -89,6 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.pickup_seconds = min(args.pickup_seconds, 5.0)
         args.promotion_jobs = min(args.promotion_jobs, 300)
         args.idle_window = min(args.idle_window, 5.0)
+        args.pause = min(args.pause, 1.0)
         if args.scenarios == ",".join(SCENARIOS):
             chosen = [s for s in chosen if s != "crash"]
     args.scenario_list = chosen
@@ -136,6 +145,7 @@ async def run_one(
 ) -> dict[str, Any]:
     params = scenario_params(args, scenario)
     system, pid = SYSTEMS[key], server.server_pid
+    await asyncio.sleep(args.pause)  # every run starts rested (--pause)
     async with fresh_database(server.url, f"cmp_{key}", migrate_schema=False) as db:
         try:
             if scenario == "crash":
@@ -169,6 +179,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
         "systems_run": args.system_list,
         "systems": systems,
         "parameters": {s: scenario_params(args, s) for s in args.scenario_list},
+        "pause_s": args.pause,
         "results": results,
         "comparison": compare_table(results, args.system_list),
     }
