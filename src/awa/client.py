@@ -314,17 +314,20 @@ class Client:
         ids in order. The bulk path for many jobs of one kind: the options are checked
         once and no ``InsertParams`` is built per job (``insert_many`` takes jobs that
         differ in more than their args). All or nothing: a bad item (``args[i]`` in the
-        error) inserts none. ``conn``: as for ``insert``."""
+        error) inserts none. ``args`` is a list (or any iterable) of per-job args, not one
+        job's. ``conn``: as for ``insert``."""
+        shared: dict[str, Any] = dict(options)
+        for option in ("unique_key", "unique_scope"):
+            if option in shared:
+                reason = "a batch's jobs share their options; keyed jobs: params + insert_many"
+                raise ValidationError(option, shared[option], reason)
+        if isinstance(args, str | bytes | Mapping | InsertParams):
+            raise ValidationError("args", args, "expected an iterable of per-job args")
         items = list(args)
         if not items:
             return []
-        if options.get("unique_key") is not None:
-            raise ValidationError(
-                "unique_key",
-                options.get("unique_key"),
-                "the jobs of a batch share their options; give each its own key with "
-                "params(...) and insert_many",
-            )
+        if any(isinstance(item, InsertParams) for item in items):
+            raise ValidationError("args", items, "InsertParams items: use insert_many")
         first = args_item(0, items[0], lambda item: self.params(kind, item, **options))
         spec = self.registry.get(kind)
         codec = spec.codec if spec is not None else None

@@ -236,7 +236,7 @@ def check_aware(name: str, value: Any) -> datetime:
 
 def args_item(index: int, item: Any, build: Callable[[Any], _T]) -> _T:
     """``build(item)`` for item ``index`` of a batch; an error about its args names the
-    item (``args[3].to``), one about anything else passes unchanged."""
+    item (``args[3]``), one about anything else passes unchanged."""
     try:
         return build(item)
     except ValidationError as exc:

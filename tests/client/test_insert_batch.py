@@ -74,6 +74,14 @@ async def test_errors_name_the_item_and_nothing_is_inserted(
             await client.insert_batch("k", [{"i": 0}], priority=9)
         with pytest.raises(awa.ValidationError, match="unique_key"):
             await client.insert_batch("k", [{"i": 0}], unique_key="one")  # type: ignore[call-arg]
+        with pytest.raises(awa.ValidationError, match="unique_scope"):
+            await client.insert_batch("k", [], unique_scope="all")  # type: ignore[call-arg]
+        # One job's args, or insert_many's input, passed by mistake: refused, not stored.
+        for wrong in ({"to": "a@x"}, "abc", b"abc"):
+            with pytest.raises(awa.ValidationError, match="iterable of per-job args"):
+                await client.insert_batch("k", wrong)
+        with pytest.raises(awa.ValidationError, match="insert_many"):
+            await client.insert_batch("k", [client.params("k", {"i": 0})])
         assert await client.insert_batch("k", []) == []
     assert await raw.fetchval("SELECT count(*) FROM awa.all_jobs") == 0
 

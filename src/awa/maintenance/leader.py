@@ -21,8 +21,8 @@ starts from a fresh session.
 Stepping down is bounded: the lock release and the closing of both pools run side by side,
 each giving up (and dropping its connections) after ``awa.store.dedicated.CLOSE_TIMEOUT``
 (2 s), so even a process whose every connection is blackholed stops within seconds. Branch
-transactions in flight need no ordering against the release: they are fenced, and the next
-term cannot begin until they end. While leading, only the watchdog uses the leader connection.
+transactions in flight are fenced; the next term cannot begin until they end. Leading, the
+due-time LISTEN (bounded) comes before the watchdog, then the connection's only user.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ class MaintenanceLeader:
         hygiene_store: Store,
     ) -> None:
         """Lead until the watchdog, a resignation or a fenced write ends it."""
-        await conn.listen(DUE_CHANNEL, self._on_due)  # before the watchdog uses the connection
+        await conn.listen(DUE_CHANNEL, self._on_due, self.config.leader_check_timeout)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watchdog, conn, tg.cancel_scope)
             await slo_store.leadership.record_leader(

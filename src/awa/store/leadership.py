@@ -178,12 +178,21 @@ class LeaderConnection(DedicatedConnection):
         if not released:
             self.terminate()
 
-    async def listen(self, channel: str, on_payload: Callable[[str], None]) -> None:
+    async def listen(
+        self, channel: str, on_payload: Callable[[str], None], timeout: float = 5.0
+    ) -> None:
+        """LISTEN on the leader connection, bounded like every other use of it: a silent
+        connection is dropped (``DatabaseUnavailable``) instead of holding the leader."""
+
         def deliver(_c: object, _pid: int, _channel: str, payload: object) -> None:
             on_payload(str(payload))
 
         try:
-            await self._conn.add_listener(channel, deliver)
+            with anyio.fail_after(timeout):
+                await self._conn.add_listener(channel, deliver)
+        except TimeoutError as exc:
+            self.terminate()
+            raise DatabaseUnavailable(f"LISTEN {channel}: no answer within {timeout:g}s") from exc
         except CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"LISTEN {channel} failed: {exc}") from exc
 
