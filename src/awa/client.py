@@ -275,7 +275,7 @@ class Client:
         ``RuntimeConfig.claim_on_insert``).
         """
         params = self.params(kind, args, **options)
-        taker = None if conn is not None else self.local_claims.reserve(params, self.clock.now())
+        taker = None if conn is not None else self.local_claims.reserve(params, self.clock)
         if taker is not None:  # a runtime of this process runs it at once (ADR 045)
             job = await taker.insert_reserved(self.store, params, self.clock.db_now())
         else:

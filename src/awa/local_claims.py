@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from awa.clock import Clock
 from awa.model import InsertParams, Job
 
 if TYPE_CHECKING:
@@ -61,15 +62,15 @@ class LocalClaims:
             if not takers:
                 del self._by_queue[taker.queue]
 
-    def reserve(self, params: InsertParams, now: datetime) -> InsertTaker | None:
+    def reserve(self, params: InsertParams, clock: Clock) -> InsertTaker | None:
         """A taker holding a slot for ``params``, or None when the job must take the
         ordinary path: it has a unique key (its insert is a transaction of its own), it is
-        due after ``now`` (the client's clock), or no dispatcher here serves its queue and
-        kind with a slot free."""
+        due after ``clock.now()`` (read only when a dispatcher here serves its queue), or
+        no dispatcher here serves its queue and kind with a slot free."""
         takers = self._by_queue.get(params.queue)
         if not takers or params.unique_key is not None:
             return None
-        if params.run_at is not None and params.run_at > now:
+        if params.run_at is not None and params.run_at > clock.now():
             return None
         for taker in takers:
             if taker.reserve(params.kind):

@@ -167,3 +167,32 @@ def test_the_sync_client_inserts_a_batch(database_url: str) -> None:
         jobs = [sync.get_job(i) for i in ids]
     assert [j.args for j in jobs] == [{"i": 0}, {"i": 1}, {"i": 2}]
     assert {j.priority for j in jobs} == {1}
+
+
+async def test_a_session_not_in_utf8_takes_the_records_path_with_the_same_rows(
+    database_url: str, raw: asyncpg.Connection
+) -> None:
+    """A caller's connection in another client_encoding cannot take the hand-encoded binary
+    stream; both bulk calls then COPY records through asyncpg's codecs, same rows."""
+    args = [{"i": i, "s": "plain"} for i in range(5)]
+    options: dict[str, Any] = {"tags": ["a"], "priority": 3, "metadata": {"m": 1}}
+    async with awa.Client(database_url) as client:
+        reference = await client.insert_batch("enc", args, **options)
+        caller = await asyncpg.connect(database_url)
+        try:
+            await caller.execute("SET client_encoding = 'LATIN1'")
+            batch = await client.insert_batch("enc", args, conn=caller, **options)
+            many = await client.insert_many(
+                [client.params("enc", a, **options) for a in args], conn=caller
+            )
+        finally:
+            await caller.close()
+
+    async def timeless(ids: list[int]) -> list[dict[str, Any]]:
+        """The rows without run_at and created_at (each call's own "now")."""
+        return [{k: v for k, v in r.items() if not k.endswith("_at")} for r in await rows(raw, ids)]
+
+    expected = await timeless(reference)
+    for ids in (batch, many):
+        got = await timeless(ids)
+        assert got == expected

@@ -20,7 +20,7 @@ from typing import Any, Final
 from awa.db.connect import RawJson
 from awa.model import InsertParams
 
-__all__ = ["COPY_COLUMNS", "CopyEncoder", "copy_rows", "utf8_session"]
+__all__ = ["COPY_COLUMNS", "CopyEncoder", "copy_rows"]
 
 #: ``insert_many``'s COPY columns: those that vary per job first, then those a batch's jobs
 #: usually share (encoded once per distinct combination, see ``CopyEncoder``).
@@ -61,13 +61,22 @@ _shared_values: Callable[[dict[str, Any]], _SharedKey] = itemgetter(
 )
 
 
-async def copy_rows(c: Any, **how: Any) -> None:
-    """COPY rows into ``awa.jobs`` in ``COPY_COLUMNS`` order: ``source=`` (a stream, with
-    ``format="binary"``) or ``records=`` (tuples, asyncpg's codecs)."""
-    if "records" in how:
-        await c.copy_records_to_table("jobs", schema_name="awa", columns=COPY_COLUMNS, **how)
+async def copy_rows(
+    c: Any,
+    stream: Callable[[], AsyncIterator[bytes]],
+    records: Callable[[], list[tuple[Any, ...]]],
+) -> None:
+    """COPY rows into ``awa.jobs`` in ``COPY_COLUMNS`` order: the hand-encoded binary
+    ``stream()`` when the session speaks UTF-8, else ``records()`` through asyncpg's codecs
+    (which encode text in the session's encoding)."""
+    if utf8_session(c):
+        await c.copy_to_table(
+            "jobs", schema_name="awa", columns=COPY_COLUMNS, source=stream(), format="binary"
+        )
     else:
-        await c.copy_to_table("jobs", schema_name="awa", columns=COPY_COLUMNS, **how)
+        await c.copy_records_to_table(
+            "jobs", schema_name="awa", columns=COPY_COLUMNS, records=records()
+        )
 
 
 def utf8_session(c: Any) -> bool:

@@ -22,7 +22,7 @@ from awa.db.queries import paired_queries
 from awa.errors import InvalidTransition
 from awa.model import InsertParams, Job, JobState
 from awa.store.attempts import FinishedAttempt, ReportedAttempt, Rescheduled, progress_param
-from awa.store.copy_stream import CopyEncoder, copy_rows, utf8_session
+from awa.store.copy_stream import CopyEncoder, copy_rows
 from awa.store.database import Connection, Database, one_row
 from awa.store.rows import job_from_row
 
@@ -219,10 +219,11 @@ class Jobs:
                         reserved = iter(plain_ids)
                         ids = [0 if p.unique_key is not None else next(reserved) for p in params]
                     encoder = CopyEncoder(at)
-                    if utf8_session(c):
-                        await copy_rows(c, source=encoder.stream(plain, plain_ids), format="binary")
-                    else:  # the driver encodes text in the session's encoding
-                        await copy_rows(c, records=encoder.records(plain, plain_ids))
+                    await copy_rows(
+                        c,
+                        lambda: encoder.stream(plain, plain_ids),
+                        lambda: encoder.records(plain, plain_ids),
+                    )
                     await self._announce(c, encoder)
                 for index, p in enumerate(params if unique else ()):
                     if p.unique_key is not None:
@@ -247,12 +248,11 @@ class Jobs:
             encoder = CopyEncoder(now or utcnow())
             async with c.transaction():
                 ids = await _reserve_ids(c, len(args_jsons))
-                if utf8_session(c):
-                    await copy_rows(
-                        c, source=encoder.batch_stream(p, args_jsons, ids), format="binary"
-                    )
-                else:  # the driver encodes text in the session's encoding
-                    await copy_rows(c, records=encoder.batch_records(p, args_jsons, ids))
+                await copy_rows(
+                    c,
+                    lambda: encoder.batch_stream(p, args_jsons, ids),
+                    lambda: encoder.batch_records(p, args_jsons, ids),
+                )
                 await self._announce(c, encoder)
             return ids
 
